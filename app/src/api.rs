@@ -1,0 +1,244 @@
+//! Server functions: the browser's door into the server. Each one is a public HTTP route, so each
+//! one checks who is asking before it calls the backend.
+
+use crate::domain::{Money, Role, Tariff};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// What a driver sees after scanning a charger's QR code. Public information only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorPage {
+    pub theme: crate::domain::Theme,
+    pub site_name: String,
+    pub site_address: String,
+    pub charger_id: String,
+    pub connector_no: u32,
+    pub status: String,
+    pub max_power_kw_tenths: u32,
+    pub tariff: Tariff,
+}
+
+impl ConnectorPage {
+    /// Example prices a driver can compare: a small top-up and a big charge.
+    pub fn example_costs(&self) -> Vec<(u32, Money)> {
+        [10u32, 30]
+            .into_iter()
+            .map(|kwh| (kwh, self.tariff.session_cost(i64::from(kwh) * 1000)))
+            .collect()
+    }
+}
+
+/// The signed-in person, as the pages need to know them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub email: String,
+    pub role: Role,
+}
+
+/// One charger as the operator console lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargerRow {
+    pub charger_id: String,
+    pub site_name: String,
+    pub retailer_name: String,
+    pub connectors: u32,
+    pub status: String,
+}
+
+/// One site as a retailer's dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteRow {
+    pub site_name: String,
+    pub address: String,
+    pub chargers: u32,
+    pub connectors: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetailerOverview {
+    pub retailer_name: String,
+    pub theme: crate::domain::Theme,
+    pub sites: Vec<SiteRow>,
+}
+
+#[server(endpoint = "connector_page")]
+pub async fn connector_page(charger: String, connector: u32) -> Result<ConnectorPage, ServerFnError> {
+    use crate::domain::{ChargerId, ConnectorNo};
+    let charger = ChargerId::parse(&charger).map_err(|e| ssr::bad_request(e.to_string()))?;
+    let connector = ConnectorNo::new(connector).map_err(|e| ssr::bad_request(e.to_string()))?;
+    ssr::backend()?
+        .connector_page(&charger, connector)
+        .await
+        .map_err(ssr::internal)?
+        .ok_or_else(|| ssr::not_found("no such charger or connector"))
+}
+
+#[server(endpoint = "sign_in")]
+pub async fn sign_in(email: String, password: String) -> Result<(), ServerFnError> {
+    let backend = ssr::backend()?;
+    let Some(session) = backend.sign_in(&email, &password).await.map_err(ssr::internal)? else {
+        ssr::set_status(http::StatusCode::UNAUTHORIZED);
+        return Err(ServerFnError::new("wrong email or password"));
+    };
+    ssr::set_session_cookie(&session.token, session.max_age_s);
+    let home = match session.role {
+        Role::Operator => "/console",
+        Role::Retailer(_) => "/dashboard",
+    };
+    leptos_axum::redirect(home);
+    Ok(())
+}
+
+#[server(endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), ServerFnError> {
+    if let Some(token) = ssr::session_token().await {
+        ssr::backend()?.sign_out(&token).await.map_err(ssr::internal)?;
+    }
+    ssr::set_session_cookie("", 0);
+    leptos_axum::redirect("/login");
+    Ok(())
+}
+
+#[server(endpoint = "who_am_i")]
+pub async fn who_am_i() -> Result<Option<Me>, ServerFnError> {
+    Ok(ssr::principal().await?.map(|p| Me { email: p.email, role: p.role }))
+}
+
+#[server(endpoint = "network_chargers")]
+pub async fn network_chargers() -> Result<Vec<ChargerRow>, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    if me.role != Role::Operator {
+        return Err(ssr::forbidden());
+    }
+    ssr::backend()?.network_chargers().await.map_err(ssr::internal)
+}
+
+#[server(endpoint = "retailer_overview")]
+pub async fn retailer_overview() -> Result<RetailerOverview, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    let Role::Retailer(retailer) = me.role else {
+        return Err(ssr::forbidden());
+    };
+    ssr::backend()?.retailer_overview(retailer).await.map_err(ssr::internal)
+}
+
+/// The server's side of the pages: what the backend must provide, and the request helpers.
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use super::*;
+    use crate::domain::{ChargerId, ConnectorNo, RetailerId, UserId};
+    use std::sync::Arc;
+
+    pub const SESSION_COOKIE: &str = "forecourt_session";
+
+    /// An authenticated person.
+    #[derive(Debug, Clone)]
+    pub struct Principal {
+        pub user: UserId,
+        pub email: String,
+        pub role: Role,
+    }
+
+    /// A fresh sign-in: the token goes to the browser in an HttpOnly cookie, never into a log.
+    pub struct NewSession {
+        pub token: String,
+        pub max_age_s: u64,
+        pub role: Role,
+    }
+
+    /// Implemented by the server crate; the pages know nothing of databases.
+    #[async_trait::async_trait]
+    pub trait Backend: Send + Sync + 'static {
+        async fn connector_page(&self, charger: &ChargerId, connector: ConnectorNo) -> anyhow_like::Result<Option<ConnectorPage>>;
+        async fn sign_in(&self, email: &str, password: &str) -> anyhow_like::Result<Option<NewSession>>;
+        async fn sign_out(&self, token: &str) -> anyhow_like::Result<()>;
+        async fn principal(&self, token: &str) -> anyhow_like::Result<Option<Principal>>;
+        async fn network_chargers(&self) -> anyhow_like::Result<Vec<ChargerRow>>;
+        async fn retailer_overview(&self, retailer: RetailerId) -> anyhow_like::Result<RetailerOverview>;
+    }
+
+    /// The backend's errors are opaque to the pages: they are logged by the server and the
+    /// browser gets a generic message.
+    pub mod anyhow_like {
+        pub type Error = Box<dyn std::error::Error + Send + Sync>;
+        pub type Result<T> = std::result::Result<T, Error>;
+    }
+
+    pub type SharedBackend = Arc<dyn Backend>;
+
+    pub fn backend() -> Result<SharedBackend, ServerFnError> {
+        use_context::<SharedBackend>().ok_or_else(|| ServerFnError::new("server misconfigured: no backend in context"))
+    }
+
+    pub fn set_status(status: http::StatusCode) {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(status);
+        }
+    }
+
+    pub fn bad_request(reason: String) -> ServerFnError {
+        set_status(http::StatusCode::BAD_REQUEST);
+        ServerFnError::new(reason)
+    }
+
+    pub fn not_found(reason: &str) -> ServerFnError {
+        set_status(http::StatusCode::NOT_FOUND);
+        ServerFnError::new(reason)
+    }
+
+    pub fn forbidden() -> ServerFnError {
+        set_status(http::StatusCode::FORBIDDEN);
+        ServerFnError::new("you do not have access to this page")
+    }
+
+    pub fn internal(err: anyhow_like::Error) -> ServerFnError {
+        tracing_error(&err);
+        set_status(http::StatusCode::INTERNAL_SERVER_ERROR);
+        ServerFnError::new("something went wrong on our side; please try again")
+    }
+
+    fn tracing_error(err: &anyhow_like::Error) {
+        leptos::logging::error!("server function failed: {err}");
+    }
+
+    pub async fn session_token() -> Option<String> {
+        let headers: http::HeaderMap = leptos_axum::extract().await.ok()?;
+        session_token_from(&headers)
+    }
+
+    pub fn session_token_from(headers: &http::HeaderMap) -> Option<String> {
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == SESSION_COOKIE)
+            .map(|(_, value)| value.to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub async fn principal() -> Result<Option<Principal>, ServerFnError> {
+        let Some(token) = session_token().await else { return Ok(None) };
+        backend()?.principal(&token).await.map_err(internal)
+    }
+
+    pub async fn require_signed_in() -> Result<Principal, ServerFnError> {
+        match principal().await? {
+            Some(p) => Ok(p),
+            None => {
+                set_status(http::StatusCode::UNAUTHORIZED);
+                Err(ServerFnError::new("please sign in"))
+            }
+        }
+    }
+
+    pub fn set_session_cookie(token: &str, max_age_s: u64) {
+        let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}");
+        if let (Some(response), Ok(value)) =
+            (use_context::<leptos_axum::ResponseOptions>(), http::HeaderValue::from_str(&cookie))
+        {
+            response.append_header(http::header::SET_COOKIE, value);
+        }
+    }
+}

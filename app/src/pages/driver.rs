@@ -1,0 +1,91 @@
+//! The page a driver lands on after scanning a charger's QR code, in the retailer's colours.
+
+use crate::api::{connector_page, ConnectorPage};
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+#[component]
+pub fn DriverPage() -> impl IntoView {
+    let params = use_params_map();
+    let page = Resource::new(
+        move || {
+            let p = params.read();
+            (p.get("charger").unwrap_or_default(), p.get("connector").and_then(|c| c.parse::<u32>().ok()))
+        },
+        |(charger, connector)| async move {
+            match connector {
+                Some(n) => connector_page(charger, n).await,
+                None => Err(ServerFnError::new("that is not a connector number")),
+            }
+        },
+    );
+    view! {
+        <Suspense fallback=|| view! { <p class="p-8">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match page.await {
+                    Ok(page) => view! { <Branded page/> }.into_any(),
+                    Err(err) => view! {
+                        <main class="mx-auto max-w-md p-8" data-testid="driver-error">
+                            <h1 class="text-xl font-bold">"We could not find this charger"</h1>
+                            <p>{super::error_text(&err)}</p>
+                        </main>
+                    }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Branded(page: ConnectorPage) -> impl IntoView {
+    let show_prices = RwSignal::new(false);
+    let theme = page.theme.clone();
+    let examples = page.example_costs();
+    let kw = format!("{}.{} kW", page.max_power_kw_tenths / 10, page.max_power_kw_tenths % 10);
+    let support_phone = theme.support.phone.clone();
+    let support_email = theme.support.email.clone();
+    view! {
+        <div style=theme.css_variables() class="min-h-screen bg-surface text-ink" data-testid="brand-root">
+            <header class="bg-brand text-brand-ink px-5 py-4 flex items-center gap-3" data-testid="brand-header">
+                {theme.logo_url().map(|src| view! { <img src=src alt="" class="h-8 w-8"/> })}
+                <span class="text-lg font-semibold">{theme.name.clone()}</span>
+            </header>
+            <main class="mx-auto max-w-md p-5 space-y-5">
+                <section>
+                    <h1 class="text-2xl font-bold">{page.site_name.clone()}</h1>
+                    <p class="text-sm opacity-80">{page.site_address.clone()}</p>
+                    <p class="mt-2">
+                        "Charger " <span class="font-mono">{page.charger_id.clone()}</span>
+                        " · connector " {page.connector_no} " · up to " {kw}
+                    </p>
+                    <p class="mt-1" data-testid="connector-status">"Status: " {page.status.clone()}</p>
+                </section>
+                <section class="rounded-xl bg-white/80 p-4 shadow-sm">
+                    <p class="text-3xl font-bold" data-testid="price-per-kwh">
+                        {page.tariff.per_kwh().to_string()} <span class="text-base font-normal">" per kWh"</span>
+                    </p>
+                    <button
+                        class="mt-3 rounded-lg bg-accent px-4 py-2 font-semibold text-ink"
+                        data-testid="toggle-prices"
+                        on:click=move |_| show_prices.update(|s| *s = !*s)
+                    >
+                        {move || if show_prices.get() { "Hide price details" } else { "Show price details" }}
+                    </button>
+                    <Show when=move || show_prices.get()>
+                        <ul class="mt-3 space-y-1" data-testid="price-details">
+                            <li>"Session fee: " {page.tariff.session_fee().to_string()}</li>
+                            {examples.iter().map(|(kwh, cost)| view! {
+                                <li>{*kwh} " kWh costs " {cost.to_string()}</li>
+                            }).collect_view()}
+                        </ul>
+                    </Show>
+                </section>
+                <footer class="text-sm" data-testid="support">
+                    "Need help? "
+                    {support_phone.map(|p| view! { <a class="underline" href=format!("tel:{p}")>{p.clone()}</a> " " })}
+                    {support_email.map(|e| view! { <a class="underline" href=format!("mailto:{e}")>{e.clone()}</a> })}
+                </footer>
+            </main>
+        </div>
+    }
+}

@@ -1,0 +1,58 @@
+//! One module per page.
+
+pub mod console;
+pub mod dashboard;
+pub mod driver;
+pub mod login;
+
+use leptos::prelude::*;
+
+#[component]
+pub fn Home() -> impl IntoView {
+    view! {
+        <main class="mx-auto max-w-xl p-8 space-y-4">
+            <h1 class="text-3xl font-bold">"Forecourt"</h1>
+            <p>"Charging for retail sites that cannot get a bigger grid connection."</p>
+            <ul class="list-disc pl-6">
+                <li><a class="text-blue-700 underline" href="/console">"Operator console"</a></li>
+                <li><a class="text-blue-700 underline" href="/dashboard">"Retailer dashboard"</a></li>
+                <li>"Drivers: scan the QR code on a charger."</li>
+            </ul>
+        </main>
+    }
+}
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(http::StatusCode::NOT_FOUND);
+        }
+    }
+    view! {
+        <main class="mx-auto max-w-xl p-8">
+            <h1 class="text-2xl font-bold">"Page not found"</h1>
+            <a class="text-blue-700 underline" href="/">"Home"</a>
+        </main>
+    }
+}
+
+/// A server function's failure, shown to a person in plain words.
+pub fn error_text(err: &ServerFnError) -> String {
+    match err {
+        ServerFnError::ServerError(msg) => msg.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Shown where a page needs a signed-in person.
+#[component]
+pub fn SignInPrompt(message: String) -> impl IntoView {
+    view! {
+        <div class="rounded-lg border border-amber-300 bg-amber-50 p-4" data-testid="sign-in-prompt">
+            <p>{message}</p>
+            <a class="text-blue-700 underline" href="/login">"Sign in"</a>
+        </div>
+    }
+}

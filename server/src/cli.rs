@@ -1,0 +1,201 @@
+//! The command line: `forecourt serve | migrate | user create`.
+
+use crate::settings::{DatabaseUrl, LogFormat, Settings};
+use crate::store::{catalog, users};
+use crate::{auth, seed, serve, telemetry};
+use anyhow::Context;
+use app::domain::{Role, Slug};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Forecourt: EV charging for retail sites whose grid connection cannot grow.
+#[derive(Debug, Parser)]
+#[command(name = "forecourt", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Directory for the embedded database and other local state.
+    #[arg(long, env = "FORECOURT_DATA_DIR", default_value = "data", global = true)]
+    data_dir: PathBuf,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: SQLite in the data dir].
+    #[arg(long, env = "FORECOURT_DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// Log output format.
+    #[arg(long, env = "FORECOURT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: driver pages, dashboards, APIs and the OCPP endpoint.
+    Serve(ServeArgs),
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Manage operator and retailer accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FORECOURT_ADDR", default_value = "127.0.0.1:3000")]
+    addr: SocketAddr,
+    /// Directory of retailer themes (themes/<slug>/theme.toml).
+    #[arg(long, env = "FORECOURT_THEMES_DIR", default_value = "themes")]
+    themes_dir: PathBuf,
+    /// Directory holding the compiled browser bundle (pkg/).
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    site_root: PathBuf,
+    /// Do not seed the demo network into an empty database.
+    #[arg(long, env = "FORECOURT_NO_DEMO")]
+    no_demo: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is read from FORECOURT_USER_PASSWORD or, failing that, one line of standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// The retailer's slug, for --role retailer.
+        #[arg(long, required_if_eq("role", "retailer"))]
+        retailer: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Operator,
+    Retailer,
+}
+
+impl GlobalArgs {
+    fn database(&self) -> anyhow::Result<DatabaseUrl> {
+        Ok(match &self.database_url {
+            Some(url) => DatabaseUrl::parse(url)?,
+            None => DatabaseUrl::sqlite_in(&self.data_dir),
+        })
+    }
+
+    fn settings(&self, serve: Option<&ServeArgs>) -> anyhow::Result<Settings> {
+        let defaults = ServeArgs::parse_defaults();
+        let serve = serve.unwrap_or(&defaults);
+        Ok(Settings {
+            addr: serve.addr,
+            data_dir: self.data_dir.clone(),
+            database: self.database()?,
+            themes_dir: serve.themes_dir.clone(),
+            site_root: serve.site_root.clone(),
+            seed_demo: !serve.no_demo,
+        })
+    }
+}
+
+impl ServeArgs {
+    fn parse_defaults() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            themes_dir: PathBuf::from("themes"),
+            site_root: PathBuf::from("target/site"),
+            no_demo: true,
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.global.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One sentence: what we were doing, then why.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve(args) => {
+            let settings = cli.global.settings(Some(args))?;
+            let running = serve::start(&settings).await?;
+            print_welcome(running.addr);
+            serve::shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            running.stop().await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Migrate => {
+            let settings = cli.global.settings(None)?;
+            let db = serve::open_database(&settings).await?;
+            db.close().await;
+            println!("database at {} is up to date", settings.database.redacted());
+            Ok(())
+        }
+        Command::User(UserCommand::Create { email, role, retailer }) => {
+            let settings = cli.global.settings(None)?;
+            let db = serve::open_database(&settings).await?;
+            let role = match (role, retailer) {
+                (RoleArg::Operator, _) => Role::Operator,
+                (RoleArg::Retailer, Some(slug)) => {
+                    let slug = Slug::parse(slug)?;
+                    let id = catalog::retailer_by_slug(&db, &slug).await?.with_context(|| format!("no retailer {slug}"))?;
+                    Role::Retailer(id)
+                }
+                (RoleArg::Retailer, None) => anyhow::bail!("--retailer is required for a retailer account"),
+            };
+            let password = read_password()?;
+            let hash = auth::hash_password(&password)?;
+            let id = users::create(&db, email, &hash, &role).await?;
+            db.close().await;
+            println!("created user {id} ({})", users::normalise_email(email));
+            Ok(())
+        }
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("FORECOURT_USER_PASSWORD") {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn print_welcome(addr: SocketAddr) {
+    let base = format!("http://{addr}");
+    let (charger, connector) = seed::DEMO_CONNECTOR;
+    println!("\nForecourt is running at {base}\n");
+    println!("  Driver page (demo connector): {base}/c/{charger}/{connector}");
+    println!("  Retailer dashboard:           {base}/dashboard");
+    println!("  Operator console:             {base}/console");
+    println!("  OCPP endpoint:                ws://{addr}/ocpp/{{chargePointId}}");
+    println!("\n  Demo logins (demo data only):");
+    println!("    operator  {} / {}", seed::OPERATOR_EMAIL, seed::OPERATOR_PASSWORD);
+    for r in &seed::RETAILERS {
+        println!("    {:<9} {} / {}", r.slug, r.login, r.password);
+    }
+    println!();
+}

@@ -1,0 +1,92 @@
+//! The HTTP side: one router that serves the pages (SSR + hydration), server functions, theme
+//! assets, health checks and metrics, and shuts down gracefully.
+
+mod health;
+
+use crate::store::Db;
+use crate::themes::Themes;
+use crate::web::WebBackend;
+use app::api::ssr::SharedBackend;
+use app::{shell, App};
+use axum::body::Body;
+use axum::extract::{FromRef, Path, State};
+use axum::http::{header, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos: LeptosOptions,
+    pub db: Db,
+    pub themes: Arc<Themes>,
+    pub backend: SharedBackend,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+impl AppState {
+    pub fn new(leptos: LeptosOptions, db: Db, themes: Arc<Themes>) -> Self {
+        let backend: SharedBackend = Arc::new(WebBackend { db: db.clone(), themes: themes.clone() });
+        Self { leptos, db, themes, backend }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let backend = state.backend.clone();
+    let context = move || provide_context(backend.clone());
+    let options = state.leptos.clone();
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/themes/{slug}/{file}", get(theme_asset))
+        .leptos_routes_with_context(&state, routes, context.clone(), move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+/// Counts and times every request for `/metrics`, and logs it.
+async fn observe(req: Request<Body>, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics::counter!("http_requests_total", "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("http_request_duration_seconds").record(elapsed.as_secs_f64());
+    tracing::debug!(http.method = %method, http.path = %path, http.status = status, elapsed_ms = elapsed.as_millis() as u64, "request");
+    response
+}
+
+async fn theme_asset(State(state): State<AppState>, Path((slug, file)): Path<(String, String)>) -> Response {
+    let Some(path) = state.themes.logo_path(&slug, &file) else {
+        return (StatusCode::NOT_FOUND, "no such theme asset").into_response();
+    };
+    let content_type = match path.extension().and_then(|e| e.to_str()) {
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        _ => "image/webp",
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], bytes).into_response(),
+        Err(err) => {
+            tracing::warn!(file = %path.display(), error = %err, "theme asset unreadable");
+            (StatusCode::NOT_FOUND, "no such theme asset").into_response()
+        }
+    }
+}

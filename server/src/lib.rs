@@ -1,0 +1,15 @@
+//! The Forecourt server: storage, the web pages' backend, health and metrics, and (in their own
+//! modules) the OCPP central system and the load balancer.
+
+pub mod auth;
+pub mod cli;
+pub mod http;
+pub mod seed;
+pub mod serve;
+pub mod settings;
+pub mod store;
+pub mod telemetry;
+pub mod themes;
+pub mod web;
+
+pub use settings::Settings;

@@ -1,0 +1,97 @@
+//! Start-up and shutdown of `forecourt serve`: every check that can fail runs before we listen,
+//! and fails in one sentence.
+
+use crate::http::{self, AppState};
+use crate::settings::{self, Backend, Settings};
+use crate::store::{catalog, Db};
+use crate::themes::Themes;
+use crate::seed;
+use anyhow::Context;
+use leptos::config::{Env, LeptosOptions};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A server listening in the background; [`Running::stop`] shuts it down gracefully.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub db: Db,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, then closes the pool.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("server task panicked")?.context("server failed")?;
+        self.db.close().await;
+        Ok(())
+    }
+}
+
+/// Opens and migrates the database the settings name (creating the data directory for SQLite).
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
+    if settings.database.backend() == Backend::Sqlite {
+        settings::prepare_data_dir(&settings.data_dir)?;
+    }
+    let db = Db::connect(&settings.database).await?;
+    db.migrate(&settings.database).await?;
+    Ok(db)
+}
+
+pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
+    let themes = Arc::new(Themes::load(&settings.themes_dir)?);
+    let db = open_database(settings).await?;
+    if settings.seed_demo {
+        seed::seed_if_empty(&db).await.context("seeding the demo data")?;
+    }
+    for (retailer, theme) in catalog::retailer_themes(&db).await? {
+        if !themes.contains(&theme) {
+            tracing::warn!(retailer, theme, "retailer's theme is missing; using the default theme");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.addr))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let leptos = LeptosOptions::builder()
+        .output_name("forecourt")
+        .site_root(settings.site_root.to_string_lossy().into_owned())
+        .site_pkg_dir("pkg")
+        .site_addr(addr)
+        .env(Env::PROD)
+        .build();
+    let state = AppState::new(leptos, db.clone(), themes);
+    let router = http::router(state);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, database = ?settings.database, "listening");
+    Ok(Running { addr, db, stop, task })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}

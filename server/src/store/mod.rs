@@ -1,0 +1,105 @@
+//! Storage through sqlx: one schema for SQLite and PostgreSQL (migrations kept in step under
+//! `migrations/sqlite` and `migrations/postgres`), one repository module per aggregate.
+//!
+//! Conventions both backends share: times are UTC milliseconds since the Unix epoch in `BIGINT`,
+//! money is integer minor units beside a currency code, booleans are `BOOLEAN`, placeholders `$n`.
+
+pub mod catalog;
+pub mod users;
+
+use crate::settings::{Backend, DatabaseUrl};
+use sqlx::any::{AnyPool, AnyPoolOptions};
+use std::sync::Once;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("cannot migrate the database at {url}: {reason}")]
+    Migrate { url: String, reason: String },
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// A connection pool and which database it talks to.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static DRIVERS: Once = Once::new();
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Db {
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let max = match url.backend() {
+            // SQLite serialises writers anyway; a few readers are plenty.
+            Backend::Sqlite => 4,
+            Backend::Postgres => 16,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url.expose())
+            .await
+            .map_err(|e| StoreError::Connect { url: url.redacted(), reason: one_line(&e) })?;
+        Ok(Self { pool, backend: url.backend() })
+    }
+
+    pub async fn migrate(&self, url: &DatabaseUrl) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Migrate { url: url.redacted(), reason: one_line(&e) })
+    }
+
+    /// Is the database answering? Used by `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// sqlx errors can span lines; start-up errors are one sentence.
+fn one_line(err: &dyn std::fmt::Display) -> String {
+    err.to_string().lines().next().unwrap_or_default().trim_end_matches('.').to_owned()
+}
+
+/// Maps a unique-constraint violation to [`StoreError::Conflict`] naming what collided.
+pub(crate) fn conflict_as(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
+    let what = what.into();
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        _ => StoreError::Sql(err),
+    }
+}
+
+/// Now, as stored: UTC milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,96 @@
+//! The pages' backend: implements `app::api::ssr::Backend` over the store and the themes.
+
+use crate::auth;
+use crate::store::{self, catalog, users, Db};
+use crate::themes::Themes;
+use app::api::ssr::{anyhow_like::Result, Backend, NewSession, Principal};
+use app::api::{ChargerRow, ConnectorPage, RetailerOverview, SiteRow};
+use app::domain::{ChargerId, ConnectorNo, RetailerId};
+use std::sync::Arc;
+
+/// How long a sign-in lasts.
+pub const SESSION_TTL_S: u64 = 12 * 3600;
+
+pub struct WebBackend {
+    pub db: Db,
+    pub themes: Arc<Themes>,
+}
+
+#[async_trait::async_trait]
+impl Backend for WebBackend {
+    async fn connector_page(&self, charger: &ChargerId, connector: ConnectorNo) -> Result<Option<ConnectorPage>> {
+        let Some(facts) = catalog::connector_facts(&self.db, charger, connector).await? else { return Ok(None) };
+        Ok(Some(ConnectorPage {
+            theme: self.themes.get(&facts.retailer_theme).clone(),
+            site_name: facts.site_name,
+            site_address: facts.site_address,
+            charger_id: charger.to_string(),
+            connector_no: connector.get(),
+            status: facts.status,
+            max_power_kw_tenths: u32::try_from(facts.max_power_w / 100).unwrap_or(u32::MAX),
+            tariff: facts.tariff,
+        }))
+    }
+
+    async fn sign_in(&self, email: &str, password: &str) -> Result<Option<NewSession>> {
+        let user = users::find_by_email(&self.db, email).await?;
+        let hash = user.as_ref().map_or(auth::decoy_hash(), |u| u.password_hash.as_str());
+        let ok = auth::verify_password(password, hash);
+        let Some(user) = user.filter(|_| ok) else {
+            tracing::info!("sign-in refused");
+            return Ok(None);
+        };
+        let token = auth::new_token();
+        let ttl_ms = i64::try_from(SESSION_TTL_S * 1000).unwrap_or(i64::MAX);
+        users::create_session(&self.db, &auth::token_hash(&token), user.id, store::now_ms() + ttl_ms).await?;
+        tracing::info!(user.id = %user.id, "signed in");
+        Ok(Some(NewSession { token, max_age_s: SESSION_TTL_S, role: user.role }))
+    }
+
+    async fn sign_out(&self, token: &str) -> Result<()> {
+        users::delete_session(&self.db, &auth::token_hash(token)).await?;
+        Ok(())
+    }
+
+    async fn principal(&self, token: &str) -> Result<Option<Principal>> {
+        let user = users::session_user(&self.db, &auth::token_hash(token), store::now_ms()).await?;
+        Ok(user.map(|u| Principal { user: u.id, email: u.email, role: u.role }))
+    }
+
+    async fn network_chargers(&self) -> Result<Vec<ChargerRow>> {
+        let rows = catalog::charger_summaries(&self.db).await?;
+        Ok(rows
+            .into_iter()
+            .map(|c| ChargerRow {
+                status: match (c.registration.as_str(), c.online) {
+                    ("accepted", true) => "Online".to_owned(),
+                    ("accepted", false) => "Offline".to_owned(),
+                    ("pending", _) => "Pending approval".to_owned(),
+                    _ => "Rejected".to_owned(),
+                },
+                charger_id: c.id,
+                site_name: c.site_name,
+                retailer_name: c.retailer_name,
+                connectors: u32::try_from(c.connectors).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn retailer_overview(&self, retailer: RetailerId) -> Result<RetailerOverview> {
+        let found = catalog::retailer_sites(&self.db, retailer).await?.ok_or("retailer of a signed-in user is missing")?;
+        Ok(RetailerOverview {
+            retailer_name: found.name,
+            theme: self.themes.get(&found.theme).clone(),
+            sites: found
+                .sites
+                .into_iter()
+                .map(|s| SiteRow {
+                    site_name: s.name,
+                    address: s.address,
+                    chargers: u32::try_from(s.chargers).unwrap_or(0),
+                    connectors: u32::try_from(s.connectors).unwrap_or(0),
+                })
+                .collect(),
+        })
+    }
+}

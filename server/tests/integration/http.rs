@@ -1,0 +1,127 @@
+//! The router in process: health, metrics, theme assets, and who may call which server function.
+
+use crate::on_both_backends;
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use server::http::{router, AppState};
+use server::seed;
+use server::themes::Themes;
+use std::path::Path;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+fn app(db: &server::store::Db) -> Router {
+    let themes = Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("repo themes load");
+    let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
+    router(AppState::new(leptos, db.clone(), Arc::new(themes)))
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let res = app.clone().oneshot(req).await.expect("infallible");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).expect("request")
+}
+
+fn server_fn(name: &str, form: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut req = Request::post(format!("/api/{name}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "application/json");
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    req.body(Body::from(form.to_owned())).expect("request")
+}
+
+async fn sign_in(app: &Router, email: &str, password: &str) -> String {
+    let form = format!("email={}&password={password}", email.replace('@', "%40"));
+    let (status, headers, body) = send(app, server_fn("sign_in", &form, None)).await;
+    assert!(status.is_success() || status.is_redirection(), "{status} {body}");
+    let cookie = headers.get(header::SET_COOKIE).expect("session cookie").to_str().expect("ascii");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    cookie.split(';').next().expect("name=value").to_owned()
+}
+
+on_both_backends! {
+    async fn health_readiness_and_metrics_answer(t: &TestDb) {
+        let app = app(&t.db);
+        assert_eq!(send(&app, get("/healthz")).await.0, StatusCode::OK);
+        assert_eq!(send(&app, get("/readyz")).await.0, StatusCode::OK);
+        let (status, _, body) = send(&app, get("/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("http_requests_total"), "{body}");
+        t.db.close().await;
+        assert_eq!(send(&app, get("/readyz")).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
+
+on_both_backends! {
+    async fn theme_logos_are_served_and_nothing_else(t: &TestDb) {
+        let app = app(&t.db);
+        let (status, headers, body) = send(&app, get("/themes/freshmart/logo.svg")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "image/svg+xml");
+        assert!(body.contains("<svg"));
+        assert_eq!(send(&app, get("/themes/freshmart/theme.toml")).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(send(&app, get("/themes/..%2Fserver/Cargo.toml")).await.0, StatusCode::NOT_FOUND);
+    }
+}
+
+on_both_backends! {
+    async fn server_functions_check_who_is_asking(t: &TestDb) {
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let app = app(&t.db);
+
+        let (status, _, _) = send(&app, server_fn("network_chargers", "", None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, _) = send(&app, server_fn("network_chargers", "", Some("forecourt_session=forged"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        let operator = sign_in(&app, seed::OPERATOR_EMAIL, seed::OPERATOR_PASSWORD).await;
+        let (status, _, body) = send(&app, server_fn("network_chargers", "", Some(&operator))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("FM-CAM-01") && body.contains("UP-ZUI-02"), "{body}");
+
+        let urban = &seed::RETAILERS[1];
+        let retailer = sign_in(&app, urban.login, urban.password).await;
+        let (status, _, _) = send(&app, server_fn("network_chargers", "", Some(&retailer))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _, body) = send(&app, server_fn("retailer_overview", "", Some(&retailer))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("UrbanPod Zuidas") && !body.contains("FreshMart"), "{body}");
+
+        let (status, _, _) = send(&app, server_fn("retailer_overview", "", Some(&operator))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // Signing out revokes the session on the server, not just in the browser.
+        send(&app, server_fn("sign_out", "", Some(&retailer))).await;
+        let (status, _, _) = send(&app, server_fn("retailer_overview", "", Some(&retailer))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+on_both_backends! {
+    async fn wrong_passwords_and_bad_input_get_clear_4xx(t: &TestDb) {
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let app = app(&t.db);
+        let (status, headers, body) = send(&app, server_fn("sign_in", "email=operator%40forecourt.local&password=nope", None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(headers.get(header::SET_COOKIE).is_none());
+        assert!(body.contains("wrong email or password"), "{body}");
+        let (status, _, body) = send(&app, server_fn("connector_page", "charger=a%2Fb&connector=1", None)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("charger id"), "{body}");
+        let (status, _, _) = send(&app, server_fn("connector_page", "charger=FM-CAM-01&connector=7", None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _, body) = send(&app, server_fn("connector_page", "charger=FM-CAM-01&connector=1", None)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("FreshMart Camden"), "{body}");
+    }
+}

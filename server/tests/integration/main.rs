@@ -1,0 +1,8 @@
+//! All integration tests in one binary: storage on SQLite and PostgreSQL, the HTTP router in
+//! process, and the `forecourt` binary's start-up behaviour.
+
+mod support;
+
+mod cli;
+mod http;
+mod store;

@@ -1,0 +1,111 @@
+//! Repositories against real databases, on both backends.
+
+use crate::on_both_backends;
+use app::domain::{ChargerId, ConnectorNo, Role, Slug};
+use server::store::{catalog, users, StoreError};
+use server::{auth, seed};
+use sqlx::Row;
+
+on_both_backends! {
+    async fn users_are_unique_by_email_case_insensitively(t: &TestDb) {
+        let id = users::create(&t.db, "Ops@Example.com", "hash", &Role::Operator).await.expect("create");
+        let found = users::find_by_email(&t.db, "ops@example.COM ").await.expect("query").expect("found");
+        assert_eq!(found.id, id);
+        assert_eq!(found.role, Role::Operator);
+        let dup = users::create(&t.db, "OPS@example.com", "hash", &Role::Operator).await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    }
+}
+
+on_both_backends! {
+    async fn sessions_expire_and_can_be_revoked(t: &TestDb) {
+        let user = users::create(&t.db, "a@b.c", "hash", &Role::Operator).await.expect("create");
+        users::create_session(&t.db, "live", user, 2_000).await.expect("session");
+        users::create_session(&t.db, "old", user, 1_000).await.expect("session");
+        assert!(users::session_user(&t.db, "live", 1_500).await.expect("q").is_some());
+        assert!(users::session_user(&t.db, "old", 1_500).await.expect("q").is_none());
+        users::delete_session(&t.db, "live").await.expect("delete");
+        assert!(users::session_user(&t.db, "live", 1_500).await.expect("q").is_none());
+    }
+}
+
+on_both_backends! {
+    async fn demo_seed_runs_once_and_keeps_retailers_apart(t: &TestDb) {
+        assert!(seed::seed_if_empty(&t.db).await.expect("seed"));
+        assert!(!seed::seed_if_empty(&t.db).await.expect("second seed is a no-op"));
+
+        let operator = users::find_by_email(&t.db, seed::OPERATOR_EMAIL).await.expect("q").expect("operator");
+        assert!(auth::verify_password(seed::OPERATOR_PASSWORD, &operator.password_hash));
+
+        let fresh = catalog::retailer_by_slug(&t.db, &Slug::parse("freshmart").expect("slug")).await.expect("q").expect("exists");
+        let sites = catalog::retailer_sites(&t.db, fresh).await.expect("q").expect("retailer");
+        assert_eq!(sites.name, "FreshMart");
+        assert_eq!(sites.sites.len(), 1);
+        assert_eq!(sites.sites[0].name, "FreshMart Camden");
+        assert_eq!((sites.sites[0].chargers, sites.sites[0].connectors), (2, 4));
+
+        let all = catalog::charger_summaries(&t.db).await.expect("q");
+        let ids: Vec<_> = all.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["FM-CAM-01", "FM-CAM-02", "UP-ZUI-01", "UP-ZUI-02"]);
+    }
+}
+
+on_both_backends! {
+    async fn connector_facts_carry_the_sites_tariff_in_minor_units(t: &TestDb) {
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let id = ChargerId::parse("UP-ZUI-01").expect("id");
+        let facts = catalog::connector_facts(&t.db, &id, ConnectorNo::new(1).expect("no")).await.expect("q").expect("found");
+        assert_eq!(facts.site_name, "UrbanPod Zuidas");
+        assert_eq!(facts.retailer_theme, "urbanpod");
+        assert_eq!((facts.tariff.currency.code(), facts.tariff.per_kwh_minor, facts.tariff.session_fee_minor), ("EUR", 59, 35));
+        let missing = catalog::connector_facts(&t.db, &id, ConnectorNo::new(9).expect("no")).await.expect("q");
+        assert!(missing.is_none());
+    }
+}
+
+on_both_backends! {
+    async fn the_schema_refuses_impossible_rows(t: &TestDb) {
+        // An operator tied to a retailer, and a negative price, are both refused by the database itself.
+        let bad_user = sqlx::query("INSERT INTO users (email, password_hash, role, retailer_id, created_at) VALUES ('x@y.z', 'h', 'operator', 1, 0)")
+            .execute(t.db.pool()).await;
+        assert!(bad_user.is_err());
+        let bad_price = sqlx::query("INSERT INTO tariffs (currency, per_kwh_minor, session_fee_minor) VALUES ('EUR', -1, 0)")
+            .execute(t.db.pool()).await;
+        assert!(bad_price.is_err());
+    }
+}
+
+/// The two migration sets must describe the same tables and columns.
+#[tokio::test]
+async fn sqlite_and_postgres_schemas_are_in_step() {
+    use crate::support::{Kind, TestDb};
+    let Some(pg) = TestDb::fresh(Kind::Postgres).await else { return };
+    let lite = TestDb::fresh(Kind::Sqlite).await.expect("sqlite");
+    let lite_cols: Vec<(String, String)> = sqlx::query(
+        "SELECT m.name AS t, p.name AS c FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE '\\_sqlx%' ESCAPE '\\' AND m.name NOT LIKE 'sqlite%' ORDER BY 1, 2",
+    )
+    .fetch_all(lite.db.pool())
+    .await
+    .expect("sqlite columns")
+    .iter()
+    .map(|r| (r.get("t"), r.get("c")))
+    .collect();
+    let pg_cols: Vec<(String, String)> = sqlx::query(
+        "SELECT table_name::TEXT AS t, column_name::TEXT AS c FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name NOT LIKE '\\_sqlx%' ORDER BY 1, 2",
+    )
+    .fetch_all(pg.db.pool())
+    .await
+    .expect("postgres columns")
+    .iter()
+    .map(|r| (r.get("t"), r.get("c")))
+    .collect();
+    let (mut lite_cols, mut pg_cols) = (lite_cols, pg_cols);
+    lite_cols.sort();
+    pg_cols.sort();
+    assert!(lite_cols.len() > 20, "expected the whole schema, got {lite_cols:?}");
+    assert_eq!(lite_cols, pg_cols);
+    pg.finish().await;
+    lite.finish().await;
+}

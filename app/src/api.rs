@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a driver sees after scanning a charger's QR code. Public information only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConnectorPage {
+pub struct DriverConnector {
     pub theme: crate::domain::Theme,
     pub site_name: String,
     pub site_address: String,
@@ -18,7 +18,7 @@ pub struct ConnectorPage {
     pub tariff: Tariff,
 }
 
-impl ConnectorPage {
+impl DriverConnector {
     /// Example prices a driver can compare: a small top-up and a big charge.
     pub fn example_costs(&self) -> Vec<(u32, Money)> {
         [10u32, 30]
@@ -55,14 +55,14 @@ pub struct SiteRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetailerOverview {
+pub struct RetailerSummary {
     pub retailer_name: String,
     pub theme: crate::domain::Theme,
     pub sites: Vec<SiteRow>,
 }
 
 #[server(endpoint = "connector_page")]
-pub async fn connector_page(charger: String, connector: u32) -> Result<ConnectorPage, ServerFnError> {
+pub async fn connector_page(charger: String, connector: u32) -> Result<DriverConnector, ServerFnError> {
     use crate::domain::{ChargerId, ConnectorNo};
     let charger = ChargerId::parse(&charger).map_err(|e| ssr::bad_request(e.to_string()))?;
     let connector = ConnectorNo::new(connector).map_err(|e| ssr::bad_request(e.to_string()))?;
@@ -114,7 +114,7 @@ pub async fn network_chargers() -> Result<Vec<ChargerRow>, ServerFnError> {
 }
 
 #[server(endpoint = "retailer_overview")]
-pub async fn retailer_overview() -> Result<RetailerOverview, ServerFnError> {
+pub async fn retailer_overview() -> Result<RetailerSummary, ServerFnError> {
     let me = ssr::require_signed_in().await?;
     let Role::Retailer(retailer) = me.role else {
         return Err(ssr::forbidden());
@@ -149,12 +149,12 @@ pub mod ssr {
     /// Implemented by the server crate; the pages know nothing of databases.
     #[async_trait::async_trait]
     pub trait Backend: Send + Sync + 'static {
-        async fn connector_page(&self, charger: &ChargerId, connector: ConnectorNo) -> anyhow_like::Result<Option<ConnectorPage>>;
+        async fn connector_page(&self, charger: &ChargerId, connector: ConnectorNo) -> anyhow_like::Result<Option<DriverConnector>>;
         async fn sign_in(&self, email: &str, password: &str) -> anyhow_like::Result<Option<NewSession>>;
         async fn sign_out(&self, token: &str) -> anyhow_like::Result<()>;
         async fn principal(&self, token: &str) -> anyhow_like::Result<Option<Principal>>;
         async fn network_chargers(&self) -> anyhow_like::Result<Vec<ChargerRow>>;
-        async fn retailer_overview(&self, retailer: RetailerId) -> anyhow_like::Result<RetailerOverview>;
+        async fn retailer_overview(&self, retailer: RetailerId) -> anyhow_like::Result<RetailerSummary>;
     }
 
     /// The backend's errors are opaque to the pages: they are logged by the server and the

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 
 /// The HTML document around every page.
@@ -45,12 +45,13 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href="/pkg/forecourt.css"/>
         <Title text="Forecourt"/>
         <Router>
+            // Async SSR: the whole page, and its status code, is known before the first byte is sent.
             <Routes fallback=|| view! { <pages::NotFound/> }>
                 <Route path=path!("/") view=pages::Home/>
-                <Route path=path!("/c/:charger/:connector") view=pages::driver::DriverPage/>
+                <Route path=path!("/c/:charger/:connector") view=pages::driver::DriverPage ssr=SsrMode::Async/>
                 <Route path=path!("/login") view=pages::login::LoginPage/>
-                <Route path=path!("/console") view=pages::console::ConsolePage/>
-                <Route path=path!("/dashboard") view=pages::dashboard::DashboardPage/>
+                <Route path=path!("/console") view=pages::console::ConsolePage ssr=SsrMode::Async/>
+                <Route path=path!("/dashboard") view=pages::dashboard::DashboardPage ssr=SsrMode::Async/>
             </Routes>
         </Router>
     }

@@ -43,8 +43,8 @@ CREATE TABLE sites (
     grid_limit_l1_da  BIGINT  NOT NULL CHECK (grid_limit_l1_da > 0),
     grid_limit_l2_da  BIGINT  NOT NULL CHECK (grid_limit_l2_da > 0),
     grid_limit_l3_da  BIGINT  NOT NULL CHECK (grid_limit_l3_da > 0),
-    auto_register     BOOLEAN NOT NULL DEFAULT FALSE,
-    free_vend         BOOLEAN NOT NULL DEFAULT FALSE,
+    auto_register     BIGINT  NOT NULL DEFAULT 0 CHECK (auto_register IN (0, 1)),
+    free_vend         BIGINT  NOT NULL DEFAULT 0 CHECK (free_vend IN (0, 1)),
     created_at        BIGINT  NOT NULL
 );
 CREATE INDEX sites_by_retailer ON sites (retailer_id);
@@ -59,7 +59,7 @@ CREATE TABLE chargers (
     firmware       TEXT,
     serial         TEXT,
     ocpp_version   TEXT,
-    online         BOOLEAN NOT NULL DEFAULT FALSE,
+    online         BIGINT  NOT NULL DEFAULT 0 CHECK (online IN (0, 1)),
     last_seen_at   BIGINT,
     created_at     BIGINT  NOT NULL
 );

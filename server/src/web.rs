@@ -4,7 +4,7 @@ use crate::auth;
 use crate::store::{self, catalog, users, Db};
 use crate::themes::Themes;
 use app::api::ssr::{anyhow_like::Result, Backend, NewSession, Principal};
-use app::api::{ChargerRow, ConnectorPage, RetailerOverview, SiteRow};
+use app::api::{ChargerRow, DriverConnector, RetailerSummary, SiteRow};
 use app::domain::{ChargerId, ConnectorNo, RetailerId};
 use std::sync::Arc;
 
@@ -18,9 +18,9 @@ pub struct WebBackend {
 
 #[async_trait::async_trait]
 impl Backend for WebBackend {
-    async fn connector_page(&self, charger: &ChargerId, connector: ConnectorNo) -> Result<Option<ConnectorPage>> {
+    async fn connector_page(&self, charger: &ChargerId, connector: ConnectorNo) -> Result<Option<DriverConnector>> {
         let Some(facts) = catalog::connector_facts(&self.db, charger, connector).await? else { return Ok(None) };
-        Ok(Some(ConnectorPage {
+        Ok(Some(DriverConnector {
             theme: self.themes.get(&facts.retailer_theme).clone(),
             site_name: facts.site_name,
             site_address: facts.site_address,
@@ -76,9 +76,9 @@ impl Backend for WebBackend {
             .collect())
     }
 
-    async fn retailer_overview(&self, retailer: RetailerId) -> Result<RetailerOverview> {
+    async fn retailer_overview(&self, retailer: RetailerId) -> Result<RetailerSummary> {
         let found = catalog::retailer_sites(&self.db, retailer).await?.ok_or("retailer of a signed-in user is missing")?;
-        Ok(RetailerOverview {
+        Ok(RetailerSummary {
             retailer_name: found.name,
             theme: self.themes.get(&found.theme).clone(),
             sites: found

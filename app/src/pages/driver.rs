@@ -1,6 +1,6 @@
 //! The page a driver lands on after scanning a charger's QR code, in the retailer's colours.
 
-use crate::api::{connector_page, ConnectorPage};
+use crate::api::{connector_page, DriverConnector};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
@@ -37,7 +37,7 @@ pub fn DriverPage() -> impl IntoView {
 }
 
 #[component]
-fn Branded(page: ConnectorPage) -> impl IntoView {
+fn Branded(page: DriverConnector) -> impl IntoView {
     let show_prices = RwSignal::new(false);
     let theme = page.theme.clone();
     let examples = page.example_costs();

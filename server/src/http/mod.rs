@@ -44,6 +44,8 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    // Install the recorder before the first request, so nothing counted before the first scrape is lost.
+    health::prometheus();
     let routes = generate_route_list(App);
     let backend = state.backend.clone();
     let context = move || provide_context(backend.clone());
@@ -54,7 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/themes/{slug}/{file}", get(theme_asset))
         .leptos_routes_with_context(&state, routes, context.clone(), move || shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(middleware::from_fn(observe))
         .with_state(state)
 }

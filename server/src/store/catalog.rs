@@ -67,8 +67,8 @@ pub async fn create_site(db: &Db, site: &NewSite) -> Result<SiteId, StoreError> 
     .bind(site.grid_limit_da[0])
     .bind(site.grid_limit_da[1])
     .bind(site.grid_limit_da[2])
-    .bind(site.auto_register)
-    .bind(site.free_vend)
+    .bind(i64::from(site.auto_register))
+    .bind(i64::from(site.free_vend))
     .bind(now_ms())
     .fetch_one(db.pool())
     .await?;
@@ -174,7 +174,7 @@ pub async fn charger_summaries(db: &Db) -> Result<Vec<ChargerSummary>, StoreErro
                 site_name: r.try_get("site_name")?,
                 retailer_name: r.try_get("retailer_name")?,
                 connectors: r.try_get("connectors")?,
-                online: r.try_get("online")?,
+                online: r.try_get::<i64, _>("online")? != 0,
                 registration: r.try_get("registration")?,
             })
         })

@@ -2,13 +2,15 @@
 //! `migrations/sqlite` and `migrations/postgres`), one repository module per aggregate.
 //!
 //! Conventions both backends share: times are UTC milliseconds since the Unix epoch in `BIGINT`,
-//! money is integer minor units beside a currency code, booleans are `BOOLEAN`, placeholders `$n`.
+//! money is integer minor units beside a currency code, booleans are `BIGINT` 0/1 (sqlx's Any
+//! driver cannot decode SQLite's BOOLEAN), placeholders `$n`.
 
 pub mod catalog;
 pub mod users;
 
 use crate::settings::{Backend, DatabaseUrl};
-use sqlx::any::{AnyPool, AnyPoolOptions};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
 use std::sync::Once;
 use std::time::Duration;
 

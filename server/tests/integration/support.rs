@@ -17,7 +17,6 @@ pub enum Kind {
 
 pub struct TestDb {
     pub db: Db,
-    pub url: DatabaseUrl,
     _dir: Option<tempfile::TempDir>,
     pg_name: Option<String>,
 }
@@ -70,7 +69,7 @@ impl TestDb {
                 let url = DatabaseUrl::sqlite_in(dir.path());
                 let db = Db::connect(&url).await.expect("open sqlite");
                 db.migrate(&url).await.expect("migrate sqlite");
-                Some(TestDb { db, url, _dir: Some(dir), pg_name: None })
+                Some(TestDb { db, _dir: Some(dir), pg_name: None })
             }
             Kind::Postgres => {
                 if !postgres_available().await {
@@ -85,7 +84,7 @@ impl TestDb {
                 let url = DatabaseUrl::parse(&format!("{prefix}/{name}")).expect("postgres url");
                 let db = Db::connect(&url).await.expect("open postgres");
                 db.migrate(&url).await.expect("migrate postgres");
-                Some(TestDb { db, url, _dir: None, pg_name: Some(name) })
+                Some(TestDb { db, _dir: None, pg_name: Some(name) })
             }
         }
     }

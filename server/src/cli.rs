@@ -10,6 +10,7 @@ use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Forecourt: EV charging for retail sites whose grid connection cannot grow.
 #[derive(Debug, Parser)]
@@ -59,6 +60,21 @@ struct ServeArgs {
     /// Do not seed the demo network into an empty database.
     #[arg(long, env = "FORECOURT_NO_DEMO")]
     no_demo: bool,
+    /// OCPP: heartbeat interval asked of chargers at boot, in seconds.
+    #[arg(long, env = "FORECOURT_HEARTBEAT_INTERVAL", default_value_t = 300)]
+    heartbeat_interval: u64,
+    /// OCPP: ping a quiet connection after this many seconds; twice that silent and it is dead.
+    #[arg(long, env = "FORECOURT_PING_INTERVAL", default_value_t = 30)]
+    ping_interval: u64,
+    /// OCPP: seconds to wait for a charger to answer a command.
+    #[arg(long, env = "FORECOURT_CALL_TIMEOUT", default_value_t = 30)]
+    call_timeout: u64,
+    /// OCPP: seconds a connector may report Available while a transaction is open before it is closed as a ghost.
+    #[arg(long, env = "FORECOURT_GHOST_GRACE", default_value_t = 300)]
+    ghost_grace: u64,
+    /// OCPP: days the raw frame log is kept.
+    #[arg(long, env = "FORECOURT_FRAME_RETENTION_DAYS", default_value_t = 14)]
+    frame_retention_days: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +115,13 @@ impl GlobalArgs {
             themes_dir: serve.themes_dir.clone(),
             site_root: serve.site_root.clone(),
             seed_demo: !serve.no_demo,
+            ocpp: crate::ocpp::OcppSettings {
+                heartbeat_interval: Duration::from_secs(serve.heartbeat_interval.max(1)),
+                ping_interval: Duration::from_secs(serve.ping_interval.max(1)),
+                call_timeout: Duration::from_secs(serve.call_timeout.max(1)),
+                ghost_grace: Duration::from_secs(serve.ghost_grace),
+                frame_retention: Duration::from_secs(serve.frame_retention_days * 24 * 3600),
+            },
         })
     }
 }
@@ -110,6 +133,11 @@ impl ServeArgs {
             themes_dir: PathBuf::from("themes"),
             site_root: PathBuf::from("target/site"),
             no_demo: true,
+            heartbeat_interval: 300,
+            ping_interval: 30,
+            call_timeout: 30,
+            ghost_grace: 300,
+            frame_retention_days: 14,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cli;
 pub mod http;
+pub mod ocpp;
 pub mod seed;
 pub mod serve;
 pub mod settings;

@@ -3,13 +3,19 @@
 //! and are for the demo only.
 
 use crate::auth;
-use crate::store::{catalog, users, Db, StoreError};
+use crate::store::{api, catalog, ocpp, users, Db, StoreError};
 use app::domain::{ChargerId, ConnectorNo, Currency, Role, Slug, Tariff};
 
 pub const OPERATOR_EMAIL: &str = "operator@forecourt.local";
 pub const OPERATOR_PASSWORD: &str = "demo-operator-pass";
 /// Every demo charger authenticates (OCPP security profile 1) with this password.
 pub const CHARGER_PASSWORD: &str = "demo-charger-pass";
+/// The operator API token of the demo (`Authorization: Bearer …`).
+pub const OPERATOR_API_TOKEN: &str = "demo-operator-api-token";
+/// Demo id tokens: one accepted everywhere, one blocked, one expired.
+pub const ACCEPTED_TAG: &str = "DEMO-TAG-1";
+pub const BLOCKED_TAG: &str = "BLOCKED-1";
+pub const EXPIRED_TAG: &str = "EXPIRED-1";
 
 pub struct DemoRetailer {
     pub slug: &'static str,
@@ -25,6 +31,8 @@ pub struct DemoRetailer {
     /// (charger id, connectors, amps per connector, phases)
     pub chargers: &'static [(&'static str, u32, i64, i64)],
     pub grid_limit_a: i64,
+    /// Unknown chargers register themselves here; drivers charge without paying (demo).
+    pub open_site: bool,
 }
 
 pub const RETAILERS: [DemoRetailer; 2] = [
@@ -41,6 +49,7 @@ pub const RETAILERS: [DemoRetailer; 2] = [
         session_fee_minor: 0,
         chargers: &[("FM-CAM-01", 2, 32, 3), ("FM-CAM-02", 2, 32, 3)],
         grid_limit_a: 100,
+        open_site: true,
     },
     DemoRetailer {
         slug: "urbanpod",
@@ -55,6 +64,7 @@ pub const RETAILERS: [DemoRetailer; 2] = [
         session_fee_minor: 35,
         chargers: &[("UP-ZUI-01", 1, 32, 3), ("UP-ZUI-02", 1, 16, 1)],
         grid_limit_a: 40,
+        open_site: false,
     },
 ];
 
@@ -72,6 +82,10 @@ pub async fn seed_if_empty(db: &Db) -> Result<bool, StoreError> {
     }
     let hash = |p: &str| parse(auth::hash_password(p));
     users::create(db, OPERATOR_EMAIL, &hash(OPERATOR_PASSWORD)?, &Role::Operator).await?;
+    api::create_token(db, &auth::token_hash(OPERATOR_API_TOKEN), "demo operator", &Role::Operator).await?;
+    ocpp::create_token(db, ACCEPTED_TAG, false, None, "demo").await?;
+    ocpp::create_token(db, BLOCKED_TAG, true, None, "demo: blocked").await?;
+    ocpp::create_token(db, EXPIRED_TAG, false, Some(crate::store::now_ms() - 86_400_000), "demo: expired").await?;
     let charger_hash = hash(CHARGER_PASSWORD)?;
     for r in &RETAILERS {
         let slug = parse(Slug::parse(r.slug))?;
@@ -91,8 +105,8 @@ pub async fn seed_if_empty(db: &Db) -> Result<bool, StoreError> {
                 timezone: r.timezone.to_owned(),
                 tariff,
                 grid_limit_da: [r.grid_limit_a * 10; 3],
-                auto_register: true,
-                free_vend: true,
+                auto_register: r.open_site,
+                free_vend: r.open_site,
             },
         )
         .await?;

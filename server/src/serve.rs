@@ -2,6 +2,8 @@
 //! and fails in one sentence.
 
 use crate::http::{self, AppState};
+use crate::ocpp::CentralSystem;
+use crate::store::ocpp as ocpp_store;
 use crate::settings::{self, Backend, Settings};
 use crate::store::{catalog, Db};
 use crate::themes::Themes;
@@ -63,15 +65,33 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         .site_addr(addr)
         .env(Env::PROD)
         .build();
-    let state = AppState::new(leptos, db.clone(), themes);
+    // Whatever a previous process left marked online is offline until it reconnects to us.
+    let stale = ocpp_store::mark_all_offline(&db).await?;
+    if stale > 0 {
+        tracing::info!(chargers = stale, "marked chargers offline until they reconnect");
+    }
+    let ocpp = CentralSystem::new(db.clone(), settings.ocpp.clone());
+    let housekeeping = {
+        let ocpp = ocpp.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                every.tick().await;
+                ocpp.housekeeping().await;
+            }
+        })
+    };
+    let state = AppState::new(leptos, db.clone(), themes, ocpp);
     let router = http::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
+        let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
             })
-            .await
+            .await;
+        housekeeping.abort();
+        served
     });
     tracing::info!(%addr, database = ?settings.database, "listening");
     Ok(Running { addr, db, stop, task })

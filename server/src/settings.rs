@@ -90,6 +90,7 @@ pub struct Settings {
     pub site_root: PathBuf,
     /// Seed the demo operator, retailers, sites and chargers when the database is empty.
     pub seed_demo: bool,
+    pub ocpp: crate::ocpp::OcppSettings,
 }
 
 /// Makes sure the data directory exists and is writable, so a bad one fails at start-up in one sentence.

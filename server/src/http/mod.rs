@@ -1,8 +1,10 @@
 //! The HTTP side: one router that serves the pages (SSR + hydration), server functions, theme
 //! assets, health checks and metrics, and shuts down gracefully.
 
+pub mod api;
 mod health;
 
+use crate::ocpp::{handshake, CentralSystem};
 use crate::store::Db;
 use crate::themes::Themes;
 use crate::web::WebBackend;
@@ -28,6 +30,7 @@ pub struct AppState {
     pub db: Db,
     pub themes: Arc<Themes>,
     pub backend: SharedBackend,
+    pub ocpp: CentralSystem,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -36,10 +39,16 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
+impl FromRef<AppState> for CentralSystem {
+    fn from_ref(state: &AppState) -> Self {
+        state.ocpp.clone()
+    }
+}
+
 impl AppState {
-    pub fn new(leptos: LeptosOptions, db: Db, themes: Arc<Themes>) -> Self {
+    pub fn new(leptos: LeptosOptions, db: Db, themes: Arc<Themes>, ocpp: CentralSystem) -> Self {
         let backend: SharedBackend = Arc::new(WebBackend { db: db.clone(), themes: themes.clone() });
-        Self { leptos, db, themes, backend }
+        Self { leptos, db, themes, backend, ocpp }
     }
 }
 
@@ -55,6 +64,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/themes/{slug}/{file}", get(theme_asset))
+        .route("/ocpp/{id}", get(handshake::upgrade))
+        .merge(api::routes())
         .leptos_routes_with_context(&state, routes, context.clone(), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(middleware::from_fn(observe))

@@ -5,7 +5,9 @@
 //! money is integer minor units beside a currency code, booleans are `BIGINT` 0/1 (sqlx's Any
 //! driver cannot decode SQLite's BOOLEAN), placeholders `$n`.
 
+pub mod api;
 pub mod catalog;
+pub mod ocpp;
 pub mod users;
 
 use crate::settings::{Backend, DatabaseUrl};

@@ -15,7 +15,8 @@ use tower::ServiceExt;
 fn app(db: &server::store::Db) -> Router {
     let themes = Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("repo themes load");
     let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
-    router(AppState::new(leptos, db.clone(), Arc::new(themes)))
+    let ocpp = server::ocpp::CentralSystem::new(db.clone(), Default::default());
+    router(AppState::new(leptos, db.clone(), Arc::new(themes), ocpp))
 }
 
 async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {

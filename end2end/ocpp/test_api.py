@@ -1,0 +1,144 @@
+"""The operator REST API around the OCPP server: auth, OpenAPI, and commands to chargers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from ocpp.routing import on
+from ocpp.v16 import call as call16
+from ocpp.v16 import call_result as result16
+from ocpp.v16.enums import Action
+
+from ocpp_kit import Charger16, charger, run
+
+DEMO_CHARGERS = {"FM-CAM-01", "FM-CAM-02", "UP-ZUI-01", "UP-ZUI-02"}
+
+
+@pytest.mark.parametrize("token", [None, "not-the-token", ""], ids=["missing", "wrong", "empty"])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/chargers", None),
+        ("GET", "/api/v1/chargers/FM-CAM-01", None),
+        ("POST", "/api/v1/chargers/FM-CAM-01/commands/RemoteStartTransaction", {"connectorId": 1, "idTag": "DEMO-TAG-1"}),
+    ],
+    ids=["list", "detail", "command"],
+)
+def test_requests_without_a_valid_token_get_401(server, token, method, path, body):
+    status, answer = server.http(method, path, body, token=token)
+    assert status == 401, f"{method} {path} with token {token!r}: HTTP {status} {answer}"
+
+
+def test_charger_list_has_the_demo_chargers(server):
+    status, listing = server.http("GET", "/api/v1/chargers")
+    assert status == 200, listing
+    assert isinstance(listing, list), listing
+    by_id = {c["id"]: c for c in listing}
+    assert DEMO_CHARGERS <= set(by_id), f"demo chargers missing: {DEMO_CHARGERS - set(by_id)}"
+    for cid in DEMO_CHARGERS:
+        assert isinstance(by_id[cid]["online"], bool), by_id[cid]
+        assert "ocpp_version" in by_id[cid], by_id[cid]
+
+
+def test_charger_detail_lists_the_connectors(server):
+    detail = server.charger("FM-CAM-01")
+    assert detail["id"] == "FM-CAM-01"
+    assert isinstance(detail["transactions"], list)
+    numbers = sorted(c["connector_no"] for c in detail["connectors"])
+    assert numbers[-2:] == [1, 2] and set(numbers) <= {0, 1, 2}, detail["connectors"]
+    for c in detail["connectors"]:
+        assert "status" in c, c
+    up = server.charger("UP-ZUI-01")
+    assert [c["connector_no"] for c in up["connectors"] if c["connector_no"] > 0] == [1], up["connectors"]
+
+
+def test_unknown_charger_is_404(server):
+    status, body = server.http("GET", "/api/v1/chargers/NO-SUCH-CHARGER")
+    assert status == 404, body
+
+
+def test_openapi_document(server):
+    status, doc = server.http("GET", "/api/openapi.json")
+    assert status == 200, doc
+    assert isinstance(doc, dict), f"not a JSON object: {str(doc)[:200]}"
+    assert str(doc.get("openapi", "")).startswith("3."), doc.get("openapi")
+    assert isinstance(doc.get("paths"), dict) and doc["paths"], "no paths"
+    assert any(p.startswith("/api/v1/chargers") for p in doc["paths"]), sorted(doc["paths"])
+
+
+def test_command_to_offline_charger_is_409_at_once(server):
+    # UP-ZUI-02 never connects to this module's server.
+    started = time.monotonic()
+    status, body = server.http("POST", "/api/v1/chargers/UP-ZUI-02/commands/RemoteStartTransaction",
+                               {"connectorId": 1, "idTag": "DEMO-TAG-1"})
+    elapsed = time.monotonic() - started
+    assert status == 409, body
+    assert isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"], body
+    assert elapsed < 5, f"took {elapsed:.1f}s to say the charger is offline"
+
+
+def test_command_to_unknown_charger_is_refused(server):
+    status, body = server.http("POST", "/api/v1/chargers/NO-SUCH-CHARGER/commands/Reset", {"type": "Soft"})
+    assert status in (404, 409), body
+
+
+class Recorder16(Charger16):
+    """Records remote-start requests; it has no Reset handler, so Reset gets a CALLERROR."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.remote_starts: list[dict] = []
+
+    @on(Action.remote_start_transaction)
+    def on_remote_start(self, **payload):
+        self.remote_starts.append(payload)
+        return result16.RemoteStartTransaction(status="Rejected")
+
+
+def test_commands_to_an_online_charger(server):
+    async def scenario():
+        async with charger(server, "FM-CAM-02", cls=Recorder16) as cp:
+            hb = await cp.req(call16.Heartbeat())
+            assert hb.current_time
+
+            # An action OCPP 1.6 does not have.
+            status, body = await server.command("FM-CAM-02", "MakeCoffee", {"sugar": 2})
+            assert status in (400, 404), body
+            assert isinstance(body, dict) and body.get("error"), body
+
+            # Payloads that do not fit the action's schema never reach the charger.
+            for bad in ({"connectorId": 1}, {"connectorId": "one", "idTag": "DEMO-TAG-1"},
+                        {"idTag": "X" * 21}, {"idTag": "DEMO-TAG-1", "surprise": True}):
+                status, body = await server.command("FM-CAM-02", "RemoteStartTransaction", bad)
+                assert status == 400, (bad, status, body)
+                assert isinstance(body, dict) and body.get("error"), body
+            status, body = await server.ahttp("POST", "/api/v1/chargers/FM-CAM-02/commands/RemoteStartTransaction",
+                                              b"{not json")
+            assert status == 400, body
+            assert cp.remote_starts == [], f"invalid commands reached the charger: {cp.remote_starts}"
+
+            # A 2.0.1 action is not a 1.6 one: the charger's version decides.
+            status, body = await server.command("FM-CAM-02", "RequestStartTransaction", {
+                "idToken": {"idToken": "DEMO-TAG-1", "type": "Central"}, "remoteStartId": 1, "evseId": 1})
+            assert status in (400, 404), body
+
+            # A valid one is passed through, and the charger's answer comes back.
+            status, body = await server.command("FM-CAM-02", "RemoteStartTransaction",
+                                                {"connectorId": 1, "idTag": "DEMO-TAG-1"})
+            assert status == 200, body
+            assert body == {"status": "answered", "response": {"status": "Rejected"}} or (
+                body.get("status") == "answered" and body.get("response") == {"status": "Rejected"}), body
+            assert cp.remote_starts == [{"connector_id": 1, "id_tag": "DEMO-TAG-1"}]
+
+            # The charger answers Reset with a CALLERROR (NotImplemented): 502 with its code.
+            status, body = await server.command("FM-CAM-02", "Reset", {"type": "Soft"})
+            assert status == 502, body
+            assert body.get("status") == "call_error" and body.get("code") == "NotImplemented", body
+
+            # The connection is still fine afterwards.
+            status, body = await server.command("FM-CAM-02", "GetConfiguration", {})
+            assert status == 200 and body["status"] == "answered", body
+            assert body["response"]["configurationKey"][0]["key"] == "HeartbeatInterval"
+
+    run(scenario())

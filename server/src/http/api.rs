@@ -1,0 +1,237 @@
+//! The operator REST API under `/api/v1/` (JSON). Every call says who is asking: an API token
+//! (`Authorization: Bearer …`) or an operator's signed-in session. Described by `/api/openapi.json`.
+
+use super::AppState;
+use crate::auth;
+use crate::ocpp::frame::OcppVersion;
+use crate::ocpp::registry::{CallOutcome, CommandError};
+use crate::ocpp::{v16, v201};
+use crate::store::{self, api as repo, users, StoreError};
+use app::domain::{ChargerId, Role};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Every API failure: a status and a reason in JSON. Internal details stay in the log.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    extra: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), extra: None }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let (Some(Value::Object(extra)), Value::Object(map)) = (self.extra, &mut body) {
+            map.extend(extra);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, format!("{what} already exists")),
+            other => {
+                tracing::error!(error = %other, "API request failed in storage");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        }
+    }
+}
+
+/// An authenticated operator. Retailers' tokens are refused here: this API spans the network.
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "an API token (Authorization: Bearer …) or an operator session is required");
+        let role = if let Some(token) = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        {
+            repo::token_role(&state.db, &auth::token_hash(token.trim())).await?.ok_or_else(unauthorized)?
+        } else if let Some(session) = app::api::ssr::session_token_from(&parts.headers) {
+            users::session_user(&state.db, &auth::token_hash(&session), store::now_ms()).await?.ok_or_else(unauthorized)?.role
+        } else {
+            return Err(unauthorized());
+        };
+        match role {
+            Role::Operator => Ok(Operator),
+            Role::Retailer(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "this API is for operators")),
+        }
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/v1/chargers", get(list_chargers))
+        .route("/api/v1/chargers/{id}", get(charger_detail))
+        .route("/api/v1/chargers/{id}/frames", get(charger_frames))
+        .route("/api/v1/chargers/{id}/commands/{action}", post(send_command))
+}
+
+fn charger_id(raw: &str) -> Result<ChargerId, ApiError> {
+    ChargerId::parse(raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn list_chargers(_: Operator, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut rows = repo::chargers(&state.db).await?;
+    for row in &mut rows {
+        // The live registry knows best whether a connection is up right now.
+        if let Some(id) = row.get("id").and_then(Value::as_str).and_then(|s| ChargerId::parse(s).ok()) {
+            row["connected"] = json!(state.ocpp.registry.is_connected(&id));
+        }
+    }
+    Ok(Json(Value::Array(rows)))
+}
+
+async fn charger_detail(_: Operator, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = charger_id(&id)?;
+    let mut detail = repo::charger_detail(&state.db, &id).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such charger"))?;
+    detail["connected"] = json!(state.ocpp.registry.is_connected(&id));
+    Ok(Json(detail))
+}
+
+#[derive(Deserialize)]
+struct FramesQuery {
+    limit: Option<i64>,
+}
+
+async fn charger_frames(_: Operator, State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<FramesQuery>) -> Result<Json<Value>, ApiError> {
+    let id = charger_id(&id)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(Value::Array(repo::frames(&state.db, &id, limit).await?)))
+}
+
+/// Sends one OCPP command and waits for the charger's answer (or the call timeout).
+async fn send_command(
+    _: Operator,
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let id = charger_id(&id)?;
+    let payload = body.map(|Json(v)| v).unwrap_or_else(|| json!({}));
+    let Some(version) = state.ocpp.registry.version_of(&id) else {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("charger {id} is offline; the command was not sent")));
+    };
+    let known = match version {
+        OcppVersion::V16 => v16::Command::NAMES,
+        OcppVersion::V201 => v201::Command::NAMES,
+    };
+    if !known.contains(&action.as_str()) {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("{action} is not an OCPP {version} command"),
+            extra: Some(json!({ "commands": known })),
+        });
+    }
+    let checked = match version {
+        OcppVersion::V16 => v16::command(&action, payload).and_then(|c| c.payload()),
+        OcppVersion::V201 => v201::command(&action, payload).and_then(|c| c.payload()),
+    }
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the payload does not fit {action}: {}", e.description)))?;
+    tracing::info!(charger.id = %id, action, "command sent by operator");
+    let outcome = state.ocpp.registry.call(&id, &action, checked, state.ocpp.settings.call_timeout).await.map_err(|e| match e {
+        CommandError::NotConnected(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        CommandError::Busy(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+    })?;
+    match outcome {
+        CallOutcome::Answered(response) => Ok(Json(json!({ "status": "answered", "response": response }))),
+        CallOutcome::CallError { code, description, details } => Err(ApiError {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("the charger answered with {code}: {description}"),
+            extra: Some(json!({ "status": "call_error", "code": code, "description": description, "details": details })),
+        }),
+        CallOutcome::Timeout => Err(ApiError {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message: "the charger did not answer in time".into(),
+            extra: Some(json!({ "status": "timeout" })),
+        }),
+        CallOutcome::Disconnected => Err(ApiError {
+            status: StatusCode::BAD_GATEWAY,
+            message: "the charger disconnected before answering".into(),
+            extra: Some(json!({ "status": "disconnected" })),
+        }),
+    }
+}
+
+async fn openapi() -> Json<Value> {
+    Json(openapi_document())
+}
+
+/// The API's description (OpenAPI 3.1), written by hand next to the routes it describes.
+pub fn openapi_document() -> Value {
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 48}});
+    let errors = |codes: &[(&str, &str)]| -> Value {
+        let mut map = serde_json::Map::new();
+        for (code, what) in codes {
+            map.insert((*code).into(), json!({"description": what, "content": {"application/json": {"schema": error}}}));
+        }
+        Value::Object(map)
+    };
+    let mut list_responses = errors(&[("401", "not authenticated"), ("403", "not an operator")]);
+    list_responses["200"] = json!({"description": "every charger", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Charger"}}}}});
+    let mut detail_responses = errors(&[("401", "not authenticated"), ("404", "no such charger")]);
+    detail_responses["200"] = json!({"description": "the charger with its connectors and recent transactions", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChargerDetail"}}}});
+    let mut frame_responses = errors(&[("401", "not authenticated")]);
+    frame_responses["200"] = json!({"description": "the newest raw OCPP frames, both directions", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}});
+    let mut command_responses = errors(&[
+        ("400", "the payload does not fit the action's schema"),
+        ("401", "not authenticated"),
+        ("404", "not a command of the charger's OCPP version"),
+        ("409", "the charger is offline; nothing was sent"),
+        ("502", "the charger answered with a CALLERROR or disconnected"),
+        ("504", "the charger did not answer in time"),
+    ]);
+    command_responses["200"] = json!({"description": "the charger's answer", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"const": "answered"}, "response": {"type": "object"}}}}}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Forecourt operator API", "version": env!("CARGO_PKG_VERSION")},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "session": {"type": "apiKey", "in": "cookie", "name": "forecourt_session"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "Charger": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "site": {"type": "string"}, "online": {"type": "boolean"}, "connected": {"type": "boolean"},
+                    "ocpp_version": {"type": ["string", "null"]}, "vendor": {"type": ["string", "null"]}, "model": {"type": ["string", "null"]},
+                    "firmware": {"type": ["string", "null"]}, "registration": {"type": "string"},
+                    "last_seen_at": {"type": ["string", "null"], "format": "date-time"}, "offline_since": {"type": ["string", "null"], "format": "date-time"}}},
+                "ChargerDetail": {"allOf": [{"$ref": "#/components/schemas/Charger"}, {"type": "object", "properties": {
+                    "connectors": {"type": "array", "items": {"type": "object"}}, "transactions": {"type": "array", "items": {"type": "object"}}}}]}
+            }
+        },
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": {
+            "/api/v1/chargers": {"get": {"summary": "List chargers with live status", "responses": list_responses}},
+            "/api/v1/chargers/{id}": {"get": {"summary": "One charger, its connectors and recent transactions", "parameters": [id_param], "responses": detail_responses}},
+            "/api/v1/chargers/{id}/frames": {"get": {"summary": "The charger's raw OCPP frame log", "parameters": [id_param, {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}], "responses": frame_responses}},
+            "/api/v1/chargers/{id}/commands/{action}": {"post": {
+                "summary": "Send an OCPP command and wait for the answer",
+                "description": "`action` is an OCPP action of the charger's version (1.6: RemoteStartTransaction, Reset, …; 2.0.1: RequestStartTransaction, SetVariables, …); the body is that action's request payload.",
+                "parameters": [id_param, {"name": "action", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": command_responses}}
+        }
+    })
+}

@@ -1,0 +1,226 @@
+//! The OCPP central system: chargers connect over WebSocket (`/ocpp/{chargePointId}`), speak
+//! OCPP 1.6J or 2.0.1, and everything they report is persisted. Commands go out through the
+//! [`registry::Registry`] of live connections.
+//!
+//! - [`frame`]: RPC framing (pure).
+//! - [`quirks`]: the protocol bends of real chargers, handled on purpose (pure).
+//! - [`v16`], [`v201`]: typed dispatch of each version's actions.
+//! - [`connection`]: one task per connection: framing, one outstanding CALL each way, pings.
+//! - [`handshake`]: subprotocol negotiation and charger authentication.
+
+pub mod connection;
+pub mod frame;
+pub mod handshake;
+pub mod quirks;
+pub mod registry;
+pub mod v16;
+pub mod v201;
+
+use crate::store::{ocpp as store, Db};
+use app::domain::{ChargerId, SiteId};
+use frame::{ErrorCode, OcppVersion, RpcError};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Tunables of the central system.
+#[derive(Debug, Clone)]
+pub struct OcppSettings {
+    /// Heartbeat interval we ask chargers for at boot.
+    pub heartbeat_interval: Duration,
+    /// How often we ping a quiet connection; after twice this with no sign of life it is dead.
+    pub ping_interval: Duration,
+    /// How long we wait for a charger to answer a CALL.
+    pub call_timeout: Duration,
+    /// How long a connector may say Available while we think a transaction runs there.
+    pub ghost_grace: Duration,
+    /// How long raw frames are kept for support.
+    pub frame_retention: Duration,
+}
+
+impl Default for OcppSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(300),
+            ping_interval: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(30),
+            ghost_grace: Duration::from_secs(300),
+            frame_retention: Duration::from_secs(14 * 24 * 3600),
+        }
+    }
+}
+
+/// Shared by every connection.
+#[derive(Clone)]
+pub struct CentralSystem {
+    pub db: Db,
+    pub registry: registry::Registry,
+    pub settings: OcppSettings,
+}
+
+/// What a connection knows about the charger at its other end.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub charger: ChargerId,
+    pub version: OcppVersion,
+    pub site: SiteId,
+    /// Accept values outside the schema (enum values, lengths) from this model, with a warning.
+    pub lenient: bool,
+}
+
+impl CentralSystem {
+    pub fn new(db: Db, settings: OcppSettings) -> Self {
+        Self { db, registry: registry::Registry::default(), settings }
+    }
+
+    /// Answers one CALL from a charger: typed decoding, then the version's handler.
+    pub async fn handle_call(&self, link: &Link, action: &str, mut payload: Value) -> Result<Value, RpcError> {
+        let repaired = quirks::repair_naive_timestamps(&mut payload);
+        if repaired > 0 {
+            tracing::warn!(charger.id = %link.charger, action, repaired, "timestamps without a time zone; taken as UTC");
+        }
+        match link.version {
+            OcppVersion::V16 => v16::handle(self, link, action, payload).await,
+            OcppVersion::V201 => v201::handle(self, link, action, payload).await,
+        }
+    }
+
+    /// Periodic housekeeping: ghost sessions and the frame log's retention.
+    pub async fn housekeeping(&self) {
+        let now = crate::store::now_ms();
+        let grace = i64::try_from(self.settings.ghost_grace.as_millis()).unwrap_or(i64::MAX);
+        match store::close_ghost_sessions(&self.db, now - grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(closed = n, "closed ghost sessions: connectors Available while a transaction was open"),
+            Err(err) => tracing::error!(error = %err, "ghost session sweep failed"),
+        }
+        let keep = i64::try_from(self.settings.frame_retention.as_millis()).unwrap_or(i64::MAX);
+        if let Err(err) = store::purge_frames_before(&self.db, now - keep).await {
+            tracing::error!(error = %err, "frame log purge failed");
+        }
+    }
+}
+
+/// A storage failure while handling a CALL: the charger gets InternalError and will retry.
+pub(crate) fn internal(err: crate::store::StoreError) -> RpcError {
+    tracing::error!(error = %err, "storage failed while handling an OCPP message");
+    RpcError::new(ErrorCode::InternalError, "the central system could not store this message; please retry")
+}
+
+/// Decodes a payload into its typed request, mapping serde's complaint to the OCPP error code.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(action: &str, payload: Value) -> Result<T, RpcError> {
+    serde_json::from_value(payload)
+        .map_err(|e| RpcError::new(frame::classify_payload_error(&e), format!("{action}: {e}")))
+}
+
+/// Encodes a typed response.
+pub(crate) fn encode<T: serde::Serialize>(response: &T) -> Result<Value, RpcError> {
+    serde_json::to_value(response).map_err(|e| RpcError::new(ErrorCode::InternalError, e.to_string()))
+}
+
+/// An OCPP enum value as the text it is sent as.
+pub(crate) fn enum_text<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Declares a version's actions once: the enum, its names, and typed decoding.
+macro_rules! actions {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident($ty:ty) = $action:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        #[allow(clippy::large_enum_variant)]
+        pub enum $name {
+            $($variant($ty)),*
+        }
+
+        impl $name {
+            pub const NAMES: &'static [&'static str] = &[$($action),*];
+
+            /// `Ok(None)` when the action is not one of these.
+            pub fn decode(action: &str, payload: serde_json::Value) -> Result<Option<Self>, $crate::ocpp::frame::RpcError> {
+                match action {
+                    $($action => $crate::ocpp::decode::<$ty>(action, payload).map(|r| Some(Self::$variant(r))),)*
+                    _ => Ok(None),
+                }
+            }
+
+            pub fn action(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $action),*
+                }
+            }
+
+            pub fn payload(&self) -> Result<serde_json::Value, $crate::ocpp::frame::RpcError> {
+                match self {
+                    $(Self::$variant(r) => $crate::ocpp::encode(r)),*
+                }
+            }
+        }
+    };
+}
+pub(crate) use actions;
+
+/// How an id token is judged at a site.
+pub(crate) async fn judge_token(cs: &CentralSystem, link: &Link, token: &str) -> Result<store::TokenStanding, RpcError> {
+    let now = crate::store::now_ms();
+    let standing = store::token_standing(&cs.db, token, now).await.map_err(internal)?;
+    if standing == store::TokenStanding::Unknown && store::site_free_vend(&cs.db, link.site).await.map_err(internal)? {
+        return Ok(store::TokenStanding::Accepted);
+    }
+    Ok(standing)
+}
+
+/// Sampled values of either version, flattened for storage.
+pub(crate) struct RawSample {
+    pub measurand: Option<String>,
+    pub phase: Option<String>,
+    pub context: Option<String>,
+    pub location: Option<String>,
+    pub unit: Option<String>,
+    pub value: String,
+}
+
+pub(crate) fn to_samples(charger_time: chrono::DateTime<chrono::Utc>, raw: Vec<RawSample>) -> Vec<store::Sample> {
+    let received = crate::store::now_ms();
+    let sampled_at = quirks::effective_time(charger_time, received);
+    let charger_time = charger_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    raw.into_iter()
+        .map(|r| {
+            let measurand = r.measurand.unwrap_or_else(|| "Energy.Active.Import.Register".to_owned());
+            let default_unit = if measurand.starts_with("Energy") { "Wh" } else { "" };
+            let unit = r.unit.unwrap_or_else(|| default_unit.to_owned());
+            let (value_milli, unit) = match quirks::parse_milli(&r.value) {
+                Some(v) => {
+                    let (v, u) = quirks::normalise(v, &unit);
+                    (Some(v), u)
+                }
+                None => (None, unit),
+            };
+            store::Sample {
+                sampled_at,
+                charger_time: charger_time.clone(),
+                measurand,
+                phase: r.phase.unwrap_or_default(),
+                context: r.context.unwrap_or_default(),
+                location: r.location.unwrap_or_default(),
+                unit,
+                raw_value: r.value,
+                value_milli,
+            }
+        })
+        .collect()
+}
+
+/// The energy register at a given context among samples, in Wh.
+pub(crate) fn energy_register_wh(samples: &[store::Sample], context: &str) -> Option<i64> {
+    samples
+        .iter()
+        .filter(|s| s.measurand == "Energy.Active.Import.Register" && s.phase.is_empty() && s.unit == "Wh")
+        .filter(|s| context.is_empty() || s.context == context)
+        .filter_map(|s| s.value_milli)
+        .map(|milli| milli / 1000)
+        .next_back()
+}

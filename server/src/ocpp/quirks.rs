@@ -1,0 +1,123 @@
+//! Real chargers bend the protocol. Each bend handled here on purpose, so the handlers can
+//! work with clean values and the original stays on record.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::Value;
+
+/// Before this, a charger's clock has not been set yet (it boots at 1970 or at its build date).
+const PLAUSIBLE_FROM_MS: i64 = 1_420_070_400_000; // 2015-01-01T00:00:00Z
+
+/// Timestamps sent without a zone (`2025-03-03T10:00:00`) are UTC by OCPP's rules; appends the
+/// `Z` so the typed decoder accepts them. Returns how many were repaired.
+pub fn repair_naive_timestamps(value: &mut Value) -> usize {
+    match value {
+        Value::String(s) if is_naive_timestamp(s) => {
+            s.push('Z');
+            1
+        }
+        Value::Array(items) => items.iter_mut().map(repair_naive_timestamps).sum(),
+        Value::Object(map) => map.values_mut().map(repair_naive_timestamps).sum(),
+        _ => 0,
+    }
+}
+
+fn is_naive_timestamp(s: &str) -> bool {
+    let looks_like = s.len() >= 19 && s.as_bytes().get(10) == Some(&b'T') && s.as_bytes().get(4) == Some(&b'-');
+    looks_like
+        && (NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+            || NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").is_ok())
+}
+
+/// The time we keep for an event: the charger's, unless its clock was obviously unset, in which
+/// case our receive time. The charger's own text is always kept beside it.
+pub fn effective_time(charger: DateTime<Utc>, received_ms: i64) -> i64 {
+    let ms = charger.timestamp_millis();
+    if ms < PLAUSIBLE_FROM_MS {
+        received_ms
+    } else {
+        ms
+    }
+}
+
+/// A decimal string as thousandths, exactly (no floats): `"12.5"` → 12500. `None` for non-numbers.
+pub fn parse_milli(raw: &str) -> Option<i64> {
+    let raw = raw.trim();
+    let (negative, digits) = match raw.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, raw.strip_prefix('+').unwrap_or(raw)),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !whole.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let mut frac_milli: i64 = 0;
+    for (i, c) in frac.chars().take(3).enumerate() {
+        frac_milli += i64::from(c.to_digit(10)?) * 10i64.pow(2 - i as u32);
+    }
+    let value = whole.checked_mul(1000)?.checked_add(frac_milli)?;
+    Some(if negative { -value } else { value })
+}
+
+/// Brings a sampled value to thousandths of its base unit (Wh, W, varh, var, A, V, %, Celsius…):
+/// kilo-units are multiplied out, so energy from a charger reporting kWh lands as Wh.
+pub fn normalise(value_milli: i64, unit: &str) -> (i64, String) {
+    match unit {
+        "kWh" => (value_milli.saturating_mul(1000), "Wh".to_owned()),
+        "kW" => (value_milli.saturating_mul(1000), "W".to_owned()),
+        "kvarh" => (value_milli.saturating_mul(1000), "varh".to_owned()),
+        "kvar" => (value_milli.saturating_mul(1000), "var".to_owned()),
+        "kVA" => (value_milli.saturating_mul(1000), "VA".to_owned()),
+        other => (value_milli, other.to_owned()),
+    }
+}
+
+/// OCPP 1.6 meterStart/meterStop are integer Wh. Transaction ids ≤ 0 are what chargers send for a
+/// session started while offline that never got an id from us.
+pub fn is_placeholder_transaction_id(id: i32) -> bool {
+    id <= 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn naive_timestamps_become_utc_and_others_are_left_alone() {
+        let mut v = json!({"timestamp": "2025-03-03T10:00:00", "nested": [{"t": "2025-03-03T10:00:00.5"}],
+                           "zoned": "2025-03-03T10:00:00+01:00", "z": "2025-03-03T10:00:00Z", "text": "hello", "n": 5});
+        assert_eq!(repair_naive_timestamps(&mut v), 2);
+        assert_eq!(v["timestamp"], "2025-03-03T10:00:00Z");
+        assert_eq!(v["nested"][0]["t"], "2025-03-03T10:00:00.5Z");
+        assert_eq!(v["zoned"], "2025-03-03T10:00:00+01:00");
+        assert_eq!(v["z"], "2025-03-03T10:00:00Z");
+    }
+
+    #[test]
+    fn an_unset_clock_gives_way_to_our_receive_time() {
+        let received = 1_763_000_000_000;
+        let epoch = DateTime::<Utc>::from_timestamp(5, 0).expect("valid");
+        assert_eq!(effective_time(epoch, received), received);
+        let real = DateTime::<Utc>::from_timestamp(1_762_999_000, 0).expect("valid");
+        assert_eq!(effective_time(real, received), 1_762_999_000_000);
+    }
+
+    #[test]
+    fn decimals_parse_exactly() {
+        let cases = [("12.5", Some(12_500)), ("0", Some(0)), ("-3.25", Some(-3_250)), ("7", Some(7_000)),
+                     (".5", Some(500)), ("1.23456", Some(1_234)), ("abc", None), ("", None), ("1e3", None), ("+2", Some(2_000))];
+        for (raw, want) in cases {
+            assert_eq!(parse_milli(raw), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn kilo_units_are_multiplied_out() {
+        assert_eq!(normalise(12_500, "kWh"), (12_500_000, "Wh".to_owned()));
+        assert_eq!(normalise(230_000, "V"), (230_000, "V".to_owned()));
+    }
+}

@@ -1,0 +1,243 @@
+//! OCPP 1.6J: typed dispatch of what chargers send, and the commands we can send them.
+
+use super::{actions, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample};
+use super::frame::{ErrorCode, RpcError};
+use crate::store::{self, ocpp as db};
+use chrono::Utc;
+use rust_ocpp::v1_6::messages as m;
+use rust_ocpp::v1_6::types::{AuthorizationStatus, DataTransferStatus, IdTagInfo, MeterValue, RegistrationStatus};
+use serde_json::Value;
+
+actions! {
+    /// What a 1.6 charge point may send us (OCPP 1.6 §4).
+    Incoming {
+        Authorize(m::authorize::AuthorizeRequest) = "Authorize",
+        BootNotification(m::boot_notification::BootNotificationRequest) = "BootNotification",
+        DataTransfer(m::data_transfer::DataTransferRequest) = "DataTransfer",
+        DiagnosticsStatusNotification(m::diagnostics_status_notification::DiagnosticsStatusNotificationRequest) = "DiagnosticsStatusNotification",
+        FirmwareStatusNotification(m::firmware_status_notification::FirmwareStatusNotificationRequest) = "FirmwareStatusNotification",
+        Heartbeat(m::heart_beat::HeartbeatRequest) = "Heartbeat",
+        MeterValues(m::meter_values::MeterValuesRequest) = "MeterValues",
+        StartTransaction(m::start_transaction::StartTransactionRequest) = "StartTransaction",
+        StatusNotification(m::status_notification::StatusNotificationRequest) = "StatusNotification",
+        StopTransaction(m::stop_transaction::StopTransactionRequest) = "StopTransaction",
+    }
+}
+
+actions! {
+    /// What we may send a 1.6 charge point (OCPP 1.6 §5).
+    Command {
+        CancelReservation(m::cancel_reservation::CancelReservationRequest) = "CancelReservation",
+        ChangeAvailability(m::change_availability::ChangeAvailabilityRequest) = "ChangeAvailability",
+        ChangeConfiguration(m::change_configuration::ChangeConfigurationRequest) = "ChangeConfiguration",
+        ClearCache(m::clear_cache::ClearCacheRequest) = "ClearCache",
+        ClearChargingProfile(m::clear_charging_profile::ClearChargingProfileRequest) = "ClearChargingProfile",
+        DataTransfer(m::data_transfer::DataTransferRequest) = "DataTransfer",
+        GetCompositeSchedule(m::get_composite_schedule::GetCompositeScheduleRequest) = "GetCompositeSchedule",
+        GetConfiguration(m::get_configuration::GetConfigurationRequest) = "GetConfiguration",
+        GetDiagnostics(m::get_diagnostics::GetDiagnosticsRequest) = "GetDiagnostics",
+        GetLocalListVersion(m::get_local_list_version::GetLocalListVersionRequest) = "GetLocalListVersion",
+        RemoteStartTransaction(m::remote_start_transaction::RemoteStartTransactionRequest) = "RemoteStartTransaction",
+        RemoteStopTransaction(m::remote_stop_transaction::RemoteStopTransactionRequest) = "RemoteStopTransaction",
+        ReserveNow(m::reserve_now::ReserveNowRequest) = "ReserveNow",
+        Reset(m::reset::ResetRequest) = "Reset",
+        SendLocalList(m::send_local_list::SendLocalListRequest) = "SendLocalList",
+        SetChargingProfile(m::set_charging_profile::SetChargingProfileRequest) = "SetChargingProfile",
+        TriggerMessage(m::trigger_message::TriggerMessageRequest) = "TriggerMessage",
+        UnlockConnector(m::unlock_connector::UnlockConnectorRequest) = "UnlockConnector",
+        UpdateFirmware(m::update_firmware::UpdateFirmwareRequest) = "UpdateFirmware",
+    }
+}
+
+fn id_tag_info(standing: db::TokenStanding) -> IdTagInfo {
+    let status = match standing {
+        db::TokenStanding::Accepted => AuthorizationStatus::Accepted,
+        db::TokenStanding::Blocked => AuthorizationStatus::Blocked,
+        db::TokenStanding::Expired => AuthorizationStatus::Expired,
+        db::TokenStanding::Unknown => AuthorizationStatus::Invalid,
+    };
+    IdTagInfo { status, expiry_date: None, parent_id_tag: None }
+}
+
+fn samples(values: Vec<MeterValue>) -> Vec<db::Sample> {
+    values
+        .into_iter()
+        .flat_map(|mv| {
+            let raw = mv
+                .sampled_value
+                .into_iter()
+                .map(|s| RawSample {
+                    measurand: s.measurand.as_ref().map(enum_text),
+                    phase: s.phase.as_ref().map(enum_text),
+                    context: s.context.as_ref().map(enum_text),
+                    location: s.location.as_ref().map(enum_text),
+                    unit: s.unit.as_ref().map(enum_text),
+                    value: s.value,
+                })
+                .collect();
+            to_samples(mv.timestamp, raw)
+        })
+        .collect()
+}
+
+pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Value) -> Result<Value, RpcError> {
+    let raw_payload = payload.to_string();
+    let Some(request) = Incoming::decode(action, payload)? else {
+        return Err(RpcError::new(ErrorCode::NotImplemented, format!("unknown action {action}")));
+    };
+    let id = &link.charger;
+    let now = Utc::now();
+    match request {
+        Incoming::BootNotification(r) => {
+            let info = db::BootInfo {
+                vendor: r.charge_point_vendor,
+                model: r.charge_point_model,
+                serial: r.charge_point_serial_number.or(r.charge_box_serial_number),
+                firmware: r.firmware_version,
+                iccid: r.iccid,
+                imsi: r.imsi,
+                meter_type: r.meter_type,
+                meter_serial: r.meter_serial_number,
+            };
+            db::record_boot(&cs.db, id, "1.6", &info, &raw_payload).await.map_err(internal)?;
+            let auth = db::charger_auth(&cs.db, id).await.map_err(internal)?;
+            let status = match auth.as_ref().map(|a| a.registration.as_str()) {
+                Some("accepted") => RegistrationStatus::Accepted,
+                Some("pending") => RegistrationStatus::Pending,
+                _ => RegistrationStatus::Rejected,
+            };
+            tracing::info!(charger.id = %id, vendor = %info.vendor, model = %info.model, status = ?status, "boot");
+            encode(&m::boot_notification::BootNotificationResponse {
+                current_time: now,
+                interval: u32::try_from(cs.settings.heartbeat_interval.as_secs()).unwrap_or(300),
+                status,
+            })
+        }
+        Incoming::Heartbeat(_) => {
+            db::touch(&cs.db, id).await.map_err(internal)?;
+            encode(&m::heart_beat::HeartbeatResponse { current_time: now })
+        }
+        Incoming::StatusNotification(r) => {
+            let change = db::StatusChange {
+                connector_no: i64::from(r.connector_id),
+                status: enum_text(&r.status),
+                error_code: enum_text(&r.error_code),
+                info: [r.info, r.vendor_id, r.vendor_error_code].into_iter().flatten().collect::<Vec<_>>().join(" / "),
+                charger_time: r.timestamp.map(|t| super::quirks::effective_time(t, store::now_ms())),
+            };
+            db::record_status(&cs.db, id, &change).await.map_err(internal)?;
+            encode(&m::status_notification::StatusNotificationResponse {})
+        }
+        Incoming::Authorize(r) => {
+            let standing = judge_token(cs, link, &r.id_tag).await?;
+            encode(&m::authorize::AuthorizeResponse { id_tag_info: id_tag_info(standing) })
+        }
+        Incoming::StartTransaction(r) => {
+            let standing = judge_token(cs, link, &r.id_tag).await?;
+            let start = db::TxStart {
+                connector_no: i64::from(r.connector_id),
+                id_tag: r.id_tag,
+                started_at: super::quirks::effective_time(r.timestamp, store::now_ms()),
+                started_at_charger: r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                meter_start_wh: Some(i64::from(r.meter_start)),
+            };
+            let (tx, fresh) = db::start_transaction_v16(&cs.db, id, &start).await.map_err(internal)?;
+            if fresh {
+                tracing::info!(charger.id = %id, transaction.id = %tx, connector = start.connector_no, "transaction started");
+            } else {
+                tracing::info!(charger.id = %id, transaction.id = %tx, "replayed StartTransaction: same transaction");
+            }
+            let transaction_id = i32::try_from(tx.0).map_err(|_| RpcError::new(ErrorCode::InternalError, "transaction id overflow"))?;
+            encode(&m::start_transaction::StartTransactionResponse { id_tag_info: id_tag_info(standing), transaction_id })
+        }
+        Incoming::StopTransaction(r) => {
+            let data = samples(r.transaction_data.unwrap_or_default());
+            let ocpp_tx_id = if super::quirks::is_placeholder_transaction_id(r.transaction_id) {
+                // Started offline, never got an id from us: keep it apart from every real one.
+                format!("offline:{}:{}", r.transaction_id, r.timestamp.timestamp_millis())
+            } else {
+                r.transaction_id.to_string()
+            };
+            let stop = db::TxStop {
+                stopped_at: super::quirks::effective_time(r.timestamp, store::now_ms()),
+                stopped_at_charger: r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                meter_stop_wh: Some(i64::from(r.meter_stop)),
+                reason: r.reason.as_ref().map(enum_text),
+                id_tag: r.id_tag.clone(),
+            };
+            let (tx, seen) = db::stop_transaction(&cs.db, id, &ocpp_tx_id, 0, &stop).await.map_err(internal)?;
+            if !seen {
+                tracing::warn!(charger.id = %id, ocpp.transaction = %ocpp_tx_id, "StopTransaction for a transaction we never saw; recorded");
+            }
+            if !data.is_empty() {
+                db::record_samples(&cs.db, id, 0, Some(tx), &data).await.map_err(internal)?;
+            }
+            let info = match &r.id_tag {
+                Some(tag) => Some(id_tag_info(judge_token(cs, link, tag).await?)),
+                None => None,
+            };
+            encode(&m::stop_transaction::StopTransactionResponse { id_tag_info: info })
+        }
+        Incoming::MeterValues(r) => {
+            let tx = match r.transaction_id {
+                Some(t) => db::find_transaction(&cs.db, id, &t.to_string()).await.map_err(internal)?,
+                None => None,
+            };
+            let data = samples(r.meter_value);
+            db::record_samples(&cs.db, id, i64::from(r.connector_id), tx, &data).await.map_err(internal)?;
+            encode(&m::meter_values::MeterValuesResponse {})
+        }
+        Incoming::DataTransfer(r) => {
+            db::record_event(&cs.db, id, "data_transfer", &r.vendor_string, &raw_payload).await.map_err(internal)?;
+            encode(&m::data_transfer::DataTransferResponse { status: DataTransferStatus::UnknownVendorId, data: None })
+        }
+        Incoming::DiagnosticsStatusNotification(r) => {
+            db::record_event(&cs.db, id, "diagnostics", &enum_text(&r.status), &raw_payload).await.map_err(internal)?;
+            encode(&m::diagnostics_status_notification::DiagnosticsStatusNotificationResponse {})
+        }
+        Incoming::FirmwareStatusNotification(r) => {
+            db::record_event(&cs.db, id, "firmware", &enum_text(&r.status), &raw_payload).await.map_err(internal)?;
+            encode(&m::firmware_status_notification::FirmwareStatusNotificationResponse {})
+        }
+    }
+}
+
+/// Checks an operator's command against the action's schema before it goes out.
+pub fn command(action: &str, payload: Value) -> Result<Command, RpcError> {
+    Command::decode(action, payload)?.ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 1.6 command {action}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_incoming_action_is_declared_once() {
+        let mut names = Incoming::NAMES.to_vec();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 10);
+        assert_eq!(Command::NAMES.len(), 19);
+    }
+
+    #[test]
+    fn typed_decoding_reports_the_ocpp_error() {
+        let code = |action: &str, p: Value| Incoming::decode(action, p).expect_err("invalid").code;
+        assert_eq!(code("Authorize", json!({})), ErrorCode::OccurrenceConstraintViolation);
+        assert_eq!(code("Authorize", json!({"idTag": 5})), ErrorCode::TypeConstraintViolation);
+        assert_eq!(
+            code("StatusNotification", json!({"connectorId": 1, "errorCode": "NoError", "status": "Dancing"})),
+            ErrorCode::PropertyConstraintViolation
+        );
+        assert!(matches!(Incoming::decode("Heartbeat", json!({})), Ok(Some(Incoming::Heartbeat(_)))));
+        assert!(matches!(Incoming::decode("Dance", json!({})), Ok(None)));
+    }
+
+    #[test]
+    fn commands_are_checked_before_they_leave() {
+        assert!(command("RemoteStartTransaction", json!({"idTag": "T1", "connectorId": 1})).is_ok());
+        assert_eq!(command("RemoteStartTransaction", json!({})).expect_err("missing").code, ErrorCode::OccurrenceConstraintViolation);
+        assert_eq!(command("Dance", json!({})).expect_err("unknown").code, ErrorCode::NotImplemented);
+    }
+}

@@ -1,0 +1,291 @@
+//! OCPP 2.0.1: typed dispatch of what charging stations send, and the commands we can send them.
+
+use super::{actions, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample};
+use super::frame::{ErrorCode, RpcError};
+use super::quirks;
+use crate::store::{self, ocpp as db};
+use chrono::Utc;
+use rust_ocpp::v2_0_1::datatypes::id_token_info_type::IdTokenInfoType;
+use rust_ocpp::v2_0_1::datatypes::meter_value_type::MeterValueType;
+use rust_ocpp::v2_0_1::enumerations::authorization_status_enum_type::AuthorizationStatusEnumType;
+use rust_ocpp::v2_0_1::enumerations::data_transfer_status_enum_type::DataTransferStatusEnumType;
+use rust_ocpp::v2_0_1::enumerations::notify_ev_charging_needs_status_enum_type::NotifyEVChargingNeedsStatusEnumType;
+use rust_ocpp::v2_0_1::enumerations::registration_status_enum_type::RegistrationStatusEnumType;
+use rust_ocpp::v2_0_1::enumerations::transaction_event_enum_type::TransactionEventEnumType;
+use rust_ocpp::v2_0_1::messages as m;
+use serde_json::Value;
+
+actions! {
+    /// What a 2.0.1 charging station may send us (the ones we handle).
+    Incoming {
+        Authorize(m::authorize::AuthorizeRequest) = "Authorize",
+        BootNotification(m::boot_notification::BootNotificationRequest) = "BootNotification",
+        DataTransfer(m::datatransfer::DataTransferRequest) = "DataTransfer",
+        FirmwareStatusNotification(m::firmware_status_notification::FirmwareStatusNotificationRequest) = "FirmwareStatusNotification",
+        Heartbeat(m::heartbeat::HeartbeatRequest) = "Heartbeat",
+        LogStatusNotification(m::log_status_notification::LogStatusNotificationRequest) = "LogStatusNotification",
+        MeterValues(m::meter_values::MeterValuesRequest) = "MeterValues",
+        NotifyEVChargingNeeds(m::notify_ev_charging_needs::NotifyEVChargingNeedsRequest) = "NotifyEVChargingNeeds",
+        NotifyEvent(m::notify_event::NotifyEventRequest) = "NotifyEvent",
+        NotifyReport(m::notify_report::NotifyReportRequest) = "NotifyReport",
+        SecurityEventNotification(m::security_event_notification::SecurityEventNotificationRequest) = "SecurityEventNotification",
+        StatusNotification(m::status_notification::StatusNotificationRequest) = "StatusNotification",
+        TransactionEvent(m::transaction_event::TransactionEventRequest) = "TransactionEvent",
+    }
+}
+
+/// 2.0.1 actions a station may send that we recognise but do not support yet.
+const RECOGNISED_UNSUPPORTED: &[&str] = &[
+    "ClearedChargingLimit", "Get15118EVCertificate", "GetCertificateStatus", "NotifyChargingLimit",
+    "NotifyCustomerInformation", "NotifyDisplayMessages", "NotifyEVChargingSchedule", "NotifyMonitoringReport",
+    "PublishFirmwareStatusNotification", "ReportChargingProfiles", "ReservationStatusUpdate", "SignCertificate",
+];
+
+actions! {
+    /// What we may send a 2.0.1 charging station.
+    Command {
+        CancelReservation(m::cancel_reservation::CancelReservationRequest) = "CancelReservation",
+        ChangeAvailability(m::change_availability::ChangeAvailabilityRequest) = "ChangeAvailability",
+        ClearCache(m::clear_cache::ClearCacheRequest) = "ClearCache",
+        ClearChargingProfile(m::clear_charging_profile::ClearChargingProfileRequest) = "ClearChargingProfile",
+        CostUpdated(m::cost_updated::CostUpdatedRequest) = "CostUpdated",
+        DataTransfer(m::datatransfer::DataTransferRequest) = "DataTransfer",
+        GetBaseReport(m::get_base_report::GetBaseReportRequest) = "GetBaseReport",
+        GetCompositeSchedule(m::get_composite_schedule::GetCompositeScheduleRequest) = "GetCompositeSchedule",
+        GetLog(m::get_log::GetLogRequest) = "GetLog",
+        GetVariables(m::get_variables::GetVariablesRequest) = "GetVariables",
+        RequestStartTransaction(m::request_start_transaction::RequestStartTransactionRequest) = "RequestStartTransaction",
+        RequestStopTransaction(m::request_stop_transaction::RequestStopTransactionRequest) = "RequestStopTransaction",
+        ReserveNow(m::reserve_now::ReserveNowRequest) = "ReserveNow",
+        Reset(m::reset::ResetRequest) = "Reset",
+        SetChargingProfile(m::set_charging_profile::SetChargingProfileRequest) = "SetChargingProfile",
+        SetDisplayMessage(m::set_display_message::SetDisplayMessageRequest) = "SetDisplayMessage",
+        SetVariables(m::set_variables::SetVariablesRequest) = "SetVariables",
+        TriggerMessage(m::trigger_message::TriggerMessageRequest) = "TriggerMessage",
+        UnlockConnector(m::unlock_connector::UnlockConnectorRequest) = "UnlockConnector",
+        UpdateFirmware(m::update_firmware::UpdateFirmwareRequest) = "UpdateFirmware",
+    }
+}
+
+fn id_token_info(standing: db::TokenStanding) -> IdTokenInfoType {
+    let status = match standing {
+        db::TokenStanding::Accepted => AuthorizationStatusEnumType::Accepted,
+        db::TokenStanding::Blocked => AuthorizationStatusEnumType::Blocked,
+        db::TokenStanding::Expired => AuthorizationStatusEnumType::Expired,
+        db::TokenStanding::Unknown => AuthorizationStatusEnumType::Unknown,
+    };
+    IdTokenInfoType { status, ..Default::default() }
+}
+
+fn samples(values: Vec<MeterValueType>) -> Vec<db::Sample> {
+    values
+        .into_iter()
+        .flat_map(|mv| {
+            let raw = mv
+                .sampled_value
+                .into_iter()
+                .map(|s| RawSample {
+                    measurand: s.measurand.as_ref().map(enum_text),
+                    phase: s.phase.as_ref().map(enum_text),
+                    context: s.context.as_ref().map(enum_text),
+                    location: s.location.as_ref().map(enum_text),
+                    unit: s.unit_of_measure.as_ref().and_then(|u| u.unit.clone()),
+                    value: s.value.to_string(),
+                })
+                .collect();
+            to_samples(mv.timestamp, raw)
+        })
+        .collect()
+}
+
+async fn record(cs: &CentralSystem, link: &Link, kind: &str, status: &str, payload: &str) -> Result<(), RpcError> {
+    db::record_event(&cs.db, &link.charger, kind, status, payload).await.map_err(internal)
+}
+
+pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Value) -> Result<Value, RpcError> {
+    let raw_payload = payload.to_string();
+    let Some(request) = Incoming::decode(action, payload)? else {
+        if RECOGNISED_UNSUPPORTED.contains(&action) {
+            return Err(RpcError::new(ErrorCode::NotSupported, format!("{action} is not supported")));
+        }
+        return Err(RpcError::new(ErrorCode::NotImplemented, format!("unknown action {action}")));
+    };
+    let id = &link.charger;
+    let now = Utc::now();
+    match request {
+        Incoming::BootNotification(r) => {
+            let station = r.charging_station;
+            let info = db::BootInfo {
+                vendor: station.vendor_name,
+                model: station.model,
+                serial: station.serial_number,
+                firmware: station.firmware_version,
+                iccid: station.modem.as_ref().and_then(|m| m.iccid.clone()),
+                imsi: station.modem.as_ref().and_then(|m| m.imsi.clone()),
+                meter_type: None,
+                meter_serial: None,
+            };
+            db::record_boot(&cs.db, id, "2.0.1", &info, &raw_payload).await.map_err(internal)?;
+            let auth = db::charger_auth(&cs.db, id).await.map_err(internal)?;
+            let status = match auth.as_ref().map(|a| a.registration.as_str()) {
+                Some("accepted") => RegistrationStatusEnumType::Accepted,
+                Some("pending") => RegistrationStatusEnumType::Pending,
+                _ => RegistrationStatusEnumType::Rejected,
+            };
+            tracing::info!(charger.id = %id, vendor = %info.vendor, model = %info.model, status = ?status, "boot");
+            encode(&m::boot_notification::BootNotificationResponse {
+                current_time: now,
+                interval: u16::try_from(cs.settings.heartbeat_interval.as_secs()).unwrap_or(300),
+                status,
+                status_info: None,
+            })
+        }
+        Incoming::Heartbeat(_) => {
+            db::touch(&cs.db, id).await.map_err(internal)?;
+            encode(&m::heartbeat::HeartbeatResponse { current_time: now })
+        }
+        Incoming::StatusNotification(r) => {
+            // We address connectors by EVSE: 2.0.1's (evse, connector) maps to our connector number = evse id.
+            let change = db::StatusChange {
+                connector_no: i64::from(r.evse_id),
+                status: enum_text(&r.connector_status),
+                error_code: String::new(),
+                info: format!("connector {}", r.connector_id),
+                charger_time: Some(quirks::effective_time(r.timestamp, store::now_ms())),
+            };
+            db::record_status(&cs.db, id, &change).await.map_err(internal)?;
+            encode(&m::status_notification::StatusNotificationResponse {})
+        }
+        Incoming::Authorize(r) => {
+            let standing = judge_token(cs, link, &r.id_token.id_token).await?;
+            encode(&m::authorize::AuthorizeResponse { certificate_status: None, id_token_info: id_token_info(standing) })
+        }
+        Incoming::TransactionEvent(r) => transaction_event(cs, link, r).await,
+        Incoming::MeterValues(r) => {
+            let data = samples(r.meter_value);
+            db::record_samples(&cs.db, id, i64::from(r.evse_id), None, &data).await.map_err(internal)?;
+            encode(&m::meter_values::MeterValuesResponse {})
+        }
+        Incoming::NotifyReport(r) => {
+            record(cs, link, "report", &r.request_id.to_string(), &raw_payload).await?;
+            encode(&m::notify_report::NotifyReportResponse {})
+        }
+        Incoming::NotifyEvent(_) => {
+            record(cs, link, "event", "", &raw_payload).await?;
+            encode(&m::notify_event::NotifyEventResponse {})
+        }
+        Incoming::SecurityEventNotification(r) => {
+            tracing::warn!(charger.id = %id, kind = %r.kind, "security event");
+            record(cs, link, "security", &r.kind, &raw_payload).await?;
+            encode(&m::security_event_notification::SecurityEventNotificationResponse {})
+        }
+        Incoming::NotifyEVChargingNeeds(r) => {
+            record(cs, link, "ev_charging_needs", &r.evse_id.to_string(), &raw_payload).await?;
+            encode(&m::notify_ev_charging_needs::NotifyEVChargingNeedsResponse {
+                status: NotifyEVChargingNeedsStatusEnumType::Accepted,
+                status_info: None,
+            })
+        }
+        Incoming::FirmwareStatusNotification(r) => {
+            record(cs, link, "firmware", &enum_text(&r.status), &raw_payload).await?;
+            encode(&m::firmware_status_notification::FirmwareStatusNotificationResponse {})
+        }
+        Incoming::LogStatusNotification(r) => {
+            record(cs, link, "log", &enum_text(&r.status), &raw_payload).await?;
+            encode(&m::log_status_notification::LogStatusNotificationResponse {})
+        }
+        Incoming::DataTransfer(r) => {
+            record(cs, link, "data_transfer", &r.vendor_id, &raw_payload).await?;
+            encode(&m::datatransfer::DataTransferResponse {
+                status: DataTransferStatusEnumType::UnknownVendorId,
+                data: None,
+                status_info: None,
+            })
+        }
+    }
+}
+
+/// TransactionEvent (2.0.1 E01–E07): Started / Updated / Ended, deduplicated by seqNo.
+async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_event::TransactionEventRequest) -> Result<Value, RpcError> {
+    let id = &link.charger;
+    let received = store::now_ms();
+    let ocpp_tx_id = r.transaction_info.transaction_id.clone();
+    let data = samples(r.meter_value.clone().unwrap_or_default());
+    let charger_time = r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let token = r.id_token.as_ref().map(|t| t.id_token.clone());
+    let connector_no = i64::from(r.evse.as_ref().map_or(0, |e| e.id));
+    let event_type = enum_text(&r.event_type);
+    let start = db::TxStart {
+        connector_no,
+        id_tag: token.clone().unwrap_or_default(),
+        started_at: quirks::effective_time(r.timestamp, received),
+        started_at_charger: charger_time.clone(),
+        meter_start_wh: super::energy_register_wh(&data, "Transaction.Begin"),
+    };
+    let started = matches!(r.event_type, TransactionEventEnumType::Started);
+    let tx = db::upsert_transaction_v201(&cs.db, id, &ocpp_tx_id, &start, started).await.map_err(internal)?;
+    let offline = r.offline.unwrap_or(false);
+    let seen = db::record_tx_event(&cs.db, tx, i64::from(r.seq_no), &event_type, &enum_text(&r.trigger_reason), offline, &charger_time)
+        .await
+        .map_err(internal)?;
+    match seen {
+        None => tracing::info!(charger.id = %id, ocpp.transaction = %ocpp_tx_id, seq_no = r.seq_no, "replayed TransactionEvent ignored"),
+        Some(previous) => {
+            if let Some(prev) = previous {
+                if i64::from(r.seq_no) != prev + 1 {
+                    tracing::warn!(charger.id = %id, ocpp.transaction = %ocpp_tx_id, expected = prev + 1, got = r.seq_no, "seqNo gap");
+                }
+            }
+            db::enrich_transaction(&cs.db, tx, token.as_deref(), start.meter_start_wh).await.map_err(internal)?;
+            if !data.is_empty() {
+                db::record_samples(&cs.db, id, connector_no, Some(tx), &data).await.map_err(internal)?;
+            }
+            if matches!(r.event_type, TransactionEventEnumType::Ended) {
+                let stop = db::TxStop {
+                    stopped_at: quirks::effective_time(r.timestamp, received),
+                    stopped_at_charger: charger_time.clone(),
+                    meter_stop_wh: super::energy_register_wh(&data, "Transaction.End").or_else(|| super::energy_register_wh(&data, "")),
+                    reason: r.transaction_info.stopped_reason.as_ref().map(enum_text),
+                    id_tag: token.clone(),
+                };
+                db::stop_transaction(&cs.db, id, &ocpp_tx_id, connector_no, &stop).await.map_err(internal)?;
+                tracing::info!(charger.id = %id, transaction.id = %tx, "transaction ended");
+            } else if started {
+                tracing::info!(charger.id = %id, transaction.id = %tx, offline, "transaction started");
+            }
+        }
+    }
+    let id_token_info = match &token {
+        Some(t) => Some(id_token_info(judge_token(cs, link, t).await?)),
+        None => None,
+    };
+    encode(&m::transaction_event::TransactionEventResponse { id_token_info, ..Default::default() })
+}
+
+/// Checks an operator's command against the action's schema before it goes out.
+pub fn command(action: &str, payload: Value) -> Result<Command, RpcError> {
+    Command::decode(action, payload)?.ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 2.0.1 command {action}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn declared_actions() {
+        assert_eq!(Incoming::NAMES.len(), 13);
+        assert_eq!(Command::NAMES.len(), 20);
+        for name in RECOGNISED_UNSUPPORTED {
+            assert!(!Incoming::NAMES.contains(name), "{name} is both handled and unsupported");
+        }
+    }
+
+    #[test]
+    fn request_start_is_checked() {
+        let ok = json!({"idToken": {"idToken": "T1", "type": "Central"}, "remoteStartId": 1, "evseId": 1});
+        assert!(command("RequestStartTransaction", ok).is_ok());
+        let bad = json!({"idToken": {"idToken": "T1", "type": "Teleport"}, "remoteStartId": 1});
+        assert_eq!(command("RequestStartTransaction", bad).expect_err("bad enum").code, ErrorCode::PropertyConstraintViolation);
+    }
+}

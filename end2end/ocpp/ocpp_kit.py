@@ -109,7 +109,7 @@ class Server:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def command(self) -> list[str]:
+    def argv(self) -> list[str]:
         cmd = [
             FORECOURT_BIN,
             "serve",
@@ -130,11 +130,11 @@ class Server:
         assert self.proc is None, "server already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a", buffering=1)
-        log.write(f"\n===== starting: {' '.join(self.command())}\n")
+        log.write(f"\n===== starting: {' '.join(self.argv())}\n")
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
         proc = subprocess.Popen(
-            self.command(),
+            self.argv(),
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -408,11 +408,12 @@ async def open_ws(server: Server, charger_id: str, version: str, password: str |
     )
 
 
-async def handshake_status(server: Server, charger_id: str, password: str | None, subprotocols: list[str] | None) -> int:
+async def handshake_status(server: Server, charger_id: str, password: str | None, subprotocols: list[str] | None,
+                           user: str | None = None) -> int:
     """Try a handshake that should be refused; return the HTTP status (101 if it was accepted)."""
     headers = {}
     if password is not None:
-        headers["Authorization"] = basic_auth(charger_id, password)
+        headers["Authorization"] = basic_auth(user or charger_id, password)
     try:
         ws = await ws_connect(
             server.ws_url(charger_id),

@@ -96,34 +96,48 @@ class Recorder16(Charger16):
         return result16.RemoteStartTransaction(status="Rejected")
 
 
-def test_commands_to_an_online_charger(server):
+def test_unknown_action_is_refused(server):
     async def scenario():
         async with charger(server, "FM-CAM-02", cls=Recorder16) as cp:
-            hb = await cp.req(call16.Heartbeat())
-            assert hb.current_time
-
-            # An action OCPP 1.6 does not have.
             status, body = await server.command("FM-CAM-02", "MakeCoffee", {"sugar": 2})
             assert status in (400, 404), body
             assert isinstance(body, dict) and body.get("error"), body
-
-            # Payloads that do not fit the action's schema never reach the charger.
-            for bad in ({"connectorId": 1}, {"connectorId": "one", "idTag": "DEMO-TAG-1"},
-                        {"idTag": "X" * 21}, {"idTag": "DEMO-TAG-1", "surprise": True}):
-                status, body = await server.command("FM-CAM-02", "RemoteStartTransaction", bad)
-                assert status == 400, (bad, status, body)
-                assert isinstance(body, dict) and body.get("error"), body
-            status, body = await server.ahttp("POST", "/api/v1/chargers/FM-CAM-02/commands/RemoteStartTransaction",
-                                              b"{not json")
-            assert status == 400, body
-            assert cp.remote_starts == [], f"invalid commands reached the charger: {cp.remote_starts}"
-
-            # A 2.0.1 action is not a 1.6 one: the charger's version decides.
+            # A 2.0.1 action is not a 1.6 one: the connected charger's version decides.
             status, body = await server.command("FM-CAM-02", "RequestStartTransaction", {
                 "idToken": {"idToken": "DEMO-TAG-1", "type": "Central"}, "remoteStartId": 1, "evseId": 1})
             assert status in (400, 404), body
+            assert isinstance(body, dict) and body.get("error"), body
+            assert cp.remote_starts == []
 
-            # A valid one is passed through, and the charger's answer comes back.
+    run(scenario())
+
+
+BAD_REMOTE_START = [
+    ("missing_required", {"connectorId": 1}),
+    ("wrong_type", {"connectorId": "one", "idTag": "DEMO-TAG-1"}),
+    ("too_long", {"idTag": "X" * 21}),  # idTag is CiString20Type
+    ("extra_property", {"idTag": "DEMO-TAG-1", "surprise": True}),  # additionalProperties: false
+    ("not_an_object", ["DEMO-TAG-1"]),
+    ("not_json", b"{not json"),
+]
+
+
+@pytest.mark.parametrize(("name", "body"), BAD_REMOTE_START, ids=[b[0] for b in BAD_REMOTE_START])
+def test_payload_not_fitting_the_schema_is_400_and_not_sent(server, name, body):
+    async def scenario():
+        async with charger(server, "FM-CAM-02", cls=Recorder16) as cp:
+            status, answer = await server.ahttp(
+                "POST", "/api/v1/chargers/FM-CAM-02/commands/RemoteStartTransaction", body)
+            assert status == 400, (name, status, answer)
+            assert isinstance(answer, dict) and answer.get("error"), answer
+            assert cp.remote_starts == [], f"the invalid command reached the charger: {cp.remote_starts}"
+
+    run(scenario())
+
+
+def test_answers_are_passed_through_and_call_errors_are_502(server):
+    async def scenario():
+        async with charger(server, "FM-CAM-02", cls=Recorder16) as cp:
             status, body = await server.command("FM-CAM-02", "RemoteStartTransaction",
                                                 {"connectorId": 1, "idTag": "DEMO-TAG-1"})
             assert status == 200, body
@@ -140,5 +154,7 @@ def test_commands_to_an_online_charger(server):
             status, body = await server.command("FM-CAM-02", "GetConfiguration", {})
             assert status == 200 and body["status"] == "answered", body
             assert body["response"]["configurationKey"][0]["key"] == "HeartbeatInterval"
+            hb = await cp.req(call16.Heartbeat())
+            assert hb.current_time
 
     run(scenario())

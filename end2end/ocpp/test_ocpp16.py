@@ -577,3 +577,23 @@ def test_auto_registration_trust_on_first_use(server):
         assert status == 200 and any(c.get("id") == cp_id for c in listing), listing
 
     run(scenario())
+
+
+def test_username_must_be_the_charge_point_id(server):
+    """FM-CAM-02's credentials do not open FM-CAM-01's connection (same password, other charger)."""
+    status = run(handshake_status(server, "FM-CAM-01", "demo-charger-pass", ["ocpp1.6"], user="FM-CAM-02"))
+    assert status == 401, f"FM-CAM-02's credentials on FM-CAM-01's URL answered HTTP {status}"
+
+
+def test_auto_registration_needs_a_long_enough_password(server):
+    cp_id = unique("E2E16-SHORT")
+    status = run(handshake_status(server, cp_id, "short", ["ocpp1.6"]))
+    assert status in (400, 401, 403), f"auto-registration with a 5-character password answered HTTP {status}"
+
+    # And the id was not taken by that attempt: a proper password still registers it.
+    async def scenario():
+        async with charger(server, cp_id, password="long-enough-pass") as cp:
+            hb = await cp.req(call16.Heartbeat())
+            assert_recent(hb.current_time)
+
+    run(scenario())

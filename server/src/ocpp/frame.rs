@@ -193,9 +193,10 @@ pub fn classify_payload_error(err: &serde_json::Error) -> ErrorCode {
     let text = err.to_string();
     if text.starts_with("missing field") {
         ErrorCode::OccurrenceConstraintViolation
-    } else if text.starts_with("unknown variant") || text.starts_with("unknown field") {
+    } else if text.starts_with("unknown variant") || text.starts_with("unknown field") || text.starts_with("invalid value") {
         ErrorCode::PropertyConstraintViolation
-    } else if text.starts_with("invalid type") {
+    } else if text.starts_with("invalid type") || text.starts_with("invalid number") {
+        // "invalid number": a number that does not fit the field's integer type (e.g. -1 for a count).
         ErrorCode::TypeConstraintViolation
     } else if err.is_syntax() || err.is_eof() {
         ErrorCode::FormatViolation
@@ -268,7 +269,10 @@ mod tests {
         enum E {
             A,
         }
-        let code = |v: Value| classify_payload_error(&serde_json::from_value::<P>(v).expect_err("bad"));
+        let code = |v: Value| {
+            let err = serde_json::from_value::<P>(v).expect_err("bad");
+            classify_payload_error(&err)
+        };
         assert_eq!(code(json!({"e": "A"})), ErrorCode::OccurrenceConstraintViolation);
         assert_eq!(code(json!({"n": "x", "e": "A"})), ErrorCode::TypeConstraintViolation);
         assert_eq!(code(json!({"n": 1, "e": "B"})), ErrorCode::PropertyConstraintViolation);

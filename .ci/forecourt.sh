@@ -72,8 +72,20 @@ cmd_run() {
   setup_build_tools
   say "building (release)"
   cargo leptos build --release
-  say "starting forecourt"
-  exec target/release/forecourt serve --site-root target/site "$@"
+  say "starting forecourt, then simulated chargers on the demo sites"
+  target/release/forecourt serve --site-root target/site "$@" &
+  local server=$!
+  trap 'kill $server $sim 2>/dev/null; wait $server 2>/dev/null' EXIT INT TERM
+  local sim=""
+  for _ in $(seq 1 60); do
+    curl -fs http://127.0.0.1:3000/readyz >/dev/null 2>&1 && break
+    kill -0 "$server" 2>/dev/null || exit 1
+    sleep 0.5
+  done
+  target/release/forecourt simulate --url ws://127.0.0.1:3000/ocpp >data/simulator.log 2>&1 &
+  sim=$!
+  echo "simulated chargers: FM-CAM-01, FM-CAM-02, UP-ZUI-01, UP-ZUI-02 (log: data/simulator.log). Ctrl-C stops everything."
+  wait "$server"
 }
 
 cmd_test() {

@@ -10,7 +10,10 @@ from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
 from ocpp.v16.enums import Action
 
-from ocpp_kit import Charger16, charger, run
+import asyncio
+import json
+
+from ocpp_kit import Charger16, charger, raw_charger, run
 
 DEMO_CHARGERS = {"FM-CAM-01", "FM-CAM-02", "UP-ZUI-01", "UP-ZUI-02"}
 
@@ -156,5 +159,47 @@ def test_answers_are_passed_through_and_call_errors_are_502(server):
             assert body["response"]["configurationKey"][0]["key"] == "HeartbeatInterval"
             hb = await cp.req(call16.Heartbeat())
             assert hb.current_time
+
+    run(scenario())
+
+
+def test_charger_calls_are_answered_while_a_command_is_pending(server):
+    """OCPP-J is full duplex: the server answers the charger while waiting for the charger's answer."""
+
+    async def scenario():
+        async with raw_charger(server, "FM-CAM-01", "1.6") as raw:
+            boot = await raw.call("BootNotification", {"chargePointModel": "Raw", "chargePointVendor": "E2E"})
+            assert boot[2]["status"] == "Accepted"
+            pending = asyncio.create_task(server.command("FM-CAM-01", "GetConfiguration", {"key": ["X"]}))
+            frame = json.loads(await asyncio.wait_for(raw.ws.recv(), 10))
+            assert frame[0] == 2 and frame[2] == "GetConfiguration" and frame[3] == {"key": ["X"]}, frame
+            await raw.ws.send(json.dumps([2, "hb-meanwhile", "Heartbeat", {}]))
+            answer = json.loads(await asyncio.wait_for(raw.ws.recv(), 10))
+            assert answer[0] == 3 and answer[1] == "hb-meanwhile", answer
+            # A result carrying an id the server never used is not taken for the pending one.
+            await raw.ws.send(json.dumps([3, "not-" + frame[1], {"configurationKey": [], "unknownKey": ["Y"]}]))
+            await raw.ws.send(json.dumps([3, frame[1], {"configurationKey": [], "unknownKey": ["X"]}]))
+            status, body = await asyncio.wait_for(pending, 15)
+            assert status == 200, body
+            assert body == {"status": "answered", "response": {"configurationKey": [], "unknownKey": ["X"]}}, body
+
+    run(scenario())
+
+
+def test_command_pending_when_the_charger_disconnects_fails_promptly(server):
+    """Beyond the written contract: the REST call should not sit out the 30 s command timeout."""
+
+    async def scenario():
+        async with raw_charger(server, "FM-CAM-01", "1.6") as raw:
+            boot = await raw.call("BootNotification", {"chargePointModel": "Raw", "chargePointVendor": "E2E"})
+            assert boot[2]["status"] == "Accepted"
+            pending = asyncio.create_task(server.command("FM-CAM-01", "RemoteStartTransaction", {"idTag": "DEMO-TAG-1"}))
+            frame = json.loads(await asyncio.wait_for(raw.ws.recv(), 10))
+            assert frame[2] == "RemoteStartTransaction", frame
+            await raw.ws.close()
+            started = time.monotonic()
+            status, body = await asyncio.wait_for(pending, 40)
+            assert status != 200, body
+            assert time.monotonic() - started < 10, f"the REST call waited {time.monotonic() - started:.0f}s"
 
     run(scenario())

@@ -383,6 +383,15 @@ def test_offline_replay_with_duplicates_and_unknown_stops(server):
                 if stop.id_tag_info is not None:
                     assert stop.id_tag_info["status"] == "Accepted", (unknown, stop)
 
+            # Meter values for a transaction the server never saw are acknowledged as well.
+            res = await cp.req(call16.MeterValues(connector_id=2, transaction_id=987655,
+                                                  meter_value=[meter_value_16(now_iso(-200), 43)]))
+            assert isinstance(res, result16.MeterValues)
+
+            # A very late duplicate of the start (after the stop) neither opens nor reopens anything.
+            late = await cp.req(call16.StartTransaction(connector_id=2, id_tag=tag, meter_start=5000, timestamp=t0))
+            assert late.transaction_id == tx, "a late replayed StartTransaction must map to the same transaction"
+
             hb = await cp.req(call16.Heartbeat())
             assert_recent(hb.current_time)
 

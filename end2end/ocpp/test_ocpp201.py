@@ -259,12 +259,51 @@ def test_offline_transaction_replayed_with_duplicates(server):
                                         evse={"id": 2, "connectorId": 1},
                                         meter=[meter_value_201(now_iso(-60), 52000, "Transaction.End", full=False)]))
             assert isinstance(res, result201.TransactionEvent)
+            # A very late duplicate of the Started event does not reopen the transaction.
+            res = await cp.req(events[0])
+            assert isinstance(res, result201.TransactionEvent)
             hb = await cp.req(call201.Heartbeat())
             assert_recent(hb.current_time)
 
             detail = await eventually(lambda: server.charger("FM-CAM-01"), one_tx(tag, "completed", 40000, 52000),
                                       what=f"exactly one completed transaction for {tag}, 40000 -> 52000 Wh")
             assert txs_by_tag(detail, tag)[0]["connector_no"] == 2
+
+    run(scenario())
+
+
+def energy(value, context: str, unit: str | None, multiplier: int | None = None) -> list[dict]:
+    sv = {"value": value, "context": context, "measurand": "Energy.Active.Import.Register"}
+    if unit is not None:
+        sv["unitOfMeasure"] = {"unit": unit}
+        if multiplier is not None:
+            sv["unitOfMeasure"]["multiplier"] = multiplier
+    return [{"timestamp": now_iso(), "sampledValue": [sv]}]
+
+
+@pytest.mark.parametrize(
+    ("unit", "multiplier", "start", "stop", "start_wh", "stop_wh"),
+    [
+        ("kWh", None, 2.5, 7.25, 2500, 7250),
+        ("Wh", 3, 3, 4.5, 3000, 4500),  # multiplier: a power of ten (OCPP 2.0.1 UnitOfMeasureType)
+        ("kWh", -1, 25, 72, 2500, 7200),
+        (None, None, 1234, 5678, 1234, 5678),  # no unitOfMeasure: Wh
+    ],
+    ids=["kWh", "Wh-multiplier-3", "kWh-multiplier-minus-1", "default-Wh"],
+)
+def test_energy_register_units_are_converted_to_wh(server, unit, multiplier, start, stop, start_wh, stop_wh):
+    """meter_start_wh / meter_stop_wh in Wh whatever unit and multiplier the station reports in."""
+    tag = unique("UNIT")
+    tx_id = unique("E2E-UNIT")
+
+    async def scenario():
+        async with charger(server, "FM-CAM-02", V) as cp:
+            await cp.req(tx_event("Started", 0, tx_id, "Authorized", charging_state="Charging", id_token=token(tag),
+                                  evse={"id": 2, "connectorId": 1}, meter=energy(start, "Transaction.Begin", unit, multiplier)))
+            await cp.req(tx_event("Ended", 1, tx_id, "StopAuthorized", stopped_reason="Local",
+                                  meter=energy(stop, "Transaction.End", unit, multiplier)))
+            await eventually(lambda: server.charger("FM-CAM-02"), one_tx(tag, "completed", start_wh, stop_wh),
+                             what=f"{start} -> {stop} {unit} (multiplier {multiplier}) as {start_wh} -> {stop_wh} Wh")
 
     run(scenario())
 

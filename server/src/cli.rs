@@ -44,6 +44,46 @@ enum Command {
     /// Manage operator and retailer accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Play chargers over real WebSockets against a running server (demo and load).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+struct SimulateArgs {
+    /// The OCPP endpoint, without the charger id.
+    #[arg(long, default_value = "ws://127.0.0.1:3000/ocpp")]
+    url: String,
+    /// A charger to play, as ID:CONNECTORS (repeatable). Default: the demo chargers.
+    #[arg(long = "charger", value_name = "ID:CONNECTORS")]
+    chargers: Vec<String>,
+    /// Instead of named chargers, play this many (PREFIX00001…, one connector each): for load.
+    #[arg(long)]
+    load: Option<u32>,
+    #[arg(long, default_value = "SIM-")]
+    load_prefix: String,
+    /// The chargers' password (HTTP Basic auth).
+    #[arg(long, env = "FORECOURT_SIM_PASSWORD", default_value = seed::CHARGER_PASSWORD, hide_env_values = true)]
+    password: String,
+    /// OCPP version to speak: 1.6 or 2.0.1.
+    #[arg(long, default_value = "1.6")]
+    ocpp: String,
+    /// The id tag drivers present.
+    #[arg(long, default_value = seed::ACCEPTED_TAG)]
+    id_tag: String,
+    /// Seconds between meter values during a session.
+    #[arg(long, default_value_t = 10.0)]
+    meter_interval: f64,
+    /// Mean seconds a connector waits for its next car.
+    #[arg(long, default_value_t = 60.0)]
+    mean_idle: f64,
+    /// Mean seconds a car stays.
+    #[arg(long, default_value_t = 300.0)]
+    mean_session: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop after this many seconds and print what was measured.
+    #[arg(long)]
+    duration: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("stopped");
             Ok(())
         }
+        Command::Simulate(args) => simulate(args).await,
         Command::Migrate => {
             let settings = cli.global.settings(None)?;
             let db = serve::open_database(&settings).await?;
@@ -201,6 +242,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
+    use crate::ocpp::frame::OcppVersion;
+    let version = match args.ocpp.as_str() {
+        "1.6" => OcppVersion::V16,
+        "2.0.1" => OcppVersion::V201,
+        other => anyhow::bail!("--ocpp must be 1.6 or 2.0.1, not {other}"),
+    };
+    let chargers: Vec<(String, u32)> = if let Some(n) = args.load {
+        (1..=n).map(|i| (format!("{}{i:05}", args.load_prefix), 1)).collect()
+    } else if args.chargers.is_empty() {
+        seed::RETAILERS.iter().flat_map(|r| r.chargers.iter().map(|(id, n, _, _)| ((*id).to_owned(), *n))).collect()
+    } else {
+        args.chargers
+            .iter()
+            .map(|spec| {
+                let (id, n) = spec.split_once(':').unwrap_or((spec, "1"));
+                Ok((id.to_owned(), n.parse().with_context(|| format!("connectors in {spec:?}"))?))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let positive = |secs: f64, what: &str| -> anyhow::Result<Duration> {
+        anyhow::ensure!(secs.is_finite() && secs > 0.0, "{what} must be a positive number of seconds");
+        Ok(Duration::from_secs_f64(secs))
+    };
+    let config = crate::simulate::SimConfig {
+        url: args.url.clone(),
+        chargers,
+        password: args.password.clone(),
+        version,
+        id_tag: args.id_tag.clone(),
+        meter_interval: positive(args.meter_interval, "--meter-interval")?,
+        mean_idle: positive(args.mean_idle, "--mean-idle")?,
+        mean_session: positive(args.mean_session, "--mean-session")?,
+        seed: args.seed,
+        duration: args.duration.map(Duration::from_secs),
+    };
+    let count = config.chargers.len();
+    println!("simulating {count} charger(s) over OCPP {version} against {}", config.url);
+    let started = std::time::Instant::now();
+    let stats = crate::simulate::run(config).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let calls = stats.calls.load(std::sync::atomic::Ordering::Relaxed);
+    let (p50, p99) = stats.percentiles_ms();
+    println!(
+        "connected {} of {count}, {} connection failures, {calls} calls answered ({:.0}/s), {} refused, latency p50 {p50:.1} ms p99 {p99:.1} ms",
+        stats.connected.load(std::sync::atomic::Ordering::Relaxed),
+        stats.failed.load(std::sync::atomic::Ordering::Relaxed),
+        calls as f64 / elapsed.max(0.001),
+        stats.call_errors.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    Ok(())
 }
 
 fn read_password() -> anyhow::Result<String> {

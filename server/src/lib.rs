@@ -8,6 +8,7 @@ pub mod ocpp;
 pub mod seed;
 pub mod serve;
 pub mod settings;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod themes;

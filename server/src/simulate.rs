@@ -1,0 +1,439 @@
+//! `forecourt simulate`: chargers over real WebSockets, for the demo and for load.
+//!
+//! Each simulated charger boots, heartbeats, reports status, and has cars arrive and leave with
+//! realistic energy and power. It obeys the charging profiles it receives: a car never draws more
+//! than the limit in force. For load, many chargers run at once and the latency of every CALL
+//! (send to CALLRESULT) is measured.
+
+use crate::ocpp::frame::{self, Frame, OcppVersion};
+use base64::Engine;
+use futures::{SinkExt, StreamExt};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Base URL of the OCPP endpoint, e.g. `ws://127.0.0.1:3000/ocpp`.
+    pub url: String,
+    /// (charger id, connectors)
+    pub chargers: Vec<(String, u32)>,
+    pub password: String,
+    pub version: OcppVersion,
+    pub id_tag: String,
+    /// Seconds between meter values during a session.
+    pub meter_interval: Duration,
+    /// Mean seconds between a connector's sessions (exponential).
+    pub mean_idle: Duration,
+    /// Mean session length.
+    pub mean_session: Duration,
+    pub seed: u64,
+    /// Stop after this long (None: run until killed).
+    pub duration: Option<Duration>,
+}
+
+/// What happened, for the load benchmark.
+#[derive(Debug, Default)]
+pub struct SimStats {
+    pub connected: AtomicU64,
+    pub failed: AtomicU64,
+    pub calls: AtomicU64,
+    pub call_errors: AtomicU64,
+    latencies_us: Mutex<Vec<u32>>,
+}
+
+impl SimStats {
+    fn record(&self, latency: Duration) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut l) = self.latencies_us.lock() {
+            l.push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// (p50, p99) in milliseconds.
+    pub fn percentiles_ms(&self) -> (f64, f64) {
+        let Ok(mut l) = self.latencies_us.lock() else { return (0.0, 0.0) };
+        if l.is_empty() {
+            return (0.0, 0.0);
+        }
+        l.sort_unstable();
+        let at = |q: f64| f64::from(l[((l.len() - 1) as f64 * q) as usize]) / 1000.0;
+        (at(0.50), at(0.99))
+    }
+}
+
+/// Runs every charger until `duration` ends (or forever). Returns the stats.
+pub async fn run(config: SimConfig) -> Arc<SimStats> {
+    let stats = Arc::new(SimStats::default());
+    let mut tasks = Vec::new();
+    for (i, (id, connectors)) in config.chargers.iter().enumerate() {
+        let config = config.clone();
+        let stats = stats.clone();
+        let (id, connectors) = (id.clone(), *connectors);
+        tasks.push(tokio::spawn(async move {
+            // Stagger connections a little so a thousand chargers do not arrive in one instant.
+            tokio::time::sleep(Duration::from_millis((i as u64 % 1000) * 2)).await;
+            let seed = config.seed.wrapping_add(i as u64);
+            loop {
+                match charger(&config, &id, connectors, seed, &stats).await {
+                    Ok(()) => return,
+                    Err(err) => {
+                        stats.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(charger.id = %id, error = %err, "simulated charger lost its connection; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            }
+        }));
+    }
+    match config.duration {
+        Some(d) => {
+            tokio::time::sleep(d).await;
+            for t in &tasks {
+                t.abort();
+            }
+        }
+        None => {
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+    }
+    stats
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, String>>>>>;
+
+/// One WebSocket to the central system, shared by the charger's tasks.
+#[derive(Clone)]
+struct Link {
+    out: mpsc::UnboundedSender<String>,
+    pending: Pending,
+    next: Arc<AtomicU64>,
+    stats: Arc<SimStats>,
+}
+
+impl Link {
+    async fn call(&self, action: &str, payload: Value) -> anyhow::Result<Value> {
+        let id = format!("s{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().map_err(|_| anyhow::anyhow!("lock"))?.insert(id.clone(), tx);
+        let started = Instant::now();
+        self.out.send(frame::call(&id, action, &payload)).map_err(|_| anyhow::anyhow!("connection closed"))?;
+        let answer = tokio::time::timeout(Duration::from_secs(60), rx).await??;
+        self.stats.record(started.elapsed());
+        answer.map_err(|e| {
+            self.stats.call_errors.fetch_add(1, Ordering::Relaxed);
+            anyhow::anyhow!("{action} refused: {e}")
+        })
+    }
+}
+
+/// The limit a charging profile sets, in amps per phase (None: no limit of ours).
+#[derive(Default)]
+struct Limits {
+    per_connector: HashMap<u32, f64>,
+    charger_wide: Option<f64>,
+}
+
+impl Limits {
+    fn for_connector(&self, c: u32) -> Option<f64> {
+        match (self.per_connector.get(&c).copied(), self.charger_wide) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The first period's limit of a 1.6 or 2.0.1 charging profile, in amps.
+fn profile_limit(profile: &Value) -> Option<f64> {
+    let schedule = profile.get("chargingSchedule")?;
+    let schedule = if schedule.is_array() { schedule.get(0)? } else { schedule };
+    let unit = schedule.get("chargingRateUnit")?.as_str()?;
+    let limit = schedule.get("chargingSchedulePeriod")?.get(0)?.get("limit")?.as_f64()?;
+    Some(if unit == "W" { limit / 230.0 / 3.0 } else { limit })
+}
+
+async fn charger(config: &SimConfig, id: &str, connectors: u32, seed: u64, stats: &Arc<SimStats>) -> anyhow::Result<()> {
+    let url = format!("{}/{id}", config.url.trim_end_matches('/'));
+    let mut request = url.as_str().into_client_request()?;
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{}", config.password));
+    request.headers_mut().insert("Authorization", format!("Basic {credentials}").parse()?);
+    request.headers_mut().insert("Sec-WebSocket-Protocol", config.version.subprotocol().parse()?);
+    let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+    stats.connected.fetch_add(1, Ordering::Relaxed);
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+    let link = Link { out: out_tx, pending: Arc::default(), next: Arc::new(AtomicU64::new(1)), stats: stats.clone() };
+    let limits: Arc<Mutex<Limits>> = Arc::default();
+
+    let writer = tokio::spawn(async move {
+        while let Some(text) = out_rx.recv().await {
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    let reader = {
+        let link = link.clone();
+        let limits = limits.clone();
+        let version = config.version;
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = stream.next().await {
+                let Message::Text(text) = message else { continue };
+                match frame::decode(&text) {
+                    Ok(Frame::CallResult { id, payload }) => {
+                        if let Some(tx) = link.pending.lock().ok().and_then(|mut p| p.remove(&id)) {
+                            let _ = tx.send(Ok(payload));
+                        }
+                    }
+                    Ok(Frame::CallError { id, code, description, .. }) => {
+                        if let Some(tx) = link.pending.lock().ok().and_then(|mut p| p.remove(&id)) {
+                            let _ = tx.send(Err(format!("{code}: {description}")));
+                        }
+                    }
+                    Ok(Frame::Call { id, action, payload }) => {
+                        let answer = answer_call(version, &action, &payload, &limits);
+                        let _ = link.out.send(frame::call_result(&id, &answer));
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+    };
+
+    let boot = match config.version {
+        OcppVersion::V16 => link.call("BootNotification", json!({"chargePointVendor": "Forecourt", "chargePointModel": "Simulator", "firmwareVersion": env!("CARGO_PKG_VERSION")})).await?,
+        OcppVersion::V201 => link.call("BootNotification", json!({"reason": "PowerUp", "chargingStation": {"vendorName": "Forecourt", "model": "Simulator", "firmwareVersion": env!("CARGO_PKG_VERSION")}})).await?,
+    };
+    let interval = boot.get("interval").and_then(Value::as_u64).unwrap_or(300).clamp(1, 3600);
+    let mut sessions = Vec::new();
+    for c in 1..=connectors {
+        status(&link, config.version, c, "Available").await?;
+        let link = link.clone();
+        let config = config.clone();
+        let limits = limits.clone();
+        let id = id.to_owned();
+        sessions.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(u64::from(c)));
+            if let Err(err) = connector_loop(&link, &config, c, &limits, &mut rng).await {
+                tracing::warn!(charger.id = %id, connector = c, error = %err, "simulated connector stopped");
+            }
+        }));
+    }
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(interval));
+    heartbeat.tick().await;
+    let result = loop {
+        tokio::select! {
+            _ = heartbeat.tick() => {
+                if let Err(err) = link.call("Heartbeat", json!({})).await {
+                    break Err(err);
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if reader.is_finished() {
+                    break Err(anyhow::anyhow!("connection closed by the central system"));
+                }
+            }
+        }
+    };
+    for s in sessions {
+        s.abort();
+    }
+    writer.abort();
+    reader.abort();
+    result
+}
+
+fn answer_call(version: OcppVersion, action: &str, payload: &Value, limits: &Mutex<Limits>) -> Value {
+    match action {
+        "SetChargingProfile" => {
+            let (connector, profile) = match version {
+                OcppVersion::V16 => (payload.get("connectorId").and_then(Value::as_u64), payload.get("csChargingProfiles")),
+                OcppVersion::V201 => (payload.get("evseId").and_then(Value::as_u64), payload.get("chargingProfile")),
+            };
+            if let (Some(connector), Some(limit), Ok(mut l)) = (connector, profile.and_then(profile_limit), limits.lock()) {
+                if connector == 0 {
+                    l.charger_wide = Some(limit);
+                } else {
+                    l.per_connector.insert(u32::try_from(connector).unwrap_or(0), limit);
+                }
+            }
+            json!({"status": "Accepted"})
+        }
+        "ClearChargingProfile" => {
+            if let Ok(mut l) = limits.lock() {
+                *l = Limits::default();
+            }
+            json!({"status": "Accepted"})
+        }
+        "GetConfiguration" => json!({"configurationKey": [], "unknownKey": []}),
+        "GetVariables" => json!({"getVariableResult": []}),
+        "GetCompositeSchedule" => json!({"status": "Rejected"}),
+        "GetLocalListVersion" => json!({"listVersion": 0}),
+        "DataTransfer" => json!({"status": "UnknownVendorId"}),
+        "UnlockConnector" => json!({"status": if version == OcppVersion::V16 { "Unlocked" } else { "Unlocked" }}),
+        "GetDiagnostics" => json!({}),
+        "UpdateFirmware" => if version == OcppVersion::V16 { json!({}) } else { json!({"status": "Accepted"}) },
+        _ => json!({"status": "Accepted"}),
+    }
+}
+
+async fn status(link: &Link, version: OcppVersion, connector: u32, state: &str) -> anyhow::Result<()> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match version {
+        OcppVersion::V16 => link.call("StatusNotification", json!({"connectorId": connector, "errorCode": "NoError", "status": state, "timestamp": now})).await?,
+        OcppVersion::V201 => {
+            let state = match state {
+                "Charging" | "Preparing" | "Finishing" | "SuspendedEV" => "Occupied",
+                other => other,
+            };
+            link.call("StatusNotification", json!({"timestamp": now, "connectorStatus": state, "evseId": connector, "connectorId": 1})).await?
+        }
+    };
+    Ok(())
+}
+
+fn exp_sample(rng: &mut StdRng, mean: Duration) -> Duration {
+    let u: f64 = rng.gen_range(0.0001..1.0);
+    Duration::from_secs_f64((-u.ln() * mean.as_secs_f64()).min(mean.as_secs_f64() * 5.0))
+}
+
+/// Cars arriving at one connector, charging and leaving, forever.
+async fn connector_loop(link: &Link, config: &SimConfig, connector: u32, limits: &Mutex<Limits>, rng: &mut StdRng) -> anyhow::Result<()> {
+    let mut register_wh: f64 = f64::from(rng.gen_range(100_000..2_000_000u32));
+    let mut session_no = 0u32;
+    loop {
+        tokio::time::sleep(exp_sample(rng, config.mean_idle)).await;
+        session_no += 1;
+        // A car: one or three phases, its own maximum current, how much it wants.
+        let phases: f64 = if rng.gen_bool(0.3) { 1.0 } else { 3.0 };
+        let car_max_a: f64 = *[16.0, 16.0, 32.0, 11.0].get(rng.gen_range(0..4)).unwrap_or(&16.0);
+        let stay = exp_sample(rng, config.mean_session).max(Duration::from_secs(30));
+        status(link, config.version, connector, "Preparing").await?;
+        let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let meter_start = register_wh.round() as i64;
+        let tx_ref: String = match config.version {
+            OcppVersion::V16 => {
+                let started = link
+                    .call("StartTransaction", json!({"connectorId": connector, "idTag": config.id_tag, "meterStart": meter_start, "timestamp": now()}))
+                    .await?;
+                started.get("transactionId").and_then(Value::as_i64).unwrap_or(0).to_string()
+            }
+            OcppVersion::V201 => {
+                let tx = format!("sim-{connector}-{session_no}-{}", rng.gen::<u32>());
+                link.call("TransactionEvent", json!({
+                    "eventType": "Started", "timestamp": now(), "triggerReason": "Authorized", "seqNo": 0,
+                    "transactionInfo": {"transactionId": tx, "chargingState": "Charging"},
+                    "idToken": {"idToken": config.id_tag, "type": "ISO14443"}, "evse": {"id": connector, "connectorId": 1},
+                    "meterValue": [{"timestamp": now(), "sampledValue": [{"value": meter_start, "context": "Transaction.Begin", "measurand": "Energy.Active.Import.Register"}]}]
+                })).await?;
+                tx
+            }
+        };
+        status(link, config.version, connector, "Charging").await?;
+        let began = Instant::now();
+        let mut last = Instant::now();
+        let mut seq = 1;
+        while began.elapsed() < stay {
+            tokio::time::sleep(config.meter_interval).await;
+            let limit = limits.lock().ok().and_then(|l| l.for_connector(connector));
+            // Below 6 A a car pauses (IEC 61851); otherwise it takes what it can, up to the limit.
+            let amps = match limit {
+                Some(l) if l < 6.0 => 0.0,
+                Some(l) => l.min(car_max_a),
+                None => car_max_a,
+            };
+            let watts = amps * phases * 230.0;
+            register_wh += watts * last.elapsed().as_secs_f64() / 3600.0;
+            last = Instant::now();
+            let l2 = if phases > 1.0 { amps } else { 0.0 };
+            let sampled = json!([
+                {"value": format!("{:.0}", register_wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh", "context": "Sample.Periodic"},
+                {"value": format!("{watts:.0}"), "measurand": "Power.Active.Import", "unit": "W", "context": "Sample.Periodic"},
+                {"value": format!("{amps:.1}"), "measurand": "Current.Import", "phase": "L1", "unit": "A", "context": "Sample.Periodic"},
+                {"value": format!("{l2:.1}"), "measurand": "Current.Import", "phase": "L2", "unit": "A", "context": "Sample.Periodic"},
+                {"value": format!("{l2:.1}"), "measurand": "Current.Import", "phase": "L3", "unit": "A", "context": "Sample.Periodic"}
+            ]);
+            match config.version {
+                OcppVersion::V16 => {
+                    let tx: i64 = tx_ref.parse().unwrap_or(0);
+                    link.call("MeterValues", json!({"connectorId": connector, "transactionId": tx, "meterValue": [{"timestamp": now(), "sampledValue": sampled}]})).await?;
+                }
+                OcppVersion::V201 => {
+                    let sampled: Vec<Value> = sampled.as_array().cloned().unwrap_or_default().into_iter().map(strip_unit_for_201).collect();
+                    link.call("TransactionEvent", json!({
+                        "eventType": "Updated", "timestamp": now(), "triggerReason": "MeterValuePeriodic", "seqNo": seq,
+                        "transactionInfo": {"transactionId": tx_ref, "chargingState": if amps > 0.0 { "Charging" } else { "SuspendedEVSE" }},
+                        "meterValue": [{"timestamp": now(), "sampledValue": sampled}]
+                    })).await?;
+                    seq += 1;
+                }
+            }
+        }
+        let meter_stop = register_wh.round() as i64;
+        match config.version {
+            OcppVersion::V16 => {
+                let tx: i64 = tx_ref.parse().unwrap_or(0);
+                link.call("StopTransaction", json!({"transactionId": tx, "meterStop": meter_stop, "timestamp": now(), "reason": "EVDisconnected", "idTag": config.id_tag})).await?;
+            }
+            OcppVersion::V201 => {
+                link.call("TransactionEvent", json!({
+                    "eventType": "Ended", "timestamp": now(), "triggerReason": "EVCommunicationLost", "seqNo": seq,
+                    "transactionInfo": {"transactionId": tx_ref, "stoppedReason": "EVDisconnected"},
+                    "meterValue": [{"timestamp": now(), "sampledValue": [{"value": meter_stop, "context": "Transaction.End", "measurand": "Energy.Active.Import.Register"}]}]
+                })).await?;
+            }
+        }
+        status(link, config.version, connector, "Finishing").await?;
+        status(link, config.version, connector, "Available").await?;
+    }
+}
+
+/// 2.0.1 sampled values carry numbers and `unitOfMeasure` objects rather than 1.6's strings.
+fn strip_unit_for_201(mut v: Value) -> Value {
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(Value::String(unit)) = obj.remove("unit") {
+            obj.insert("unitOfMeasure".into(), json!({"unit": unit}));
+        }
+        if let Some(Value::String(s)) = obj.get("value").cloned() {
+            obj.insert("value".into(), s.parse::<f64>().map(|n| json!(n)).unwrap_or(json!(0)));
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_become_amp_limits() {
+        let p16 = json!({"chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.5}]}});
+        assert_eq!(profile_limit(&p16), Some(10.5));
+        let watts = json!({"chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6900.0}]}});
+        assert_eq!(profile_limit(&watts), Some(10.0));
+        let p201 = json!({"chargingSchedule": [{"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8.0}]}]});
+        assert_eq!(profile_limit(&p201), Some(8.0));
+    }
+
+    #[test]
+    fn a_car_never_draws_more_than_the_limit_in_force() {
+        let limits = Mutex::new(Limits::default());
+        let set = json!({"connectorId": 1, "csChargingProfiles": {"chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 12.0}]}}});
+        assert_eq!(answer_call(OcppVersion::V16, "SetChargingProfile", &set, &limits), json!({"status": "Accepted"}));
+        let wide = json!({"connectorId": 0, "csChargingProfiles": {"chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 9.0}]}}});
+        answer_call(OcppVersion::V16, "SetChargingProfile", &wide, &limits);
+        let l = limits.lock().expect("lock");
+        assert_eq!(l.for_connector(1), Some(9.0));
+        assert_eq!(l.for_connector(2), Some(9.0));
+    }
+}

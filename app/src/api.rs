@@ -43,6 +43,7 @@ pub struct ChargerRow {
     pub retailer_name: String,
     pub connectors: u32,
     pub status: String,
+    pub active_sessions: u32,
 }
 
 /// One site as a retailer's dashboard lists it.

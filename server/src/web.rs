@@ -72,6 +72,7 @@ impl Backend for WebBackend {
                 site_name: c.site_name,
                 retailer_name: c.retailer_name,
                 connectors: u32::try_from(c.connectors).unwrap_or(0),
+                active_sessions: u32::try_from(c.active_sessions).unwrap_or(0),
             })
             .collect())
     }

@@ -157,12 +157,14 @@ pub struct ChargerSummary {
     pub connectors: i64,
     pub online: bool,
     pub registration: String,
+    pub active_sessions: i64,
 }
 
 pub async fn charger_summaries(db: &Db) -> Result<Vec<ChargerSummary>, StoreError> {
     let rows = sqlx::query(
         "SELECT ch.id, s.name AS site_name, r.name AS retailer_name, ch.online, ch.registration, \
-         (SELECT COUNT(*) FROM connectors c WHERE c.charger_id = ch.id) AS connectors \
+         (SELECT COUNT(*) FROM connectors c WHERE c.charger_id = ch.id) AS connectors, \
+         (SELECT COUNT(*) FROM transactions t WHERE t.charger_id = ch.id AND t.status = 'active') AS active_sessions \
          FROM chargers ch JOIN sites s ON s.id = ch.site_id JOIN retailers r ON r.id = s.retailer_id ORDER BY ch.id",
     )
     .fetch_all(db.pool())
@@ -176,6 +178,7 @@ pub async fn charger_summaries(db: &Db) -> Result<Vec<ChargerSummary>, StoreErro
                 connectors: r.try_get("connectors")?,
                 online: r.try_get::<i64, _>("online")? != 0,
                 registration: r.try_get("registration")?,
+                active_sessions: r.try_get("active_sessions")?,
             })
         })
         .collect()

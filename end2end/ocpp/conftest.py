@@ -111,6 +111,8 @@ def pytest_runtest_makereport(item, call):
     if report.failed:
         srv = getattr(item, "funcargs", {}).get("server")
         if isinstance(srv, Server):
+            if srv.proc is not None and srv.proc.poll() is not None:
+                report.sections.append(("forecourt server", f"the server process has EXITED with {srv.proc.returncode}"))
             report.sections.append((f"forecourt server log ({srv.backend}, last lines)", srv.log_tail()))
 
 

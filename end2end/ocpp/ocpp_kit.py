@@ -133,6 +133,7 @@ class Server:
         log.write(f"\n===== starting: {' '.join(self.argv())}\n")
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
         proc = subprocess.Popen(
             self.argv(),
             cwd=REPO,

@@ -9,11 +9,13 @@ from ocpp.routing import on
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
 from ocpp.v16.enums import Action
+from ocpp.v201 import call_result as result201
+from ocpp.v201.enums import Action as Action201
 
 import asyncio
 import json
 
-from ocpp_kit import Charger16, charger, raw_charger, run
+from ocpp_kit import Charger16, Charger201, charger, raw_charger, run
 
 DEMO_CHARGERS = {"FM-CAM-01", "FM-CAM-02", "UP-ZUI-01", "UP-ZUI-02"}
 
@@ -138,6 +140,44 @@ def test_payload_not_fitting_the_schema_is_400_and_not_sent(server, name, body):
     run(scenario())
 
 
+class Recorder201(Charger201):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.remote_starts: list[dict] = []
+
+    @on(Action201.request_start_transaction)
+    def on_request_start(self, **payload):
+        self.remote_starts.append(payload)
+        return result201.RequestStartTransaction(status="Rejected")
+
+
+BAD_REQUEST_START = [
+    ("missing_remote_start_id", {"idToken": {"idToken": "DEMO-TAG-1", "type": "Central"}}),
+    ("enum_out_of_set", {"idToken": {"idToken": "DEMO-TAG-1", "type": "Telepathy"}, "remoteStartId": 1}),
+    ("wrong_type", {"idToken": {"idToken": "DEMO-TAG-1", "type": "Central"}, "remoteStartId": "one"}),
+    ("too_long", {"idToken": {"idToken": "T" * 37, "type": "Central"}, "remoteStartId": 1}),  # identifierString 36
+    ("extra_property", {"idToken": {"idToken": "DEMO-TAG-1", "type": "Central"}, "remoteStartId": 1, "evseID": 1}),
+]
+
+
+@pytest.mark.parametrize(("name", "body"), BAD_REQUEST_START, ids=[b[0] for b in BAD_REQUEST_START])
+def test_201_payload_not_fitting_the_schema_is_400_and_not_sent(server, name, body):
+    async def scenario():
+        async with charger(server, "FM-CAM-01", "2.0.1", cls=Recorder201) as cp:
+            status, answer = await server.command("FM-CAM-01", "RequestStartTransaction", body)
+            assert status == 400, (name, status, answer)
+            assert isinstance(answer, dict) and answer.get("error"), answer
+            assert cp.remote_starts == [], f"the invalid command reached the station: {cp.remote_starts}"
+        # and a valid one goes through
+        async with charger(server, "FM-CAM-01", "2.0.1", cls=Recorder201) as cp:
+            status, answer = await server.command("FM-CAM-01", "RequestStartTransaction", {
+                "idToken": {"idToken": "DEMO-TAG-1", "type": "Central"}, "remoteStartId": 1, "evseId": 1})
+            assert status == 200 and answer == {"status": "answered", "response": {"status": "Rejected"}}, answer
+            assert len(cp.remote_starts) == 1
+
+    run(scenario())
+
+
 def test_answers_are_passed_through_and_call_errors_are_502(server):
     async def scenario():
         async with charger(server, "FM-CAM-02", cls=Recorder16) as cp:
@@ -201,5 +241,38 @@ def test_command_pending_when_the_charger_disconnects_fails_promptly(server):
             status, body = await asyncio.wait_for(pending, 40)
             assert status != 200, body
             assert time.monotonic() - started < 10, f"the REST call waited {time.monotonic() - started:.0f}s"
+
+    run(scenario())
+
+
+def test_one_call_at_a_time_towards_a_charger(server):
+    """OCPP-J: no new CALL to the charger until the previous one is answered. A second command either
+    waits for the first, or is refused at once; it is never put on the wire next to it."""
+
+    async def scenario():
+        async with raw_charger(server, "FM-CAM-01", "1.6") as raw:
+            boot = await raw.call("BootNotification", {"chargePointModel": "Raw", "chargePointVendor": "E2E"})
+            assert boot[2]["status"] == "Accepted"
+            first = asyncio.create_task(server.command("FM-CAM-01", "GetConfiguration", {"key": ["A"]}))
+            call_a = json.loads(await asyncio.wait_for(raw.ws.recv(), 10))
+            assert call_a[0] == 2 and call_a[3] == {"key": ["A"]}, call_a
+            second = asyncio.create_task(server.command("FM-CAM-01", "GetConfiguration", {"key": ["B"]}))
+            try:
+                early = await asyncio.wait_for(raw.ws.recv(), 1.5)
+            except asyncio.TimeoutError:
+                early = None
+            assert early is None, f"a second CALL was sent while the first was unanswered: {early}"
+            await raw.ws.send(json.dumps([3, call_a[1], {"unknownKey": ["A"]}]))
+            status, body = await asyncio.wait_for(first, 10)
+            assert status == 200 and body["response"] == {"unknownKey": ["A"]}, body
+            if second.done():  # refused at once: fine, as long as it says so
+                status, body = second.result()
+                assert status >= 400 and body.get("error"), body
+                return
+            call_b = json.loads(await asyncio.wait_for(raw.ws.recv(), 10))
+            assert call_b[0] == 2 and call_b[3] == {"key": ["B"]} and call_b[1] != call_a[1], call_b
+            await raw.ws.send(json.dumps([3, call_b[1], {"unknownKey": ["B"]}]))
+            status, body = await asyncio.wait_for(second, 10)
+            assert status == 200 and body["response"] == {"unknownKey": ["B"]}, body
 
     run(scenario())

@@ -63,7 +63,7 @@ def completed(tx_id: int, meter_start: int, meter_stop: int):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_tc_001_cold_boot_charge_point(server):
+def test_tc_001_cold_boot_charging_station(server):
     """Covers OCTT TC_001_CSMS (cold boot): Accepted, an interval, the time; status per connector."""
 
     async def scenario():
@@ -404,6 +404,36 @@ def test_offline_replay_with_duplicates_and_unknown_stops(server):
     run(scenario())
 
 
+def test_concurrent_sessions_on_several_chargers(server):
+    """Five chargers (auto-registered) charge at the same time; nothing gets mixed up."""
+    ids = [unique(f"E2E16-CONC{i}") for i in range(5)]
+
+    async def one(i: int, cp_id: str):
+        async with charger(server, cp_id, password=f"concurrent-pass-{i}") as cp:
+            await cp.status(1, "Preparing")
+            start = await cp.req(call16.StartTransaction(connector_id=1, id_tag=f"CONC-TAG-{i}",
+                                                         meter_start=1000 * i, timestamp=now_iso(-30)))
+            for k in range(3):
+                await cp.req(call16.MeterValues(connector_id=1, transaction_id=start.transaction_id,
+                                                meter_value=[meter_value_16(now_iso(-20 + k), 1000 * i + 100 * (k + 1))]))
+                await cp.req(call16.Heartbeat())
+            await cp.req(call16.StopTransaction(meter_stop=1000 * i + 500, timestamp=now_iso(),
+                                                transaction_id=start.transaction_id, reason="Local"))
+            return start.transaction_id
+
+    async def scenario():
+        tx_ids = await asyncio.gather(*(one(i, cp_id) for i, cp_id in enumerate(ids)))
+        assert len(set(tx_ids)) == len(tx_ids), f"transaction ids handed out twice: {tx_ids}"
+        for i, (cp_id, tx) in enumerate(zip(ids, tx_ids)):
+            detail = await eventually(lambda cp_id=cp_id: server.charger(cp_id), completed(tx, 1000 * i, 1000 * i + 500),
+                                      what=f"{cp_id}'s transaction {tx} completed")
+            row = tx_by_id(detail, tx)
+            assert row["id_tag"] == f"CONC-TAG-{i}" and row["connector_no"] == 1, row
+            assert len(transactions(detail)) == 1, transactions(detail)
+
+    run(scenario())
+
+
 def test_reconnect_replaces_previous_connection(server):
     """One live connection per charge point: the second connection wins, the first is closed."""
 
@@ -435,6 +465,26 @@ def test_reconnect_replaces_previous_connection(server):
     run(scenario())
 
 
+@pytest.mark.parametrize(
+    ("password", "offered"),
+    [("wrong-password-123", ["ocpp1.6"]), (None, ["ocpp1.6"]), ("demo-charger-pass", ["ocpp1.2"])],
+    ids=["wrong-password", "no-password", "no-subprotocol"],
+)
+def test_refused_handshake_does_not_disturb_the_live_connection(server, password, offered):
+    async def scenario():
+        async with charger(server, "UP-ZUI-02") as cp:
+            status = await handshake_status(server, "UP-ZUI-02", password, offered)
+            assert status in (400, 401, 426), status
+            await asyncio.sleep(0.5)
+            assert cp.ws.close_code is None, f"the live connection was closed ({cp.ws.close_code}) by a refused attempt"
+            hb = await cp.req(call16.Heartbeat())
+            assert_recent(hb.current_time)
+            detail = await server.acharger("UP-ZUI-02")
+            assert detail["online"] is True
+
+    run(scenario())
+
+
 def test_server_restart_mid_transaction(server):
     """A transaction survives a server restart; the charge point carries on and stops it later."""
 
@@ -454,6 +504,7 @@ def test_server_restart_mid_transaction(server):
 
     async def scenario_after():
         detail = await server.acharger("UP-ZUI-01")
+        assert detail["online"] is False, "nobody is connected to the restarted server yet"
         row = tx_by_id(detail, tx)
         assert row is not None and row["status"] == "active", f"transaction {tx} after restart: {row}"
         assert row["meter_start_wh"] == 20000

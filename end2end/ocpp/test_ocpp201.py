@@ -4,8 +4,9 @@ Every module runs on SQLite and on PostgreSQL (see conftest.py). Demo data as in
 EVSE n of a demo charger is its connector n (each EVSE has one connector, connectorId 1).
 
 Charger use: FM-CAM-01 boot / heartbeat / authorize / the regular session (EVSE 1) / offline
-replay (EVSE 2) / notifications; FM-CAM-02 remote start/stop; UP-ZUI-01 authorize and the server
-restart; UP-ZUI-02 reconnects and malformed frames; fresh ids for auto-registration.
+replay (EVSE 2) / notifications; FM-CAM-02 remote start/stop (EVSE 1) and meter units (EVSE 2);
+UP-ZUI-01 authorize and the server restart; UP-ZUI-02 refused tokens, reconnects and malformed
+frames; fresh ids for auto-registration.
 """
 
 from __future__ import annotations
@@ -435,6 +436,7 @@ def test_server_restart_mid_transaction(server):
 
     async def after_restart():
         detail = await server.acharger("UP-ZUI-01")
+        assert detail["online"] is False, "nobody is connected to the restarted server yet"
         mine = find(detail)
         assert len(mine) == 1 and mine[0]["status"] == "active", f"after the restart: {mine}"
         # The station did not reboot: it reconnects and carries on, without a BootNotification.

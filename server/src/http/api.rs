@@ -127,10 +127,14 @@ async fn send_command(
     _: Operator,
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
-    body: Option<Json<Value>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let id = charger_id(&id)?;
-    let payload = body.map(|Json(v)| v).unwrap_or_else(|| json!({}));
+    let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?
+    };
     let Some(version) = state.ocpp.registry.version_of(&id) else {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("charger {id} is offline; the command was not sent")));
     };

@@ -126,9 +126,53 @@ pub(crate) fn enum_text<T: serde::Serialize>(value: &T) -> String {
     }
 }
 
+/// Checks the schema's length and range rules that serde alone does not (rust-ocpp's `Validate`).
+pub(crate) fn validated<T: validator::Validate>(request: &T) -> Result<(), RpcError> {
+    request.validate().map_err(|e| RpcError::new(ErrorCode::PropertyConstraintViolation, e.to_string()))
+}
+
+/// Fields the sender wrote that the action's schema does not have (OCPP schemas forbid
+/// additional properties): found by comparing the input with its typed round trip.
+pub(crate) fn unknown_fields(input: &Value, typed: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    fn walk(path: &str, input: &Value, typed: &Value, found: &mut Vec<String>) {
+        match (input, typed) {
+            (Value::Object(a), Value::Object(b)) => {
+                for (key, value) in a {
+                    let here = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                    match b.get(key) {
+                        Some(inner) => walk(&here, value, inner, found),
+                        None if value.is_null() => {}
+                        None => found.push(here),
+                    }
+                }
+            }
+            (Value::Array(a), Value::Array(b)) => {
+                for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                    walk(&format!("{path}[{i}]"), x, y, found);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk("", input, typed, &mut found);
+    found
+}
+
+macro_rules! check_one {
+    ($r:ident, validated) => {
+        $crate::ocpp::validated($r)
+    };
+    ($r:ident) => {{
+        let _ = $r;
+        Ok(())
+    }};
+}
+pub(crate) use check_one;
+
 /// Declares a version's actions once: the enum, its names, and typed decoding.
 macro_rules! actions {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident($ty:ty) = $action:literal),* $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident($ty:ty) = $action:literal $($checked:ident)?),* $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone)]
         #[allow(clippy::large_enum_variant)]
@@ -158,6 +202,13 @@ macro_rules! actions {
                     $(Self::$variant(r) => $crate::ocpp::encode(r)),*
                 }
             }
+
+            /// The schema's length and range rules, where rust-ocpp states them.
+            pub fn check(&self) -> Result<(), $crate::ocpp::frame::RpcError> {
+                match self {
+                    $(Self::$variant(r) => $crate::ocpp::check_one!(r $(, $checked)?)),*
+                }
+            }
         }
     };
 }
@@ -180,6 +231,8 @@ pub(crate) struct RawSample {
     pub context: Option<String>,
     pub location: Option<String>,
     pub unit: Option<String>,
+    /// 2.0.1's `unitOfMeasure.multiplier`: the value is `value × 10^multiplier` units.
+    pub multiplier: i32,
     pub value: String,
 }
 
@@ -192,7 +245,7 @@ pub(crate) fn to_samples(charger_time: chrono::DateTime<chrono::Utc>, raw: Vec<R
             let measurand = r.measurand.unwrap_or_else(|| "Energy.Active.Import.Register".to_owned());
             let default_unit = if measurand.starts_with("Energy") { "Wh" } else { "" };
             let unit = r.unit.unwrap_or_else(|| default_unit.to_owned());
-            let (value_milli, unit) = match quirks::parse_milli(&r.value) {
+            let (value_milli, unit) = match quirks::parse_milli(&r.value).and_then(|v| quirks::scale_by_power_of_ten(v, r.multiplier)) {
                 Some(v) => {
                     let (v, u) = quirks::normalise(v, &unit);
                     (Some(v), u)

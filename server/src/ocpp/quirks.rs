@@ -62,6 +62,16 @@ pub fn parse_milli(raw: &str) -> Option<i64> {
     Some(if negative { -value } else { value })
 }
 
+/// `value × 10^exponent`, exactly where it can be (no floats); `None` on overflow.
+pub fn scale_by_power_of_ten(value: i64, exponent: i32) -> Option<i64> {
+    let factor = 10i64.checked_pow(exponent.unsigned_abs())?;
+    if exponent >= 0 {
+        value.checked_mul(factor)
+    } else {
+        Some(value / factor)
+    }
+}
+
 /// Brings a sampled value to thousandths of its base unit (Wh, W, varh, var, A, V, %, Celsius…):
 /// kilo-units are multiplied out, so energy from a charger reporting kWh lands as Wh.
 pub fn normalise(value_milli: i64, unit: &str) -> (i64, String) {
@@ -113,6 +123,14 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(parse_milli(raw), want, "{raw}");
         }
+    }
+
+    #[test]
+    fn multipliers_scale_exactly() {
+        assert_eq!(scale_by_power_of_ten(25_000, -1), Some(2_500));
+        assert_eq!(scale_by_power_of_ten(3_000, 3), Some(3_000_000));
+        assert_eq!(scale_by_power_of_ten(7, 0), Some(7));
+        assert_eq!(scale_by_power_of_ten(i64::MAX, 2), None);
     }
 
     #[test]

@@ -11,16 +11,16 @@ use serde_json::Value;
 actions! {
     /// What a 1.6 charge point may send us (OCPP 1.6 §4).
     Incoming {
-        Authorize(m::authorize::AuthorizeRequest) = "Authorize",
-        BootNotification(m::boot_notification::BootNotificationRequest) = "BootNotification",
-        DataTransfer(m::data_transfer::DataTransferRequest) = "DataTransfer",
+        Authorize(m::authorize::AuthorizeRequest) = "Authorize" validated,
+        BootNotification(m::boot_notification::BootNotificationRequest) = "BootNotification" validated,
+        DataTransfer(m::data_transfer::DataTransferRequest) = "DataTransfer" validated,
         DiagnosticsStatusNotification(m::diagnostics_status_notification::DiagnosticsStatusNotificationRequest) = "DiagnosticsStatusNotification",
         FirmwareStatusNotification(m::firmware_status_notification::FirmwareStatusNotificationRequest) = "FirmwareStatusNotification",
-        Heartbeat(m::heart_beat::HeartbeatRequest) = "Heartbeat",
+        Heartbeat(m::heart_beat::HeartbeatRequest) = "Heartbeat" validated,
         MeterValues(m::meter_values::MeterValuesRequest) = "MeterValues",
-        StartTransaction(m::start_transaction::StartTransactionRequest) = "StartTransaction",
-        StatusNotification(m::status_notification::StatusNotificationRequest) = "StatusNotification",
-        StopTransaction(m::stop_transaction::StopTransactionRequest) = "StopTransaction",
+        StartTransaction(m::start_transaction::StartTransactionRequest) = "StartTransaction" validated,
+        StatusNotification(m::status_notification::StatusNotificationRequest) = "StatusNotification" validated,
+        StopTransaction(m::stop_transaction::StopTransactionRequest) = "StopTransaction" validated,
     }
 }
 
@@ -29,23 +29,23 @@ actions! {
     Command {
         CancelReservation(m::cancel_reservation::CancelReservationRequest) = "CancelReservation",
         ChangeAvailability(m::change_availability::ChangeAvailabilityRequest) = "ChangeAvailability",
-        ChangeConfiguration(m::change_configuration::ChangeConfigurationRequest) = "ChangeConfiguration",
+        ChangeConfiguration(m::change_configuration::ChangeConfigurationRequest) = "ChangeConfiguration" validated,
         ClearCache(m::clear_cache::ClearCacheRequest) = "ClearCache",
         ClearChargingProfile(m::clear_charging_profile::ClearChargingProfileRequest) = "ClearChargingProfile",
-        DataTransfer(m::data_transfer::DataTransferRequest) = "DataTransfer",
+        DataTransfer(m::data_transfer::DataTransferRequest) = "DataTransfer" validated,
         GetCompositeSchedule(m::get_composite_schedule::GetCompositeScheduleRequest) = "GetCompositeSchedule",
-        GetConfiguration(m::get_configuration::GetConfigurationRequest) = "GetConfiguration",
-        GetDiagnostics(m::get_diagnostics::GetDiagnosticsRequest) = "GetDiagnostics",
+        GetConfiguration(m::get_configuration::GetConfigurationRequest) = "GetConfiguration" validated,
+        GetDiagnostics(m::get_diagnostics::GetDiagnosticsRequest) = "GetDiagnostics" validated,
         GetLocalListVersion(m::get_local_list_version::GetLocalListVersionRequest) = "GetLocalListVersion",
-        RemoteStartTransaction(m::remote_start_transaction::RemoteStartTransactionRequest) = "RemoteStartTransaction",
+        RemoteStartTransaction(m::remote_start_transaction::RemoteStartTransactionRequest) = "RemoteStartTransaction" validated,
         RemoteStopTransaction(m::remote_stop_transaction::RemoteStopTransactionRequest) = "RemoteStopTransaction",
-        ReserveNow(m::reserve_now::ReserveNowRequest) = "ReserveNow",
+        ReserveNow(m::reserve_now::ReserveNowRequest) = "ReserveNow" validated,
         Reset(m::reset::ResetRequest) = "Reset",
         SendLocalList(m::send_local_list::SendLocalListRequest) = "SendLocalList",
         SetChargingProfile(m::set_charging_profile::SetChargingProfileRequest) = "SetChargingProfile",
         TriggerMessage(m::trigger_message::TriggerMessageRequest) = "TriggerMessage",
-        UnlockConnector(m::unlock_connector::UnlockConnectorRequest) = "UnlockConnector",
-        UpdateFirmware(m::update_firmware::UpdateFirmwareRequest) = "UpdateFirmware",
+        UnlockConnector(m::unlock_connector::UnlockConnectorRequest) = "UnlockConnector" validated,
+        UpdateFirmware(m::update_firmware::UpdateFirmwareRequest) = "UpdateFirmware" validated,
     }
 }
 
@@ -72,6 +72,7 @@ fn samples(values: Vec<MeterValue>) -> Vec<db::Sample> {
                     context: s.context.as_ref().map(enum_text),
                     location: s.location.as_ref().map(enum_text),
                     unit: s.unit.as_ref().map(enum_text),
+                    multiplier: 0,
                     value: s.value,
                 })
                 .collect();
@@ -85,6 +86,13 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
     let Some(request) = Incoming::decode(action, payload)? else {
         return Err(RpcError::new(ErrorCode::NotImplemented, format!("unknown action {action}")));
     };
+    if let Err(err) = request.check() {
+        if !link.lenient {
+            return Err(err);
+        }
+        // A known model that bends the schema: accepted on purpose (the charger's `lenient` setting).
+        tracing::warn!(charger.id = %link.charger, action, reason = %err.description, "accepted a value outside the schema");
+    }
     let id = &link.charger;
     let now = Utc::now();
     match request {
@@ -204,7 +212,14 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
 
 /// Checks an operator's command against the action's schema before it goes out.
 pub fn command(action: &str, payload: Value) -> Result<Command, RpcError> {
-    Command::decode(action, payload)?.ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 1.6 command {action}")))
+    let command = Command::decode(action, payload.clone())?
+        .ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 1.6 command {action}")))?;
+    command.check()?;
+    let unknown = super::unknown_fields(&payload, &command.payload()?);
+    if !unknown.is_empty() {
+        return Err(RpcError::new(ErrorCode::PropertyConstraintViolation, format!("fields not in the schema: {}", unknown.join(", "))));
+    }
+    Ok(command)
 }
 
 #[cfg(test)]
@@ -219,6 +234,14 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), 10);
         assert_eq!(Command::NAMES.len(), 19);
+    }
+
+    #[test]
+    fn lengths_beyond_the_schema_are_caught() {
+        let long = Incoming::decode("Authorize", json!({"idTag": "X".repeat(21)})).expect("decodes").expect("known");
+        assert_eq!(long.check().expect_err("too long").code, ErrorCode::PropertyConstraintViolation);
+        let fine = Incoming::decode("Authorize", json!({"idTag": "X".repeat(20)})).expect("decodes").expect("known");
+        assert!(fine.check().is_ok());
     }
 
     #[test]
@@ -239,5 +262,10 @@ mod tests {
         assert!(command("RemoteStartTransaction", json!({"idTag": "T1", "connectorId": 1})).is_ok());
         assert_eq!(command("RemoteStartTransaction", json!({})).expect_err("missing").code, ErrorCode::OccurrenceConstraintViolation);
         assert_eq!(command("Dance", json!({})).expect_err("unknown").code, ErrorCode::NotImplemented);
+        let too_long = command("RemoteStartTransaction", json!({"idTag": "X".repeat(21)})).expect_err("idTag is CiString20");
+        assert_eq!(too_long.code, ErrorCode::PropertyConstraintViolation);
+        let extra = command("RemoteStartTransaction", json!({"idTag": "T", "surprise": true})).expect_err("additional property");
+        assert!(extra.description.contains("surprise"), "{}", extra.description);
+        assert!(command("RemoteStartTransaction", json!({"idTag": "T", "connectorId": null})).is_ok());
     }
 }

@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ocpp.messages import get_validator
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as Cp16
 from ocpp.v16 import call as call16
@@ -91,7 +92,7 @@ def norm(value) -> str:
 # The server process
 # --------------------------------------------------------------------------------------------
 
-RUNNING_RE = re.compile(r"Forecourt is running at (http://\S+)")
+RUNNING_RE = re.compile(r"Forecourt is running at (https?://\S+)")
 
 
 class Server:
@@ -460,8 +461,9 @@ async def charger(server: Server, charger_id: str, version: str = "1.6", *, cls=
 class RawCharger:
     """A bare websocket: send any text, read the server's answer frames."""
 
-    def __init__(self, ws):
+    def __init__(self, ws, version: str):
         self.ws = ws
+        self.version = version
         self.seen: list[str] = []
         self._n = 0
 
@@ -489,12 +491,17 @@ class RawCharger:
                 continue
             return frame
 
-    async def call(self, action: str, payload: dict, timeout: float = 10.0) -> list:
+    async def call(self, action: str, payload, timeout: float = 10.0) -> list:
+        """A CALL as given (no checks on the way out); a CALLRESULT answer is checked against the
+        official response schema, as the ocpp package would."""
         self._n += 1
         msg_id = f"raw-{self._n}-{uuid.uuid4().hex[:6]}"
         await self.send(json.dumps([2, msg_id, action, payload]))
         frame = await self.next_answer(timeout)
         assert frame[1] == msg_id, f"answer to {msg_id} carries id {frame[1]!r}: {frame}"
+        if frame[0] == 3:
+            errors = [e.message for e in get_validator(3, action, self.version).iter_errors(frame[2])]
+            assert not errors, f"{action} response breaks the OCPP {self.version} schema: {errors}: {frame}"
         return frame
 
     async def heartbeat_ok(self) -> None:
@@ -508,7 +515,7 @@ async def raw_charger(server: Server, charger_id: str, version: str, password: s
     ws = await open_ws(server, charger_id, version, password)
     assert ws.subprotocol == SUBPROTOCOL[version]
     try:
-        yield RawCharger(ws)
+        yield RawCharger(ws, version)
     finally:
         with suppress(Exception):
             await ws.close()

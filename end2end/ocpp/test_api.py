@@ -178,6 +178,18 @@ def test_201_payload_not_fitting_the_schema_is_400_and_not_sent(server, name, bo
     run(scenario())
 
 
+def test_16_action_to_a_201_station_is_refused(server):
+    async def scenario():
+        async with charger(server, "FM-CAM-01", "2.0.1", cls=Recorder201) as cp:
+            status, body = await server.command("FM-CAM-01", "RemoteStartTransaction",
+                                                {"connectorId": 1, "idTag": "DEMO-TAG-1"})
+            assert status in (400, 404), body
+            assert isinstance(body, dict) and body.get("error"), body
+            assert cp.remote_starts == []
+
+    run(scenario())
+
+
 def test_answers_are_passed_through_and_call_errors_are_502(server):
     async def scenario():
         async with charger(server, "FM-CAM-02", cls=Recorder16) as cp:

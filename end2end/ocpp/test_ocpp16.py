@@ -657,3 +657,25 @@ def test_auto_registration_needs_a_long_enough_password(server):
             assert_recent(hb.current_time)
 
     run(scenario())
+
+
+def test_auto_registered_password_survives_a_restart(server):
+    cp_id = unique("E2E16-TOFU")
+    password = "persisted-pass-123"
+
+    async def register():
+        async with charger(server, cp_id, password=password) as cp:
+            await cp.status(1, "Available")
+
+    run(register())
+    server.restart()
+
+    async def after_restart():
+        assert await handshake_status(server, cp_id, "another-password-456", ["ocpp1.6"]) == 401
+        async with charger(server, cp_id, password=password, boot=False) as cp:
+            hb = await cp.req(call16.Heartbeat())
+            assert_recent(hb.current_time)
+            detail = await server.acharger(cp_id)
+            assert detail["online"] is True
+
+    run(after_restart())

@@ -201,8 +201,9 @@ def test_transaction_events_started_updated_ended(server):
                 res = await cp.req(updated_1)
                 assert isinstance(res, result201.TransactionEvent)
 
-            row = (await eventually(lambda: server.charger("FM-CAM-01"), one_tx(tag, "active", 2000),
-                                    what=f"one active transaction for {tag} from 2000 Wh"))
+            row = (await eventually(lambda: server.charger("FM-CAM-01"),
+                                    lambda d: one_tx(tag, "active", 2000)(d) and norm(connector_status(d, 1)) == "occupied",
+                                    what=f"one active transaction for {tag} from 2000 Wh, connector 1 Occupied"))
             row = txs_by_tag(row, tag)[0]
             assert row["connector_no"] == 1
             assert row.get("meter_stop_wh") is None

@@ -112,6 +112,12 @@ struct ServeArgs {
     /// OCPP: seconds a connector may report Available while a transaction is open before it is closed as a ghost.
     #[arg(long, env = "FORECOURT_GHOST_GRACE", default_value_t = 300)]
     ghost_grace: u64,
+    /// PEM certificate chain: serve https:// and wss:// ourselves (OCPP security profile 2). Needs --tls-key.
+    #[arg(long, env = "FORECOURT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "FORECOURT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// OCPP: days the raw frame log is kept.
     #[arg(long, env = "FORECOURT_FRAME_RETENTION_DAYS", default_value_t = 14)]
     frame_retention_days: u64,
@@ -162,6 +168,10 @@ impl GlobalArgs {
                 ghost_grace: Duration::from_secs(serve.ghost_grace),
                 frame_retention: Duration::from_secs(serve.frame_retention_days * 24 * 3600),
             },
+            tls: match (&serve.tls_cert, &serve.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::settings::TlsFiles { cert: cert.clone(), key: key.clone() }),
+                _ => None,
+            },
         })
     }
 }
@@ -178,6 +188,8 @@ impl ServeArgs {
             call_timeout: 30,
             ghost_grace: 300,
             frame_retention_days: 14,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -207,7 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let settings = cli.global.settings(Some(args))?;
             let running = serve::start(&settings).await?;
-            print_welcome(running.addr);
+            print_welcome(running.addr, running.tls);
             serve::shutdown_signal().await;
             tracing::info!("shutting down: finishing in-flight requests");
             running.stop().await?;
@@ -306,14 +318,15 @@ fn read_password() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-fn print_welcome(addr: SocketAddr) {
-    let base = format!("http://{addr}");
+fn print_welcome(addr: SocketAddr, tls: bool) {
+    let (http, ws) = if tls { ("https", "wss") } else { ("http", "ws") };
+    let base = format!("{http}://{addr}");
     let (charger, connector) = seed::DEMO_CONNECTOR;
     println!("\nForecourt is running at {base}\n");
     println!("  Driver page (demo connector): {base}/c/{charger}/{connector}");
     println!("  Retailer dashboard:           {base}/dashboard");
     println!("  Operator console:             {base}/console");
-    println!("  OCPP endpoint:                ws://{addr}/ocpp/{{chargePointId}}");
+    println!("  OCPP endpoint:                {ws}://{addr}/ocpp/{{chargePointId}}");
     println!("\n  Demo logins (demo data only):");
     println!("    operator  {} / {}", seed::OPERATOR_EMAIL, seed::OPERATOR_PASSWORD);
     for r in &seed::RETAILERS {

@@ -19,14 +19,19 @@ use tokio::task::JoinHandle;
 pub struct Running {
     pub addr: SocketAddr,
     pub db: Db,
-    stop: oneshot::Sender<()>,
+    /// Whether we terminate TLS (`https://`, `wss://`).
+    pub tls: bool,
+    stop: Box<dyn FnOnce() + Send>,
     task: JoinHandle<std::io::Result<()>>,
 }
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Running {
     /// Stops accepting, lets in-flight requests finish, then closes the pool.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
+        (self.stop)();
         self.task.await.context("server task panicked")?.context("server failed")?;
         self.db.close().await;
         Ok(())
@@ -83,18 +88,41 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     };
     let state = AppState::new(leptos, db.clone(), themes, ocpp);
     let router = http::router(state);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-        housekeeping.abort();
-        served
-    });
-    tracing::info!(%addr, database = ?settings.database, "listening");
-    Ok(Running { addr, db, stop, task })
+    let (stop, task): (Box<dyn FnOnce() + Send>, JoinHandle<std::io::Result<()>>) = match &settings.tls {
+        None => {
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                housekeeping.abort();
+                served
+            });
+            (Box::new(move || {
+                let _ = stop.send(());
+            }), task)
+        }
+        Some(tls) => {
+            // One process-wide crypto provider; a second install (tests) keeps the first.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .with_context(|| format!("cannot load the TLS certificate {} and key {}", tls.cert.display(), tls.key.display()))?;
+            let listener = listener.into_std().context("preparing the TLS listener")?;
+            let handle = axum_server::Handle::new();
+            let server = axum_server::from_tcp_rustls(listener, config).handle(handle.clone());
+            let task = tokio::spawn(async move {
+                let served = server.serve(router.into_make_service()).await;
+                housekeeping.abort();
+                served
+            });
+            (Box::new(move || handle.graceful_shutdown(Some(GRACE))), task)
+        }
+    };
+    tracing::info!(%addr, tls = settings.tls.is_some(), database = ?settings.database, "listening");
+    Ok(Running { addr, db, tls: settings.tls.is_some(), stop, task })
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

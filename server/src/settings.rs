@@ -91,6 +91,15 @@ pub struct Settings {
     /// Seed the demo operator, retailers, sites and chargers when the database is empty.
     pub seed_demo: bool,
     pub ocpp: crate::ocpp::OcppSettings,
+    /// Terminate TLS ourselves (OCPP security profile 2: Basic auth over `wss://`).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Makes sure the data directory exists and is writable, so a bad one fails at start-up in one sentence.

@@ -128,6 +128,25 @@ def test_authorize(server, charger_id, tag, expected):
     run(scenario())
 
 
+@pytest.mark.parametrize(
+    ("charger_id", "tag", "expected"),
+    [
+        ("UP-ZUI-01", "demo-tag-1", "Accepted"),
+        ("FM-CAM-01", "blocked-1", "Blocked"),  # a blocked card must not pass as "unknown, free vend"
+        ("UP-ZUI-01", "Expired-1", "Expired"),
+    ],
+)
+def test_id_tags_are_case_insensitive(server, charger_id, tag, expected):
+    """OCPP 1.6 IdToken is a CiString20Type: compared case-insensitively (beyond the written contract)."""
+
+    async def scenario():
+        async with charger(server, charger_id) as cp:
+            res = await cp.req(call16.Authorize(id_tag=tag))
+            assert res.id_tag_info["status"] == expected, f"{tag} at {charger_id}: {res.id_tag_info}"
+
+    run(scenario())
+
+
 def test_start_transaction_with_refused_tags_reports_their_status(server):
     """A StartTransaction is always answered with a transactionId; idTagInfo says whether to go on."""
 

@@ -156,6 +156,25 @@ def test_authorize(server, charger_id, tag, expected):
     run(scenario())
 
 
+@pytest.mark.parametrize(
+    ("charger_id", "tag", "expected"),
+    [
+        ("UP-ZUI-01", "demo-tag-1", "Accepted"),
+        ("FM-CAM-01", "blocked-1", "Blocked"),  # a blocked card must not pass as "unknown, free vend"
+        ("UP-ZUI-01", "Expired-1", "Expired"),
+    ],
+)
+def test_id_tokens_are_case_insensitive(server, charger_id, tag, expected):
+    """OCPP 2.0.1 IdTokenType.idToken: "IdToken is case insensitive" (beyond the written contract)."""
+
+    async def scenario():
+        async with charger(server, charger_id, V) as cp:
+            res = await cp.req(call201.Authorize(id_token=token(tag)))
+            assert res.id_token_info["status"] == expected, f"{tag} at {charger_id}: {res.id_token_info}"
+
+    run(scenario())
+
+
 def test_transaction_event_started_with_refused_token(server):
     """The CSMS answers a Started event carrying a blocked token with idTokenInfo Blocked."""
     tx_id = unique("E2E-BLK")

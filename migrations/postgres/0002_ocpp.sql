@@ -122,3 +122,16 @@ CREATE TABLE api_tokens (
     created_at   BIGINT  NOT NULL,
     CHECK ((role = 'operator' AND retailer_id IS NULL) OR (role = 'retailer' AND retailer_id IS NOT NULL))
 );
+
+-- Unknown chargers waiting for an operator (when no site registers them automatically). The
+-- password they first presented is kept hashed (trust on first use) and becomes theirs on acceptance.
+CREATE TABLE charger_requests (
+    charger_id     TEXT    PRIMARY KEY,
+    password_hash  TEXT    NOT NULL,
+    status         TEXT    NOT NULL CHECK (status IN ('pending', 'rejected')),
+    vendor         TEXT,
+    model          TEXT,
+    ocpp_version   TEXT,
+    first_seen_at  BIGINT  NOT NULL,
+    last_seen_at   BIGINT  NOT NULL
+);

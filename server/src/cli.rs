@@ -46,6 +46,52 @@ enum Command {
     User(UserCommand),
     /// Play chargers over real WebSockets against a running server (demo and load).
     Simulate(SimulateArgs),
+    /// Drive the load balancer through an lb-workload/1 day (../shared/lb-bench) and print its metrics.
+    LbBench(LbBenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct LbBenchArgs {
+    /// The workload file (lb-workload/1 JSON, from lb-bench's gen_workload.py).
+    workload: PathBuf,
+    /// Write our pilots here, in the referee's replay format.
+    #[arg(short = 'o', long)]
+    out: Option<PathBuf>,
+    /// Meter readings arrive this many steps late.
+    #[arg(long, default_value_t = 0)]
+    meter_lag: u64,
+    /// Limits take effect this many steps after they are decided.
+    #[arg(long, default_value_t = 0)]
+    latency_steps: u64,
+    /// What a new session draws before its first limit lands (its TxDefaultProfile), amps.
+    #[arg(long, default_value_t = 0)]
+    default_a: u32,
+    /// Tell the balancer each car's maximum current at session start.
+    #[arg(long)]
+    ev_max_known: bool,
+    /// Tell the balancer each car's phase count at session start.
+    #[arg(long)]
+    ev_phases_known: bool,
+    /// Ignore departure times and energy needs.
+    #[arg(long)]
+    no_need: bool,
+    /// How fast the store load may rise, amps per minute (the bound used between meter readings).
+    #[arg(long)]
+    rise: Option<u32>,
+    /// How far the store load may rise between readings at most, amps.
+    #[arg(long)]
+    max_rise: Option<u32>,
+    /// Minimum seconds a session stays paused or running before the 6 A rotation moves it.
+    #[arg(long)]
+    dwell_s: Option<u64>,
+    /// Chargers answer up to this many steps later still (our own safety testing; the referee cannot replay it).
+    #[arg(long, default_value_t = 0)]
+    jitter: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// One recompute per event instead of one per step's batch of events.
+    #[arg(long)]
+    per_event: bool,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +164,9 @@ struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "FORECOURT_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// OCPP: what happens to an unknown charger when no site registers chargers automatically.
+    #[arg(long, env = "FORECOURT_UNKNOWN_CHARGERS", value_enum, default_value_t = crate::ocpp::UnknownChargers::Pending)]
+    unknown_chargers: crate::ocpp::UnknownChargers,
     /// OCPP: days the raw frame log is kept.
     #[arg(long, env = "FORECOURT_FRAME_RETENTION_DAYS", default_value_t = 14)]
     frame_retention_days: u64,
@@ -167,6 +216,7 @@ impl GlobalArgs {
                 call_timeout: Duration::from_secs(serve.call_timeout.max(1)),
                 ghost_grace: Duration::from_secs(serve.ghost_grace),
                 frame_retention: Duration::from_secs(serve.frame_retention_days * 24 * 3600),
+                unknown_chargers: serve.unknown_chargers,
             },
             tls: match (&serve.tls_cert, &serve.tls_key) {
                 (Some(cert), Some(key)) => Some(crate::settings::TlsFiles { cert: cert.clone(), key: key.clone() }),
@@ -188,6 +238,7 @@ impl ServeArgs {
             call_timeout: 30,
             ghost_grace: 300,
             frame_retention_days: 14,
+            unknown_chargers: crate::ocpp::UnknownChargers::Pending,
             tls_cert: None,
             tls_key: None,
         }
@@ -227,6 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => simulate(args).await,
+        Command::LbBench(args) => lb_bench(args),
         Command::Migrate => {
             let settings = cli.global.settings(None)?;
             let db = serve::open_database(&settings).await?;
@@ -254,6 +306,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
+    use crate::balancer::sim::{DaySim, SimOptions, Workload};
+    let defaults = SimOptions::default();
+    let options = SimOptions {
+        meter_lag_steps: args.meter_lag,
+        latency_steps: args.latency_steps,
+        default_a: args.default_a,
+        ev_max_known: args.ev_max_known,
+        ev_phases_known: args.ev_phases_known,
+        use_departure_and_need: !args.no_need,
+        store_rise_per_min_a: args.rise.unwrap_or(defaults.store_rise_per_min_a),
+        store_max_rise_a: args.max_rise.unwrap_or(defaults.store_max_rise_a),
+        min_dwell_s: args.dwell_s.unwrap_or(defaults.min_dwell_s),
+        latency_jitter_steps: args.jitter,
+        seed: args.seed,
+        batch: !args.per_event,
+        ..defaults
+    };
+    let text = std::fs::read_to_string(&args.workload).with_context(|| format!("reading {}", args.workload.display()))?;
+    let workload: Workload = serde_json::from_str(&text).with_context(|| format!("{} is not an lb-workload/1 file", args.workload.display()))?;
+    let mut sim = DaySim::new(&workload, options.clone()).map_err(|e| anyhow::anyhow!("the workload's site is not usable: {e}"))?;
+    for warning in sim.balancer.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    // Wall time per step (all of its events) and per recompute of the allocation.
+    let (mut per_step, mut per_alloc) = (Vec::new(), Vec::new());
+    loop {
+        let started = std::time::Instant::now();
+        let Some(recomputes) = sim.step() else { break };
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        per_step.push(ms);
+        per_alloc.push(ms / recomputes.max(1) as f64);
+    }
+    let (metrics, pilots) = sim.finish();
+    if let Some(out) = &args.out {
+        std::fs::write(out, serde_json::to_string(&pilots)?).with_context(|| format!("writing {}", out.display()))?;
+    }
+    let summary = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        let mean = t.iter().sum::<f64>() / t.len().max(1) as f64;
+        let p99 = t.get((t.len() as f64 * 0.99) as usize).copied().unwrap_or(0.0);
+        (mean, p99)
+    };
+    let (step_mean, step_p99) = summary(per_step);
+    let (alloc_mean, alloc_p99) = summary(per_alloc);
+    let mut report = serde_json::to_value(&metrics)?;
+    report["ms_per_step_mean"] = serde_json::json!(step_mean);
+    report["ms_per_step_p99"] = serde_json::json!(step_p99);
+    report["ms_per_call_mean"] = serde_json::json!(alloc_mean);
+    report["ms_per_call_p99"] = serde_json::json!(alloc_p99);
+    report["options"] = serde_json::to_value(&options)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 //! modules) the OCPP central system and the load balancer.
 
 pub mod auth;
+pub mod balancer;
 pub mod cli;
 pub mod http;
 pub mod ocpp;

@@ -87,6 +87,74 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/chargers/{id}", get(charger_detail))
         .route("/api/v1/chargers/{id}/frames", get(charger_frames))
         .route("/api/v1/chargers/{id}/commands/{action}", post(send_command))
+        .route("/api/v1/charger-requests", get(list_requests))
+        .route("/api/v1/charger-requests/{id}/accept", post(accept_request))
+        .route("/api/v1/charger-requests/{id}/reject", post(reject_request))
+}
+
+fn iso(ms: i64) -> Value {
+    chrono::DateTime::from_timestamp_millis(ms).map_or(Value::Null, |t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+}
+
+/// Unknown chargers waiting for an operator (the `--unknown-chargers pending` policy).
+async fn list_requests(_: Operator, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let requests = crate::store::ocpp::charger_requests(&state.db).await?;
+    Ok(Json(Value::Array(
+        requests
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "id": r.charger_id, "status": r.status, "vendor": r.vendor, "model": r.model,
+                    "ocpp_version": r.ocpp_version, "first_seen_at": iso(r.first_seen_at), "last_seen_at": iso(r.last_seen_at),
+                })
+            })
+            .collect(),
+    )))
+}
+
+#[derive(Deserialize)]
+struct AcceptRequest {
+    site_id: i64,
+}
+
+/// Accepts a waiting charger onto a site. If it is connected it is asked to boot again at once.
+async fn accept_request(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = charger_id(&id)?;
+    let AcceptRequest { site_id } = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"site_id\": N}}: {e}")))?;
+    let site = app::domain::SiteId(site_id);
+    if !crate::store::ocpp::site_exists(&state.db, site).await? {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("no site {site_id}")));
+    }
+    if !crate::store::ocpp::accept_charger_request(&state.db, &id, site).await? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no charger {id} is waiting")));
+    }
+    tracing::info!(charger.id = %id, site.id = %site, "operator accepted a waiting charger");
+    let connected = state.ocpp.registry.is_connected(&id);
+    if connected {
+        // Both versions' TriggerMessage take the same payload for a boot.
+        let registry = state.ocpp.registry.clone();
+        let wait = state.ocpp.settings.call_timeout;
+        tokio::spawn(async move {
+            let outcome = registry.call(&id, "TriggerMessage", json!({"requestedMessage": "BootNotification"}), wait).await;
+            tracing::info!(charger.id = %id, ?outcome, "asked the accepted charger to boot again");
+        });
+    }
+    Ok(Json(json!({ "status": "accepted", "site_id": site_id, "boot_requested": connected })))
+}
+
+async fn reject_request(_: Operator, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = charger_id(&id)?;
+    if !crate::store::ocpp::reject_charger_request(&state.db, &id).await? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no charger {id} is waiting")));
+    }
+    tracing::info!(charger.id = %id, "operator rejected a waiting charger");
+    Ok(Json(json!({ "status": "rejected" })))
 }
 
 fn charger_id(raw: &str) -> Result<ChargerId, ApiError> {

@@ -21,7 +21,7 @@ struct InFlight {
     reply: tokio::sync::oneshot::Sender<CallOutcome>,
 }
 
-pub async fn run<S, E>(cs: CentralSystem, link: Link, mut socket: S)
+pub async fn run<S, E>(cs: CentralSystem, mut link: Link, mut socket: S)
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
     E: std::fmt::Display,
@@ -82,7 +82,7 @@ where
                 log_frame(&cs, &link, true, &text).await;
                 let reply = match frame::decode(&text) {
                     Ok(Frame::Call { id, action, payload }) => {
-                        Some(match cs.handle_call(&link, &action, payload).await {
+                        Some(match cs.handle_call(&mut link, &action, payload).await {
                             Ok(result) => frame::call_result(&id, &result),
                             Err(err) => {
                                 tracing::info!(charger.id = %charger, action, code = ?err.code, reason = %err.description, "CALLERROR sent");

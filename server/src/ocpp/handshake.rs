@@ -2,7 +2,7 @@
 //! charger is (security profile 1: HTTP Basic auth with a per-charger password, stored hashed).
 
 use super::frame::OcppVersion;
-use super::{connection, CentralSystem, Link};
+use super::{connection, CentralSystem, Link, UnknownChargers};
 use crate::auth;
 use crate::store::ocpp as db;
 use app::domain::ChargerId;
@@ -86,38 +86,71 @@ pub async fn upgrade(
                 tracing::warn!(charger.id = %charger, "refused: wrong password");
                 return refuse(StatusCode::UNAUTHORIZED, "wrong credentials");
             }
-            Link { charger: charger.clone(), version, site: auth.site, lenient: auth.lenient }
-        }
-        None => {
-            let site = match db::auto_register_site(&cs.db).await {
-                Ok(Some(site)) => site,
-                Ok(None) => {
-                    tracing::warn!(charger.id = %charger, "refused: unknown charger and no site registers chargers automatically");
-                    return refuse(StatusCode::UNAUTHORIZED, "unknown charger");
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "handshake: storage failed");
-                    return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again later");
-                }
-            };
-            if password.chars().count() < MIN_CHARGER_PASSWORD {
-                return refuse(StatusCode::UNAUTHORIZED, "a new charger's password must be at least 8 characters");
+            if auth.registration == "rejected" {
+                return refuse(StatusCode::UNAUTHORIZED, "this charger was rejected by an operator");
             }
-            let hashed = match tokio::task::spawn_blocking(move || auth::hash_password_unchecked(&password)).await {
-                Ok(Ok(h)) => h,
-                _ => return refuse(StatusCode::INTERNAL_SERVER_ERROR, "could not register the charger"),
-            };
-            if let Err(err) = db::auto_register(&cs.db, &charger, site, &hashed).await {
-                tracing::error!(charger.id = %charger, error = %err, "auto-registration failed");
-                return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again later");
-            }
-            tracing::info!(charger.id = %charger, site.id = %site, "unknown charger registered automatically");
-            Link { charger: charger.clone(), version, site, lenient: false }
+            let site = (auth.registration == "accepted").then_some(auth.site);
+            Link { charger: charger.clone(), version, site, lenient: auth.lenient }
         }
+        None => match unknown_charger(&cs, &charger, version, password).await {
+            Ok(link) => link,
+            Err(response) => return response,
+        },
     };
     ws.protocols([version.subprotocol()])
         .on_upgrade(move |socket| connection::run(cs, link, socket))
         .into_response()
+}
+
+/// An unknown charger: auto-registered to a site that allows it, else pending or refused by policy.
+async fn unknown_charger(cs: &CentralSystem, charger: &ChargerId, version: OcppVersion, password: String) -> Result<Link, Response> {
+    let unavailable = |err: crate::store::StoreError| {
+        tracing::error!(charger.id = %charger, error = %err, "handshake: storage failed");
+        refuse(StatusCode::SERVICE_UNAVAILABLE, "try again later")
+    };
+    let site = db::auto_register_site(&cs.db).await.map_err(unavailable)?;
+    if site.is_none() && cs.settings.unknown_chargers == UnknownChargers::Reject {
+        tracing::warn!(charger.id = %charger, "refused: unknown charger");
+        return Err(refuse(StatusCode::UNAUTHORIZED, "unknown charger"));
+    }
+    let request = match site {
+        Some(_) => None,
+        None => db::charger_request(&cs.db, charger).await.map_err(unavailable)?,
+    };
+    match request {
+        Some(r) if r.status == "rejected" => {
+            tracing::warn!(charger.id = %charger, "refused: an operator rejected this charger");
+            return Err(refuse(StatusCode::UNAUTHORIZED, "this charger was rejected by an operator"));
+        }
+        Some(r) => {
+            // Still pending: it must keep presenting the password it first came with.
+            if !verify(password, r.password_hash.clone()).await {
+                return Err(refuse(StatusCode::UNAUTHORIZED, "wrong credentials"));
+            }
+            db::upsert_charger_request(&cs.db, charger, &r.password_hash, &version.to_string()).await.map_err(unavailable)?;
+            return Ok(Link { charger: charger.clone(), version, site: None, lenient: false });
+        }
+        None => {}
+    }
+    if password.chars().count() < MIN_CHARGER_PASSWORD {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "a new charger's password must be at least 8 characters"));
+    }
+    let hashed = match tokio::task::spawn_blocking(move || auth::hash_password_unchecked(&password)).await {
+        Ok(Ok(h)) => h,
+        _ => return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "could not register the charger")),
+    };
+    match site {
+        Some(site) => {
+            db::auto_register(&cs.db, charger, site, &hashed).await.map_err(unavailable)?;
+            tracing::info!(charger.id = %charger, site.id = %site, "unknown charger registered automatically");
+            Ok(Link { charger: charger.clone(), version, site: Some(site), lenient: false })
+        }
+        None => {
+            db::upsert_charger_request(&cs.db, charger, &hashed, &version.to_string()).await.map_err(unavailable)?;
+            tracing::info!(charger.id = %charger, "unknown charger waits for an operator (Pending)");
+            Ok(Link { charger: charger.clone(), version, site: None, lenient: false })
+        }
+    }
 }
 
 #[cfg(test)]

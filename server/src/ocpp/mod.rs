@@ -35,6 +35,17 @@ pub struct OcppSettings {
     pub ghost_grace: Duration,
     /// How long raw frames are kept for support.
     pub frame_retention: Duration,
+    /// What happens to an unknown charger when no site registers chargers automatically.
+    pub unknown_chargers: UnknownChargers,
+}
+
+/// The policy for chargers we do not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnknownChargers {
+    /// Refused at the handshake (HTTP 401).
+    Reject,
+    /// Connected, answered Pending at boot, and listed for an operator to accept onto a site.
+    Pending,
 }
 
 impl Default for OcppSettings {
@@ -45,6 +56,7 @@ impl Default for OcppSettings {
             call_timeout: Duration::from_secs(30),
             ghost_grace: Duration::from_secs(300),
             frame_retention: Duration::from_secs(14 * 24 * 3600),
+            unknown_chargers: UnknownChargers::Pending,
         }
     }
 }
@@ -62,7 +74,8 @@ pub struct CentralSystem {
 pub struct Link {
     pub charger: ChargerId,
     pub version: OcppVersion,
-    pub site: SiteId,
+    /// `None` while the charger waits for an operator to accept it (BootNotification: Pending).
+    pub site: Option<SiteId>,
     /// Accept values outside the schema (enum values, lengths) from this model, with a warning.
     pub lenient: bool,
 }
@@ -73,7 +86,18 @@ impl CentralSystem {
     }
 
     /// Answers one CALL from a charger: typed decoding, then the version's handler.
-    pub async fn handle_call(&self, link: &Link, action: &str, mut payload: Value) -> Result<Value, RpcError> {
+    pub async fn handle_call(&self, link: &mut Link, action: &str, mut payload: Value) -> Result<Value, RpcError> {
+        if link.site.is_none() {
+            // An operator may have accepted this charger since it connected.
+            if let Some(auth) = store::charger_auth(&self.db, &link.charger).await.map_err(internal)? {
+                if auth.registration == "accepted" {
+                    tracing::info!(charger.id = %link.charger, "charger accepted by an operator");
+                    link.site = Some(auth.site);
+                    link.lenient = auth.lenient;
+                }
+            }
+        }
+        let link: &Link = link;
         let repaired = quirks::repair_naive_timestamps(&mut payload);
         if repaired > 0 {
             tracing::warn!(charger.id = %link.charger, action, repaired, "timestamps without a time zone; taken as UTC");
@@ -104,6 +128,14 @@ impl CentralSystem {
 pub(crate) fn internal(err: crate::store::StoreError) -> RpcError {
     tracing::error!(error = %err, "storage failed while handling an OCPP message");
     RpcError::new(ErrorCode::InternalError, "the central system could not store this message; please retry")
+}
+
+/// While a charger is pending, OCPP lets it send only BootNotification (and we answer Heartbeat).
+pub(crate) fn refuse_while_pending(link: &Link, action: &str) -> Result<(), RpcError> {
+    if link.site.is_none() && !matches!(action, "BootNotification" | "Heartbeat") {
+        return Err(RpcError::new(ErrorCode::SecurityError, "this charger has not been accepted by an operator yet"));
+    }
+    Ok(())
 }
 
 /// Decodes a payload into its typed request, mapping serde's complaint to the OCPP error code.
@@ -218,8 +250,12 @@ pub(crate) use actions;
 pub(crate) async fn judge_token(cs: &CentralSystem, link: &Link, token: &str) -> Result<store::TokenStanding, RpcError> {
     let now = crate::store::now_ms();
     let standing = store::token_standing(&cs.db, token, now).await.map_err(internal)?;
-    if standing == store::TokenStanding::Unknown && store::site_free_vend(&cs.db, link.site).await.map_err(internal)? {
-        return Ok(store::TokenStanding::Accepted);
+    if standing == store::TokenStanding::Unknown {
+        if let Some(site) = link.site {
+            if store::site_free_vend(&cs.db, site).await.map_err(internal)? {
+                return Ok(store::TokenStanding::Accepted);
+            }
+        }
     }
     Ok(standing)
 }

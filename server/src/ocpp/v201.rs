@@ -118,9 +118,20 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
         // A known model that bends the schema: accepted on purpose (the charger's `lenient` setting).
         tracing::warn!(charger.id = %link.charger, action, reason = %err.description, "accepted a value outside the schema");
     }
+    super::refuse_while_pending(link, action)?;
     let id = &link.charger;
     let now = Utc::now();
     match request {
+        Incoming::BootNotification(r) if link.site.is_none() => {
+            db::note_request_boot(&cs.db, id, &r.charging_station.vendor_name, &r.charging_station.model).await.map_err(internal)?;
+            tracing::info!(charger.id = %id, "boot of a charger waiting for an operator: Pending");
+            encode(&m::boot_notification::BootNotificationResponse {
+                current_time: now,
+                interval: u16::try_from(cs.settings.heartbeat_interval.as_secs()).unwrap_or(300),
+                status: RegistrationStatusEnumType::Pending,
+                status_info: None,
+            })
+        }
         Incoming::BootNotification(r) => {
             let station = r.charging_station;
             let info = db::BootInfo {

@@ -481,3 +481,104 @@ pub async fn close_ghost_sessions(db: &Db, available_before_ms: i64) -> Result<u
     .await?;
     Ok(done.rows_affected())
 }
+
+/// An unknown charger waiting for an operator's decision.
+#[derive(Debug, Clone)]
+pub struct ChargerRequest {
+    pub charger_id: String,
+    pub password_hash: String,
+    pub status: String,
+    pub vendor: Option<String>,
+    pub model: Option<String>,
+    pub ocpp_version: Option<String>,
+    pub first_seen_at: i64,
+    pub last_seen_at: i64,
+}
+
+fn request_from(r: &sqlx::any::AnyRow) -> Result<ChargerRequest, StoreError> {
+    Ok(ChargerRequest {
+        charger_id: r.try_get("charger_id")?,
+        password_hash: r.try_get("password_hash")?,
+        status: r.try_get("status")?,
+        vendor: r.try_get("vendor")?,
+        model: r.try_get("model")?,
+        ocpp_version: r.try_get("ocpp_version")?,
+        first_seen_at: r.try_get("first_seen_at")?,
+        last_seen_at: r.try_get("last_seen_at")?,
+    })
+}
+
+const REQUEST_COLUMNS: &str = "charger_id, password_hash, status, vendor, model, ocpp_version, first_seen_at, last_seen_at";
+
+pub async fn charger_request(db: &Db, id: &ChargerId) -> Result<Option<ChargerRequest>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {REQUEST_COLUMNS} FROM charger_requests WHERE charger_id = $1"))
+        .bind(id.as_str())
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(request_from).transpose()
+}
+
+pub async fn charger_requests(db: &Db) -> Result<Vec<ChargerRequest>, StoreError> {
+    let rows = sqlx::query(&format!("SELECT {REQUEST_COLUMNS} FROM charger_requests ORDER BY first_seen_at")).fetch_all(db.pool()).await?;
+    rows.iter().map(request_from).collect()
+}
+
+/// Records (or refreshes) a pending request; the first password presented is the one kept.
+pub async fn upsert_charger_request(db: &Db, id: &ChargerId, password_hash: &str, version: &str) -> Result<(), StoreError> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO charger_requests (charger_id, password_hash, status, ocpp_version, first_seen_at, last_seen_at) \
+         VALUES ($1, $2, 'pending', $3, $4, $4) \
+         ON CONFLICT (charger_id) DO UPDATE SET last_seen_at = excluded.last_seen_at, ocpp_version = excluded.ocpp_version",
+    )
+    .bind(id.as_str())
+    .bind(password_hash)
+    .bind(version)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn note_request_boot(db: &Db, id: &ChargerId, vendor: &str, model: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE charger_requests SET vendor = $2, model = $3, last_seen_at = $4 WHERE charger_id = $1")
+        .bind(id.as_str())
+        .bind(vendor)
+        .bind(model)
+        .bind(now_ms())
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Accepts a pending charger onto a site: it becomes a charger with the password it presented.
+pub async fn accept_charger_request(db: &Db, id: &ChargerId, site: SiteId) -> Result<bool, StoreError> {
+    let Some(request) = charger_request(db, id).await? else { return Ok(false) };
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO chargers (id, site_id, password_hash, registration, vendor, model, ocpp_version, created_at) \
+         VALUES ($1, $2, $3, 'accepted', $4, $5, $6, $7)",
+    )
+    .bind(id.as_str())
+    .bind(site.0)
+    .bind(&request.password_hash)
+    .bind(&request.vendor)
+    .bind(&request.model)
+    .bind(&request.ocpp_version)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await
+    .map_err(super::conflict_as(format!("charger {id}")))?;
+    sqlx::query("DELETE FROM charger_requests WHERE charger_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn reject_charger_request(db: &Db, id: &ChargerId) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE charger_requests SET status = 'rejected' WHERE charger_id = $1").bind(id.as_str()).execute(db.pool()).await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn site_exists(db: &Db, site: SiteId) -> Result<bool, StoreError> {
+    Ok(sqlx::query("SELECT id FROM sites WHERE id = $1").bind(site.0).fetch_optional(db.pool()).await?.is_some())
+}

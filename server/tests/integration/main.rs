@@ -5,4 +5,7 @@ mod support;
 
 mod cli;
 mod http;
+mod ocpp_pending;
 mod store;
+mod balancer_budget_props;
+mod balancer_sim_day;

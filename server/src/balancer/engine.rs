@@ -1,0 +1,937 @@
+//! The balancer state machine: events in, SetLimit commands out, time passed in.
+//!
+//! # Safety rules (what the budget counts)
+//!
+//! The *budget* of a connector is the most it may draw right now, whatever is in
+//! flight. The sum of budgets plus the assumed store load is what must stay under
+//! every limit, on every phase, at every node of the circuit tree.
+//!
+//! * A connector with a session, online and smart: `max(acked limit, every limit in
+//!   flight)`. A decrease only lowers the budget once the charger has acknowledged it.
+//! * An idle connector: its fallback (TxDefaultProfile): a car may plug in any moment
+//!   and draw it before we can react.
+//! * An offline charger: `max(fallback, last acked, in flight)`: it keeps whatever
+//!   profile it had, or falls back.
+//! * A charger that rejected a profile or cannot do smart charging: connector maximum.
+//! * A car whose phase count is unknown is counted on every phase its connector has.
+//! * The store: the last reading plus how far it can have risen since (bounded), or
+//!   the configured worst case when the reading is older than `max_age` or missing.
+//!
+//! An increase is emitted only if the budget *with* it fits on every constraint it
+//! touches; decreases are emitted at once. So an increase that depends on capacity
+//! freed by a decrease waits for that decrease's acknowledgement: the freed capacity
+//! only appears in the budget once it is acked.
+//!
+//! What the balancer cannot prevent, it reports: an exogenous rise (store reading,
+//! a session ending so its connector falls back, a lowered grid limit, a charger
+//! going offline or rejecting) can push the budget over a limit until the decreases
+//! it triggers are acked; [`Snapshot::overcommitted`] says so. Fallbacks alone must
+//! fit (checked in [`SiteConfig`] validation), so once acks arrive the budget fits
+//! again whenever the store's own load leaves room for the fallbacks.
+
+use crate::balancer::alloc::{self, Demand};
+use crate::balancer::config::{wiring_phases, ConfigError, SiteConfig, Topology, Wiring, ROOT};
+use crate::balancer::units::{ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, Phase, PerPhase, PhaseSet, SessionKey};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// How many phases a car charges on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EvPhases {
+    /// Loads the connector's L1 only (site phase `rotation[0]`).
+    One,
+    /// Loads every phase of the connector.
+    Three,
+}
+
+/// What we know about a session when it starts or when the car tells us more
+/// (OCPP 2.0.1 NotifyEVChargingNeeds, an app, a tariff).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// When the driver expects to leave.
+    pub departure: Option<Millis>,
+    /// Energy the driver wants in this session, Wh.
+    pub energy_need_wh: Option<u32>,
+    /// 0 normal; higher values get a larger share (and go first when pausing).
+    pub priority: u8,
+    /// The car's own maximum current per phase, if it said so.
+    pub ev_max: Option<DeciAmps>,
+    /// Phase count, if the car said so.
+    pub ev_phases: Option<EvPhases>,
+}
+
+/// Something that happened. Every event triggers a recompute.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    SessionStarted { connector: ConnectorKey, session: SessionKey, info: SessionInfo },
+    /// New information about the running session (replaces the old).
+    SessionUpdated { connector: ConnectorKey, info: SessionInfo },
+    SessionEnded { connector: ConnectorKey },
+    /// The store's own consumption per site phase, as measured at `measured_at`.
+    StoreMeter { currents: PerPhase, measured_at: Millis },
+    /// A connector's measured current on its own L1, L2, L3, and the energy delivered
+    /// in the session so far.
+    ConnectorMeter { connector: ConnectorKey, currents: [DeciAmps; 3], energy_wh: Option<u32>, measured_at: Millis },
+    /// The charger accepted a command (SetChargingProfile.conf status Accepted).
+    CommandAccepted { id: CommandId },
+    /// The charger rejected it, or it timed out: the charger's limit is unknown.
+    CommandRejected { id: CommandId },
+    ChargerOnline { charger: ChargerKey },
+    ChargerOffline { charger: ChargerKey },
+    /// The charger does not support smart charging at all.
+    SmartChargingUnsupported { charger: ChargerKey },
+    /// The grid operator or the site owner changed the connection limit.
+    GridLimitChanged { limit: PerPhase },
+    /// Nothing happened, but time passed (meter may be stale, a dwell may have expired).
+    /// Drive it from [`Balancer::poll_timeout`].
+    Tick,
+}
+
+/// An event the balancer cannot apply. State is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("unknown connector {0}")]
+    UnknownConnector(ConnectorKey),
+    #[error("unknown charger {0}")]
+    UnknownCharger(ChargerKey),
+    #[error("unknown or already settled command {0}")]
+    UnknownCommand(CommandId),
+    #[error("connector {0} already has a session")]
+    SessionActive(ConnectorKey),
+    #[error("connector {0} has no session")]
+    NoSession(ConnectorKey),
+}
+
+/// What the caller must send to a charger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Set the session's limit (OCPP TxProfile). 0 A pauses it. `phases` is the
+    /// numberPhases to put in the schedule.
+    SetLimit { id: CommandId, connector: ConnectorKey, session: SessionKey, amps_per_phase: DeciAmps, phases: u8 },
+}
+
+impl Command {
+    /// The id to ack or reject.
+    pub fn id(&self) -> CommandId {
+        match self {
+            Command::SetLimit { id, .. } => *id,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Whether we can steer a connector.
+pub enum SmartState {
+    /// Our profiles are accepted.
+    Ok,
+    /// A profile was rejected (or timed out): budgeted at its maximum until the
+    /// session changes or the charger reconnects.
+    Rejected,
+    /// The charger does no smart charging: always budgeted at its maximum.
+    Unsupported,
+}
+
+#[derive(Clone, Debug)]
+struct Session {
+    key: SessionKey,
+    info: SessionInfo,
+    learned_phases: Option<EvPhases>,
+    /// Learned maximum and when it was learned.
+    learned_max: Option<(DeciAmps, Millis)>,
+    low_since: Option<Millis>,
+    low_peak: DeciAmps,
+    /// Running (true) or paused, and since when; `None` until the first decision.
+    run: Option<(bool, Millis)>,
+    delivered_wh: u32,
+    /// Last reading: (draw on its busiest phase, phases drawing, when).
+    last_draw: Option<(DeciAmps, u8, Millis)>,
+    /// Allocated deciamp-milliseconds so far: the rotation serves the least served first.
+    served: u64,
+}
+
+impl Session {
+    fn phases(&self) -> Option<EvPhases> {
+        self.info.ev_phases.or(self.learned_phases)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Conn {
+    online: bool,
+    smart: SmartState,
+    acked: DeciAmps,
+    acked_at: Millis,
+    last_acked: CommandId,
+    inflight: Vec<(CommandId, DeciAmps)>,
+    epoch: u64,
+    session: Option<Session>,
+    /// The charger's state is unknown (it reconnected): send the plan even if unchanged.
+    resend: bool,
+    target: DeciAmps,
+    measured: [DeciAmps; 3],
+}
+
+impl Conn {
+    fn held(&self) -> DeciAmps {
+        self.inflight.iter().map(|x| x.1).fold(self.acked, DeciAmps::max)
+    }
+    fn commanded(&self) -> DeciAmps {
+        self.inflight.last().map_or(self.acked, |x| x.1)
+    }
+}
+
+/// The live budget, for the operator API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When it was taken.
+    pub at: Millis,
+    /// The store load the budget assumes (reading plus possible rise, or worst case).
+    pub store_assumed: PerPhase,
+    /// The last reading, however old.
+    pub store_reading: Option<PerPhase>,
+    /// True when the meter is stale or missing and the worst case is assumed.
+    pub store_worst_case: bool,
+    /// The grid connection first, then every circuit in config order.
+    pub nodes: Vec<NodeView>,
+    /// Every connector in config order.
+    pub connectors: Vec<ConnectorView>,
+    /// Some budget exceeds a limit (an exogenous change; decreases are in flight).
+    pub overcommitted: bool,
+}
+
+/// One node of the circuit tree (`circuit: None` = the grid connection).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Which circuit; `None` = the grid connection.
+    pub circuit: Option<CircuitId>,
+    /// Its limit per phase.
+    pub limit: PerPhase,
+    /// Worst case we count: budgets (+ store at the grid node).
+    pub budgeted: PerPhase,
+    /// What the plan gives sessions below this node.
+    pub allocated: PerPhase,
+    /// Sum of the connectors' last measured currents below this node.
+    pub measured: PerPhase,
+}
+
+/// One connector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorView {
+    /// Which connector.
+    pub connector: ConnectorKey,
+    /// Its session, if any.
+    pub session: Option<SessionKey>,
+    /// Whether its charger is connected.
+    pub online: bool,
+    /// Whether we can steer it.
+    pub smart: SmartState,
+    /// What the plan gives it.
+    pub target: DeciAmps,
+    /// The last limit sent (in flight or accepted).
+    pub commanded: DeciAmps,
+    /// The last limit the charger accepted.
+    pub acked: DeciAmps,
+    /// The most it may draw now, as the budget counts it.
+    pub budget: DeciAmps,
+    /// The site phases the budget is counted on.
+    pub budget_phases: PhaseSet,
+    /// Last measured current on its own L1, L2, L3.
+    pub measured: [DeciAmps; 3],
+    /// The car's maximum as learned from its draw.
+    pub learned_max: Option<DeciAmps>,
+    /// The car's phase count, declared or learned.
+    pub ev_phases: Option<EvPhases>,
+    /// A session at 0 A.
+    pub paused: bool,
+}
+
+/// The load balancer of one site.
+#[derive(Clone, Debug)]
+pub struct Balancer {
+    cfg: SiteConfig,
+    topo: Topology,
+    conns: Vec<Conn>,
+    store: Option<(PerPhase, Millis)>,
+    next_id: u64,
+    owners: HashMap<CommandId, (usize, u64)>,
+    outbox: Vec<Command>,
+    last_plan: Millis,
+    overcommitted: bool,
+    /// Reused buffers: the constraint list of each demand.
+    cons_buf: Vec<usize>,
+}
+
+fn con(node: usize, p: Phase) -> usize {
+    node * 3 + p.index()
+}
+
+impl Balancer {
+    /// Validates the site and starts with every connector idle and online at its
+    /// fallback, no meter reading (so the store is at its worst case).
+    pub fn new(cfg: SiteConfig) -> Result<Balancer, ConfigError> {
+        let topo = Topology::compile(&cfg)?;
+        let conns = cfg
+            .connectors
+            .iter()
+            .map(|c| Conn {
+                online: true,
+                smart: SmartState::Ok,
+                acked: c.fallback,
+                acked_at: Millis(0),
+                last_acked: CommandId(0),
+                inflight: Vec::new(),
+                epoch: 0,
+                session: None,
+                resend: false,
+                target: DeciAmps::ZERO,
+                measured: [DeciAmps::ZERO; 3],
+            })
+            .collect();
+        Ok(Balancer {
+            cfg,
+            topo,
+            conns,
+            store: None,
+            next_id: 1,
+            owners: HashMap::new(),
+            outbox: Vec::new(),
+            last_plan: Millis(0),
+            overcommitted: false,
+            cons_buf: Vec::new(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SiteConfig {
+        &self.cfg
+    }
+
+    /// Safe but questionable aspects of the configuration, for the operator.
+    pub fn warnings(&self) -> &[crate::balancer::config::ConfigWarning] {
+        &self.topo.warnings
+    }
+
+    /// Applies one event at time `now` and recomputes. Commands are queued for
+    /// [`Balancer::poll_commands`].
+    pub fn handle(&mut self, event: Event, now: Millis) -> Result<(), EventError> {
+        self.apply(event, now)?;
+        self.recompute(now);
+        Ok(())
+    }
+
+    /// Applies several events that happened at the same `now` (a burst of meter
+    /// readings, say) and recomputes once: at 10,000 connectors one recompute costs
+    /// ~10 ms, so per-reading recomputes would not keep up. Events that fail are
+    /// skipped and returned with their error; the others still apply.
+    pub fn handle_all(&mut self, events: impl IntoIterator<Item = Event>, now: Millis) -> Vec<(Event, EventError)> {
+        let mut failed = Vec::new();
+        for ev in events {
+            if let Err(e) = self.apply(ev.clone(), now) {
+                failed.push((ev, e));
+            }
+        }
+        self.recompute(now);
+        failed
+    }
+
+    /// Acknowledgement of a command: shorthand for [`Event::CommandAccepted`].
+    pub fn ack(&mut self, id: CommandId, now: Millis) -> Result<(), EventError> {
+        self.handle(Event::CommandAccepted { id }, now)
+    }
+
+    /// Rejection of a command: shorthand for [`Event::CommandRejected`].
+    pub fn reject(&mut self, id: CommandId, now: Millis) -> Result<(), EventError> {
+        self.handle(Event::CommandRejected { id }, now)
+    }
+
+    /// Commands to send, oldest first. Decreases come before the increases of the
+    /// same recompute, but an increase never depends on an unacked decrease.
+    pub fn poll_commands(&mut self, _now: Millis) -> Vec<Command> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// When the balancer next wants a [`Event::Tick`] even if nothing happens.
+    pub fn poll_timeout(&self, now: Millis) -> Option<Millis> {
+        let mut next: Option<Millis> = None;
+        let mut consider = |t: Millis| {
+            if t > now && next.is_none_or(|n| t < n) {
+                next = Some(t);
+            }
+        };
+        if let Some((_, at)) = self.store {
+            consider(at + self.cfg.store.max_age + Millis(1));
+        }
+        for c in &self.conns {
+            if let Some(s) = &c.session {
+                if let Some((_, since)) = s.run {
+                    consider(since + self.cfg.min_dwell);
+                }
+                if let Some((_, at)) = s.learned_max {
+                    consider(at + self.cfg.learning.probe_after);
+                }
+            }
+        }
+        next
+    }
+
+    fn idx(&self, k: ConnectorKey) -> Result<usize, EventError> {
+        self.topo.conn_index.get(&k).copied().ok_or(EventError::UnknownConnector(k))
+    }
+
+    fn charger(&self, k: ChargerKey) -> Result<Vec<usize>, EventError> {
+        self.topo.charger_conns.get(&k).cloned().ok_or(EventError::UnknownCharger(k))
+    }
+
+    fn apply(&mut self, event: Event, now: Millis) -> Result<(), EventError> {
+        match event {
+            Event::SessionStarted { connector, session, info } => {
+                let i = self.idx(connector)?;
+                let fallback = self.cfg.connectors[i].fallback;
+                let c = &mut self.conns[i];
+                if c.session.is_some() {
+                    return Err(EventError::SessionActive(connector));
+                }
+                c.epoch += 1;
+                c.inflight.clear();
+                // A new transaction starts under the TxDefaultProfile.
+                c.acked = fallback;
+                c.acked_at = now;
+                if c.smart == SmartState::Rejected {
+                    c.smart = SmartState::Ok;
+                }
+                c.session = Some(Session {
+                    key: session,
+                    info,
+                    learned_phases: None,
+                    learned_max: None,
+                    low_since: None,
+                    low_peak: DeciAmps::ZERO,
+                    run: None,
+                    delivered_wh: 0,
+                    last_draw: None,
+                    served: 0,
+                });
+            }
+            Event::SessionUpdated { connector, info } => {
+                let i = self.idx(connector)?;
+                let s = self.conns[i].session.as_mut().ok_or(EventError::NoSession(connector))?;
+                s.info = info;
+            }
+            Event::SessionEnded { connector } => {
+                let i = self.idx(connector)?;
+                let fallback = self.cfg.connectors[i].fallback;
+                let c = &mut self.conns[i];
+                if c.session.take().is_none() {
+                    return Err(EventError::NoSession(connector));
+                }
+                c.epoch += 1;
+                c.inflight.clear();
+                c.acked = fallback;
+                c.acked_at = now;
+                c.target = DeciAmps::ZERO;
+                c.measured = [DeciAmps::ZERO; 3];
+                if c.smart == SmartState::Rejected {
+                    c.smart = SmartState::Ok;
+                }
+            }
+            Event::StoreMeter { currents, measured_at } => {
+                // Out-of-order readings must not replace a newer one.
+                if self.store.is_none_or(|(_, at)| measured_at >= at) {
+                    self.store = Some((currents, measured_at));
+                }
+            }
+            Event::ConnectorMeter { connector, currents, energy_wh, measured_at } => {
+                let i = self.idx(connector)?;
+                self.learn(i, currents, energy_wh, measured_at);
+            }
+            Event::CommandAccepted { id } => {
+                let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
+                let c = &mut self.conns[i];
+                if c.epoch == epoch {
+                    if let Some(pos) = c.inflight.iter().position(|x| x.0 == id) {
+                        let value = c.inflight[pos].1;
+                        // The charger applies profiles in order: older ones in flight are superseded.
+                        c.inflight.drain(..=pos);
+                        if id > c.last_acked {
+                            c.acked = value;
+                            c.acked_at = now;
+                            c.last_acked = id;
+                        }
+                    }
+                }
+            }
+            Event::CommandRejected { id } => {
+                let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
+                let c = &mut self.conns[i];
+                if c.epoch == epoch {
+                    // We no longer know what it draws: budget it at its maximum
+                    // until the session ends or the charger reconnects.
+                    c.inflight.retain(|x| x.0 != id);
+                    if c.smart == SmartState::Ok {
+                        c.smart = SmartState::Rejected;
+                    }
+                }
+            }
+            Event::ChargerOnline { charger } => {
+                for i in self.charger(charger)? {
+                    let fallback = self.cfg.connectors[i].fallback;
+                    let c = &mut self.conns[i];
+                    if !c.online {
+                        c.online = true;
+                        // What it runs now is unknown: keep counting the worst of what it
+                        // could have, and send our plan again.
+                        c.acked = c.held().max(fallback);
+                        c.inflight.clear();
+                        c.resend = true;
+                        if c.smart == SmartState::Rejected {
+                            c.smart = SmartState::Ok;
+                        }
+                    }
+                }
+            }
+            Event::ChargerOffline { charger } => {
+                for i in self.charger(charger)? {
+                    self.conns[i].online = false;
+                }
+            }
+            Event::SmartChargingUnsupported { charger } => {
+                for i in self.charger(charger)? {
+                    self.conns[i].smart = SmartState::Unsupported;
+                }
+            }
+            Event::GridLimitChanged { limit } => {
+                self.topo.limits[ROOT] = limit;
+                self.cfg.grid_limit = limit;
+            }
+            Event::Tick => {}
+        }
+        Ok(())
+    }
+
+    /// Learns phase count, own maximum and delivered energy from a connector reading.
+    fn learn(&mut self, i: usize, currents: [DeciAmps; 3], energy_wh: Option<u32>, measured_at: Millis) {
+        let lc = self.cfg.learning.clone();
+        let c = &mut self.conns[i];
+        c.measured = currents;
+        let (acked, acked_at, settled) = (c.acked, c.acked_at, c.inflight.is_empty());
+        let Some(s) = c.session.as_mut() else { return };
+        if let Some(e) = energy_wh {
+            s.delivered_wh = s.delivered_wh.max(e);
+        }
+        let drawing = currents.iter().filter(|a| **a >= DeciAmps::new(5)).count() as u8;
+        let peak = currents.iter().copied().fold(DeciAmps::ZERO, DeciAmps::max);
+        if s.last_draw.is_none_or(|(_, _, at)| measured_at >= at) {
+            s.last_draw = Some((peak, drawing, measured_at));
+        }
+        let on = |a: DeciAmps| a >= DeciAmps::from_amps(1);
+        let off = |a: DeciAmps| a < DeciAmps::new(5);
+        if s.info.ev_phases.is_none() {
+            if currents.iter().filter(|a| on(**a)).count() >= 2 {
+                s.learned_phases = Some(EvPhases::Three);
+            } else if on(currents[0]) && off(currents[1]) && off(currents[2]) {
+                s.learned_phases = Some(EvPhases::One);
+            }
+        }
+        // Learn the car's maximum only from readings taken under the limit now in force.
+        if !settled || measured_at <= acked_at || acked < DeciAmps::IEC_MIN {
+            return;
+        }
+        let draw = currents.iter().copied().fold(DeciAmps::ZERO, DeciAmps::max);
+        // The car draws clearly more than when we learned its maximum: it wants more
+        // now. Forget it, and the next plan offers its full share again.
+        let quarter = DeciAmps::new(lc.margin.get() / 4);
+        if s.learned_max.is_some_and(|(l, _)| draw >= l) {
+            s.learned_max = None;
+        }
+        if draw + lc.margin <= acked {
+            let since = *s.low_since.get_or_insert(measured_at);
+            s.low_peak = s.low_peak.max(draw);
+            if measured_at.since(since) >= lc.window {
+                // A little headroom above what it drew, so a car that wants more can show
+                // it (with 0.1 A granularity; with whole amps the periodic probe does).
+                let learned = s.low_peak + quarter;
+                s.learned_max = Some((learned, measured_at));
+                s.low_since = None;
+                s.low_peak = DeciAmps::ZERO;
+            }
+        } else {
+            s.low_since = None;
+            s.low_peak = DeciAmps::ZERO;
+        }
+    }
+
+    fn footprint(&self, i: usize) -> PhaseSet {
+        let cc = &self.cfg.connectors[i];
+        match (cc.wiring, self.conns[i].session.as_ref().and_then(Session::phases)) {
+            (Wiring::OnePhase, _) | (Wiring::ThreePhase, Some(EvPhases::One)) => PhaseSet::single(cc.rotation.0[0]),
+            _ => PhaseSet::ALL,
+        }
+    }
+
+    fn controllable(&self, i: usize) -> bool {
+        let c = &self.conns[i];
+        c.online && c.smart == SmartState::Ok && c.session.is_some()
+    }
+
+    /// Most connector `i` may draw right now, and on which phases.
+    fn budget(&self, i: usize) -> (DeciAmps, PhaseSet) {
+        let cc = &self.cfg.connectors[i];
+        let c = &self.conns[i];
+        if !c.online {
+            (c.held().max(cc.fallback), wiring_phases(cc))
+        } else if c.smart != SmartState::Ok {
+            (cc.max, wiring_phases(cc))
+        } else if c.session.is_none() {
+            (cc.fallback, wiring_phases(cc))
+        } else {
+            (c.held(), self.footprint(i))
+        }
+    }
+
+    /// Store load we assume now, and whether it is the worst case.
+    fn store_assumed(&self, now: Millis) -> (PerPhase, bool) {
+        let sc = &self.cfg.store;
+        match self.store {
+            Some((reading, at)) if now.since(at) <= sc.max_age => {
+                let blind = now.since(at).0 + sc.reaction_time.0;
+                let rise = (u64::from(sc.rise_per_min.get()) * blind / 60_000).min(u64::from(sc.max_rise.get()));
+                let rise = DeciAmps::new(u32::try_from(rise).unwrap_or(u32::MAX));
+                let mut out = reading;
+                for p in Phase::ALL {
+                    let r = reading.get(p);
+                    out.0[p.index()] = r.max((r + rise).min(sc.worst_case.get(p)));
+                }
+                (out, false)
+            }
+            _ => (sc.worst_case, true),
+        }
+    }
+
+    /// Budgeted load per constraint (store + every connector's budget).
+    fn budget_loads(&self, now: Millis) -> Vec<i64> {
+        let mut load = vec![0i64; self.topo.nodes() * 3];
+        let (store, _) = self.store_assumed(now);
+        for p in Phase::ALL {
+            load[con(ROOT, p)] += i64::from(store.get(p).get());
+        }
+        for i in 0..self.conns.len() {
+            let (a, fp) = self.budget(i);
+            for &n in &self.topo.paths[i] {
+                for p in fp.iter() {
+                    load[con(n, p)] += i64::from(a.get());
+                }
+            }
+        }
+        load
+    }
+
+    fn limit(&self, c: usize) -> i64 {
+        i64::from(self.topo.limits[c / 3].0[c % 3].get())
+    }
+
+    /// The urgency-and-priority weight of a session's water-filling share.
+    fn weight(&self, i: usize, cap: DeciAmps, now: Millis) -> f64 {
+        let Some(s) = &self.conns[i].session else { return 1.0 };
+        let prio = 1.0 + 2.0 * f64::from(s.info.priority);
+        let phases = f64::from(self.footprint(i).count());
+        let urgency = match (s.info.energy_need_wh, s.info.departure) {
+            (Some(need), Some(dep)) => {
+                let rem = f64::from(need.saturating_sub(self.delivered_estimate(s, now)));
+                let hours = dep.since(now).0 as f64 / 3.6e6;
+                // The current that would just finish by departure, relative to what it can take.
+                let req_da = if hours > 1e-3 { rem / (f64::from(self.cfg.voltage_ln) * phases * hours) * 10.0 } else { f64::INFINITY };
+                (req_da / f64::from(cap.get().max(1))).clamp(0.02, 4.0)
+            }
+            _ => 1.0,
+        };
+        prio * (0.05 + urgency)
+    }
+
+    /// Energy delivered by `now`: the last reading plus its draw since, so a car that
+    /// finished between readings stops holding capacity one meter lag earlier.
+    fn delivered_estimate(&self, s: &Session, now: Millis) -> u32 {
+        let Some((draw, phases, at)) = s.last_draw else { return s.delivered_wh };
+        let ms = u64::from(u32::try_from(now.since(at).0).unwrap_or(u32::MAX));
+        // deciamps x volts x phases x ms -> Wh: / (10 x 3_600_000)
+        let wh = u64::from(draw.get()) * u64::from(self.cfg.voltage_ln) * u64::from(phases) * ms / 36_000_000;
+        s.delivered_wh.saturating_add(u32::try_from(wh).unwrap_or(u32::MAX))
+    }
+
+    /// The most a session can use now (0 = nothing to give it).
+    fn demand_cap(&self, i: usize, now: Millis) -> DeciAmps {
+        let cc = &self.cfg.connectors[i];
+        let Some(s) = &self.conns[i].session else { return DeciAmps::ZERO };
+        let mut cap = cc.max;
+        if let Some(need) = s.info.energy_need_wh {
+            let rem = need.saturating_sub(self.delivered_estimate(s, now));
+            if rem == 0 {
+                return DeciAmps::ZERO;
+            }
+            // No more than finishes the need before the next re-plan: the rest is
+            // worth more to the others. Unknown phases count as one (offer more, not less).
+            let horizon = self.cfg.need_horizon.0;
+            if horizon > 0 {
+                let phases = match s.phases() {
+                    Some(EvPhases::Three) => 3,
+                    _ => 1,
+                };
+                let per = u64::from(self.cfg.voltage_ln.max(1)) * phases * horizon;
+                let da = (u64::from(rem) * 36_000_000).div_ceil(per);
+                let g = u64::from(self.cfg.granularity.get().max(1));
+                let da = da.div_ceil(g) * g;
+                cap = cap.min(DeciAmps::new(u32::try_from(da).unwrap_or(u32::MAX)));
+            }
+        }
+        if let Some(m) = s.info.ev_max {
+            cap = cap.min(m);
+        }
+        if let Some((l, at)) = s.learned_max {
+            if now.since(at) < self.cfg.learning.probe_after {
+                cap = cap.min(l);
+            }
+        }
+        if cap < DeciAmps::from_amps(1) {
+            // It draws nothing: pause it until the learned maximum expires and we probe again.
+            return DeciAmps::ZERO;
+        }
+        // Below 6 A a pilot is not allowed; a car that wants 3 A still gets 6 A offered.
+        cap.floor_to(self.cfg.granularity).max(DeciAmps::IEC_MIN)
+    }
+
+    /// Recomputes the plan and queues the commands it needs.
+    fn recompute(&mut self, now: Millis) {
+        let dt = now.since(self.last_plan).0;
+        self.last_plan = now;
+        let probe = self.cfg.learning.probe_after;
+        for c in &mut self.conns {
+            let target = c.target;
+            if let Some(s) = c.session.as_mut() {
+                s.served += u64::from(target.get()) * dt;
+                if s.learned_max.is_some_and(|(_, at)| now.since(at) >= probe) {
+                    s.learned_max = None;
+                }
+            }
+        }
+        let nc = self.topo.nodes() * 3;
+
+        // Capacity for controllable sessions: limits minus store minus every budget we
+        // cannot steer.
+        let (store, _) = self.store_assumed(now);
+        let mut capacity: Vec<i64> = (0..nc).map(|c| self.limit(c)).collect();
+        for p in Phase::ALL {
+            capacity[con(ROOT, p)] -= i64::from(store.get(p).get());
+        }
+        let mut ctl = Vec::new();
+        for i in 0..self.conns.len() {
+            if self.controllable(i) {
+                ctl.push(i);
+                continue;
+            }
+            let (a, fp) = self.budget(i);
+            for &n in &self.topo.paths[i] {
+                for p in fp.iter() {
+                    capacity[con(n, p)] -= i64::from(a.get());
+                }
+            }
+        }
+
+        // Demands in admission order: sessions that must keep running (dwell), then the
+        // rest by priority and least served; sessions that must stay paused are left out.
+        let dwell = self.cfg.min_dwell;
+        let mut cand: Vec<(u8, std::cmp::Reverse<u8>, u64, usize, DeciAmps, f64)> = Vec::with_capacity(ctl.len());
+        for &i in &ctl {
+            let cap = self.demand_cap(i, now);
+            let Some(s) = &self.conns[i].session else { continue };
+            let class = match s.run {
+                Some((true, since)) if now.since(since) < dwell => 0,
+                Some((false, since)) if now.since(since) < dwell && cap > DeciAmps::ZERO => 2,
+                _ => 1,
+            };
+            let w = self.weight(i, cap, now);
+            let served = (s.served as f64 / w) as u64;
+            cand.push((class, std::cmp::Reverse(s.info.priority), served, i, cap, w));
+        }
+        cand.sort_by_key(|c| (c.0, c.1, c.2, c.3));
+        let mut cons = std::mem::take(&mut self.cons_buf);
+        cons.clear();
+        let mut demands = Vec::with_capacity(cand.len());
+        for &(class, _, _, i, cap, w) in &cand {
+            let start = cons.len();
+            let fp = self.footprint(i);
+            for &n in &self.topo.paths[i] {
+                for p in fp.iter() {
+                    cons.push(con(n, p));
+                }
+            }
+            let cap = if class == 2 { 0 } else { cap.get() };
+            demands.push(Demand { cons: start..cons.len(), cap, weight: w });
+        }
+        let plan = alloc::allocate(&mut capacity, &demands, &cons, DeciAmps::IEC_MIN.get(), self.cfg.granularity.get());
+        let mut plan: Vec<(usize, DeciAmps, usize)> =
+            cand.iter().zip(plan).enumerate().map(|(k, (c, a))| (c.3, DeciAmps::new(a), k)).collect();
+
+        // Hysteresis: small moves are not worth a command. Small increases are simply
+        // skipped; small decreases are skipped only where the higher value still fits.
+        let hyst = self.cfg.hysteresis;
+        let mut sticky_down = Vec::new();
+        for (k, entry) in plan.iter_mut().enumerate() {
+            let (i, target, _) = *entry;
+            let cur = self.conns[i].commanded();
+            if self.conns[i].resend || target == DeciAmps::ZERO || cur == DeciAmps::ZERO {
+                continue;
+            }
+            if target > cur && target - cur < hyst {
+                entry.1 = cur;
+            } else if target < cur && cur - target < hyst {
+                let extra = cur - target;
+                let d = &demands[entry.2];
+                if cons[d.cons.clone()].iter().all(|&c| capacity[c] >= i64::from(extra.get())) {
+                    for &c in &cons[d.cons.clone()] {
+                        capacity[c] -= i64::from(extra.get());
+                    }
+                    entry.1 = cur;
+                    sticky_down.push(k);
+                }
+            }
+        }
+        self.cons_buf = cons;
+
+        for &(i, target, _) in &plan {
+            let c = &mut self.conns[i];
+            c.target = target;
+            let running = target > DeciAmps::ZERO;
+            if let Some(s) = c.session.as_mut() {
+                if s.run.is_none_or(|(r, _)| r != running) {
+                    s.run = Some((running, now));
+                }
+            }
+        }
+        for i in 0..self.conns.len() {
+            if !self.controllable(i) {
+                self.conns[i].target = DeciAmps::ZERO;
+            }
+        }
+
+        // Emit: decreases now; increases only where the budget with them fits.
+        let mut increases = Vec::new();
+        for &(i, target, k) in &plan {
+            let c = &self.conns[i];
+            let cur = c.commanded();
+            if target < cur || (c.resend && target <= c.held()) {
+                self.emit(i, target);
+            } else if target > cur || c.resend {
+                increases.push((k, i, target));
+            }
+        }
+        increases.sort();
+        let mut load = self.budget_loads(now);
+        let gran = self.cfg.granularity;
+        for (_, i, target) in increases {
+            let (held, fp) = self.budget(i);
+            let cur = self.conns[i].commanded();
+            let mut room = i64::MAX;
+            for &n in &self.topo.paths[i] {
+                for p in fp.iter() {
+                    let c = con(n, p);
+                    room = room.min(self.limit(c) - load[c]);
+                }
+            }
+            let reachable = i64::from(held.get()) + room.max(0);
+            let v = DeciAmps::new(u32::try_from(reachable.min(i64::from(target.get()))).unwrap_or(0)).floor_to(gran);
+            let worth = v == target || (v > cur && v - cur >= hyst);
+            if v <= cur || v < DeciAmps::IEC_MIN || !worth {
+                continue;
+            }
+            self.emit(i, v);
+            let delta = i64::from(v.get()) - i64::from(held.get());
+            if delta > 0 {
+                for &n in &self.topo.paths[i] {
+                    for p in fp.iter() {
+                        load[con(n, p)] += delta;
+                    }
+                }
+            }
+        }
+        let load = self.budget_loads(now);
+        self.overcommitted = (0..nc).any(|c| load[c] > self.limit(c));
+    }
+
+    fn emit(&mut self, i: usize, amps: DeciAmps) {
+        let id = CommandId(self.next_id);
+        self.next_id += 1;
+        let phases = self.footprint(i).count();
+        let c = &mut self.conns[i];
+        let Some(s) = &c.session else { return };
+        c.resend = false;
+        c.inflight.push((id, amps));
+        self.owners.insert(id, (i, c.epoch));
+        self.outbox.push(Command::SetLimit {
+            id,
+            connector: self.cfg.connectors[i].key,
+            session: s.key,
+            amps_per_phase: amps,
+            phases,
+        });
+    }
+
+    /// The live budget per node and connector.
+    pub fn snapshot(&self, now: Millis) -> Snapshot {
+        let (store_assumed, stale) = self.store_assumed(now);
+        let nn = self.topo.nodes();
+        let load = self.budget_loads(now);
+        let mut alloc = vec![[0u32; 3]; nn];
+        let mut meas = vec![[0u32; 3]; nn];
+        let mut connectors = Vec::with_capacity(self.conns.len());
+        for (i, c) in self.conns.iter().enumerate() {
+            let cc = &self.cfg.connectors[i];
+            let fp = self.footprint(i);
+            for &n in &self.topo.paths[i] {
+                for p in fp.iter() {
+                    alloc[n][p.index()] += c.target.get();
+                }
+                for (k, a) in c.measured.iter().enumerate() {
+                    meas[n][cc.rotation.0[k].index()] += a.get();
+                }
+            }
+            let (budget, budget_phases) = self.budget(i);
+            connectors.push(ConnectorView {
+                connector: cc.key,
+                session: c.session.as_ref().map(|s| s.key),
+                online: c.online,
+                smart: c.smart,
+                target: c.target,
+                commanded: c.commanded(),
+                acked: c.acked,
+                budget,
+                budget_phases,
+                measured: c.measured,
+                learned_max: c.session.as_ref().and_then(|s| s.learned_max.map(|x| x.0)),
+                ev_phases: c.session.as_ref().and_then(Session::phases),
+                paused: c.session.is_some() && c.target == DeciAmps::ZERO,
+            });
+        }
+        let to_pp = |v: [u32; 3]| PerPhase(v.map(DeciAmps::new));
+        let nodes = (0..nn)
+            .map(|n| NodeView {
+                circuit: self.topo.node_ids[n],
+                limit: self.topo.limits[n],
+                budgeted: to_pp([0, 1, 2].map(|p| u32::try_from(load[n * 3 + p].max(0)).unwrap_or(u32::MAX))),
+                allocated: to_pp(alloc[n]),
+                measured: to_pp(meas[n]),
+            })
+            .collect();
+        Snapshot {
+            at: now,
+            store_assumed,
+            store_reading: self.store.map(|s| s.0),
+            store_worst_case: stale,
+            nodes,
+            connectors,
+            overcommitted: self.overcommitted,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

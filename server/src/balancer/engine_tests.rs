@@ -1,0 +1,503 @@
+//! Unit tests for the balancer state machine: one behaviour per test, tables where
+//! the behaviour has cases.
+
+use super::*;
+use crate::balancer::config::{CircuitConfig, ConnectorConfig};
+use crate::balancer::units::Rotation;
+
+const L1: Phase = Phase::L1;
+const L2: Phase = Phase::L2;
+const L3: Phase = Phase::L3;
+
+fn a(x: u32) -> DeciAmps {
+    DeciAmps::from_amps(x)
+}
+
+fn conn(k: u32, circuit: Option<u32>, rot: [Phase; 3], fallback: u32) -> ConnectorConfig {
+    ConnectorConfig {
+        key: ConnectorKey(k),
+        charger: ChargerKey(k),
+        circuit: circuit.map(CircuitId),
+        max: a(32),
+        wiring: Wiring::ThreePhase,
+        rotation: Rotation(rot),
+        fallback: a(fallback),
+    }
+}
+
+fn site(grid: [u32; 3], circuits: Vec<CircuitConfig>, conns: Vec<ConnectorConfig>) -> SiteConfig {
+    let mut c = SiteConfig::with_defaults(PerPhase(grid.map(a)), circuits, conns);
+    c.hysteresis = a(1);
+    c
+}
+
+/// A test driver: events in, commands collected, acks on demand.
+struct H {
+    b: Balancer,
+    now: Millis,
+    sent: Vec<Command>,
+}
+
+impl H {
+    fn new(cfg: SiteConfig) -> H {
+        let mut h = H { b: Balancer::new(cfg).expect("test config is valid"), now: Millis(0), sent: Vec::new() };
+        h.store([0, 0, 0]);
+        h
+    }
+    fn ev(&mut self, e: Event) -> Vec<Command> {
+        self.b.handle(e, self.now).expect("test event is valid");
+        let c = self.b.poll_commands(self.now);
+        self.sent.extend(c.clone());
+        c
+    }
+    fn store(&mut self, amps: [u32; 3]) -> Vec<Command> {
+        self.ev(Event::StoreMeter { currents: PerPhase(amps.map(a)), measured_at: self.now })
+    }
+    fn start(&mut self, k: u32, info: SessionInfo) -> Vec<Command> {
+        self.ev(Event::SessionStarted { connector: ConnectorKey(k), session: SessionKey(u64::from(k)), info })
+    }
+    fn advance(&mut self, secs: u64) {
+        self.now = self.now + Millis::from_secs(secs);
+    }
+    /// Time passes with the store meter still reporting (fresh, unchanged).
+    fn tick(&mut self) {
+        let last = self.b.store.map(|s| s.0).expect("tests start with a reading");
+        self.ev(Event::StoreMeter { currents: last, measured_at: self.now });
+    }
+    /// Acks everything in flight, repeatedly, until the balancer is quiet.
+    fn settle(&mut self) {
+        for _ in 0..20 {
+            let pending = std::mem::take(&mut self.sent);
+            if pending.is_empty() {
+                return;
+            }
+            for c in pending {
+                self.b.ack(c.id(), self.now).expect("ack of a sent command");
+                let more = self.b.poll_commands(self.now);
+                self.sent.extend(more);
+            }
+        }
+        panic!("balancer never settled");
+    }
+    fn target(&self, k: u32) -> DeciAmps {
+        self.view(k).target
+    }
+    fn view(&self, k: u32) -> ConnectorView {
+        self.b.snapshot(self.now).connectors.into_iter().find(|c| c.connector == ConnectorKey(k)).expect("connector exists")
+    }
+    fn acked(&self, k: u32) -> DeciAmps {
+        self.view(k).acked
+    }
+}
+
+fn three() -> SessionInfo {
+    SessionInfo { ev_phases: Some(EvPhases::Three), ..Default::default() }
+}
+fn one() -> SessionInfo {
+    SessionInfo { ev_phases: Some(EvPhases::One), ..Default::default() }
+}
+const ST: [Phase; 3] = [L1, L2, L3];
+const R2: [Phase; 3] = [L2, L3, L1];
+
+#[test]
+fn grid_limit_is_shared_equally() {
+    // (grid per phase, store per phase, sessions, expected each)
+    let table: &[(u32, u32, u32, u32)] = &[(64, 0, 2, 32), (60, 0, 3, 20), (60, 20, 2, 20), (100, 0, 2, 32), (40, 10, 5, 6)];
+    for &(grid, store, n, want) in table {
+        let mut h = H::new(site([grid; 3], vec![], (0..n).map(|k| conn(k, None, ST, 0)).collect()));
+        h.store([store; 3]);
+        for k in 0..n {
+            h.start(k, three());
+        }
+        h.settle();
+        for k in 0..n {
+            assert_eq!(h.acked(k), a(want), "grid {grid} store {store} n {n} connector {k}");
+        }
+    }
+}
+
+#[test]
+fn phases_and_rotation_decide_which_limit_binds() {
+    // grid L1 40, L2 20, L3 40
+    // (rotation, car phases, expected)
+    let table: &[([Phase; 3], SessionInfo, u32)] = &[
+        (ST, one(), 32),                  // loads L1 only: its own max binds
+        (R2, one(), 20),                  // loads L2 only
+        (ST, SessionInfo::default(), 20), // unknown phases: counted on all, L2 binds
+        (ST, three(), 20),
+    ];
+    for (rot, info, want) in table {
+        let mut h = H::new(site([40, 20, 40], vec![], vec![conn(0, None, *rot, 0)]));
+        h.start(0, info.clone());
+        h.settle();
+        assert_eq!(h.acked(0), a(*want), "{rot:?} {info:?}");
+    }
+}
+
+#[test]
+fn learned_single_phase_frees_the_other_phases() {
+    let mut h = H::new(site([20, 20, 20], vec![], vec![conn(0, None, ST, 0), conn(1, None, R2, 0)]));
+    h.start(0, SessionInfo::default());
+    h.start(1, SessionInfo::default());
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(10), a(10)), "unknown phases: both on all phases");
+    h.advance(10);
+    let m = Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(10), a(0), a(0)], energy_wh: None, measured_at: h.now };
+    h.ev(m);
+    h.settle();
+    // Car 0 loads L1 only now; car 1 (still unknown) is held by... nothing shared on
+    // L2/L3 but car 0 is off those, so both may use 20.
+    assert_eq!(h.view(0).budget_phases, PhaseSet::single(L1));
+    assert_eq!((h.acked(0), h.acked(1)), (a(10), a(10)), "both were within hysteresis-free range");
+    assert_eq!((h.target(0), h.target(1)), (a(10), a(10)));
+}
+
+#[test]
+fn nested_circuits_bind_at_each_level() {
+    // F1 (40 A) contains F2 (20 A). Two cars on F2, one on F1, one on the grid (100 A).
+    let circuits = vec![
+        CircuitConfig { id: CircuitId(1), parent: None, limit: PerPhase::uniform(a(40)) },
+        CircuitConfig { id: CircuitId(2), parent: Some(CircuitId(1)), limit: PerPhase::uniform(a(20)) },
+    ];
+    let conns = vec![conn(0, Some(2), ST, 0), conn(1, Some(2), ST, 0), conn(2, Some(1), ST, 0), conn(3, None, ST, 0)];
+    let mut h = H::new(site([100; 3], circuits, conns));
+    for k in 0..4 {
+        h.start(k, three());
+    }
+    h.settle();
+    assert_eq!([0, 1, 2, 3].map(|k| h.acked(k)), [a(10), a(10), a(20), a(32)]);
+    let snap = h.b.snapshot(h.now);
+    assert_eq!(snap.nodes[1].budgeted, PerPhase::uniform(a(40)));
+    assert_eq!(snap.nodes[2].budgeted, PerPhase::uniform(a(20)));
+}
+
+#[test]
+fn a_car_with_a_low_maximum_leaves_capacity_to_others() {
+    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
+    h.start(0, SessionInfo { ev_max: Some(a(10)), ..three() });
+    h.start(1, three());
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(10), a(30)), "declared maximum");
+
+    // Learned: offered 20, draws 12 for longer than the window.
+    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
+    h.start(0, three());
+    h.start(1, three());
+    h.settle();
+    assert_eq!(h.acked(0), a(20));
+    for _ in 0..4 {
+        h.advance(60);
+        h.tick();
+        let m = Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(12); 3], energy_wh: None, measured_at: h.now };
+        h.ev(m);
+        h.settle();
+    }
+    assert_eq!(h.view(0).learned_max, Some(DeciAmps::new(125)), "draw + a quarter of the margin");
+    assert_eq!((h.acked(0), h.acked(1)), (DeciAmps::new(125), DeciAmps::new(275)));
+    // A car that now draws all of its learned maximum may want more: offered its share again.
+    {
+        let mut h = H { b: h.b.clone(), now: h.now, sent: Vec::new() };
+        h.advance(60);
+        h.tick();
+        let m = Event::ConnectorMeter { connector: ConnectorKey(0), currents: [DeciAmps::new(125); 3], energy_wh: None, measured_at: h.now };
+        h.ev(m);
+        h.settle();
+        assert_eq!(h.view(0).learned_max, None);
+        assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+    }
+    // It is forgotten after probe_after, and the car is offered its fair share again.
+    h.advance(901);
+    h.tick();
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+}
+
+#[test]
+fn below_six_amps_sessions_pause_and_take_turns_after_the_dwell() {
+    // 13 A per phase: two sessions at 6 A, the third must wait.
+    let mut cfg = site([13; 3], vec![], (0..3).map(|k| conn(k, None, ST, 0)).collect());
+    cfg.min_dwell = Millis::from_secs(300);
+    let mut h = H::new(cfg);
+    for k in 0..3 {
+        h.start(k, three());
+    }
+    h.settle();
+    let running = |h: &H| (0..3).filter(|&k| h.acked(k) > DeciAmps::ZERO).collect::<Vec<_>>();
+    let first = running(&h);
+    assert_eq!(first.len(), 2);
+    for k in 0..3 {
+        let t = h.acked(k);
+        assert!(t == DeciAmps::ZERO || t >= DeciAmps::IEC_MIN, "never between 0 and 6 A");
+    }
+    // Before the dwell is over nothing flips.
+    h.advance(200);
+    h.tick();
+    h.settle();
+    assert_eq!(running(&h), first);
+    // After it, the paused session (least served) gets a turn.
+    h.advance(101);
+    h.tick();
+    h.settle();
+    let second = running(&h);
+    assert_eq!(second.len(), 2);
+    let waited = (0..3).find(|k| !first.contains(k)).expect("one was paused");
+    assert!(second.contains(&waited), "the waiting session runs now: {first:?} -> {second:?}");
+    // And again no flip within the next dwell.
+    h.advance(299);
+    h.tick();
+    h.settle();
+    assert_eq!(running(&h), second);
+}
+
+#[test]
+fn stale_meter_means_worst_case_store() {
+    let mut cfg = site([100; 3], vec![], vec![conn(0, None, ST, 0)]);
+    cfg.store.worst_case = PerPhase::uniform(a(80));
+    cfg.store.max_age = Millis::from_secs(60);
+    let mut h = H::new(cfg);
+    h.store([70, 70, 70]);
+    h.start(0, three());
+    h.settle();
+    assert_eq!(h.acked(0), a(30));
+    h.advance(30);
+    h.ev(Event::Tick);
+    h.settle();
+    assert_eq!(h.acked(0), a(30), "reading still fresh");
+    assert!(!h.b.snapshot(h.now).store_worst_case);
+    h.advance(31);
+    h.ev(Event::Tick);
+    h.settle();
+    assert_eq!(h.acked(0), a(20), "stale: worst case 80 A assumed, not the last 70 A");
+    assert!(h.b.snapshot(h.now).store_worst_case);
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(80)));
+}
+
+#[test]
+fn the_store_may_have_risen_since_an_old_reading() {
+    let mut cfg = site([100; 3], vec![], vec![conn(0, None, ST, 0)]);
+    cfg.store.rise_per_min = a(10);
+    cfg.store.max_rise = a(15);
+    cfg.store.max_age = Millis::from_secs(600);
+    let mut h = H::new(cfg);
+    h.store([50; 3]);
+    h.start(0, three());
+    h.settle();
+    assert_eq!(h.acked(0), a(32), "fresh reading, nothing added");
+    h.advance(60);
+    h.ev(Event::Tick);
+    h.settle();
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(60)));
+    h.advance(120);
+    h.ev(Event::Tick);
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(65)), "rise capped");
+}
+
+#[test]
+fn in_flight_changes_count_the_larger_and_increases_wait_for_the_decrease_ack() {
+    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
+    h.start(0, three());
+    h.settle();
+    assert_eq!(h.acked(0), a(32));
+    // A second session arrives: connector 0 must come down to 20 before 1 may go up.
+    let cmds = h.start(1, three());
+    let dec = cmds.iter().find(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(0), .. })).expect("decrease sent at once").clone();
+    assert!(matches!(dec, Command::SetLimit { amps_per_phase, .. } if amps_per_phase == a(20)));
+    // Only 8 A are free while the decrease is in flight: 1 may get its floor at most.
+    let inc: Vec<_> = cmds.iter().filter(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })).collect();
+    assert!(inc.iter().all(|c| matches!(c, Command::SetLimit { amps_per_phase, .. } if *amps_per_phase <= a(8))), "{inc:?}");
+    assert_eq!(h.view(0).budget, a(32), "in flight: max(old 32, new 20)");
+    let snap = h.b.snapshot(h.now);
+    assert!(snap.nodes[0].budgeted.get(L1) <= a(40));
+    // Other events do not release the increase.
+    let m = h.store([0, 0, 0]);
+    assert!(m.iter().all(|c| !matches!(c, Command::SetLimit { connector: ConnectorKey(1), amps_per_phase, .. } if *amps_per_phase > a(8))));
+    // The ack does.
+    h.b.ack(dec.id(), h.now).expect("known command");
+    let after = h.b.poll_commands(h.now);
+    assert!(
+        after.iter().any(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), amps_per_phase, .. } if *amps_per_phase == a(20))),
+        "{after:?}"
+    );
+    h.sent = after;
+    h.sent.retain(|c| c.id() != dec.id());
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+}
+
+#[test]
+fn idle_and_offline_connectors_are_budgeted_at_their_fallback() {
+    // Connector 1 idle with a 10 A TxDefault; connector 2 idle, 6 A.
+    let conns = vec![conn(0, None, ST, 0), conn(1, None, ST, 10), conn(2, None, ST, 6)];
+    let mut h = H::new(site([40; 3], vec![], conns));
+    h.start(0, three());
+    h.settle();
+    assert_eq!(h.acked(0), a(24), "40 - 10 - 6");
+    h.ev(Event::ChargerOffline { charger: ChargerKey(1) });
+    h.settle();
+    assert_eq!(h.view(1).budget, a(10));
+    assert_eq!(h.acked(0), a(24));
+    // A charger that goes offline mid-session keeps counting what it had.
+    h.start(2, three());
+    h.settle();
+    let held = h.acked(2);
+    h.ev(Event::ChargerOffline { charger: ChargerKey(2) });
+    h.settle();
+    assert_eq!(h.view(2).budget, held.max(a(6)));
+    assert_eq!(h.acked(0), a(40) - a(10) - held.max(a(6)));
+}
+
+#[test]
+fn a_rejected_profile_budgets_the_connector_at_its_maximum() {
+    let mut h = H::new(site([60; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
+    h.start(0, three());
+    h.settle();
+    let cmds = h.start(1, three());
+    let to1 = cmds.iter().rfind(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })).cloned();
+    let to1 = to1.expect("connector 1 got a limit");
+    h.sent.retain(|c| c.id() != to1.id());
+    h.b.reject(to1.id(), h.now).expect("known command");
+    h.sent.extend(h.b.poll_commands(h.now));
+    h.settle();
+    assert_eq!(h.view(1).budget, a(32));
+    assert_eq!(h.acked(0), a(28), "60 - 32");
+    h.ev(Event::SmartChargingUnsupported { charger: ChargerKey(0) });
+    assert_eq!(h.view(0).budget, a(32));
+    assert!(h.b.snapshot(h.now).overcommitted, "64 A of maxima on a 60 A grid is reported");
+}
+
+#[test]
+fn hysteresis_keeps_small_changes_quiet_but_not_zero_crossings() {
+    let mut cfg = site([30; 3], vec![], vec![conn(0, None, ST, 0)]);
+    cfg.hysteresis = a(2);
+    let mut h = H::new(cfg);
+    h.start(0, three());
+    h.settle();
+    assert_eq!(h.acked(0), a(30));
+    // (store, commands expected, acked after)
+    let table: &[(u32, usize, u32, &str)] = &[
+        (1, 1, 29, "a decrease a limit needs is always sent, however small"),
+        (0, 0, 29, "1 A more would fit, but is below hysteresis"),
+        (5, 1, 25, "decrease"),
+        (2, 1, 28, "an increase of 3 A is worth a command"),
+        (3, 1, 27, "needed decrease"),
+        (26, 1, 0, "below 6 A: paused, crossing zero"),
+    ];
+    for &(store, n, after, why) in table {
+        let c = h.store([store; 3]);
+        assert_eq!(c.len(), n, "{why}: {c:?}");
+        h.settle();
+        assert_eq!(h.acked(0), a(after), "{why}");
+    }
+}
+
+#[test]
+fn unreachable_need_and_finished_cars_get_nothing() {
+    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
+    h.start(0, SessionInfo { energy_need_wh: Some(1000), ..three() });
+    h.start(1, three());
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+    let m = Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(20); 3], energy_wh: Some(1000), measured_at: h.now };
+    h.ev(m);
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (DeciAmps::ZERO, a(32)));
+}
+
+#[test]
+fn invalid_configurations_are_refused() {
+    let mut tight = site([40; 3], vec![], (0..3).map(|k| conn(k, None, ST, 10)).collect());
+    tight.store.worst_case = PerPhase::uniform(a(11));
+    let b = Balancer::new(tight).expect("30 A of fallbacks fit in 40 A");
+    assert_eq!(b.warnings().len(), 3, "but not with 11 A of store on top, on any phase");
+    let too_many = (0..5).map(|k| conn(k, None, ST, 10)).collect();
+    assert!(matches!(Balancer::new(site([40; 3], vec![], too_many)), Err(ConfigError::InfeasibleFallbacks { .. })));
+    let cyc = vec![
+        CircuitConfig { id: CircuitId(1), parent: Some(CircuitId(2)), limit: PerPhase::uniform(a(40)) },
+        CircuitConfig { id: CircuitId(2), parent: Some(CircuitId(1)), limit: PerPhase::uniform(a(40)) },
+    ];
+    assert!(matches!(Balancer::new(site([40; 3], cyc, vec![])), Err(ConfigError::CircuitCycle(_))));
+    let unknown = vec![conn(0, Some(9), ST, 0)];
+    assert!(matches!(Balancer::new(site([40; 3], vec![], unknown)), Err(ConfigError::UnknownCircuit { .. })));
+    let mut b = Balancer::new(site([40; 3], vec![], vec![conn(0, None, ST, 0)])).expect("valid");
+    assert_eq!(b.handle(Event::SessionEnded { connector: ConnectorKey(0) }, Millis(0)), Err(EventError::NoSession(ConnectorKey(0))));
+    assert_eq!(b.ack(CommandId(77), Millis(0)), Err(EventError::UnknownCommand(CommandId(77))));
+}
+
+#[test]
+fn a_batch_of_events_is_one_recompute_with_the_same_outcome() {
+    let cfg = site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);
+    let mut one = H::new(cfg.clone());
+    one.start(0, three());
+    one.start(1, three());
+    one.settle();
+    let mut many = H::new(cfg);
+    let failed = many.b.handle_all(
+        [
+            Event::SessionStarted { connector: ConnectorKey(0), session: SessionKey(0), info: three() },
+            Event::SessionStarted { connector: ConnectorKey(1), session: SessionKey(1), info: three() },
+            Event::SessionEnded { connector: ConnectorKey(7) },
+        ],
+        many.now,
+    );
+    assert_eq!(failed.len(), 1, "the unknown connector is reported, the rest applies");
+    many.sent = many.b.poll_commands(many.now);
+    assert_eq!(many.sent.len(), 2, "one command per session, no intermediate plan");
+    many.settle();
+    assert_eq!((many.acked(0), many.acked(1)), (one.acked(0), one.acked(1)));
+}
+
+#[test]
+fn poll_timeout_names_the_next_moment_something_changes_by_itself() {
+    let mut cfg = site([40; 3], vec![], vec![conn(0, None, ST, 0)]);
+    cfg.store.max_age = Millis::from_secs(60);
+    cfg.min_dwell = Millis::from_secs(300);
+    let mut h = H::new(cfg);
+    assert_eq!(h.b.poll_timeout(h.now), Some(Millis::from_secs(60) + Millis(1)), "store goes stale");
+    h.start(0, three());
+    h.settle();
+    h.advance(50);
+    h.tick();
+    // Reading renewed at 50 s: stale at 110 s; the session's dwell ends at 300 s.
+    assert_eq!(h.b.poll_timeout(h.now), Some(Millis::from_secs(110) + Millis(1)));
+    h.advance(100);
+    h.tick();
+    h.advance(100);
+    h.tick();
+    assert_eq!(h.b.poll_timeout(h.now), Some(Millis::from_secs(300)));
+}
+
+#[test]
+fn a_car_that_states_its_needs_later_is_believed() {
+    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
+    h.start(0, three());
+    h.start(1, three());
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+    // NotifyEVChargingNeeds: the car on 0 takes at most 8 A.
+    h.ev(Event::SessionUpdated { connector: ConnectorKey(0), info: SessionInfo { ev_max: Some(a(8)), ..three() } });
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(8), a(32)));
+    // ...and later says it can take more again.
+    h.ev(Event::SessionUpdated { connector: ConnectorKey(0), info: three() });
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+}
+
+#[test]
+fn a_reconnected_charger_gets_its_limit_again_and_counts_the_worst_meanwhile() {
+    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 6), conn(1, None, ST, 0)]));
+    h.start(0, three());
+    h.start(1, three());
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+    h.ev(Event::ChargerOffline { charger: ChargerKey(0) });
+    h.settle();
+    assert_eq!(h.view(0).budget, a(20), "offline: keeps what it had");
+    let c = h.ev(Event::ChargerOnline { charger: ChargerKey(0) });
+    assert!(
+        c.iter().any(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(0), amps_per_phase, .. } if *amps_per_phase == a(20))),
+        "the plan is sent again although it did not change: {c:?}"
+    );
+    h.settle();
+    assert_eq!(h.acked(0), a(20));
+}

@@ -1,0 +1,17 @@
+//! Dynamic load balancing: a sans-IO core that shares a site's fixed grid connection among its
+//! charging sessions, per phase and per circuit, and a day simulator that drives it through the
+//! independent referee's workloads (`../shared/lb-bench`).
+//!
+//! The [`Balancer`] owns no sockets and reads no clock. The caller feeds it [`Event`]s with the
+//! current time and carries the [`Command`]s it returns to the chargers (as OCPP
+//! SetChargingProfile), then reports each command's fate back. See `engine.rs` for the safety rules.
+
+mod alloc;
+pub mod config;
+pub mod engine;
+pub mod sim;
+pub mod units;
+
+pub use config::{CircuitConfig, ConfigError, ConfigWarning, ConnectorConfig, LearningConfig, SiteConfig, StoreConfig, Wiring};
+pub use engine::{Balancer, Command, ConnectorView, EvPhases, Event, EventError, NodeView, SessionInfo, SmartState, Snapshot};
+pub use units::*;

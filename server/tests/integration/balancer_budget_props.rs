@@ -1,0 +1,424 @@
+//! Property tests: for arbitrary circuit trees, rotations, car mixes, meter gaps and
+//! interleavings of events and acknowledgements, the budget an independent model of
+//! the chargers computes never goes over a limit by the balancer's own doing, and
+//! settles under every limit once the chargers have answered.
+//!
+//! The model is written from the rules (not from the balancer's code) and counts what
+//! each charger could physically draw: a session at the larger of its accepted limit
+//! and any limit in flight, on the phases its car really uses; an idle connector at
+//! its fallback; an offline charger at anything it may still run; a charger that
+//! rejected a profile or cannot do smart charging at its maximum.
+
+use server::balancer::config::Wiring;
+use server::balancer::units::*;
+use server::balancer::{Balancer, CircuitConfig, Command, ConfigError, ConnectorConfig, Event, SessionInfo, SiteConfig};
+use server::balancer::EvPhases;
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+struct ConnSpec {
+    circuit: Option<usize>,
+    max: u32,
+    three_wired: bool,
+    rot: usize,
+    fallback: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Start { conn: usize, three: bool, declare: bool, ev_max: Option<u32>, need_wh: Option<u32> },
+    End { conn: usize },
+    Store { amps: [u32; 3] },
+    Meter { conn: usize, amps: u32 },
+    Ack { pick: usize },
+    AckAll,
+    Reject { pick: usize },
+    Offline { conn: usize },
+    Online { conn: usize },
+    Unsupported { conn: usize },
+    Advance { secs: u64 },
+    Grid { amps: [u32; 3] },
+}
+
+fn op(n: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..n, any::<bool>(), any::<bool>(), proptest::option::of(6u32..40), proptest::option::of(0u32..20_000))
+            .prop_map(|(conn, three, declare, ev_max, need_wh)| Op::Start { conn, three, declare, ev_max, need_wh }),
+        2 => (0..n).prop_map(|conn| Op::End { conn }),
+        3 => prop::array::uniform3(0u32..60).prop_map(|amps| Op::Store { amps }),
+        3 => (0..n, 0u32..40).prop_map(|(conn, amps)| Op::Meter { conn, amps }),
+        5 => any::<usize>().prop_map(|pick| Op::Ack { pick }),
+        2 => Just(Op::AckAll),
+        1 => any::<usize>().prop_map(|pick| Op::Reject { pick }),
+        1 => (0..n).prop_map(|conn| Op::Offline { conn }),
+        1 => (0..n).prop_map(|conn| Op::Online { conn }),
+        1 => (0..n).prop_map(|conn| Op::Unsupported { conn }),
+        3 => (1u64..400).prop_map(|secs| Op::Advance { secs }),
+        1 => prop::array::uniform3(40u32..140).prop_map(|amps| Op::Grid { amps }),
+    ]
+}
+
+const ROTS: [[Phase; 3]; 3] =
+    [[Phase::L1, Phase::L2, Phase::L3], [Phase::L2, Phase::L3, Phase::L1], [Phase::L3, Phase::L1, Phase::L2]];
+
+/// (circuits as (parent, limit), connectors, grid limit, worst-case store), in amps.
+type Site = (Vec<(Option<usize>, [u32; 3])>, Vec<ConnSpec>, [u32; 3], [u32; 3]);
+
+fn site() -> impl Strategy<Value = Site> {
+    let circuits = prop::collection::vec((any::<prop::sample::Index>(), any::<bool>(), prop::array::uniform3(16u32..100)), 0..5)
+        .prop_map(|v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (pi, top, lim))| (if i == 0 || top { None } else { Some(pi.index(i)) }, lim))
+                .collect::<Vec<_>>()
+        });
+    circuits.prop_flat_map(|circuits| {
+        let nc = circuits.len();
+        let conn = (proptest::option::of(0..nc.max(1)), prop_oneof![Just(16u32), Just(32u32)], any::<bool>(), 0..3usize, prop_oneof![Just(0u32), Just(6), Just(10)])
+            .prop_map(move |(c, max, three_wired, rot, fallback)| ConnSpec {
+                circuit: if nc == 0 { None } else { c },
+                max,
+                three_wired,
+                rot,
+                fallback,
+            });
+        (Just(circuits), prop::collection::vec(conn, 1..8), prop::array::uniform3(30u32..200), prop::array::uniform3(0u32..80))
+    })
+}
+
+#[derive(Clone, Debug, Default)]
+struct Model {
+    session: Option<(u64, bool)>, // (epoch, car is 3-phase)
+    epoch: u64,
+    online: bool,
+    smart_broken: bool, // rejected (until session change / reconnect)
+    unsupported: bool,
+    acked: u32,
+    inflight: Vec<(u64, u32)>,
+}
+
+struct World {
+    cfg: SiteConfig,
+    paths: Vec<Vec<usize>>, // node indices (0 = grid, i+1 = circuit i) per connector
+    limits: Vec<[u32; 3]>,
+    conns: Vec<Model>,
+    store: Option<([u32; 3], u64)>,
+    outstanding: Vec<(u64, usize, u64)>, // (command id, connector, epoch)
+    now: u64,
+}
+
+impl World {
+    fn phases(&self, i: usize) -> Vec<usize> {
+        let c = &self.cfg.connectors[i];
+        let r0 = c.rotation.0[0].index();
+        let three_car = self.conns[i].session.is_none_or(|s| s.1);
+        if c.wiring == Wiring::ThreePhase && three_car {
+            vec![0, 1, 2]
+        } else {
+            vec![r0]
+        }
+    }
+    fn budget(&self, i: usize) -> u32 {
+        let c = &self.cfg.connectors[i];
+        let m = &self.conns[i];
+        let held = m.inflight.iter().map(|x| x.1).fold(m.acked, u32::max);
+        if !m.online {
+            held.max(c.fallback.get())
+        } else if m.smart_broken || m.unsupported {
+            c.max.get()
+        } else if m.session.is_none() {
+            c.fallback.get()
+        } else {
+            held
+        }
+    }
+    fn store_assumed(&self) -> [u32; 3] {
+        let sc = &self.cfg.store;
+        match self.store {
+            Some((a, at)) if self.now - at <= sc.max_age.0 => {
+                // The reading plus how far the store can have risen while we were blind.
+                let blind = self.now - at + sc.reaction_time.0;
+                let rise = (u64::from(sc.rise_per_min.get()) * blind / 60_000).min(u64::from(sc.max_rise.get())) as u32;
+                let worst = sc.worst_case.0.map(|x| x.get());
+                [0, 1, 2].map(|p| a[p].max((a[p] + rise).min(worst[p])))
+            }
+            _ => sc.worst_case.0.map(|x| x.get()),
+        }
+    }
+    fn loads(&self) -> Vec<[i64; 3]> {
+        let mut l = vec![[0i64; 3]; self.limits.len()];
+        let s = self.store_assumed();
+        for p in 0..3 {
+            l[0][p] += i64::from(s[p]);
+        }
+        for i in 0..self.conns.len() {
+            let b = i64::from(self.budget(i));
+            for &n in &self.paths[i] {
+                for p in self.phases(i) {
+                    l[n][p] += b;
+                }
+            }
+        }
+        l
+    }
+    /// Load that no command of the balancer can lower: store and every connector
+    /// that is not an online, smart session.
+    fn fixed_fits(&self) -> bool {
+        let mut l = vec![[0i64; 3]; self.limits.len()];
+        let s = self.store_assumed();
+        for p in 0..3 {
+            l[0][p] += i64::from(s[p]);
+        }
+        for i in 0..self.conns.len() {
+            let m = &self.conns[i];
+            if m.online && !m.smart_broken && !m.unsupported && m.session.is_some() {
+                continue;
+            }
+            let b = i64::from(self.budget(i));
+            for &n in &self.paths[i] {
+                for p in self.phases(i) {
+                    l[n][p] += b;
+                }
+            }
+        }
+        (0..self.limits.len()).all(|n| (0..3).all(|p| l[n][p] <= i64::from(self.limits[n][p])))
+    }
+    fn register(&mut self, cmds: &[Command]) -> Result<(), TestCaseError> {
+        for c in cmds {
+            let Command::SetLimit { id, connector, amps_per_phase, .. } = c;
+            let i = connector.0 as usize;
+            let a = amps_per_phase.get();
+            let max = self.cfg.connectors[i].max.get();
+            prop_assert!(a == 0 || (60..=max).contains(&a), "limit {a} dA outside {{0}} ∪ [60, {max}]");
+            let m = &mut self.conns[i];
+            prop_assert!(m.session.is_some() && m.online, "command to a connector without a live session");
+            m.inflight.push((id.0, a));
+            self.outstanding.push((id.0, i, m.epoch));
+        }
+        Ok(())
+    }
+    fn accept(&mut self, k: usize) {
+        let (id, i, epoch) = self.outstanding.remove(k);
+        let m = &mut self.conns[i];
+        if m.epoch != epoch {
+            return;
+        }
+        if let Some(pos) = m.inflight.iter().position(|x| x.0 == id) {
+            m.acked = m.inflight[pos].1;
+            m.inflight.drain(..=pos);
+        }
+    }
+}
+
+fn build(
+    circuits: &[(Option<usize>, [u32; 3])],
+    conns: &[ConnSpec],
+    grid: [u32; 3],
+    worst: [u32; 3],
+    (rise, max_rise, reaction_s): (u32, u32, u64),
+) -> Result<(Balancer, World), ConfigError> {
+    let a = DeciAmps::from_amps;
+    let ccfg: Vec<CircuitConfig> = circuits
+        .iter()
+        .enumerate()
+        .map(|(i, (parent, lim))| CircuitConfig {
+            id: CircuitId(i as u32),
+            parent: parent.map(|p| CircuitId(p as u32)),
+            limit: PerPhase(lim.map(a)),
+        })
+        .collect();
+    let kcfg: Vec<ConnectorConfig> = conns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ConnectorConfig {
+            key: ConnectorKey(i as u32),
+            charger: ChargerKey(i as u32),
+            circuit: c.circuit.map(|x| CircuitId(x as u32)),
+            max: a(c.max),
+            wiring: if c.three_wired { Wiring::ThreePhase } else { Wiring::OnePhase },
+            rotation: Rotation(ROTS[c.rot]),
+            fallback: a(c.fallback),
+        })
+        .collect();
+    let mut cfg = SiteConfig::with_defaults(PerPhase(grid.map(a)), ccfg, kcfg);
+    cfg.store.worst_case = PerPhase(worst.map(a));
+    cfg.store.max_age = Millis::from_secs(90);
+    cfg.store.rise_per_min = a(rise);
+    cfg.store.max_rise = a(max_rise);
+    cfg.store.reaction_time = Millis::from_secs(reaction_s);
+    let b = Balancer::new(cfg.clone())?;
+    let mut limits = vec![grid.map(|x| x * 10)];
+    limits.extend(circuits.iter().map(|c| c.1.map(|x| x * 10)));
+    let paths = conns
+        .iter()
+        .map(|c| {
+            let mut p = Vec::new();
+            let mut n = c.circuit;
+            while let Some(x) = n {
+                p.push(x + 1);
+                n = circuits[x].0;
+            }
+            p.push(0);
+            p
+        })
+        .collect();
+    let models = conns.iter().map(|c| Model { online: true, acked: c.fallback * 10, ..Default::default() }).collect();
+    Ok((b, World { cfg, paths, limits, conns: models, store: None, outstanding: Vec::new(), now: 0 }))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_balancer_never_overloads_by_its_own_commands(
+        (circuits, conns, grid, worst) in site(),
+        ops in prop::collection::vec(op(8), 1..80),
+        store_model in (0u32..20, 0u32..30, 0u64..120),
+    ) {
+        let Ok((mut b, mut w)) = build(&circuits, &conns, grid, worst, store_model) else {
+            // Fallbacks alone over a limit: refused at construction, nothing to run.
+            return Ok(());
+        };
+        let n = conns.len();
+        for op in ops {
+            let now = Millis(w.now);
+            // 1. the outside world changes (the model follows), 2. the balancer reacts.
+            let ev = match op {
+                Op::Start { conn, three, declare, ev_max, need_wh } => {
+                    let i = conn % n;
+                    if w.conns[i].session.is_some() { continue; }
+                    let m = &mut w.conns[i];
+                    m.epoch += 1;
+                    m.session = Some((m.epoch, three));
+                    m.inflight.clear();
+                    m.acked = w.cfg.connectors[i].fallback.get();
+                    m.smart_broken = false;
+                    let info = SessionInfo {
+                        ev_phases: declare.then_some(if three { EvPhases::Three } else { EvPhases::One }),
+                        ev_max: ev_max.map(DeciAmps::from_amps),
+                        energy_need_wh: need_wh,
+                        ..Default::default()
+                    };
+                    Event::SessionStarted { connector: ConnectorKey(i as u32), session: SessionKey(m.epoch * 100 + i as u64), info }
+                }
+                Op::End { conn } => {
+                    let i = conn % n;
+                    if w.conns[i].session.is_none() { continue; }
+                    let m = &mut w.conns[i];
+                    m.epoch += 1;
+                    m.session = None;
+                    m.inflight.clear();
+                    m.acked = w.cfg.connectors[i].fallback.get();
+                    m.smart_broken = false;
+                    Event::SessionEnded { connector: ConnectorKey(i as u32) }
+                }
+                Op::Store { amps } => {
+                    w.store = Some((amps.map(|x| x * 10), w.now));
+                    Event::StoreMeter { currents: PerPhase(amps.map(DeciAmps::from_amps)), measured_at: now }
+                }
+                Op::Meter { conn, amps } => {
+                    let i = conn % n;
+                    let Some((_, three)) = w.conns[i].session else { continue };
+                    let x = DeciAmps::from_amps(amps);
+                    // Readings tell the truth about the car's phases.
+                    let currents = if three && w.cfg.connectors[i].wiring == Wiring::ThreePhase { [x, x, x] } else { [x, DeciAmps::ZERO, DeciAmps::ZERO] };
+                    Event::ConnectorMeter { connector: ConnectorKey(i as u32), currents, energy_wh: None, measured_at: now }
+                }
+                Op::Ack { pick } => {
+                    if w.outstanding.is_empty() { continue; }
+                    let k = pick % w.outstanding.len();
+                    let id = w.outstanding[k].0;
+                    w.accept(k);
+                    Event::CommandAccepted { id: CommandId(id) }
+                }
+                Op::AckAll => {
+                    // Acknowledge in order until the balancer is quiet, checking as we go.
+                    let mut rounds = 0;
+                    while !w.outstanding.is_empty() {
+                        rounds += 1;
+                        prop_assert!(rounds < 500, "never settles");
+                        let id = w.outstanding[0].0;
+                        w.accept(0);
+                        let mid = w.loads();
+                        b.handle(Event::CommandAccepted { id: CommandId(id) }, now).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        let cmds = b.poll_commands(now);
+                        w.register(&cmds)?;
+                        check_step(&w, &mid)?;
+                    }
+                    // Quiet: every limit holds whenever what we cannot steer fits.
+                    if w.fixed_fits() {
+                        let l = w.loads();
+                        for (nd, lim) in w.limits.iter().enumerate() {
+                            for p in 0..3 {
+                                prop_assert!(l[nd][p] <= i64::from(lim[p]), "settled budget {} over limit {} at node {nd} phase {p}", l[nd][p], lim[p]);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Op::Reject { pick } => {
+                    if w.outstanding.is_empty() { continue; }
+                    let k = pick % w.outstanding.len();
+                    let (id, i, epoch) = w.outstanding.remove(k);
+                    let m = &mut w.conns[i];
+                    if m.epoch == epoch {
+                        m.inflight.retain(|x| x.0 != id);
+                        m.smart_broken = true;
+                    }
+                    Event::CommandRejected { id: CommandId(id) }
+                }
+                Op::Offline { conn } => {
+                    let i = conn % n;
+                    w.conns[i].online = false;
+                    Event::ChargerOffline { charger: ChargerKey(i as u32) }
+                }
+                Op::Online { conn } => {
+                    let i = conn % n;
+                    let fallback = w.cfg.connectors[i].fallback.get();
+                    let m = &mut w.conns[i];
+                    if !m.online {
+                        m.online = true;
+                        m.acked = m.inflight.iter().map(|x| x.1).fold(m.acked, u32::max).max(fallback);
+                        m.inflight.clear();
+                        m.smart_broken = false;
+                        // The old connection's requests will never be answered.
+                        w.outstanding.retain(|x| x.1 != i);
+                    }
+                    Event::ChargerOnline { charger: ChargerKey(i as u32) }
+                }
+                Op::Unsupported { conn } => {
+                    let i = conn % n;
+                    w.conns[i].unsupported = true;
+                    Event::SmartChargingUnsupported { charger: ChargerKey(i as u32) }
+                }
+                Op::Advance { secs } => {
+                    w.now += secs * 1000;
+                    Event::Tick
+                }
+                Op::Grid { amps } => {
+                    w.limits[0] = amps.map(|x| x * 10);
+                    Event::GridLimitChanged { limit: PerPhase(amps.map(DeciAmps::from_amps)) }
+                }
+            };
+            let now = Millis(w.now);
+            let mid = w.loads();
+            b.handle(ev, now).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let cmds = b.poll_commands(now);
+            w.register(&cmds)?;
+            check_step(&w, &mid)?;
+        }
+    }
+}
+
+/// The balancer's reaction never pushes a node over its limit, nor makes an
+/// over-limit node (an exogenous change) worse.
+fn check_step(w: &World, before: &[[i64; 3]]) -> Result<(), TestCaseError> {
+    let after = w.loads();
+    for (n, lim) in w.limits.iter().enumerate() {
+        for p in 0..3 {
+            let ok = after[n][p] <= i64::from(lim[p]) || after[n][p] <= before[n][p];
+            prop_assert!(ok, "node {n} phase {p}: budget {} -> {} with limit {}", before[n][p], after[n][p], lim[p]);
+        }
+    }
+    Ok(())
+}

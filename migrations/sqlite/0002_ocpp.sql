@@ -37,6 +37,8 @@ CREATE TABLE id_tokens (
     note         TEXT    NOT NULL DEFAULT '',
     created_at   BIGINT  NOT NULL
 );
+-- Id tags are CiString (OCPP 1.6 §7.12, 2.0.1 identifierString): compared without regard to case.
+CREATE UNIQUE INDEX id_tokens_case_insensitive ON id_tokens (lower(token));
 
 CREATE TABLE transactions (
     id                 INTEGER PRIMARY KEY,

@@ -33,6 +33,8 @@ pub struct DemoRetailer {
     pub grid_limit_a: i64,
     /// Unknown chargers register themselves here; drivers charge without paying (demo).
     pub open_site: bool,
+    /// The store's own load assumed per phase when its meter is silent.
+    pub store_worst_case_a: i64,
 }
 
 pub const RETAILERS: [DemoRetailer; 2] = [
@@ -50,6 +52,7 @@ pub const RETAILERS: [DemoRetailer; 2] = [
         chargers: &[("FM-CAM-01", 2, 32, 3), ("FM-CAM-02", 2, 32, 3)],
         grid_limit_a: 100,
         open_site: true,
+        store_worst_case_a: 30,
     },
     DemoRetailer {
         slug: "urbanpod",
@@ -65,6 +68,7 @@ pub const RETAILERS: [DemoRetailer; 2] = [
         chargers: &[("UP-ZUI-01", 1, 32, 3), ("UP-ZUI-02", 1, 16, 1)],
         grid_limit_a: 40,
         open_site: false,
+        store_worst_case_a: 8,
     },
 ];
 
@@ -107,6 +111,9 @@ pub async fn seed_if_empty(db: &Db) -> Result<bool, StoreError> {
                 grid_limit_da: [r.grid_limit_a * 10; 3],
                 auto_register: r.open_site,
                 free_vend: r.open_site,
+                store_worst_case_da: r.store_worst_case_a * 10,
+                // Cars wait for our limit rather than drawing a default nobody budgeted.
+                connector_fallback_da: 0,
             },
         )
         .await?;

@@ -75,7 +75,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     if stale > 0 {
         tracing::info!(chargers = stale, "marked chargers offline until they reconnect");
     }
-    let ocpp = CentralSystem::new(db.clone(), settings.ocpp.clone());
+    let ocpp = CentralSystem::start(db.clone(), settings.ocpp.clone()).await.context("starting the load balancers")?;
     let housekeeping = {
         let ocpp = ocpp.clone();
         tokio::spawn(async move {

@@ -9,6 +9,7 @@
 mod alloc;
 pub mod config;
 pub mod engine;
+pub mod live;
 pub mod sim;
 pub mod units;
 

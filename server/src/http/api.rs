@@ -87,6 +87,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/chargers/{id}", get(charger_detail))
         .route("/api/v1/chargers/{id}/frames", get(charger_frames))
         .route("/api/v1/chargers/{id}/commands/{action}", post(send_command))
+        .route("/api/v1/sites/{id}/budget", get(site_budget))
+        .route("/api/v1/sites/{id}/meter", post(site_meter))
         .route("/api/v1/charger-requests", get(list_requests))
         .route("/api/v1/charger-requests/{id}/accept", post(accept_request))
         .route("/api/v1/charger-requests/{id}/reject", post(reject_request))
@@ -94,6 +96,47 @@ pub fn routes() -> Router<AppState> {
 
 fn iso(ms: i64) -> Value {
     chrono::DateTime::from_timestamp_millis(ms).map_or(Value::Null, |t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+}
+
+/// A site's live load-balancing budget: limit, store load, allocated and measured per phase,
+/// per node of the circuit tree and per connector.
+async fn site_budget(_: Operator, State(state): State<AppState>, Path(site): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let budget = state
+        .ocpp
+        .hub
+        .budget(app::domain::SiteId(site))
+        .await
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("site {site} is not balanced (unknown, or its configuration is unsafe)")))?;
+    serde_json::to_value(budget).map(Json).map_err(|e| {
+        tracing::error!(error = %e, "budget did not serialize");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreReading {
+    l1_a: f64,
+    l2_a: f64,
+    l3_a: f64,
+}
+
+/// The site meter's reading of the store's own load, amps per phase.
+async fn site_meter(_: Operator, State(state): State<AppState>, Path(site): Path<i64>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let reading: StoreReading = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"l1_a\", \"l2_a\", \"l3_a\"}} in amps: {e}")))?;
+    let mut currents = [crate::balancer::DeciAmps::ZERO; 3];
+    for (slot, amps) in currents.iter_mut().zip([reading.l1_a, reading.l2_a, reading.l3_a]) {
+        if !amps.is_finite() || !(0.0..=10_000.0).contains(&amps) {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "each phase's current must be between 0 and 10000 A"));
+        }
+        // Round up: the store may be drawing a little more than the meter says, never assume less.
+        *slot = crate::balancer::DeciAmps::from_f64_ceil(amps);
+    }
+    if !state.ocpp.hub.store_meter(app::domain::SiteId(site), currents) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("site {site} is not balanced")));
+    }
+    Ok(Json(json!({ "status": "accepted" })))
 }
 
 /// Unknown chargers waiting for an operator (the `--unknown-chargers pending` policy).

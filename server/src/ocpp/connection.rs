@@ -33,6 +33,7 @@ where
         tracing::error!(charger.id = %charger, error = %err, "could not mark charger online");
     }
     tracing::info!(charger.id = %charger, ocpp.version = %link.version, "connected");
+    cs.hub.charger_online(&charger, true);
 
     let mut queue: VecDeque<OutgoingCall> = VecDeque::new();
     let mut in_flight: Option<InFlight> = None;
@@ -167,6 +168,7 @@ where
         let _ = call.reply.send(CallOutcome::Disconnected);
     }
     if cs.registry.unregister(&charger, registration.generation) {
+        cs.hub.charger_online(&charger, false);
         if let Err(err) = db::set_online(&cs.db, &charger, &version_text, false).await {
             tracing::error!(charger.id = %charger, error = %err, "could not mark charger offline");
         }

@@ -67,6 +67,8 @@ pub struct CentralSystem {
     pub db: Db,
     pub registry: registry::Registry,
     pub settings: OcppSettings,
+    /// The load balancers of every site, told of sessions, meters and chargers coming and going.
+    pub hub: crate::balancer::live::Hub,
 }
 
 /// What a connection knows about the charger at its other end.
@@ -81,8 +83,18 @@ pub struct Link {
 }
 
 impl CentralSystem {
+    /// A central system without load balancing (for tests of other parts).
     pub fn new(db: Db, settings: OcppSettings) -> Self {
-        Self { db, registry: registry::Registry::default(), settings }
+        let registry = registry::Registry::default();
+        let hub = crate::balancer::live::Hub::empty(registry.clone());
+        Self { db, registry, settings, hub }
+    }
+
+    /// The central system with every site's load balancer running.
+    pub async fn start(db: Db, settings: OcppSettings) -> Result<Self, crate::store::StoreError> {
+        let registry = registry::Registry::default();
+        let hub = crate::balancer::live::Hub::start(&db, registry.clone()).await?;
+        Ok(Self { db, registry, settings, hub })
     }
 
     /// Answers one CALL from a charger: typed decoding, then the version's handler.
@@ -301,6 +313,25 @@ pub(crate) fn to_samples(charger_time: chrono::DateTime<chrono::Utc>, raw: Vec<R
             }
         })
         .collect()
+}
+
+/// Per-phase currents among samples (`Current.Import` on L1, L2, L3), in tenths of an amp.
+pub(crate) fn phase_currents_da(samples: &[store::Sample]) -> Option<[u32; 3]> {
+    let mut currents = [0u32; 3];
+    let mut seen = false;
+    for s in samples.iter().filter(|s| s.measurand == "Current.Import" && s.unit == "A") {
+        let index = match s.phase.as_str() {
+            "L1" | "L1-N" => 0,
+            "L2" | "L2-N" => 1,
+            "L3" | "L3-N" => 2,
+            _ => continue,
+        };
+        if let Some(milli) = s.value_milli {
+            currents[index] = u32::try_from((milli / 100).max(0)).unwrap_or(u32::MAX);
+            seen = true;
+        }
+    }
+    seen.then_some(currents)
 }
 
 /// The energy register at a given context among samples, in Wh.

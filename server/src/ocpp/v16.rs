@@ -125,6 +125,9 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
                 _ => RegistrationStatus::Rejected,
             };
             tracing::info!(charger.id = %id, vendor = %info.vendor, model = %info.model, status = ?status, "boot");
+            if status == RegistrationStatus::Accepted {
+                cs.hub.charger_booted(id, super::frame::OcppVersion::V16);
+            }
             encode(&m::boot_notification::BootNotificationResponse {
                 current_time: now,
                 interval: u32::try_from(cs.settings.heartbeat_interval.as_secs()).unwrap_or(300),
@@ -162,6 +165,9 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             let (tx, fresh) = db::start_transaction_v16(&cs.db, id, &start).await.map_err(internal)?;
             if fresh {
                 tracing::info!(charger.id = %id, transaction.id = %tx, connector = start.connector_no, "transaction started");
+                if standing == db::TokenStanding::Accepted {
+                    cs.hub.session_started(id, r.connector_id, tx.0, &tx.0.to_string());
+                }
             } else {
                 tracing::info!(charger.id = %id, transaction.id = %tx, "replayed StartTransaction: same transaction");
             }
@@ -187,6 +193,7 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             if !seen {
                 tracing::warn!(charger.id = %id, ocpp.transaction = %ocpp_tx_id, "StopTransaction for a transaction we never saw; recorded");
             }
+            cs.hub.session_ended(id, tx.0);
             if !data.is_empty() {
                 db::record_samples(&cs.db, id, 0, Some(tx), &data).await.map_err(internal)?;
             }
@@ -203,6 +210,10 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             };
             let data = samples(r.meter_value);
             db::record_samples(&cs.db, id, i64::from(r.connector_id), tx, &data).await.map_err(internal)?;
+            if let Some(currents) = super::phase_currents_da(&data) {
+                let energy = super::energy_register_wh(&data, "").and_then(|wh| u32::try_from(wh).ok());
+                cs.hub.connector_meter(id, r.connector_id, currents, energy);
+            }
             encode(&m::meter_values::MeterValuesResponse {})
         }
         Incoming::DataTransfer(r) => {

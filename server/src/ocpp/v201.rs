@@ -105,6 +105,12 @@ async fn record(cs: &CentralSystem, link: &Link, kind: &str, status: &str, paylo
 
 pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Value) -> Result<Value, RpcError> {
     let raw_payload = payload.to_string();
+    if let Err(err) = id_token_lengths(&payload) {
+        if !link.lenient {
+            return Err(err);
+        }
+        tracing::warn!(charger.id = %link.charger, action, reason = %err.description, "accepted a value outside the schema");
+    }
     let Some(request) = Incoming::decode(action, payload)? else {
         if RECOGNISED_UNSUPPORTED.contains(&action) {
             return Err(RpcError::new(ErrorCode::NotSupported, format!("{action} is not supported")));
@@ -152,6 +158,9 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
                 _ => RegistrationStatusEnumType::Rejected,
             };
             tracing::info!(charger.id = %id, vendor = %info.vendor, model = %info.model, status = ?status, "boot");
+            if status == RegistrationStatusEnumType::Accepted {
+                cs.hub.charger_booted(id, super::frame::OcppVersion::V201);
+            }
             encode(&m::boot_notification::BootNotificationResponse {
                 current_time: now,
                 interval: u16::try_from(cs.settings.heartbeat_interval.as_secs()).unwrap_or(300),
@@ -258,6 +267,10 @@ async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_ev
             db::enrich_transaction(&cs.db, tx, token.as_deref(), start.meter_start_wh).await.map_err(internal)?;
             if !data.is_empty() {
                 db::record_samples(&cs.db, id, connector_no, Some(tx), &data).await.map_err(internal)?;
+                if let Some(currents) = super::phase_currents_da(&data) {
+                    let energy = super::energy_register_wh(&data, "").and_then(|wh| u32::try_from(wh).ok());
+                    cs.hub.connector_meter(id, u32::try_from(connector_no).unwrap_or(0), currents, energy);
+                }
             }
             if matches!(r.event_type, TransactionEventEnumType::Ended) {
                 let stop = db::TxStop {
@@ -269,8 +282,10 @@ async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_ev
                 };
                 db::stop_transaction(&cs.db, id, &ocpp_tx_id, connector_no, &stop).await.map_err(internal)?;
                 tracing::info!(charger.id = %id, transaction.id = %tx, "transaction ended");
+                cs.hub.session_ended(id, tx.0);
             } else if started {
                 tracing::info!(charger.id = %id, transaction.id = %tx, offline, "transaction started");
+                cs.hub.session_started(id, u32::try_from(connector_no).unwrap_or(0), tx.0, &ocpp_tx_id);
             }
         }
     }
@@ -281,8 +296,28 @@ async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_ev
     encode(&m::transaction_event::TransactionEventResponse { id_token_info, ..Default::default() })
 }
 
+/// 2.0.1 `IdTokenType.idToken` (and `additionalIdToken`) are identifierString(36); rust-ocpp does
+/// not check their length, so we do, wherever one appears in a payload.
+fn id_token_lengths(payload: &Value) -> Result<(), RpcError> {
+    match payload {
+        Value::Object(map) => {
+            for key in ["idToken", "additionalIdToken"] {
+                if let Some(Value::String(token)) = map.get(key) {
+                    if token.chars().count() > 36 {
+                        return Err(RpcError::new(ErrorCode::PropertyConstraintViolation, format!("{key} is longer than 36 characters")));
+                    }
+                }
+            }
+            map.values().try_for_each(id_token_lengths)
+        }
+        Value::Array(items) => items.iter().try_for_each(id_token_lengths),
+        _ => Ok(()),
+    }
+}
+
 /// Checks an operator's command against the action's schema before it goes out.
 pub fn command(action: &str, payload: Value) -> Result<Command, RpcError> {
+    id_token_lengths(&payload)?;
     let command = Command::decode(action, payload.clone())?
         .ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 2.0.1 command {action}")))?;
     command.check()?;
@@ -311,6 +346,8 @@ mod tests {
     fn request_start_is_checked() {
         let ok = json!({"idToken": {"idToken": "T1", "type": "Central"}, "remoteStartId": 1, "evseId": 1});
         assert!(command("RequestStartTransaction", ok).is_ok());
+        let long = json!({"idToken": {"idToken": "T".repeat(37), "type": "Central"}, "remoteStartId": 1});
+        assert_eq!(command("RequestStartTransaction", long).expect_err("too long").code, ErrorCode::PropertyConstraintViolation);
         let bad = json!({"idToken": {"idToken": "T1", "type": "Teleport"}, "remoteStartId": 1});
         assert_eq!(command("RequestStartTransaction", bad).expect_err("bad enum").code, ErrorCode::PropertyConstraintViolation);
     }

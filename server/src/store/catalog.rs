@@ -52,12 +52,17 @@ pub struct NewSite {
     pub auto_register: bool,
     /// Sessions start without payment (demo, staff chargers).
     pub free_vend: bool,
+    /// Store load assumed per phase when the site meter is stale or missing, tenths of an amp.
+    pub store_worst_case_da: i64,
+    /// What a connector may draw before our limit lands (the TxDefaultProfile), tenths of an amp.
+    pub connector_fallback_da: i64,
 }
 
 pub async fn create_site(db: &Db, site: &NewSite) -> Result<SiteId, StoreError> {
     let row = sqlx::query(
         "INSERT INTO sites (retailer_id, name, address, timezone, tariff_id, grid_limit_l1_da, grid_limit_l2_da, \
-         grid_limit_l3_da, auto_register, free_vend, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+         grid_limit_l3_da, auto_register, free_vend, created_at, store_worst_case_da, connector_fallback_da) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
     )
     .bind(site.retailer.0)
     .bind(&site.name)
@@ -70,6 +75,8 @@ pub async fn create_site(db: &Db, site: &NewSite) -> Result<SiteId, StoreError> 
     .bind(i64::from(site.auto_register))
     .bind(i64::from(site.free_vend))
     .bind(now_ms())
+    .bind(site.store_worst_case_da)
+    .bind(site.connector_fallback_da)
     .fetch_one(db.pool())
     .await?;
     Ok(SiteId(row.try_get("id")?))

@@ -6,6 +6,7 @@
 //! driver cannot decode SQLite's BOOLEAN), placeholders `$n`.
 
 pub mod api;
+pub mod balancing;
 pub mod catalog;
 pub mod ocpp;
 pub mod users;

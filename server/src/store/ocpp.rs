@@ -177,7 +177,7 @@ pub enum TokenStanding {
 }
 
 pub async fn token_standing(db: &Db, token: &str, now: i64) -> Result<TokenStanding, StoreError> {
-    let row = sqlx::query("SELECT status, expires_at FROM id_tokens WHERE token = $1").bind(token).fetch_optional(db.pool()).await?;
+    let row = sqlx::query("SELECT status, expires_at FROM id_tokens WHERE lower(token) = lower($1)").bind(token).fetch_optional(db.pool()).await?;
     let Some(row) = row else { return Ok(TokenStanding::Unknown) };
     let status: String = row.try_get("status")?;
     let expires: Option<i64> = row.try_get("expires_at")?;

@@ -35,6 +35,8 @@ async fn closed_site(db: &Db) -> i64 {
         grid_limit_da: [630; 3],
         auto_register: false,
         free_vend: false,
+        store_worst_case_da: 0,
+        connector_fallback_da: 0,
     };
     catalog::create_site(db, &site).await.expect("site").0
 }

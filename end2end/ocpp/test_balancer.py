@@ -1,0 +1,136 @@
+"""Dynamic load balancing with independent chargers: the demo's FreshMart site (grid 100 A per
+phase, store worst case 30 A, four 32 A three-phase connectors on two chargers) shared as cars
+come and go. The limits the chargers receive never add up to more than the site can give, at any
+moment, as the chargers themselves see them; and each car gets as much as the site allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ocpp.routing import on
+from ocpp.v16 import call as call16
+from ocpp.v16 import call_result as result16
+from ocpp.v16.enums import Action as Action16
+
+from ocpp_kit import Charger16, charger, now_iso, run
+
+GRID_A = 100.0
+STORE_WORST_CASE_A = 30.0
+CONNECTOR_MAX_A = 32.0
+
+# (time, charger, connector, purpose, limit) for every SetChargingProfile any charger received.
+RECEIVED: list[tuple[float, str, int, str, float]] = []
+
+
+class Balanced16(Charger16):
+    """A charger that applies the profiles it is sent (and remembers them)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.finished: set[int] = set()
+
+    @on(Action16.set_charging_profile)
+    def on_set_charging_profile(self, connector_id, cs_charging_profiles, **_):
+        purpose = cs_charging_profiles["charging_profile_purpose"]
+        if purpose == "TxProfile" and cs_charging_profiles.get("transaction_id") in self.finished:
+            # OCPP 1.6 §5.16.1: a TxProfile for a transaction that is not running is rejected.
+            return result16.SetChargingProfile(status="Rejected")
+        schedule = cs_charging_profiles["charging_schedule"]
+        assert schedule["charging_rate_unit"] == "A"
+        limit = float(schedule["charging_schedule_period"][0]["limit"])
+        RECEIVED.append((time.monotonic(), self.id, connector_id, cs_charging_profiles["charging_profile_purpose"], limit))
+        return result16.SetChargingProfile(status="Accepted")
+
+    async def start_tx(self, connector_id: int) -> int:
+        res = await self.req(call16.StartTransaction(connector_id=connector_id, id_tag="DEMO-TAG-1", meter_start=0, timestamp=now_iso()))
+        assert res.id_tag_info["status"] == "Accepted"
+        return res.transaction_id
+
+    async def stop_tx(self, connector_id: int, transaction_id: int):
+        # A TxProfile ends with its transaction: from here the connector draws nothing.
+        self.finished.add(transaction_id)
+        RECEIVED.append((time.monotonic(), self.id, connector_id, "Stopped", 0.0))
+        await self.req(call16.StopTransaction(transaction_id=transaction_id, meter_stop=1000, timestamp=now_iso()))
+
+
+def tx_limits(until: float | None = None) -> dict[tuple[str, int], float]:
+    """The TxProfile limit each connector is applying, from what the chargers received."""
+    limits: dict[tuple[str, int], float] = {}
+    for at, cp, conn, purpose, limit in list(RECEIVED):
+        if until is not None and at > until:
+            break
+        if purpose == "TxProfile":
+            limits[(cp, conn)] = limit
+        elif purpose == "Stopped":
+            limits.pop((cp, conn), None)
+    return limits
+
+
+def worst_sum_after(start: int) -> float:
+    """The largest sum of applied limits at any moment after RECEIVED[start]."""
+    worst = 0.0
+    for i in range(start, len(RECEIVED)):
+        worst = max(worst, sum(tx_limits(RECEIVED[i][0]).values()))
+    return worst
+
+
+async def settle(expect, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if expect(tx_limits()):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"limits did not settle: {tx_limits()}")
+
+
+def test_four_cars_share_the_connection_and_never_overload_it(server):
+    RECEIVED.clear()
+
+    async def scenario():
+        async with charger(server, "FM-CAM-01", cls=Balanced16) as a, charger(server, "FM-CAM-02", cls=Balanced16) as b:
+            # At boot each charger gets a safe default for when it loses us.
+            await asyncio.sleep(1)
+            defaults = [r for r in RECEIVED if r[3] == "TxDefaultProfile"]
+            assert {r[1] for r in defaults} == {"FM-CAM-01", "FM-CAM-02"}, RECEIVED
+            assert all(r[2] == 0 and r[4] == 0.0 for r in defaults), defaults
+
+            available = GRID_A - STORE_WORST_CASE_A
+            first = await a.start_tx(1)
+            await settle(lambda l: l.get(("FM-CAM-01", 1)) == CONNECTOR_MAX_A)
+
+            txs = [first, await a.start_tx(2), await b.start_tx(1)]
+            await settle(lambda l: len(l) == 3 and abs(sum(l.values()) - available) < 0.5)
+            txs.append(await b.start_tx(2))
+            await settle(lambda l: len(l) == 4 and all(abs(v - available / 4) < 0.2 for v in l.values()))
+            assert worst_sum_after(0) <= available + 1e-9, RECEIVED
+
+            # The site meter shows the store draws 10 A: the cars get more than with the worst case,
+            # less the bounded rise the store may have made since the reading (not a blanket margin).
+            mark = len(RECEIVED)
+            status, body = await server.ahttp("POST", "/api/v1/sites/1/meter", {"l1_a": 10, "l2_a": 10, "l3_a": 10})
+            assert status == 200, body
+            await settle(lambda l: all(v > available / 4 + 3 for v in l.values()))
+            assert worst_sum_after(mark) <= GRID_A - 10 + 1e-9
+
+            status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+            assert status == 200, budget
+            grid = budget["snapshot"]["nodes"][0]
+            assert grid["circuit"] is None and grid["limit"] == [1000, 1000, 1000]
+            assert all(b <= 1000 for b in grid["budgeted"]), grid
+            snapshot = budget["snapshot"]
+            assert snapshot["store_worst_case"] is False
+            assert snapshot["store_reading"] == [100, 100, 100]
+            assert all(100 <= a <= 300 for a in snapshot["store_assumed"]), snapshot["store_assumed"]
+
+            # Two cars leave: the two left rise to their connectors' maximum.
+            mark = len(RECEIVED)
+            await a.stop_tx(1, txs[0])
+            await b.stop_tx(1, txs[2])
+            await settle(lambda l: l == {("FM-CAM-01", 2): CONNECTOR_MAX_A, ("FM-CAM-02", 2): CONNECTOR_MAX_A})
+            assert worst_sum_after(mark) <= GRID_A - 10 + 1e-9
+            # Every limit sent was a pause or at least the IEC 61851 minimum, and never above the connector.
+            assert all(r[4] == 0 or 6 <= r[4] <= CONNECTOR_MAX_A for r in RECEIVED if r[3] == "TxProfile"), RECEIVED
+
+    run(scenario())

@@ -1,0 +1,400 @@
+//! The thin async shell around the pure [`Balancer`]: one task per site. OCPP handlers tell the
+//! [`Hub`] what happened; each site's task feeds its balancer, carries the limits it decides to the
+//! chargers as OCPP SetChargingProfile (TxProfile), and reports each answer back.
+
+use super::config::{CircuitConfig, ConnectorConfig, SiteConfig, Wiring};
+use super::engine::{Balancer, Command, Event, SessionInfo, Snapshot};
+use super::units::{ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey};
+use crate::ocpp::frame::OcppVersion;
+use crate::ocpp::registry::{CallOutcome, Registry};
+use crate::store::{balancing, Db, StoreError};
+use app::domain::{ChargerId, SiteId};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Profile id we use for a connector's TxProfile (a new one with the same id replaces the old).
+fn tx_profile_id(connector_no: u32) -> i64 {
+    1000 + i64::from(connector_no)
+}
+/// Profile id of the charger-wide default we install at boot.
+const DEFAULT_PROFILE_ID: i64 = 999;
+const CALL_WAIT: Duration = Duration::from_secs(30);
+
+enum Input {
+    Event(Event),
+    SessionStarted { connector: ConnectorKey, session: SessionKey, ocpp_tx_id: String },
+    SessionEnded { session: SessionKey },
+    Outcome { id: CommandId, accepted: bool },
+    Snapshot(oneshot::Sender<SiteBudget>),
+}
+
+/// Where a balancer connector is in OCPP terms.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Target {
+    charger: ChargerId,
+    connector_no: u32,
+}
+
+/// A site's live budget with connectors named as the operator knows them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SiteBudget {
+    pub site: i64,
+    pub snapshot: Snapshot,
+    /// `ConnectorKey` → (charger id, connector number).
+    pub connectors: Vec<(u32, String, u32)>,
+}
+
+struct SiteEntry {
+    input: mpsc::Sender<Input>,
+    fallback: DeciAmps,
+}
+
+/// Every site's balancer task, and the maps from OCPP names to balancer keys.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    epoch: Instant,
+    registry: Registry,
+    sites: HashMap<SiteId, SiteEntry>,
+    connectors: HashMap<Target, (SiteId, ConnectorKey)>,
+    chargers: HashMap<ChargerId, (SiteId, ChargerKey, Vec<u32>)>,
+}
+
+fn millis(epoch: Instant) -> Millis {
+    Millis(u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+}
+
+fn da(value: i64) -> DeciAmps {
+    DeciAmps::new(u32::try_from(value.max(0)).unwrap_or(u32::MAX))
+}
+
+fn rotation(text: &str) -> Rotation {
+    let phase = |c: &str| match c {
+        "L2" => Phase::L2,
+        "L3" => Phase::L3,
+        _ => Phase::L1,
+    };
+    Rotation([phase(&text[0..2.min(text.len())]), phase(text.get(2..4).unwrap_or("L2")), phase(text.get(4..6).unwrap_or("L3"))])
+}
+
+/// The balancer configuration of one site, from what storage knows.
+fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec<ChargerId>) {
+    let mut charger_keys: Vec<ChargerId> = Vec::new();
+    let mut targets = Vec::new();
+    let mut connectors = Vec::new();
+    for (i, c) in site.connectors.iter().enumerate() {
+        let Ok(charger) = ChargerId::parse(&c.charger_id) else { continue };
+        let charger_index = match charger_keys.iter().position(|k| *k == charger) {
+            Some(i) => i,
+            None => {
+                charger_keys.push(charger.clone());
+                charger_keys.len() - 1
+            }
+        };
+        connectors.push(ConnectorConfig {
+            key: ConnectorKey(u32::try_from(i).unwrap_or(u32::MAX)),
+            charger: ChargerKey(u32::try_from(charger_index).unwrap_or(u32::MAX)),
+            circuit: c.circuit.map(|id| CircuitId(u32::try_from(id).unwrap_or(u32::MAX))),
+            max: DeciAmps::from_amps(u32::try_from(c.max_current_a.max(0)).unwrap_or(0)),
+            wiring: if c.phases == 1 { Wiring::OnePhase } else { Wiring::ThreePhase },
+            rotation: rotation(&c.rotation),
+            fallback: da(site.connector_fallback_da).min(DeciAmps::from_amps(u32::try_from(c.max_current_a.max(0)).unwrap_or(0))),
+        });
+        targets.push(Target { charger, connector_no: u32::try_from(c.connector_no).unwrap_or(0) });
+    }
+    let circuits = site
+        .circuits
+        .iter()
+        .map(|c| CircuitConfig {
+            id: CircuitId(u32::try_from(c.id).unwrap_or(u32::MAX)),
+            parent: c.parent.map(|p| CircuitId(u32::try_from(p).unwrap_or(u32::MAX))),
+            limit: PerPhase(c.limit_da.map(da)),
+        })
+        .collect();
+    let mut config = SiteConfig::with_defaults(PerPhase(site.grid_limit_da.map(da)), circuits, connectors);
+    config.store.worst_case = PerPhase::uniform(da(site.store_worst_case_da));
+    // Between readings the store may have risen; bounded, and zero for a fresh reading.
+    config.store.rise_per_min = DeciAmps::from_amps(14);
+    config.store.max_rise = DeciAmps::from_amps(16);
+    config.store.reaction_time = Millis::from_secs(10);
+    (config, targets, charger_keys)
+}
+
+impl Hub {
+    /// A hub balancing nothing (tests of other parts).
+    pub fn empty(registry: Registry) -> Hub {
+        Hub { inner: Arc::new(HubInner { epoch: Instant::now(), registry, sites: HashMap::new(), connectors: HashMap::new(), chargers: HashMap::new() }) }
+    }
+
+    /// Builds every site's balancer from storage and starts its task.
+    pub async fn start(db: &Db, registry: Registry) -> Result<Hub, StoreError> {
+        let epoch = Instant::now();
+        let mut inner = HubInner { epoch, registry: registry.clone(), sites: HashMap::new(), connectors: HashMap::new(), chargers: HashMap::new() };
+        for site in balancing::all_sites(db).await? {
+            let (config, targets, chargers) = site_config(&site);
+            let fallback = da(site.connector_fallback_da);
+            let mut balancer = match Balancer::new(config) {
+                Ok(b) => b,
+                Err(err) => {
+                    tracing::error!(site.id = %site.site, error = %err, "site cannot be balanced safely; its chargers get no limits from us");
+                    continue;
+                }
+            };
+            for warning in balancer.warnings() {
+                tracing::warn!(site.id = %site.site, %warning, "balancer configuration");
+            }
+            for (i, t) in targets.iter().enumerate() {
+                inner.connectors.insert(t.clone(), (site.site, ConnectorKey(u32::try_from(i).unwrap_or(u32::MAX))));
+            }
+            for (i, c) in chargers.iter().enumerate() {
+                let nos = targets.iter().filter(|t| t.charger == *c).map(|t| t.connector_no).collect();
+                inner.chargers.insert(c.clone(), (site.site, ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)), nos));
+            }
+            // Sessions open before a restart go on; their chargers count as offline until they reconnect.
+            let mut open = HashMap::new();
+            for s in &site.open_sessions {
+                let Ok(charger) = ChargerId::parse(&s.charger_id) else { continue };
+                let target = Target { charger, connector_no: u32::try_from(s.connector_no).unwrap_or(0) };
+                let Some(index) = targets.iter().position(|t| *t == target) else { continue };
+                let connector = ConnectorKey(u32::try_from(index).unwrap_or(u32::MAX));
+                let session = SessionKey(u64::try_from(s.transaction_id).unwrap_or(0));
+                if balancer.handle(Event::SessionStarted { connector, session, info: SessionInfo::default() }, millis(epoch)).is_ok() {
+                    open.insert(session, (connector, s.ocpp_tx_id.clone()));
+                }
+            }
+            let (tx, rx) = mpsc::channel(1024);
+            tokio::spawn(run_site(site.site, balancer, rx, tx.clone(), registry.clone(), epoch, targets, open));
+            inner.sites.insert(site.site, SiteEntry { input: tx, fallback });
+        }
+        Ok(Hub { inner: Arc::new(inner) })
+    }
+
+    fn send(&self, site: SiteId, input: Input) {
+        if let Some(entry) = self.inner.sites.get(&site) {
+            if entry.input.try_send(input).is_err() {
+                tracing::error!(site.id = %site, "balancer queue full or closed; event dropped");
+            }
+        }
+    }
+
+    fn now(&self) -> Millis {
+        millis(self.inner.epoch)
+    }
+
+    pub fn charger_online(&self, charger: &ChargerId, online: bool) {
+        if let Some((site, key, _)) = self.inner.chargers.get(charger) {
+            let event = if online { Event::ChargerOnline { charger: *key } } else { Event::ChargerOffline { charger: *key } };
+            self.send(*site, Input::Event(event));
+        }
+    }
+
+    /// Installs the site's fallback as the charger's default profile, so it stays safe if it loses us.
+    pub fn charger_booted(&self, charger: &ChargerId, version: OcppVersion) {
+        let Some((site, key, _)) = self.inner.chargers.get(charger).cloned() else {
+            tracing::warn!(charger.id = %charger, "charger is not part of any balanced site (added since start-up?)");
+            return;
+        };
+        let Some(entry) = self.inner.sites.get(&site) else { return };
+        let payload = default_profile(version, entry.fallback);
+        let registry = self.inner.registry.clone();
+        let input = entry.input.clone();
+        let charger = charger.clone();
+        tokio::spawn(async move {
+            let outcome = registry.call(&charger, "SetChargingProfile", payload, CALL_WAIT).await;
+            if !matches!(&outcome, Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted") {
+                tracing::warn!(charger.id = %charger, ?outcome, "default profile refused: budgeting the charger at its maximum");
+                let _ = input.send(Input::Event(Event::SmartChargingUnsupported { charger: key })).await;
+            }
+        });
+    }
+
+    pub fn session_started(&self, charger: &ChargerId, connector_no: u32, transaction: i64, ocpp_tx_id: &str) {
+        let target = Target { charger: charger.clone(), connector_no };
+        if let Some((site, connector)) = self.inner.connectors.get(&target) {
+            let session = SessionKey(u64::try_from(transaction).unwrap_or(0));
+            self.send(*site, Input::SessionStarted { connector: *connector, session, ocpp_tx_id: ocpp_tx_id.to_owned() });
+        }
+    }
+
+    pub fn session_ended(&self, charger: &ChargerId, transaction: i64) {
+        if let Some((site, _, _)) = self.inner.chargers.get(charger) {
+            self.send(*site, Input::SessionEnded { session: SessionKey(u64::try_from(transaction).unwrap_or(0)) });
+        }
+    }
+
+    /// Currents a connector measured on its own L1, L2, L3 (tenths of an amp).
+    pub fn connector_meter(&self, charger: &ChargerId, connector_no: u32, currents_da: [u32; 3], energy_wh: Option<u32>) {
+        let target = Target { charger: charger.clone(), connector_no };
+        if let Some((site, connector)) = self.inner.connectors.get(&target) {
+            let event = Event::ConnectorMeter { connector: *connector, currents: currents_da.map(DeciAmps::new), energy_wh, measured_at: self.now() };
+            self.send(*site, Input::Event(event));
+        }
+    }
+
+    /// The store's own load per site phase, from the site meter.
+    pub fn store_meter(&self, site: SiteId, currents: [DeciAmps; 3]) -> bool {
+        if !self.inner.sites.contains_key(&site) {
+            return false;
+        }
+        self.send(site, Input::Event(Event::StoreMeter { currents: PerPhase(currents), measured_at: self.now() }));
+        true
+    }
+
+    pub async fn budget(&self, site: SiteId) -> Option<SiteBudget> {
+        let entry = self.inner.sites.get(&site)?;
+        let (tx, rx) = oneshot::channel();
+        entry.input.send(Input::Snapshot(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The default (fallback) profile: 1.6 TxDefaultProfile on connector 0, or 2.0.1 on EVSE 0.
+pub fn default_profile(version: OcppVersion, fallback: DeciAmps) -> Value {
+    let period = json!({"startPeriod": 0, "limit": fallback.as_amps()});
+    match version {
+        OcppVersion::V16 => json!({"connectorId": 0, "csChargingProfiles": {
+            "chargingProfileId": DEFAULT_PROFILE_ID, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Relative", "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [period]}}}),
+        OcppVersion::V201 => json!({"evseId": 0, "chargingProfile": {
+            "id": DEFAULT_PROFILE_ID, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
+            "chargingSchedule": [{"id": DEFAULT_PROFILE_ID, "chargingRateUnit": "A", "chargingSchedulePeriod": [period]}]}}),
+    }
+}
+
+/// A session's limit as a TxProfile.
+pub fn tx_profile(version: OcppVersion, connector_no: u32, ocpp_tx_id: &str, amps: DeciAmps, phases: u8) -> Value {
+    let period = json!({"startPeriod": 0, "limit": amps.as_amps(), "numberPhases": phases});
+    let id = tx_profile_id(connector_no);
+    match version {
+        OcppVersion::V16 => {
+            let mut profile = json!({"chargingProfileId": id, "stackLevel": 1, "chargingProfilePurpose": "TxProfile",
+                "chargingProfileKind": "Relative", "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [period]}});
+            // 1.6 transaction ids are integers; one we could not parse (started offline) is left out.
+            if let Ok(tx) = ocpp_tx_id.parse::<i32>() {
+                profile["transactionId"] = json!(tx);
+            }
+            json!({"connectorId": connector_no, "csChargingProfiles": profile})
+        }
+        OcppVersion::V201 => json!({"evseId": connector_no, "chargingProfile": {
+            "id": id, "stackLevel": 1, "chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Relative",
+            "transactionId": ocpp_tx_id,
+            "chargingSchedule": [{"id": id, "chargingRateUnit": "A", "chargingSchedulePeriod": [period]}]}}),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_site(
+    site: SiteId,
+    mut balancer: Balancer,
+    mut inputs: mpsc::Receiver<Input>,
+    outcomes: mpsc::Sender<Input>,
+    registry: Registry,
+    epoch: Instant,
+    targets: Vec<Target>,
+    mut open: HashMap<SessionKey, (ConnectorKey, String)>,
+) {
+    loop {
+        let now = millis(epoch);
+        let wake = balancer
+            .poll_timeout(now)
+            .map(|t| epoch + Duration::from_millis(t.0))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
+        tokio::select! {
+            input = inputs.recv() => {
+                let Some(input) = input else { break };
+                let now = millis(epoch);
+                let result = match input {
+                    Input::Event(event) => balancer.handle(event, now),
+                    Input::SessionStarted { connector, session, ocpp_tx_id } => {
+                        open.insert(session, (connector, ocpp_tx_id));
+                        balancer.handle(Event::SessionStarted { connector, session, info: SessionInfo::default() }, now)
+                    }
+                    Input::SessionEnded { session } => match open.remove(&session) {
+                        Some((connector, _)) => balancer.handle(Event::SessionEnded { connector }, now),
+                        None => Ok(()),
+                    },
+                    Input::Outcome { id, accepted: true } => balancer.ack(id, now),
+                    Input::Outcome { id, accepted: false } => balancer.reject(id, now),
+                    Input::Snapshot(reply) => {
+                        let connectors = targets
+                            .iter()
+                            .enumerate()
+                            .map(|(i, t)| (u32::try_from(i).unwrap_or(u32::MAX), t.charger.to_string(), t.connector_no))
+                            .collect();
+                        let _ = reply.send(SiteBudget { site: site.0, snapshot: balancer.snapshot(now), connectors });
+                        Ok(())
+                    }
+                };
+                if let Err(err) = result {
+                    tracing::debug!(site.id = %site, error = %err, "balancer ignored an event");
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {
+                let _ = balancer.handle(Event::Tick, millis(epoch));
+            }
+        }
+        for command in balancer.poll_commands(millis(epoch)) {
+            let Command::SetLimit { id, connector, session, amps_per_phase, phases } = command;
+            let target = targets.get(connector.0 as usize).cloned();
+            let ocpp_tx_id = open.get(&session).map(|(_, t)| t.clone());
+            let version = target.as_ref().and_then(|t| registry.version_of(&t.charger));
+            let (Some(target), Some(ocpp_tx_id), Some(version)) = (target, ocpp_tx_id, version) else {
+                // Nobody to tell: count it as refused, so the budget stays at the safe side.
+                let _ = outcomes.try_send(Input::Outcome { id, accepted: false });
+                continue;
+            };
+            let payload = tx_profile(version, target.connector_no, &ocpp_tx_id, amps_per_phase, phases);
+            let registry = registry.clone();
+            let outcomes = outcomes.clone();
+            tokio::spawn(async move {
+                let outcome = registry.call(&target.charger, "SetChargingProfile", payload, CALL_WAIT).await;
+                let accepted = matches!(&outcome, Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted");
+                tracing::info!(charger.id = %target.charger, connector = target.connector_no, amps = amps_per_phase.as_amps(), accepted, "limit sent");
+                let _ = outcomes.send(Input::Outcome { id, accepted }).await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ocpp::{v16, v201};
+
+    #[test]
+    fn profiles_fit_the_official_schemas() {
+        for (version, payload) in [
+            (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3)),
+            (OcppVersion::V16, default_profile(OcppVersion::V16, DeciAmps::from_amps(6))),
+            (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1)),
+            (OcppVersion::V201, default_profile(OcppVersion::V201, DeciAmps::ZERO)),
+        ] {
+            let checked = match version {
+                OcppVersion::V16 => v16::command("SetChargingProfile", payload.clone()).map(|_| ()),
+                OcppVersion::V201 => v201::command("SetChargingProfile", payload.clone()).map(|_| ()),
+            };
+            assert!(checked.is_ok(), "{payload}: {checked:?}");
+        }
+    }
+
+    #[test]
+    fn a_tx_profile_carries_the_limit_and_the_transaction() {
+        let p = tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3);
+        assert_eq!(p["csChargingProfiles"]["transactionId"], 17);
+        assert_eq!(p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"], 10.5);
+        let offline = tx_profile(OcppVersion::V16, 2, "offline:-1:5", DeciAmps::new(60), 3);
+        assert!(offline["csChargingProfiles"].get("transactionId").is_none());
+    }
+
+    #[test]
+    fn rotations_parse() {
+        assert_eq!(rotation("L2L3L1"), Rotation([Phase::L2, Phase::L3, Phase::L1]));
+        assert_eq!(rotation("L1L2L3"), Rotation::STRAIGHT);
+    }
+}

@@ -24,6 +24,9 @@ from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ocpp.exceptions import NotImplementedError as OcppNotImplemented
+from ocpp.exceptions import NotSupportedError as OcppNotSupported
+from ocpp.exceptions import OCPPError
 from ocpp.messages import get_validator
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as Cp16
@@ -278,12 +281,27 @@ def connector_status(detail: dict, connector_no: int) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
-class Charger16(Cp16):
+class SchemaWatch:
+    """Remembers the server's CALLs that broke the official schema (the ocpp package answers them
+    with a CALLERROR on its own; `charger()` fails the test for them when it closes)."""
+
+    async def _handle_call(self, msg):
+        try:
+            return await super()._handle_call(msg)
+        except (OcppNotImplemented, OcppNotSupported):
+            raise  # an action this test charger does not implement: not the server's fault
+        except OCPPError as err:
+            self.bad_server_calls.append((msg.action, msg.payload, repr(err)))
+            raise
+
+
+class Charger16(SchemaWatch, Cp16):
     """An OCPP 1.6 charge point that answers the configuration calls a CSMS commonly makes."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.incoming: list[tuple[str, dict]] = []  # CALLs the server sent us
+        self.bad_server_calls: list[tuple] = []
 
     async def req(self, payload):
         """Send a CALL; a CALLERROR raises (the package's exception for its code)."""
@@ -330,13 +348,25 @@ class Charger16(Cp16):
         self.incoming.append(("TriggerMessage", {"requested_message": requested_message}))
         return result16.TriggerMessage(status="Rejected")
 
+    @on(Action16.set_charging_profile)
+    def on_set_charging_profile(self, connector_id, cs_charging_profiles, **_):
+        self.incoming.append(("SetChargingProfile", {"connector_id": connector_id,
+                                                     "cs_charging_profiles": cs_charging_profiles}))
+        return result16.SetChargingProfile(status="Accepted")
 
-class Charger201(Cp201):
+    @on(Action16.clear_charging_profile)
+    def on_clear_charging_profile(self, **payload):
+        self.incoming.append(("ClearChargingProfile", payload))
+        return result16.ClearChargingProfile(status="Accepted")
+
+
+class Charger201(SchemaWatch, Cp201):
     """An OCPP 2.0.1 charging station that answers the device-model calls a CSMS commonly makes."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.incoming: list[tuple[str, dict]] = []
+        self.bad_server_calls: list[tuple] = []
 
     async def req(self, payload):
         return await self.call(payload, suppress=False)
@@ -395,6 +425,16 @@ class Charger201(Cp201):
         self.incoming.append(("TriggerMessage", {"requested_message": requested_message}))
         return result201.TriggerMessage(status="Rejected")
 
+    @on(Action201.set_charging_profile)
+    def on_set_charging_profile(self, evse_id, charging_profile, **_):
+        self.incoming.append(("SetChargingProfile", {"evse_id": evse_id, "charging_profile": charging_profile}))
+        return result201.SetChargingProfile(status="Accepted")
+
+    @on(Action201.clear_charging_profile)
+    def on_clear_charging_profile(self, **payload):
+        self.incoming.append(("ClearChargingProfile", payload))
+        return result201.ClearChargingProfile(status="Accepted")
+
 
 async def open_ws(server: Server, charger_id: str, version: str, password: str | None = DEMO_CHARGER_PASS,
                   subprotocols: list[str] | None = None):
@@ -445,6 +485,8 @@ async def charger(server: Server, charger_id: str, version: str = "1.6", *, cls=
         if boot:
             await cp.boot()
         yield cp
+        bad = getattr(cp, "bad_server_calls", [])
+        assert not bad, f"the server sent {charger_id} CALLs that break the OCPP {version} schema: {bad}"
     finally:
         loop_task.cancel()
         with suppress(BaseException):
@@ -490,6 +532,22 @@ class RawCharger:
                 await self.ws.send(json.dumps([4, frame[1], "NotImplemented", "raw test charger", {}]))
                 continue
             return frame
+
+    async def expect_call(self, action: str, timeout: float = 10.0) -> list:
+        """The next CALL of `action` from the server. Other CALLs the server makes on its own meanwhile
+        (e.g. charging profiles after a boot) are answered with a CALLERROR and skipped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {action} CALL from the server within {timeout}s; frames seen: {self.seen[-5:]}")
+            text = await asyncio.wait_for(self.ws.recv(), left)
+            self.seen.append(text)
+            frame = json.loads(text)
+            if frame[0] == 2 and frame[2] == action:
+                return frame
+            assert frame[0] == 2, f"unexpected frame while waiting for a {action} CALL: {frame}"
+            await self.ws.send(json.dumps([4, frame[1], "NotImplemented", "raw test charger", {}]))
 
     async def call(self, action: str, payload, timeout: float = 10.0) -> list:
         """A CALL as given (no checks on the way out); a CALLRESULT answer is checked against the

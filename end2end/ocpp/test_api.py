@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 import pytest
@@ -11,9 +13,6 @@ from ocpp.v16 import call_result as result16
 from ocpp.v16.enums import Action
 from ocpp.v201 import call_result as result201
 from ocpp.v201.enums import Action as Action201
-
-import asyncio
-import json
 
 from ocpp_kit import Charger16, Charger201, charger, raw_charger, run
 
@@ -223,8 +222,8 @@ def test_charger_calls_are_answered_while_a_command_is_pending(server):
             boot = await raw.call("BootNotification", {"chargePointModel": "Raw", "chargePointVendor": "E2E"})
             assert boot[2]["status"] == "Accepted"
             pending = asyncio.create_task(server.command("FM-CAM-01", "GetConfiguration", {"key": ["X"]}))
-            frame = json.loads(await asyncio.wait_for(raw.ws.recv(), 10))
-            assert frame[0] == 2 and frame[2] == "GetConfiguration" and frame[3] == {"key": ["X"]}, frame
+            frame = await raw.expect_call("GetConfiguration")
+            assert frame[3] == {"key": ["X"]}, frame
             await raw.ws.send(json.dumps([2, "hb-meanwhile", "Heartbeat", {}]))
             answer = json.loads(await asyncio.wait_for(raw.ws.recv(), 10))
             assert answer[0] == 3 and answer[1] == "hb-meanwhile", answer
@@ -246,8 +245,7 @@ def test_command_pending_when_the_charger_disconnects_fails_promptly(server):
             boot = await raw.call("BootNotification", {"chargePointModel": "Raw", "chargePointVendor": "E2E"})
             assert boot[2]["status"] == "Accepted"
             pending = asyncio.create_task(server.command("FM-CAM-01", "RemoteStartTransaction", {"idTag": "DEMO-TAG-1"}))
-            frame = json.loads(await asyncio.wait_for(raw.ws.recv(), 10))
-            assert frame[2] == "RemoteStartTransaction", frame
+            await raw.expect_call("RemoteStartTransaction")
             await raw.ws.close()
             started = time.monotonic()
             status, body = await asyncio.wait_for(pending, 40)
@@ -266,8 +264,8 @@ def test_one_call_at_a_time_towards_a_charger(server):
             boot = await raw.call("BootNotification", {"chargePointModel": "Raw", "chargePointVendor": "E2E"})
             assert boot[2]["status"] == "Accepted"
             first = asyncio.create_task(server.command("FM-CAM-01", "GetConfiguration", {"key": ["A"]}))
-            call_a = json.loads(await asyncio.wait_for(raw.ws.recv(), 10))
-            assert call_a[0] == 2 and call_a[3] == {"key": ["A"]}, call_a
+            call_a = await raw.expect_call("GetConfiguration")
+            assert call_a[3] == {"key": ["A"]}, call_a
             second = asyncio.create_task(server.command("FM-CAM-01", "GetConfiguration", {"key": ["B"]}))
             try:
                 early = await asyncio.wait_for(raw.ws.recv(), 1.5)
@@ -281,8 +279,8 @@ def test_one_call_at_a_time_towards_a_charger(server):
                 status, body = second.result()
                 assert status >= 400 and body.get("error"), body
                 return
-            call_b = json.loads(await asyncio.wait_for(raw.ws.recv(), 10))
-            assert call_b[0] == 2 and call_b[3] == {"key": ["B"]} and call_b[1] != call_a[1], call_b
+            call_b = await raw.expect_call("GetConfiguration")
+            assert call_b[3] == {"key": ["B"]} and call_b[1] != call_a[1], call_b
             await raw.ws.send(json.dumps([3, call_b[1], {"unknownKey": ["B"]}]))
             status, body = await asyncio.wait_for(second, 10)
             assert status == 200 and body["response"] == {"unknownKey": ["B"]}, body

@@ -134,3 +134,62 @@ def test_four_cars_share_the_connection_and_never_overload_it(server):
             assert all(r[4] == 0 or 6 <= r[4] <= CONNECTOR_MAX_A for r in RECEIVED if r[3] == "TxProfile"), RECEIVED
 
     run(scenario())
+
+
+from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as result201
+from ocpp.v201.enums import Action as Action201
+
+from ocpp_kit import Charger201
+
+
+class Balanced201(Charger201):
+    """A 2.0.1 station that applies the profiles it is sent."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.profiles: list[tuple[int, str, float]] = []
+
+    @on(Action201.set_charging_profile)
+    def on_set_charging_profile(self, evse_id, charging_profile, **_):
+        schedule = charging_profile["charging_schedule"][0]
+        assert schedule["charging_rate_unit"] == "A"
+        self.profiles.append((evse_id, charging_profile["charging_profile_purpose"], float(schedule["charging_schedule_period"][0]["limit"])))
+        return result201.SetChargingProfile(status="Accepted")
+
+    def tx_limit(self, evse_id: int) -> float | None:
+        limits = [limit for evse, purpose, limit in self.profiles if evse == evse_id and purpose == "TxProfile"]
+        return limits[-1] if limits else None
+
+
+def test_an_ev_that_says_it_takes_10_a_is_offered_10_a_and_201_profiles_flow(server):
+    """UrbanPod: grid 40 A, store worst case 8 A, one 32 A three-phase EVSE (UP-ZUI-01)."""
+
+    async def scenario():
+        async with charger(server, "UP-ZUI-01", "2.0.1", cls=Balanced201) as cp:
+            await asyncio.sleep(0.5)
+            assert (0, "TxDefaultProfile", 0.0) in cp.profiles, cp.profiles
+            await cp.req(call201.TransactionEvent(
+                event_type="Started", timestamp=now_iso(), trigger_reason="Authorized", seq_no=0,
+                transaction_info={"transactionId": "bal-201-1"}, id_token={"idToken": "DEMO-TAG-1", "type": "ISO14443"},
+                evse={"id": 1, "connectorId": 1},
+            ))
+            deadline = time.monotonic() + 10
+            while cp.tx_limit(1) != 32.0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert cp.tx_limit(1) == 32.0, cp.profiles
+            res = await cp.req(call201.NotifyEVChargingNeeds(evse_id=1, charging_needs={
+                "requestedEnergyTransfer": "AC_three_phase",
+                "acChargingParameters": {"energyAmount": 20000, "evMinCurrent": 6, "evMaxCurrent": 10, "evMaxVoltage": 400},
+            }))
+            assert res.status == "Accepted"
+            deadline = time.monotonic() + 10
+            while cp.tx_limit(1) != 10.0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert cp.tx_limit(1) == 10.0, cp.profiles
+            status, budget = await server.ahttp("GET", "/api/v1/sites/2/budget")
+            assert status == 200, budget
+            assert budget["snapshot"]["store_worst_case"] is True
+            assert budget["snapshot"]["nodes"][0]["limit"] == [400, 400, 400]
+
+    run(scenario())

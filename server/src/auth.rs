@@ -46,6 +46,58 @@ pub fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password("decoy-password-never-matches").unwrap_or_default())
 }
 
+/// Argon2 is deliberately costly (about 19 MiB and tens of milliseconds per call). Many chargers
+/// reconnecting at once must queue for it rather than each take a blocking thread: glibc gives every
+/// thread its own heap arena and keeps what argon2 freed there, so a burst of a thousand handshakes
+/// on tokio's blocking pool left gigabytes resident (measured: see README, OCPP benchmark). A few
+/// long-lived threads, one per core, do all the hashing instead.
+fn argon2_worker() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>> {
+    static WORKERS: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>> =
+        std::sync::OnceLock::new();
+    WORKERS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..std::thread::available_parallelism().map_or(2, |n| n.get()) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || loop {
+                let job = match rx.lock() {
+                    Ok(guard) => guard.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            });
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "could not start an argon2 worker thread");
+            }
+        }
+        std::sync::Mutex::new(tx)
+    })
+}
+
+async fn on_argon2_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let _ = tx.send(work());
+    });
+    argon2_worker().lock().ok()?.send(job).ok()?;
+    rx.await.ok()
+}
+
+/// [`verify_password`] on the argon2 workers.
+pub async fn verify_password_bounded(password: String, stored_hash: String) -> bool {
+    on_argon2_worker(move || verify_password(&password, &stored_hash)).await.unwrap_or(false)
+}
+
+/// [`hash_password_unchecked`] on the argon2 workers.
+pub async fn hash_password_bounded(password: String) -> Result<String, AuthError> {
+    on_argon2_worker(move || hash_password_unchecked(&password))
+        .await
+        .unwrap_or_else(|| Err(AuthError::Hash("argon2 workers unavailable".into())))
+}
+
 /// A fresh session token for a cookie: 256 random bits, URL-safe.
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];

@@ -130,6 +130,9 @@ struct SimulateArgs {
     /// Stop after this many seconds and print what was measured.
     #[arg(long)]
     duration: Option<u64>,
+    /// Count calls and latencies only after this many seconds (leave out the connection burst).
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
 }
 
 #[derive(Debug, Args)]
@@ -269,9 +272,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve(args) => {
             let settings = cli.global.settings(Some(args))?;
+            let shutdown = serve::shutdown_signal();
             let running = serve::start(&settings).await?;
             print_welcome(running.addr, running.tls);
-            serve::shutdown_signal().await;
+            shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             running.stop().await?;
             tracing::info!("stopped");
@@ -398,16 +402,17 @@ async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         mean_session: positive(args.mean_session, "--mean-session")?,
         seed: args.seed,
         duration: args.duration.map(Duration::from_secs),
+        warmup: Duration::from_secs(args.warmup),
     };
     let count = config.chargers.len();
     println!("simulating {count} charger(s) over OCPP {version} against {}", config.url);
     let started = std::time::Instant::now();
     let stats = crate::simulate::run(config).await;
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = (started.elapsed().as_secs_f64() - args.warmup as f64).max(0.001);
     let calls = stats.calls.load(std::sync::atomic::Ordering::Relaxed);
     let (p50, p99) = stats.percentiles_ms();
     println!(
-        "connected {} of {count}, {} connection failures, {calls} calls answered ({:.0}/s), {} refused, latency p50 {p50:.1} ms p99 {p99:.1} ms",
+        "connected {} of {count}, {} connection failures, after warm-up: {calls} calls answered ({:.0}/s), {} refused, latency p50 {p50:.1} ms p99 {p99:.1} ms",
         stats.connected.load(std::sync::atomic::Ordering::Relaxed),
         stats.failed.load(std::sync::atomic::Ordering::Relaxed),
         calls as f64 / elapsed.max(0.001),

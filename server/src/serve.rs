@@ -21,6 +21,7 @@ pub struct Running {
     pub db: Db,
     /// Whether we terminate TLS (`https://`, `wss://`).
     pub tls: bool,
+    ocpp: CentralSystem,
     stop: Box<dyn FnOnce() + Send>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -29,8 +30,10 @@ pub struct Running {
 const GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, then closes the pool.
+    /// Stops accepting, tells chargers we are going (a WebSocket close, not a dropped line), lets
+    /// in-flight requests finish, then closes the pool.
     pub async fn stop(self) -> anyhow::Result<()> {
+        self.ocpp.shut_down();
         (self.stop)();
         self.task.await.context("server task panicked")?.context("server failed")?;
         self.db.close().await;
@@ -86,7 +89,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             }
         })
     };
-    let state = AppState::new(leptos, db.clone(), themes, ocpp);
+    let state = AppState::new(leptos, db.clone(), themes, ocpp.clone());
     let router = http::router(state);
     let (stop, task): (Box<dyn FnOnce() + Send>, JoinHandle<std::io::Result<()>>) = match &settings.tls {
         None => {
@@ -122,24 +125,29 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         }
     };
     tracing::info!(%addr, tls = settings.tls.is_some(), database = ?settings.database, "listening");
-    Ok(Running { addr, db, tls: settings.tls.is_some(), stop, task })
+    Ok(Running { addr, db, tls: settings.tls.is_some(), ocpp, stop, task })
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, not when it is
+/// first polled, so call it before announcing that the server is up.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match terminate.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    }
 }

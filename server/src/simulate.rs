@@ -38,11 +38,15 @@ pub struct SimConfig {
     pub seed: u64,
     /// Stop after this long (None: run until killed).
     pub duration: Option<Duration>,
+    /// Latencies are measured only after this long, so the connection burst is not counted.
+    pub warmup: Duration,
 }
 
 /// What happened, for the load benchmark.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SimStats {
+    started: Instant,
+    warmup: Duration,
     pub connected: AtomicU64,
     pub failed: AtomicU64,
     pub calls: AtomicU64,
@@ -51,7 +55,22 @@ pub struct SimStats {
 }
 
 impl SimStats {
+    fn new(warmup: Duration) -> Self {
+        Self {
+            started: Instant::now(),
+            warmup,
+            connected: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            call_errors: AtomicU64::new(0),
+            latencies_us: Mutex::new(Vec::new()),
+        }
+    }
+
     fn record(&self, latency: Duration) {
+        if self.started.elapsed() < self.warmup {
+            return;
+        }
         self.calls.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut l) = self.latencies_us.lock() {
             l.push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
@@ -72,7 +91,7 @@ impl SimStats {
 
 /// Runs every charger until `duration` ends (or forever). Returns the stats.
 pub async fn run(config: SimConfig) -> Arc<SimStats> {
-    let stats = Arc::new(SimStats::default());
+    let stats = Arc::new(SimStats::new(config.warmup));
     let mut tasks = Vec::new();
     for (i, (id, connectors)) in config.chargers.iter().enumerate() {
         let config = config.clone();

@@ -35,7 +35,7 @@ impl Backend for WebBackend {
     async fn sign_in(&self, email: &str, password: &str) -> Result<Option<NewSession>> {
         let user = users::find_by_email(&self.db, email).await?;
         let hash = user.as_ref().map_or(auth::decoy_hash(), |u| u.password_hash.as_str());
-        let ok = auth::verify_password(password, hash);
+        let ok = auth::verify_password_bounded(password.to_owned(), hash.to_owned()).await;
         let Some(user) = user.filter(|_| ok) else {
             tracing::info!("sign-in refused");
             return Ok(None);

@@ -27,6 +27,7 @@ enum Input {
     Event(Event),
     SessionStarted { connector: ConnectorKey, session: SessionKey, ocpp_tx_id: String },
     SessionEnded { session: SessionKey },
+    SessionUpdated { connector: ConnectorKey, info: SessionInfo },
     Outcome { id: CommandId, accepted: bool },
     Snapshot(oneshot::Sender<SiteBudget>),
 }
@@ -222,6 +223,20 @@ impl Hub {
         }
     }
 
+    /// What the car told us about itself (OCPP 2.0.1 NotifyEVChargingNeeds): its maximum current,
+    /// when it leaves (UTC milliseconds) and how much energy it wants.
+    pub fn session_needs(&self, charger: &ChargerId, connector_no: u32, ev_max_a: Option<u32>, departure_utc_ms: Option<i64>, energy_wh: Option<u32>) {
+        let target = Target { charger: charger.clone(), connector_no };
+        let Some((site, connector)) = self.inner.connectors.get(&target) else { return };
+        // Our clock is monotonic from start-up: carry the departure over as "this long from now".
+        let departure = departure_utc_ms.map(|at| {
+            let from_now = u64::try_from((at - crate::store::now_ms()).max(0)).unwrap_or(0);
+            Millis(self.now().0.saturating_add(from_now))
+        });
+        let info = SessionInfo { departure, energy_need_wh: energy_wh, ev_max: ev_max_a.map(DeciAmps::from_amps), ..SessionInfo::default() };
+        self.send(*site, Input::SessionUpdated { connector: *connector, info });
+    }
+
     pub fn session_ended(&self, charger: &ChargerId, transaction: i64) {
         if let Some((site, _, _)) = self.inner.chargers.get(charger) {
             self.send(*site, Input::SessionEnded { session: SessionKey(u64::try_from(transaction).unwrap_or(0)) });
@@ -312,9 +327,16 @@ async fn run_site(
                 let result = match input {
                     Input::Event(event) => balancer.handle(event, now),
                     Input::SessionStarted { connector, session, ocpp_tx_id } => {
+                        // A connector runs one session: an older one there ended unseen.
+                        let stale: Vec<SessionKey> = open.iter().filter(|(k, (c, _))| *c == connector && **k != session).map(|(k, _)| *k).collect();
+                        for old in stale {
+                            open.remove(&old);
+                            let _ = balancer.handle(Event::SessionEnded { connector }, now);
+                        }
                         open.insert(session, (connector, ocpp_tx_id));
                         balancer.handle(Event::SessionStarted { connector, session, info: SessionInfo::default() }, now)
                     }
+                    Input::SessionUpdated { connector, info } => balancer.handle(Event::SessionUpdated { connector, info }, now),
                     Input::SessionEnded { session } => match open.remove(&session) {
                         Some((connector, _)) => balancer.handle(Event::SessionEnded { connector }, now),
                         None => Ok(()),

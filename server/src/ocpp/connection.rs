@@ -41,6 +41,7 @@ where
     let mut last_heard = Instant::now();
     let mut last_touch = Instant::now();
     let mut ping_sent: Option<Instant> = None;
+    let mut shutdown = cs.shutdown_requested();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -49,6 +50,15 @@ where
             _ = registration.replaced.notified() => {
                 let _ = socket.send(Message::Close(None)).await;
                 break "replaced by a new connection";
+            }
+            changed = shutdown.changed() => {
+                let stopping = changed.is_err() || *shutdown.borrow();
+                if !stopping {
+                    continue;
+                }
+                let frame = axum::extract::ws::CloseFrame { code: 1001, reason: "server shutting down".into() };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                break "server shutting down";
             }
             incoming = socket.next() => {
                 let message = match incoming {

@@ -45,9 +45,34 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-/// Verifies a password off the async threads (argon2 is deliberately slow).
-async fn verify(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash)).await.unwrap_or(false)
+/// Chargers reconnect often (every network blip, every reboot). Remembering the last password that
+/// verified against a charger's stored hash, as a SHA-256 in memory only, spares argon2 on each
+/// reconnect; a changed stored hash or a different password goes the slow way again.
+#[derive(Default)]
+pub struct VerifiedCredentials {
+    seen: std::sync::Mutex<std::collections::HashMap<ChargerId, (String, [u8; 32])>>,
+}
+
+impl VerifiedCredentials {
+    fn digest(password: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(password.as_bytes()).into()
+    }
+
+    async fn verify(&self, charger: &ChargerId, password: String, stored_hash: String) -> bool {
+        let digest = Self::digest(&password);
+        let known = self.seen.lock().ok().and_then(|seen| seen.get(charger).cloned());
+        if known.is_some_and(|(hash, d)| hash == stored_hash && d == digest) {
+            return true;
+        }
+        let ok = auth::verify_password_bounded(password, stored_hash.clone()).await;
+        if ok {
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.insert(charger.clone(), (stored_hash, digest));
+            }
+        }
+        ok
+    }
 }
 
 pub async fn upgrade(
@@ -82,7 +107,7 @@ pub async fn upgrade(
                 tracing::warn!(charger.id = %charger, "refused: no password set for this charger");
                 return refuse(StatusCode::UNAUTHORIZED, "no password is set for this charger");
             };
-            if !verify(password, hash).await {
+            if !cs.credentials.verify(&charger, password, hash).await {
                 tracing::warn!(charger.id = %charger, "refused: wrong password");
                 return refuse(StatusCode::UNAUTHORIZED, "wrong credentials");
             }
@@ -97,7 +122,11 @@ pub async fn upgrade(
             Err(response) => return response,
         },
     };
+    // OCPP frames are small: start with small buffers (they grow for the rare large report) so tens
+    // of thousands of idle connections stay cheap.
     ws.protocols([version.subprotocol()])
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| connection::run(cs, link, socket))
         .into_response()
 }
@@ -124,7 +153,7 @@ async fn unknown_charger(cs: &CentralSystem, charger: &ChargerId, version: OcppV
         }
         Some(r) => {
             // Still pending: it must keep presenting the password it first came with.
-            if !verify(password, r.password_hash.clone()).await {
+            if !cs.credentials.verify(charger, password, r.password_hash.clone()).await {
                 return Err(refuse(StatusCode::UNAUTHORIZED, "wrong credentials"));
             }
             db::upsert_charger_request(&cs.db, charger, &r.password_hash, &version.to_string()).await.map_err(unavailable)?;
@@ -135,9 +164,8 @@ async fn unknown_charger(cs: &CentralSystem, charger: &ChargerId, version: OcppV
     if password.chars().count() < MIN_CHARGER_PASSWORD {
         return Err(refuse(StatusCode::UNAUTHORIZED, "a new charger's password must be at least 8 characters"));
     }
-    let hashed = match tokio::task::spawn_blocking(move || auth::hash_password_unchecked(&password)).await {
-        Ok(Ok(h)) => h,
-        _ => return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "could not register the charger")),
+    let Ok(hashed) = auth::hash_password_bounded(password).await else {
+        return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "could not register the charger"));
     };
     match site {
         Some(site) => {

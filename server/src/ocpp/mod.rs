@@ -69,6 +69,10 @@ pub struct CentralSystem {
     pub settings: OcppSettings,
     /// The load balancers of every site, told of sessions, meters and chargers coming and going.
     pub hub: crate::balancer::live::Hub,
+    /// Passwords that verified recently, so reconnects skip argon2.
+    pub credentials: std::sync::Arc<handshake::VerifiedCredentials>,
+    /// Becomes true when the server shuts down: every connection closes cleanly.
+    shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 /// What a connection knows about the charger at its other end.
@@ -87,14 +91,24 @@ impl CentralSystem {
     pub fn new(db: Db, settings: OcppSettings) -> Self {
         let registry = registry::Registry::default();
         let hub = crate::balancer::live::Hub::empty(registry.clone());
-        Self { db, registry, settings, hub }
+        Self { db, registry, settings, hub, credentials: Default::default(), shutting_down: tokio::sync::watch::Sender::new(false) }
     }
 
     /// The central system with every site's load balancer running.
     pub async fn start(db: Db, settings: OcppSettings) -> Result<Self, crate::store::StoreError> {
         let registry = registry::Registry::default();
         let hub = crate::balancer::live::Hub::start(&db, registry.clone()).await?;
-        Ok(Self { db, registry, settings, hub })
+        Ok(Self { db, registry, settings, hub, credentials: Default::default(), shutting_down: tokio::sync::watch::Sender::new(false) })
+    }
+
+    /// Asks every connection to close (WebSocket close 1001, "going away").
+    pub fn shut_down(&self) {
+        self.shutting_down.send_replace(true);
+    }
+
+    /// Resolves when the server is shutting down.
+    pub fn shutdown_requested(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutting_down.subscribe()
     }
 
     /// Answers one CALL from a charger: typed decoding, then the version's handler.

@@ -209,6 +209,15 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
         }
         Incoming::NotifyEVChargingNeeds(r) => {
             record(cs, link, "ev_charging_needs", &r.evse_id.to_string(), &raw_payload).await?;
+            let needs = &r.charging_needs;
+            let ac = needs.ac_charging_parameters.as_ref();
+            cs.hub.session_needs(
+                id,
+                u32::try_from(r.evse_id).unwrap_or(0),
+                ac.and_then(|p| u32::try_from(p.ev_max_current).ok()),
+                needs.departure_time.map(|t| t.timestamp_millis()),
+                ac.and_then(|p| u32::try_from(p.energy_amount).ok()),
+            );
             encode(&m::notify_ev_charging_needs::NotifyEVChargingNeedsResponse {
                 status: NotifyEVChargingNeedsStatusEnumType::Accepted,
                 status_info: None,

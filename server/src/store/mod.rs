@@ -48,12 +48,13 @@ impl Db {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let max = match url.backend() {
             // SQLite serialises writers anyway; a few readers are plenty.
-            Backend::Sqlite => 4,
+            Backend::Sqlite => 8,
             Backend::Postgres => 16,
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(Duration::from_secs(5))
+            // Under a burst (every charger reconnecting after an outage) waiting beats failing.
+            .acquire_timeout(Duration::from_secs(20))
             .connect(url.expose())
             .await
             .map_err(|e| StoreError::Connect { url: url.redacted(), reason: one_line(&e) })?;

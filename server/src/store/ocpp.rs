@@ -260,6 +260,7 @@ pub async fn start_transaction_v16(db: &Db, id: &ChargerId, start: &TxStart) -> 
     };
     // In 1.6 the central system assigns the transaction id: ours is the row id.
     sqlx::query("UPDATE transactions SET ocpp_tx_id = $2 WHERE id = $1").bind(tx_id.0).bind(tx_id.0.to_string()).execute(db.pool()).await?;
+    close_superseded(db, id, start.connector_no, tx_id).await?;
     Ok((tx_id, true))
 }
 
@@ -311,6 +312,25 @@ pub async fn stop_transaction(db: &Db, id: &ChargerId, ocpp_tx_id: &str, connect
     Ok((TransactionId(row.try_get("id")?), false))
 }
 
+/// A connector runs one transaction at a time: a new start means any older one still open there
+/// ended without a StopTransaction reaching us. It is closed, recorded as such.
+async fn close_superseded(db: &Db, id: &ChargerId, connector_no: i64, newer: TransactionId) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "UPDATE transactions SET status = 'ghost_closed', stop_reason = 'SupersededByNewTransaction', stop_received_at = $4 \
+         WHERE charger_id = $1 AND connector_no = $2 AND status = 'active' AND id < $3",
+    )
+    .bind(id.as_str())
+    .bind(connector_no)
+    .bind(newer.0)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    if done.rows_affected() > 0 {
+        tracing::warn!(charger.id = %id, connector = connector_no, closed = done.rows_affected(), "new transaction on a connector with an open one: closed the older");
+    }
+    Ok(())
+}
+
 pub async fn find_transaction(db: &Db, id: &ChargerId, ocpp_tx_id: &str) -> Result<Option<TransactionId>, StoreError> {
     let row = sqlx::query("SELECT id FROM transactions WHERE charger_id = $1 AND ocpp_tx_id = $2")
         .bind(id.as_str())
@@ -338,7 +358,11 @@ pub async fn upsert_transaction_v201(db: &Db, id: &ChargerId, ocpp_tx_id: &str, 
     .bind(i64::from(!start_seen))
     .execute(db.pool())
     .await?;
-    find_transaction(db, id, ocpp_tx_id).await?.ok_or_else(|| StoreError::Corrupt("upserted transaction vanished".into()))
+    let tx = find_transaction(db, id, ocpp_tx_id).await?.ok_or_else(|| StoreError::Corrupt("upserted transaction vanished".into()))?;
+    if start_seen && start.connector_no > 0 {
+        close_superseded(db, id, start.connector_no, tx).await?;
+    }
+    Ok(tx)
 }
 
 /// Fills in what a later event taught us (the token, the meter start) without overwriting.

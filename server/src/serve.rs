@@ -34,6 +34,12 @@ impl Running {
     /// in-flight requests finish, then closes the pool.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.ocpp.shut_down();
+        // Upgraded WebSockets are outside the HTTP server's graceful shutdown: give each charger's
+        // link the moment it needs to send its close frame before the runtime goes away.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.ocpp.registry.connected() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         (self.stop)();
         self.task.await.context("server task panicked")?.context("server failed")?;
         self.db.close().await;

@@ -286,3 +286,51 @@ def test_one_call_at_a_time_towards_a_charger(server):
             assert status == 200 and body["response"] == {"unknownKey": ["B"]}, body
 
     run(scenario())
+
+
+def test_an_answer_that_breaks_the_schema_is_passed_on_and_flagged(server):
+    """A charger answers ChangeAvailability with a status the 1.6 schema does not have: the operator
+    sees its answer as it came, marked as breaking the schema (nothing is silently repaired)."""
+
+    async def scenario():
+        async with raw_charger(server, "FM-CAM-02", "1.6") as cp:
+            frame = await cp.call("BootNotification", {"chargePointVendor": "Odd", "chargePointModel": "Answers"})
+            assert frame[0] == 3 and frame[2]["status"] == "Accepted", frame
+            command = asyncio.create_task(server.command("FM-CAM-02", "ChangeAvailability", {"connectorId": 0, "type": "Inoperative"}))
+            call = await cp.expect_call("ChangeAvailability")
+            await cp.send(json.dumps([3, call[1], {"status": "Maybe"}]))
+            status, body = await command
+            assert status == 200, body
+            assert body["status"] == "answered" and body["response"] == {"status": "Maybe"}, body
+            assert body.get("schema_violation"), body
+
+            # A well-formed answer carries no such mark.
+            command = asyncio.create_task(server.command("FM-CAM-02", "ChangeAvailability", {"connectorId": 0, "type": "Operative"}))
+            call = await cp.expect_call("ChangeAvailability")
+            await cp.send(json.dumps([3, call[1], {"status": "Scheduled"}]))
+            status, body = await command
+            assert status == 200 and body == {"status": "answered", "response": {"status": "Scheduled"}}, body
+
+    run(scenario())
+
+
+def test_metrics_count_connected_chargers_and_their_calls(server):
+    """Prometheus /metrics: live connections and the calls chargers make, by action and outcome;
+    an action name a charger invents does not become a label."""
+
+    async def scenario():
+        async with charger(server, "FM-CAM-01") as cp:
+            await cp.status(1, "Available")
+            async with raw_charger(server, "FM-CAM-02", "1.6") as raw:
+                frame = await raw.call("MadeUpAction", {})
+                assert frame[0] == 4, frame
+                status, text = await server.ahttp("GET", "/metrics", token=None)
+                assert status == 200, text
+                lines = text.splitlines() if isinstance(text, str) else []
+                connected = [l for l in lines if l.startswith("ocpp_connected_chargers ")]
+                assert connected and float(connected[0].split()[1]) >= 2, connected
+                assert any(l.startswith("ocpp_calls_total{") and 'action="BootNotification"' in l and 'outcome="result"' in l for l in lines), lines
+                assert any(l.startswith("ocpp_calls_total{") and 'action="unknown"' in l and 'outcome="error"' in l for l in lines), lines
+                assert not any("MadeUpAction" in l for l in lines)
+
+    run(scenario())

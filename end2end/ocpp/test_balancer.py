@@ -193,3 +193,29 @@ def test_an_ev_that_says_it_takes_10_a_is_offered_10_a_and_201_profiles_flow(ser
             assert budget["snapshot"]["nodes"][0]["limit"] == [400, 400, 400]
 
     run(scenario())
+
+
+def test_a_charger_registered_while_the_server_runs_is_balanced_at_once(server):
+    """An unknown charger auto-registers at FreshMart: its first connector joins the site's balancer
+    without a restart, it gets the site's default profile, and its session a TxProfile."""
+    from ocpp_kit import unique
+
+    RECEIVED.clear()
+    cp_id = unique("FM-LATE")
+
+    async def scenario():
+        async with charger(server, cp_id, cls=Balanced16, password="late-joiner-pass-1") as cp:
+            # A connector we were not told about counts as one phase, 16 A.
+            await cp.status(1, "Preparing")
+            deadline = time.monotonic() + 10
+            while not any(r[1] == cp_id and r[3] == "TxDefaultProfile" for r in RECEIVED) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert any(r[1] == cp_id and r[3] == "TxDefaultProfile" and r[4] == 0.0 for r in RECEIVED), RECEIVED
+            tx = await cp.start_tx(1)
+            await settle(lambda l: l.get((cp_id, 1)) == 16.0)
+            status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+            assert status == 200, budget
+            assert any(name == cp_id and no == 1 for _, name, no in budget["connectors"]), budget["connectors"]
+            await cp.stop_tx(1, tx)
+
+    run(scenario())

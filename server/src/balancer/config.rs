@@ -105,6 +105,9 @@ pub struct SiteConfig {
     /// How often the caller re-plans at least (meter period). A session with a known
     /// energy need is offered no more than finishes it within this time; zero = off.
     pub need_horizon: Millis,
+    /// First wait before a rejected profile is sent again; each further rejection doubles
+    /// it, up to 32 times this.
+    pub profile_retry: Millis,
 }
 
 impl SiteConfig {
@@ -131,6 +134,7 @@ impl SiteConfig {
             granularity: DeciAmps::new(1),
             voltage_ln: 230,
             need_horizon: Millis(0),
+            profile_retry: Millis::from_secs(30),
         }
     }
 }

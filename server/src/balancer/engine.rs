@@ -78,6 +78,9 @@ pub enum Event {
     CommandRejected { id: CommandId },
     ChargerOnline { charger: ChargerKey },
     ChargerOffline { charger: ChargerKey },
+    /// The connector may be running any limit up to `up_to` that we did not set (our state
+    /// was lost in a restart or rebuilt): budget that until our plan is acknowledged.
+    LimitUnknown { connector: ConnectorKey, up_to: DeciAmps },
     /// The charger does not support smart charging at all.
     SmartChargingUnsupported { charger: ChargerKey },
     /// The grid operator or the site owner changed the connection limit.
@@ -124,8 +127,8 @@ impl Command {
 pub enum SmartState {
     /// Our profiles are accepted.
     Ok,
-    /// A profile was rejected (or timed out): budgeted at its maximum until the
-    /// session changes or the charger reconnects.
+    /// A profile was rejected (or timed out): budgeted at its maximum until a retry
+    /// (with backoff) is accepted, the session changes or the charger reconnects.
     Rejected,
     /// The charger does no smart charging: always budgeted at its maximum.
     Unsupported,
@@ -167,6 +170,9 @@ struct Conn {
     session: Option<Session>,
     /// The charger's state is unknown (it reconnected): send the plan even if unchanged.
     resend: bool,
+    /// After a rejection: profiles rejected in a row, and when to try again (`None` while
+    /// the retry is in flight).
+    retry: Option<(u32, Option<Millis>)>,
     target: DeciAmps,
     measured: [DeciAmps; 3],
 }
@@ -283,6 +289,7 @@ impl Balancer {
                 epoch: 0,
                 session: None,
                 resend: false,
+                retry: None,
                 target: DeciAmps::ZERO,
                 measured: [DeciAmps::ZERO; 3],
             })
@@ -304,6 +311,17 @@ impl Balancer {
     /// The configuration in force.
     pub fn config(&self) -> &SiteConfig {
         &self.cfg
+    }
+
+    /// What is known about the session on a connector, if one runs there.
+    pub fn session_info(&self, connector: ConnectorKey) -> Option<SessionInfo> {
+        let i = self.idx(connector).ok()?;
+        self.conns[i].session.as_ref().map(|s| s.info.clone())
+    }
+
+    /// When the last store reading was taken.
+    pub fn store_reading_at(&self) -> Option<Millis> {
+        self.store.map(|(_, at)| at)
     }
 
     /// Safe but questionable aspects of the configuration, for the operator.
@@ -362,6 +380,9 @@ impl Balancer {
             consider(at + self.cfg.store.max_age + Millis(1));
         }
         for c in &self.conns {
+            if let Some((_, Some(at))) = c.retry {
+                consider(at);
+            }
             if let Some(s) = &c.session {
                 if let Some((_, since)) = s.run {
                     consider(since + self.cfg.min_dwell);
@@ -399,6 +420,7 @@ impl Balancer {
                 if c.smart == SmartState::Rejected {
                     c.smart = SmartState::Ok;
                 }
+                c.retry = None;
                 c.session = Some(Session {
                     key: session,
                     info,
@@ -433,6 +455,7 @@ impl Balancer {
                 if c.smart == SmartState::Rejected {
                     c.smart = SmartState::Ok;
                 }
+                c.retry = None;
             }
             Event::StoreMeter { currents, measured_at } => {
                 // Out-of-order readings must not replace a newer one.
@@ -457,6 +480,11 @@ impl Balancer {
                             c.acked_at = now;
                             c.last_acked = id;
                         }
+                        if c.smart == SmartState::Rejected {
+                            // A retry got through: we steer it again, from what it accepted.
+                            c.smart = SmartState::Ok;
+                            c.retry = None;
+                        }
                     }
                 }
             }
@@ -467,8 +495,11 @@ impl Balancer {
                     // We no longer know what it draws: budget it at its maximum
                     // until the session ends or the charger reconnects.
                     c.inflight.retain(|x| x.0 != id);
-                    if c.smart == SmartState::Ok {
+                    if c.smart != SmartState::Unsupported {
                         c.smart = SmartState::Rejected;
+                        let failures = c.retry.map_or(0, |r| r.0) + 1;
+                        let backoff = self.cfg.profile_retry.0.saturating_mul(1 << (failures - 1).min(5));
+                        c.retry = Some((failures, Some(now + Millis(backoff))));
                     }
                 }
             }
@@ -486,6 +517,7 @@ impl Balancer {
                         if c.smart == SmartState::Rejected {
                             c.smart = SmartState::Ok;
                         }
+                        c.retry = None;
                     }
                 }
             }
@@ -493,6 +525,13 @@ impl Balancer {
                 for i in self.charger(charger)? {
                     self.conns[i].online = false;
                 }
+            }
+            Event::LimitUnknown { connector, up_to } => {
+                let i = self.idx(connector)?;
+                let c = &mut self.conns[i];
+                c.acked = c.held().max(up_to);
+                c.inflight.clear();
+                c.resend = true;
             }
             Event::SmartChargingUnsupported { charger } => {
                 for i in self.charger(charger)? {
@@ -850,6 +889,19 @@ impl Balancer {
                         load[con(n, p)] += delta;
                     }
                 }
+            }
+        }
+        // Rejected profiles are tried again at the maximum we budget them at anyway: once one is
+        // accepted the connector is steered again, and the next plan brings it down to its share.
+        for i in 0..self.conns.len() {
+            let c = &self.conns[i];
+            let due = matches!(c.retry, Some((_, Some(at))) if at <= now);
+            if due && c.online && c.smart == SmartState::Rejected && c.session.is_some() {
+                let max = self.cfg.connectors[i].max;
+                if let Some(r) = self.conns[i].retry.as_mut() {
+                    r.1 = None;
+                }
+                self.emit(i, max);
             }
         }
         let load = self.budget_loads(now);

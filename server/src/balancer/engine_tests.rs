@@ -64,6 +64,10 @@ impl H {
         let last = self.b.store.map(|s| s.0).expect("tests start with a reading");
         self.ev(Event::StoreMeter { currents: last, measured_at: self.now });
     }
+    /// Time passed with nothing else happening: the commands it brings.
+    fn tick_commands(&mut self) -> Vec<Command> {
+        self.ev(Event::Tick)
+    }
     /// Acks everything in flight, repeatedly, until the balancer is quiet.
     fn settle(&mut self) {
         for _ in 0..20 {
@@ -500,4 +504,59 @@ fn a_reconnected_charger_gets_its_limit_again_and_counts_the_worst_meanwhile() {
     );
     h.settle();
     assert_eq!(h.acked(0), a(20));
+}
+
+#[test]
+fn a_rejected_profile_is_retried_with_backoff_until_the_charger_takes_it() {
+    let mut h = H::new(site([60; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
+    h.start(0, three());
+    h.settle();
+    let cmds = h.start(1, three());
+    let first = cmds.iter().rfind(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })).cloned().expect("a limit for 1");
+    h.sent.retain(|c| c.id() != first.id());
+    h.b.reject(first.id(), h.now).expect("known command");
+    h.sent.extend(h.b.poll_commands(h.now));
+    h.settle();
+    assert_eq!(h.view(1).smart, SmartState::Rejected);
+    assert_eq!(h.b.poll_timeout(h.now), Some(h.now + Millis::from_secs(30)), "first retry after 30 s");
+
+    // Not before its time; then at the maximum it is budgeted at anyway.
+    h.advance(29);
+    assert!(h.tick_commands().iter().all(|c| !matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })));
+    h.advance(1);
+    let retry = h.tick_commands().into_iter().find(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })).expect("retried");
+    assert!(matches!(retry, Command::SetLimit { amps_per_phase, .. } if amps_per_phase == a(32)));
+    assert_eq!(h.view(1).budget, a(32), "still budgeted at its maximum while the retry is in flight");
+
+    // Refused again: the wait doubles.
+    h.sent.retain(|c| c.id() != retry.id());
+    h.b.reject(retry.id(), h.now).expect("known command");
+    assert_eq!(h.b.poll_timeout(h.now), Some(h.now + Millis::from_secs(60)));
+    h.sent.extend(h.b.poll_commands(h.now));
+    h.settle();
+
+    // Accepted at last: steered again, and the two sessions share the grid.
+    h.advance(60);
+    h.tick_commands();
+    h.settle();
+    h.tick();
+    h.settle();
+    assert_eq!(h.view(1).smart, SmartState::Ok);
+    assert_eq!((h.acked(0), h.acked(1)), (a(30), a(30)));
+}
+
+#[test]
+fn a_limit_we_did_not_set_is_budgeted_until_our_plan_is_acknowledged() {
+    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
+    h.start(0, three());
+    h.start(1, three());
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+    // Rebuilt after a restart: connector 0 may be running anything up to its maximum.
+    let c = h.ev(Event::LimitUnknown { connector: ConnectorKey(0), up_to: a(32) });
+    assert_eq!(h.view(0).budget, a(32));
+    assert!(c.iter().any(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(0), .. })), "our plan goes out again: {c:?}");
+    assert!(!c.iter().any(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), amps_per_phase, .. } if *amps_per_phase > a(8))));
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
 }

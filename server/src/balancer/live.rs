@@ -11,7 +11,7 @@ use crate::store::{balancing, Db, StoreError};
 use app::domain::{ChargerId, SiteId};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,6 +30,14 @@ enum Input {
     SessionUpdated { connector: ConnectorKey, info: SessionInfo },
     Outcome { id: CommandId, accepted: bool },
     Snapshot(oneshot::Sender<SiteBudget>),
+    /// The site's electrics changed (a charger or connector was added): carry on with this balancer.
+    Replace(Box<Rebuilt>),
+}
+
+/// A site's balancer built afresh from storage, with what the task needs to drive it.
+struct Rebuilt {
+    balancer: Balancer,
+    targets: Vec<Target>,
 }
 
 /// Where a balancer connector is in OCPP terms.
@@ -62,9 +70,34 @@ pub struct Hub {
 struct HubInner {
     epoch: Instant,
     registry: Registry,
+    /// Where sites are rebuilt from when chargers or connectors are added (`None`: balancing off).
+    db: Option<Db>,
+    maps: RwLock<Maps>,
+    /// One rebuild at a time, so the maps and the tasks agree.
+    rebuilding: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Maps {
     sites: HashMap<SiteId, SiteEntry>,
     connectors: HashMap<Target, (SiteId, ConnectorKey)>,
-    chargers: HashMap<ChargerId, (SiteId, ChargerKey, Vec<u32>)>,
+    chargers: HashMap<ChargerId, (SiteId, ChargerKey)>,
+}
+
+impl Maps {
+    fn forget_site(&mut self, site: SiteId) {
+        self.connectors.retain(|_, (s, _)| *s != site);
+        self.chargers.retain(|_, (s, _)| *s != site);
+    }
+
+    fn learn_site(&mut self, site: SiteId, targets: &[Target], chargers: &[ChargerId]) {
+        for (i, t) in targets.iter().enumerate() {
+            self.connectors.insert(t.clone(), (site, ConnectorKey(u32::try_from(i).unwrap_or(u32::MAX))));
+        }
+        for (i, c) in chargers.iter().enumerate() {
+            self.chargers.insert(c.clone(), (site, ChargerKey(u32::try_from(i).unwrap_or(u32::MAX))));
+        }
+    }
 }
 
 fn millis(epoch: Instant) -> Millis {
@@ -130,54 +163,109 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
 impl Hub {
     /// A hub balancing nothing (tests of other parts).
     pub fn empty(registry: Registry) -> Hub {
-        Hub { inner: Arc::new(HubInner { epoch: Instant::now(), registry, sites: HashMap::new(), connectors: HashMap::new(), chargers: HashMap::new() }) }
+        Hub::new(None, registry)
+    }
+
+    fn new(db: Option<Db>, registry: Registry) -> Hub {
+        Hub {
+            inner: Arc::new(HubInner {
+                epoch: Instant::now(),
+                registry,
+                db,
+                maps: RwLock::new(Maps::default()),
+                rebuilding: tokio::sync::Mutex::new(()),
+            }),
+        }
     }
 
     /// Builds every site's balancer from storage and starts its task.
     pub async fn start(db: &Db, registry: Registry) -> Result<Hub, StoreError> {
-        let epoch = Instant::now();
-        let mut inner = HubInner { epoch, registry: registry.clone(), sites: HashMap::new(), connectors: HashMap::new(), chargers: HashMap::new() };
+        let hub = Hub::new(Some(db.clone()), registry);
         for site in balancing::all_sites(db).await? {
-            let (config, targets, chargers) = site_config(&site);
-            let fallback = da(site.connector_fallback_da);
-            let mut balancer = match Balancer::new(config) {
-                Ok(b) => b,
-                Err(err) => {
-                    tracing::error!(site.id = %site.site, error = %err, "site cannot be balanced safely; its chargers get no limits from us");
-                    continue;
-                }
-            };
-            for warning in balancer.warnings() {
-                tracing::warn!(site.id = %site.site, %warning, "balancer configuration");
-            }
-            for (i, t) in targets.iter().enumerate() {
-                inner.connectors.insert(t.clone(), (site.site, ConnectorKey(u32::try_from(i).unwrap_or(u32::MAX))));
-            }
-            for (i, c) in chargers.iter().enumerate() {
-                let nos = targets.iter().filter(|t| t.charger == *c).map(|t| t.connector_no).collect();
-                inner.chargers.insert(c.clone(), (site.site, ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)), nos));
-            }
-            // Sessions open before a restart go on; their chargers count as offline until they reconnect.
-            let mut open = HashMap::new();
-            for s in &site.open_sessions {
-                let Ok(charger) = ChargerId::parse(&s.charger_id) else { continue };
-                let target = Target { charger, connector_no: u32::try_from(s.connector_no).unwrap_or(0) };
-                let Some(index) = targets.iter().position(|t| *t == target) else { continue };
-                let connector = ConnectorKey(u32::try_from(index).unwrap_or(u32::MAX));
-                let session = SessionKey(u64::try_from(s.transaction_id).unwrap_or(0));
-                if balancer.handle(Event::SessionStarted { connector, session, info: SessionInfo::default() }, millis(epoch)).is_ok() {
-                    open.insert(session, (connector, s.ocpp_tx_id.clone()));
-                }
-            }
-            let (tx, rx) = mpsc::channel(1024);
-            tokio::spawn(run_site(site.site, balancer, rx, tx.clone(), registry.clone(), epoch, targets, open));
-            inner.sites.insert(site.site, SiteEntry { input: tx, fallback });
+            hub.install(&site, true).await;
         }
-        Ok(Hub { inner: Arc::new(inner) })
+        Ok(hub)
+    }
+
+    fn maps(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
+        // Writers only insert and remove whole entries: a panic cannot leave the maps half-changed.
+        self.inner.maps.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn maps_mut(&self) -> std::sync::RwLockWriteGuard<'_, Maps> {
+        self.inner.maps.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Rebuilds a site's balancer from storage, after a charger or connector was added to it.
+    /// Sessions carry on; the limits they may be running count until the chargers confirm ours.
+    pub async fn rebuild_site(&self, site: SiteId) -> Result<(), StoreError> {
+        let Some(db) = self.inner.db.clone() else { return Ok(()) };
+        let _one_at_a_time = self.inner.rebuilding.lock().await;
+        let Some(electrics) = balancing::site(&db, site).await? else { return Ok(()) };
+        self.install(&electrics, false).await;
+        Ok(())
+    }
+
+    /// Builds a site's balancer and starts its task, or hands it to the running one.
+    async fn install(&self, site: &balancing::SiteElectrics, at_start_up: bool) {
+        let (config, targets, chargers) = site_config(site);
+        let maxima: Vec<DeciAmps> = config.connectors.iter().map(|c| c.max).collect();
+        let mut balancer = match Balancer::new(config) {
+            Ok(b) => b,
+            Err(err) => {
+                tracing::error!(site.id = %site.site, error = %err, "site cannot be balanced safely; its chargers get no limits from us");
+                return;
+            }
+        };
+        for warning in balancer.warnings() {
+            tracing::warn!(site.id = %site.site, %warning, "balancer configuration");
+        }
+        let now = millis(self.inner.epoch);
+        // Chargers count as offline until they connect (a rebuild sees those already connected).
+        for (i, charger) in chargers.iter().enumerate() {
+            if !self.inner.registry.is_connected(charger) {
+                let _ = balancer.handle(Event::ChargerOffline { charger: ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)) }, now);
+            }
+        }
+        let running = self.maps().sites.get(&site.site).map(|e| e.input.clone());
+        let input = match running {
+            Some(input) if !at_start_up => {
+                let rebuilt = Rebuilt { balancer, targets: targets.clone() };
+                if input.send(Input::Replace(Box::new(rebuilt))).await.is_err() {
+                    tracing::error!(site.id = %site.site, "balancer task is gone; site not rebuilt");
+                    return;
+                }
+                tracing::info!(site.id = %site.site, connectors = targets.len(), "balancer rebuilt with the site's new chargers");
+                input
+            }
+            _ => {
+                // Sessions open before a restart go on; whatever limit their chargers still run is unknown.
+                let mut open = HashMap::new();
+                for s in &site.open_sessions {
+                    let Ok(charger) = ChargerId::parse(&s.charger_id) else { continue };
+                    let target = Target { charger, connector_no: u32::try_from(s.connector_no).unwrap_or(0) };
+                    let Some(index) = targets.iter().position(|t| *t == target) else { continue };
+                    let connector = ConnectorKey(u32::try_from(index).unwrap_or(u32::MAX));
+                    let session = SessionKey(u64::try_from(s.transaction_id).unwrap_or(0));
+                    if balancer.handle(Event::SessionStarted { connector, session, info: SessionInfo::default() }, now).is_ok() {
+                        let _ = balancer.handle(Event::LimitUnknown { connector, up_to: maxima[index] }, now);
+                        open.insert(session, (connector, s.ocpp_tx_id.clone()));
+                    }
+                }
+                let (tx, rx) = mpsc::channel(1024);
+                let task = SiteTask { site: site.site, balancer, outcomes: tx.clone(), registry: self.inner.registry.clone(), epoch: self.inner.epoch, targets: targets.clone(), open };
+                tokio::spawn(task.run(rx));
+                tx
+            }
+        };
+        let mut maps = self.maps_mut();
+        maps.forget_site(site.site);
+        maps.learn_site(site.site, &targets, &chargers);
+        maps.sites.insert(site.site, SiteEntry { input, fallback: da(site.connector_fallback_da) });
     }
 
     fn send(&self, site: SiteId, input: Input) {
-        if let Some(entry) = self.inner.sites.get(&site) {
+        if let Some(entry) = self.maps().sites.get(&site) {
             if entry.input.try_send(input).is_err() {
                 tracing::error!(site.id = %site, "balancer queue full or closed; event dropped");
             }
@@ -188,73 +276,109 @@ impl Hub {
         millis(self.inner.epoch)
     }
 
+    fn connector(&self, charger: &ChargerId, connector_no: u32) -> Option<(SiteId, ConnectorKey)> {
+        self.maps().connectors.get(&Target { charger: charger.clone(), connector_no }).copied()
+    }
+
+    fn charger(&self, charger: &ChargerId) -> Option<(SiteId, ChargerKey)> {
+        self.maps().chargers.get(charger).copied()
+    }
+
     pub fn charger_online(&self, charger: &ChargerId, online: bool) {
-        if let Some((site, key, _)) = self.inner.chargers.get(charger) {
-            let event = if online { Event::ChargerOnline { charger: *key } } else { Event::ChargerOffline { charger: *key } };
-            self.send(*site, Input::Event(event));
+        if let Some((site, key)) = self.charger(charger) {
+            let event = if online { Event::ChargerOnline { charger: key } } else { Event::ChargerOffline { charger: key } };
+            self.send(site, Input::Event(event));
         }
     }
 
     /// Installs the site's fallback as the charger's default profile, so it stays safe if it loses us.
-    pub fn charger_booted(&self, charger: &ChargerId, version: OcppVersion) {
-        let Some((site, key, _)) = self.inner.chargers.get(charger).cloned() else {
-            tracing::warn!(charger.id = %charger, "charger is not part of any balanced site (added since start-up?)");
-            return;
-        };
-        let Some(entry) = self.inner.sites.get(&site) else { return };
-        let payload = default_profile(version, entry.fallback);
-        let registry = self.inner.registry.clone();
-        let input = entry.input.clone();
+    /// A charger the site's balancer does not know yet (added since) is added to it first.
+    pub fn charger_booted(&self, charger: &ChargerId, site: Option<SiteId>, version: OcppVersion) {
+        let hub = self.clone();
         let charger = charger.clone();
         tokio::spawn(async move {
-            let outcome = registry.call(&charger, "SetChargingProfile", payload, CALL_WAIT).await;
-            if !matches!(&outcome, Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted") {
-                tracing::warn!(charger.id = %charger, ?outcome, "default profile refused: budgeting the charger at its maximum");
-                let _ = input.send(Input::Event(Event::SmartChargingUnsupported { charger: key })).await;
+            if let (None, Some(site)) = (hub.charger(&charger), site) {
+                if let Err(err) = hub.rebuild_site(site).await {
+                    tracing::error!(charger.id = %charger, site.id = %site, error = %err, "could not add the charger to its site's balancer");
+                }
+            }
+            if hub.charger(&charger).is_some() {
+                hub.send_default_profile(&charger, version).await;
+            } else {
+                // No connector known yet: its first StatusNotification brings it in.
+                tracing::debug!(charger.id = %charger, "charger not balanced until it reports a connector");
             }
         });
     }
 
+    /// A connector reported its status: one the site's balancer does not know yet is added to it
+    /// (and a charger new to the balancer gets its default profile).
+    pub fn connector_seen(&self, charger: &ChargerId, site: Option<SiteId>, connector_no: u32) {
+        let (Some(site), true) = (site, connector_no > 0) else { return };
+        if self.connector(charger, connector_no).is_some() || self.inner.db.is_none() {
+            return;
+        }
+        let hub = self.clone();
+        let charger = charger.clone();
+        tokio::spawn(async move {
+            let charger_was_known = hub.charger(&charger).is_some();
+            if let Err(err) = hub.rebuild_site(site).await {
+                tracing::error!(charger.id = %charger, connector = connector_no, error = %err, "could not add the connector to its site's balancer");
+                return;
+            }
+            if let (false, true, Some(version)) = (charger_was_known, hub.charger(&charger).is_some(), hub.inner.registry.version_of(&charger)) {
+                hub.send_default_profile(&charger, version).await;
+            }
+        });
+    }
+
+    async fn send_default_profile(&self, charger: &ChargerId, version: OcppVersion) {
+        let Some((site, key)) = self.charger(charger) else { return };
+        let Some((input, fallback)) = self.maps().sites.get(&site).map(|e| (e.input.clone(), e.fallback)) else { return };
+        let outcome = self.inner.registry.call(charger, "SetChargingProfile", default_profile(version, fallback), CALL_WAIT).await;
+        if !matches!(&outcome, Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted") {
+            tracing::warn!(charger.id = %charger, ?outcome, "default profile refused: budgeting the charger at its maximum");
+            let _ = input.send(Input::Event(Event::SmartChargingUnsupported { charger: key })).await;
+        }
+    }
+
     pub fn session_started(&self, charger: &ChargerId, connector_no: u32, transaction: i64, ocpp_tx_id: &str) {
-        let target = Target { charger: charger.clone(), connector_no };
-        if let Some((site, connector)) = self.inner.connectors.get(&target) {
+        if let Some((site, connector)) = self.connector(charger, connector_no) {
             let session = SessionKey(u64::try_from(transaction).unwrap_or(0));
-            self.send(*site, Input::SessionStarted { connector: *connector, session, ocpp_tx_id: ocpp_tx_id.to_owned() });
+            self.send(site, Input::SessionStarted { connector, session, ocpp_tx_id: ocpp_tx_id.to_owned() });
         }
     }
 
     /// What the car told us about itself (OCPP 2.0.1 NotifyEVChargingNeeds): its maximum current,
     /// when it leaves (UTC milliseconds) and how much energy it wants.
     pub fn session_needs(&self, charger: &ChargerId, connector_no: u32, ev_max_a: Option<u32>, departure_utc_ms: Option<i64>, energy_wh: Option<u32>) {
-        let target = Target { charger: charger.clone(), connector_no };
-        let Some((site, connector)) = self.inner.connectors.get(&target) else { return };
+        let Some((site, connector)) = self.connector(charger, connector_no) else { return };
         // Our clock is monotonic from start-up: carry the departure over as "this long from now".
         let departure = departure_utc_ms.map(|at| {
             let from_now = u64::try_from((at - crate::store::now_ms()).max(0)).unwrap_or(0);
             Millis(self.now().0.saturating_add(from_now))
         });
         let info = SessionInfo { departure, energy_need_wh: energy_wh, ev_max: ev_max_a.map(DeciAmps::from_amps), ..SessionInfo::default() };
-        self.send(*site, Input::SessionUpdated { connector: *connector, info });
+        self.send(site, Input::SessionUpdated { connector, info });
     }
 
     pub fn session_ended(&self, charger: &ChargerId, transaction: i64) {
-        if let Some((site, _, _)) = self.inner.chargers.get(charger) {
-            self.send(*site, Input::SessionEnded { session: SessionKey(u64::try_from(transaction).unwrap_or(0)) });
+        if let Some((site, _)) = self.charger(charger) {
+            self.send(site, Input::SessionEnded { session: SessionKey(u64::try_from(transaction).unwrap_or(0)) });
         }
     }
 
     /// Currents a connector measured on its own L1, L2, L3 (tenths of an amp).
     pub fn connector_meter(&self, charger: &ChargerId, connector_no: u32, currents_da: [u32; 3], energy_wh: Option<u32>) {
-        let target = Target { charger: charger.clone(), connector_no };
-        if let Some((site, connector)) = self.inner.connectors.get(&target) {
-            let event = Event::ConnectorMeter { connector: *connector, currents: currents_da.map(DeciAmps::new), energy_wh, measured_at: self.now() };
-            self.send(*site, Input::Event(event));
+        if let Some((site, connector)) = self.connector(charger, connector_no) {
+            let event = Event::ConnectorMeter { connector, currents: currents_da.map(DeciAmps::new), energy_wh, measured_at: self.now() };
+            self.send(site, Input::Event(event));
         }
     }
 
     /// The store's own load per site phase, from the site meter.
     pub fn store_meter(&self, site: SiteId, currents: [DeciAmps; 3]) -> bool {
-        if !self.inner.sites.contains_key(&site) {
+        if !self.maps().sites.contains_key(&site) {
             return false;
         }
         self.send(site, Input::Event(Event::StoreMeter { currents: PerPhase(currents), measured_at: self.now() }));
@@ -262,9 +386,9 @@ impl Hub {
     }
 
     pub async fn budget(&self, site: SiteId) -> Option<SiteBudget> {
-        let entry = self.inner.sites.get(&site)?;
+        let input = self.maps().sites.get(&site)?.input.clone();
         let (tx, rx) = oneshot::channel();
-        entry.input.send(Input::Snapshot(tx)).await.ok()?;
+        input.send(Input::Snapshot(tx)).await.ok()?;
         rx.await.ok()
     }
 }
@@ -303,80 +427,136 @@ pub fn tx_profile(version: OcppVersion, connector_no: u32, ocpp_tx_id: &str, amp
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_site(
+/// One site's balancer, driven by events, with the state that ties it to OCPP names.
+struct SiteTask {
     site: SiteId,
-    mut balancer: Balancer,
-    mut inputs: mpsc::Receiver<Input>,
+    balancer: Balancer,
+    /// Where the answers to our calls come back in.
     outcomes: mpsc::Sender<Input>,
     registry: Registry,
     epoch: Instant,
     targets: Vec<Target>,
-    mut open: HashMap<SessionKey, (ConnectorKey, String)>,
-) {
-    loop {
-        let now = millis(epoch);
-        let wake = balancer
-            .poll_timeout(now)
-            .map(|t| epoch + Duration::from_millis(t.0))
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
-        tokio::select! {
-            input = inputs.recv() => {
-                let Some(input) = input else { break };
-                let now = millis(epoch);
-                let result = match input {
-                    Input::Event(event) => balancer.handle(event, now),
-                    Input::SessionStarted { connector, session, ocpp_tx_id } => {
-                        // A connector runs one session: an older one there ended unseen.
-                        let stale: Vec<SessionKey> = open.iter().filter(|(k, (c, _))| *c == connector && **k != session).map(|(k, _)| *k).collect();
-                        for old in stale {
-                            open.remove(&old);
-                            let _ = balancer.handle(Event::SessionEnded { connector }, now);
-                        }
-                        open.insert(session, (connector, ocpp_tx_id));
-                        balancer.handle(Event::SessionStarted { connector, session, info: SessionInfo::default() }, now)
+    /// Open sessions: balancer key → (connector, OCPP transaction id).
+    open: HashMap<SessionKey, (ConnectorKey, String)>,
+}
+
+impl SiteTask {
+    async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        loop {
+            let now = millis(self.epoch);
+            let wake = self
+                .balancer
+                .poll_timeout(now)
+                .map(|t| self.epoch + Duration::from_millis(t.0))
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
+            tokio::select! {
+                input = inputs.recv() => {
+                    let Some(input) = input else { break };
+                    if let Err(err) = self.apply(input) {
+                        tracing::debug!(site.id = %self.site, error = %err, "balancer ignored an event");
                     }
-                    Input::SessionUpdated { connector, info } => balancer.handle(Event::SessionUpdated { connector, info }, now),
-                    Input::SessionEnded { session } => match open.remove(&session) {
-                        Some((connector, _)) => balancer.handle(Event::SessionEnded { connector }, now),
-                        None => Ok(()),
-                    },
-                    Input::Outcome { id, accepted: true } => balancer.ack(id, now),
-                    Input::Outcome { id, accepted: false } => balancer.reject(id, now),
-                    Input::Snapshot(reply) => {
-                        let connectors = targets
-                            .iter()
-                            .enumerate()
-                            .map(|(i, t)| (u32::try_from(i).unwrap_or(u32::MAX), t.charger.to_string(), t.connector_no))
-                            .collect();
-                        let _ = reply.send(SiteBudget { site: site.0, snapshot: balancer.snapshot(now), connectors });
-                        Ok(())
-                    }
-                };
-                if let Err(err) = result {
-                    tracing::debug!(site.id = %site, error = %err, "balancer ignored an event");
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    let _ = self.balancer.handle(Event::Tick, millis(self.epoch));
                 }
             }
-            _ = tokio::time::sleep_until(wake.into()) => {
-                let _ = balancer.handle(Event::Tick, millis(epoch));
+            self.send_commands();
+        }
+    }
+
+    fn apply(&mut self, input: Input) -> Result<(), super::engine::EventError> {
+        let now = millis(self.epoch);
+        match input {
+            Input::Event(event) => self.balancer.handle(event, now),
+            Input::SessionStarted { connector, session, ocpp_tx_id } => {
+                // A connector runs one session: an older one there ended unseen.
+                let stale: Vec<SessionKey> = self.open.iter().filter(|(k, (c, _))| *c == connector && **k != session).map(|(k, _)| *k).collect();
+                for old in stale {
+                    self.open.remove(&old);
+                    let _ = self.balancer.handle(Event::SessionEnded { connector }, now);
+                }
+                self.open.insert(session, (connector, ocpp_tx_id));
+                self.balancer.handle(Event::SessionStarted { connector, session, info: SessionInfo::default() }, now)
+            }
+            Input::SessionUpdated { connector, info } => self.balancer.handle(Event::SessionUpdated { connector, info }, now),
+            Input::SessionEnded { session } => match self.open.remove(&session) {
+                Some((connector, _)) => self.balancer.handle(Event::SessionEnded { connector }, now),
+                None => Ok(()),
+            },
+            Input::Outcome { id, accepted: true } => self.balancer.ack(id, now),
+            Input::Outcome { id, accepted: false } => self.balancer.reject(id, now),
+            Input::Snapshot(reply) => {
+                let connectors = self
+                    .targets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (u32::try_from(i).unwrap_or(u32::MAX), t.charger.to_string(), t.connector_no))
+                    .collect();
+                let _ = reply.send(SiteBudget { site: self.site.0, snapshot: self.balancer.snapshot(now), connectors });
+                Ok(())
+            }
+            Input::Replace(rebuilt) => {
+                self.replace(*rebuilt, now);
+                Ok(())
             }
         }
-        for command in balancer.poll_commands(millis(epoch)) {
+    }
+
+    /// Carries the open sessions over to a rebuilt balancer. Each is budgeted at what the old one
+    /// budgeted it at (its limit may be in flight) until the charger confirms the new plan; answers
+    /// to the old balancer's commands are ignored by the new one.
+    fn replace(&mut self, rebuilt: Rebuilt, now: Millis) {
+        let Rebuilt { mut balancer, targets } = rebuilt;
+        let old = self.balancer.snapshot(now);
+        let mut open = HashMap::new();
+        for (session, (old_key, ocpp_tx_id)) in self.open.drain() {
+            let Some(target) = self.targets.get(old_key.0 as usize) else { continue };
+            let Some(index) = targets.iter().position(|t| t == target) else { continue };
+            let connector = ConnectorKey(u32::try_from(index).unwrap_or(u32::MAX));
+            let budget = old.connectors.iter().find(|c| c.connector == old_key).map_or(DeciAmps::ZERO, |c| c.budget);
+            let info = self.balancer.session_info(old_key).unwrap_or_default();
+            if balancer.handle(Event::SessionStarted { connector, session, info }, now).is_ok() {
+                let _ = balancer.handle(Event::LimitUnknown { connector, up_to: budget }, now);
+                open.insert(session, (connector, ocpp_tx_id));
+            }
+        }
+        if let Some(reading) = old.store_reading {
+            // Keep the store reading's age: a rebuild must not make an old reading fresh.
+            if let Some(at) = self.balancer.store_reading_at() {
+                let _ = balancer.handle(Event::StoreMeter { currents: reading, measured_at: at }, now);
+            }
+        }
+        self.balancer = balancer;
+        self.targets = targets;
+        self.open = open;
+    }
+
+    /// Queues the balancer's commands on the chargers' connections in the order it gave them,
+    /// then waits for each answer on its own task.
+    fn send_commands(&mut self) {
+        for command in self.balancer.poll_commands(millis(self.epoch)) {
             let Command::SetLimit { id, connector, session, amps_per_phase, phases } = command;
-            let target = targets.get(connector.0 as usize).cloned();
-            let ocpp_tx_id = open.get(&session).map(|(_, t)| t.clone());
-            let version = target.as_ref().and_then(|t| registry.version_of(&t.charger));
+            let target = self.targets.get(connector.0 as usize).cloned();
+            let ocpp_tx_id = self.open.get(&session).map(|(_, t)| t.clone());
+            let version = target.as_ref().and_then(|t| self.registry.version_of(&t.charger));
             let (Some(target), Some(ocpp_tx_id), Some(version)) = (target, ocpp_tx_id, version) else {
                 // Nobody to tell: count it as refused, so the budget stays at the safe side.
-                let _ = outcomes.try_send(Input::Outcome { id, accepted: false });
+                let _ = self.outcomes.try_send(Input::Outcome { id, accepted: false });
                 continue;
             };
             let payload = tx_profile(version, target.connector_no, &ocpp_tx_id, amps_per_phase, phases);
-            let registry = registry.clone();
-            let outcomes = outcomes.clone();
+            let pending = match self.registry.enqueue(&target.charger, "SetChargingProfile", payload) {
+                Ok(pending) => pending,
+                Err(err) => {
+                    tracing::warn!(charger.id = %target.charger, error = %err, "limit not sent");
+                    let _ = self.outcomes.try_send(Input::Outcome { id, accepted: false });
+                    continue;
+                }
+            };
+            let outcomes = self.outcomes.clone();
             tokio::spawn(async move {
-                let outcome = registry.call(&target.charger, "SetChargingProfile", payload, CALL_WAIT).await;
-                let accepted = matches!(&outcome, Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted");
+                let outcome = pending.outcome(CALL_WAIT).await;
+                let accepted = matches!(&outcome, CallOutcome::Answered(v) if v["status"] == "Accepted");
                 tracing::info!(charger.id = %target.charger, connector = target.connector_no, amps = amps_per_phase.as_amps(), accepted, "limit sent");
                 let _ = outcomes.send(Input::Outcome { id, accepted }).await;
             });

@@ -224,6 +224,7 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
         granularity: DeciAmps::from_amps(1),
         voltage_ln: wl.site.voltage_ln.round() as u32,
         need_horizon: step,
+        profile_retry: Millis::from_secs(30),
     })
 }
 

@@ -271,7 +271,19 @@ async fn send_command(
         CommandError::Busy(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
     })?;
     match outcome {
-        CallOutcome::Answered(response) => Ok(Json(json!({ "status": "answered", "response": response }))),
+        CallOutcome::Answered(response) => {
+            // Passed on either way (the operator needs to see it), but flagged when it breaks the schema.
+            let checked = match version {
+                OcppVersion::V16 => v16::check_answer(&action, response.clone()),
+                OcppVersion::V201 => v201::check_answer(&action, response.clone()),
+            };
+            let mut body = json!({ "status": "answered", "response": response });
+            if let Err(problem) = checked {
+                tracing::warn!(charger.id = %id, action, problem = %problem.description, "the charger's answer breaks the OCPP schema");
+                body["schema_violation"] = json!(problem.description);
+            }
+            Ok(Json(body))
+        }
         CallOutcome::CallError { code, description, details } => Err(ApiError {
             status: StatusCode::BAD_GATEWAY,
             message: format!("the charger answered with {code}: {description}"),
@@ -319,7 +331,7 @@ pub fn openapi_document() -> Value {
         ("502", "the charger answered with a CALLERROR or disconnected"),
         ("504", "the charger did not answer in time"),
     ]);
-    command_responses["200"] = json!({"description": "the charger's answer", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"const": "answered"}, "response": {"type": "object"}}}}}});
+    command_responses["200"] = json!({"description": "the charger's answer", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"const": "answered"}, "response": {"type": "object"}, "schema_violation": {"type": "string", "description": "present when the answer breaks the action's OCPP response schema"}}}}}});
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Forecourt operator API", "version": env!("CARGO_PKG_VERSION")},

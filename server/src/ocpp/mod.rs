@@ -128,10 +128,17 @@ impl CentralSystem {
         if repaired > 0 {
             tracing::warn!(charger.id = %link.charger, action, repaired, "timestamps without a time zone; taken as UTC");
         }
-        match link.version {
-            OcppVersion::V16 => v16::handle(self, link, action, payload).await,
-            OcppVersion::V201 => v201::handle(self, link, action, payload).await,
-        }
+        let started = std::time::Instant::now();
+        let (result, known) = match link.version {
+            OcppVersion::V16 => (v16::handle(self, link, action, payload).await, v16::Incoming::NAMES),
+            OcppVersion::V201 => (v201::handle(self, link, action, payload).await, v201::Incoming::NAMES),
+        };
+        // The action is the charger's text: only names we know become labels.
+        let label = known.iter().find(|k| **k == action).copied().unwrap_or("unknown");
+        let outcome = if result.is_ok() { "result" } else { "error" };
+        metrics::counter!("ocpp_calls_total", "action" => label, "outcome" => outcome).increment(1);
+        metrics::histogram!("ocpp_call_handling_seconds").record(started.elapsed().as_secs_f64());
+        result
     }
 
     /// Periodic housekeeping: ghost sessions and the frame log's retention.
@@ -259,6 +266,21 @@ macro_rules! actions {
                 match self {
                     $(Self::$variant(r) => $crate::ocpp::encode(r)),*
                 }
+            }
+
+            /// Decodes as [`Self::decode`], then also refuses lengths beyond the schema and fields it
+            /// does not have (OCPP schemas forbid additional properties): for what we send.
+            pub fn decode_strict(action: &str, payload: serde_json::Value) -> Result<Option<Self>, $crate::ocpp::frame::RpcError> {
+                let Some(decoded) = Self::decode(action, payload.clone())? else { return Ok(None) };
+                decoded.check()?;
+                let unknown = $crate::ocpp::unknown_fields(&payload, &decoded.payload()?);
+                if !unknown.is_empty() {
+                    return Err($crate::ocpp::frame::RpcError::new(
+                        $crate::ocpp::frame::ErrorCode::PropertyConstraintViolation,
+                        format!("fields not in the schema: {}", unknown.join(", ")),
+                    ));
+                }
+                Ok(Some(decoded))
             }
 
             /// The schema's length and range rules, where rust-ocpp states them.

@@ -73,9 +73,11 @@ impl Registry {
         let (tx, rx) = mpsc::channel(QUEUE);
         let replaced = Arc::new(Notify::new());
         let entry = Entry { generation, version, calls: tx, replaced: replaced.clone() };
-        if let Some(old) = self.live().insert(charger.clone(), entry) {
+        let mut live = self.live();
+        if let Some(old) = live.insert(charger.clone(), entry) {
             old.replaced.notify_one();
         }
+        metrics::gauge!("ocpp_connected_chargers").set(live.len() as f64);
         Registration { generation, calls: rx, replaced }
     }
 
@@ -84,6 +86,7 @@ impl Registry {
         let mut live = self.live();
         if live.get(charger).is_some_and(|e| e.generation == generation) {
             live.remove(charger);
+            metrics::gauge!("ocpp_connected_chargers").set(live.len() as f64);
             true
         } else {
             false
@@ -104,20 +107,36 @@ impl Registry {
 
     /// Sends a CALL and waits for the charger's answer (the connection applies the timeout).
     pub async fn call(&self, charger: &ChargerId, action: &str, payload: Value, wait: Duration) -> Result<CallOutcome, CommandError> {
+        Ok(self.enqueue(charger, action, payload)?.outcome(wait).await)
+    }
+
+    /// Queues a CALL now, without waiting: calls queued one after the other reach the charger in
+    /// that order (a lower limit must not overtake a higher one sent later).
+    pub fn enqueue(&self, charger: &ChargerId, action: &str, payload: Value) -> Result<PendingCall, CommandError> {
         let sender = self.live().get(charger).map(|e| e.calls.clone()).ok_or_else(|| CommandError::NotConnected(charger.clone()))?;
         let (reply, answer) = oneshot::channel();
-        sender
-            .try_send(OutgoingCall { action: action.to_owned(), payload, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => CommandError::Busy(charger.clone()),
-                mpsc::error::TrySendError::Closed(_) => CommandError::NotConnected(charger.clone()),
-            })?;
-        // The connection answers every queued call (Timeout or Disconnected at worst); the outer
-        // timeout only guards against a connection task that died without answering.
-        match tokio::time::timeout(wait * 3 + Duration::from_secs(5), answer).await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(_)) => Ok(CallOutcome::Disconnected),
-            Err(_) => Ok(CallOutcome::Timeout),
+        sender.try_send(OutgoingCall { action: action.to_owned(), payload, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => CommandError::Busy(charger.clone()),
+            mpsc::error::TrySendError::Closed(_) => CommandError::NotConnected(charger.clone()),
+        })?;
+        Ok(PendingCall { answer })
+    }
+}
+
+/// A queued CALL whose answer has not come yet.
+pub struct PendingCall {
+    answer: oneshot::Receiver<CallOutcome>,
+}
+
+impl PendingCall {
+    /// The charger's answer. The connection answers every queued call (Timeout or Disconnected
+    /// at worst); the outer timeout only guards against a connection task that died without
+    /// answering.
+    pub async fn outcome(self, wait: Duration) -> CallOutcome {
+        match tokio::time::timeout(wait * 3 + Duration::from_secs(5), self.answer).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => CallOutcome::Disconnected,
+            Err(_) => CallOutcome::Timeout,
         }
     }
 }
@@ -162,5 +181,22 @@ mod tests {
         let outcome = registry.call(&id("C"), "Reset", serde_json::json!({"type": "Soft"}), Duration::from_secs(1)).await;
         assert_eq!(outcome, Ok(CallOutcome::Answered(serde_json::json!({"status": "Accepted"}))));
         task.await.expect("task");
+    }
+
+    #[tokio::test]
+    async fn calls_queued_in_turn_arrive_in_that_order() {
+        let registry = Registry::default();
+        let mut reg = registry.register(&id("D"), OcppVersion::V16);
+        let first = registry.enqueue(&id("D"), "SetChargingProfile", serde_json::json!({"n": 1})).expect("queued");
+        let second = registry.enqueue(&id("D"), "SetChargingProfile", serde_json::json!({"n": 2})).expect("queued");
+        // The later call's waiter is polled first; the order on the wire is still the queue's.
+        let waits = tokio::spawn(async move { (second.outcome(Duration::from_secs(1)).await, first.outcome(Duration::from_secs(1)).await) });
+        for n in [1, 2] {
+            let call = reg.calls.recv().await.expect("a call");
+            assert_eq!(call.payload["n"], n);
+            let _ = call.reply.send(CallOutcome::Answered(serde_json::json!({"n": n})));
+        }
+        let (second, first) = waits.await.expect("task");
+        assert_eq!((first, second), (CallOutcome::Answered(serde_json::json!({"n": 1})), CallOutcome::Answered(serde_json::json!({"n": 2}))));
     }
 }

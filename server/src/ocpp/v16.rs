@@ -49,6 +49,31 @@ actions! {
     }
 }
 
+actions! {
+    /// What a 1.6 charge point answers to each command (OCPP 1.6 §5), for checking its answers.
+    Answer {
+        CancelReservation(m::cancel_reservation::CancelReservationResponse) = "CancelReservation",
+        ChangeAvailability(m::change_availability::ChangeAvailabilityResponse) = "ChangeAvailability",
+        ChangeConfiguration(m::change_configuration::ChangeConfigurationResponse) = "ChangeConfiguration",
+        ClearCache(m::clear_cache::ClearCacheResponse) = "ClearCache",
+        ClearChargingProfile(m::clear_charging_profile::ClearChargingProfileResponse) = "ClearChargingProfile",
+        DataTransfer(m::data_transfer::DataTransferResponse) = "DataTransfer",
+        GetCompositeSchedule(m::get_composite_schedule::GetCompositeScheduleResponse) = "GetCompositeSchedule",
+        GetConfiguration(m::get_configuration::GetConfigurationResponse) = "GetConfiguration",
+        GetDiagnostics(m::get_diagnostics::GetDiagnosticsResponse) = "GetDiagnostics",
+        GetLocalListVersion(m::get_local_list_version::GetLocalListVersionResponse) = "GetLocalListVersion",
+        RemoteStartTransaction(m::remote_start_transaction::RemoteStartTransactionResponse) = "RemoteStartTransaction",
+        RemoteStopTransaction(m::remote_stop_transaction::RemoteStopTransactionResponse) = "RemoteStopTransaction",
+        ReserveNow(m::reserve_now::ReserveNowResponse) = "ReserveNow",
+        Reset(m::reset::ResetResponse) = "Reset",
+        SendLocalList(m::send_local_list::SendLocalListResponse) = "SendLocalList",
+        SetChargingProfile(m::set_charging_profile::SetChargingProfileResponse) = "SetChargingProfile",
+        TriggerMessage(m::trigger_message::TriggerMessageResponse) = "TriggerMessage",
+        UnlockConnector(m::unlock_connector::UnlockConnectorResponse) = "UnlockConnector",
+        UpdateFirmware(m::update_firmware::UpdateFirmwareResponse) = "UpdateFirmware",
+    }
+}
+
 fn id_tag_info(standing: db::TokenStanding) -> IdTagInfo {
     let status = match standing {
         db::TokenStanding::Accepted => AuthorizationStatus::Accepted,
@@ -126,7 +151,7 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             };
             tracing::info!(charger.id = %id, vendor = %info.vendor, model = %info.model, status = ?status, "boot");
             if status == RegistrationStatus::Accepted {
-                cs.hub.charger_booted(id, super::frame::OcppVersion::V16);
+                cs.hub.charger_booted(id, link.site, super::frame::OcppVersion::V16);
             }
             encode(&m::boot_notification::BootNotificationResponse {
                 current_time: now,
@@ -147,6 +172,7 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
                 charger_time: r.timestamp.map(|t| super::quirks::effective_time(t, store::now_ms())),
             };
             db::record_status(&cs.db, id, &change).await.map_err(internal)?;
+            cs.hub.connector_seen(id, link.site, u32::try_from(change.connector_no).unwrap_or(0));
             encode(&m::status_notification::StatusNotificationResponse {})
         }
         Incoming::Authorize(r) => {
@@ -233,14 +259,12 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
 
 /// Checks an operator's command against the action's schema before it goes out.
 pub fn command(action: &str, payload: Value) -> Result<Command, RpcError> {
-    let command = Command::decode(action, payload.clone())?
-        .ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 1.6 command {action}")))?;
-    command.check()?;
-    let unknown = super::unknown_fields(&payload, &command.payload()?);
-    if !unknown.is_empty() {
-        return Err(RpcError::new(ErrorCode::PropertyConstraintViolation, format!("fields not in the schema: {}", unknown.join(", "))));
-    }
-    Ok(command)
+    Command::decode_strict(action, payload)?.ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 1.6 command {action}")))
+}
+
+/// Checks a charger's answer to one of our commands against the action's response schema.
+pub fn check_answer(action: &str, payload: Value) -> Result<(), RpcError> {
+    Answer::decode_strict(action, payload)?.map(|_| ()).ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 1.6 command {action}")))
 }
 
 #[cfg(test)]

@@ -67,6 +67,32 @@ actions! {
     }
 }
 
+actions! {
+    /// What a 2.0.1 station answers to each command, for checking its answers.
+    Answer {
+        CancelReservation(m::cancel_reservation::CancelReservationResponse) = "CancelReservation",
+        ChangeAvailability(m::change_availability::ChangeAvailabilityResponse) = "ChangeAvailability",
+        ClearCache(m::clear_cache::ClearCacheResponse) = "ClearCache",
+        ClearChargingProfile(m::clear_charging_profile::ClearChargingProfileResponse) = "ClearChargingProfile",
+        CostUpdated(m::cost_updated::CostUpdatedResponse) = "CostUpdated",
+        DataTransfer(m::datatransfer::DataTransferResponse) = "DataTransfer",
+        GetBaseReport(m::get_base_report::GetBaseReportResponse) = "GetBaseReport",
+        GetCompositeSchedule(m::get_composite_schedule::GetCompositeScheduleResponse) = "GetCompositeSchedule",
+        GetLog(m::get_log::GetLogResponse) = "GetLog",
+        GetVariables(m::get_variables::GetVariablesResponse) = "GetVariables",
+        RequestStartTransaction(m::request_start_transaction::RequestStartTransactionResponse) = "RequestStartTransaction",
+        RequestStopTransaction(m::request_stop_transaction::RequestStopTransactionResponse) = "RequestStopTransaction",
+        ReserveNow(m::reserve_now::ReserveNowResponse) = "ReserveNow",
+        Reset(m::reset::ResetResponse) = "Reset",
+        SetChargingProfile(m::set_charging_profile::SetChargingProfileResponse) = "SetChargingProfile",
+        SetDisplayMessage(m::set_display_message::SetDisplayMessageResponse) = "SetDisplayMessage",
+        SetVariables(m::set_variables::SetVariablesResponse) = "SetVariables",
+        TriggerMessage(m::trigger_message::TriggerMessageResponse) = "TriggerMessage",
+        UnlockConnector(m::unlock_connector::UnlockConnectorResponse) = "UnlockConnector",
+        UpdateFirmware(m::update_firmware::UpdateFirmwareResponse) = "UpdateFirmware",
+    }
+}
+
 fn id_token_info(standing: db::TokenStanding) -> IdTokenInfoType {
     let status = match standing {
         db::TokenStanding::Accepted => AuthorizationStatusEnumType::Accepted,
@@ -159,7 +185,7 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             };
             tracing::info!(charger.id = %id, vendor = %info.vendor, model = %info.model, status = ?status, "boot");
             if status == RegistrationStatusEnumType::Accepted {
-                cs.hub.charger_booted(id, super::frame::OcppVersion::V201);
+                cs.hub.charger_booted(id, link.site, super::frame::OcppVersion::V201);
             }
             encode(&m::boot_notification::BootNotificationResponse {
                 current_time: now,
@@ -182,6 +208,7 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
                 charger_time: Some(quirks::effective_time(r.timestamp, store::now_ms())),
             };
             db::record_status(&cs.db, id, &change).await.map_err(internal)?;
+            cs.hub.connector_seen(id, link.site, u32::try_from(change.connector_no).unwrap_or(0));
             encode(&m::status_notification::StatusNotificationResponse {})
         }
         Incoming::Authorize(r) => {
@@ -327,14 +354,12 @@ fn id_token_lengths(payload: &Value) -> Result<(), RpcError> {
 /// Checks an operator's command against the action's schema before it goes out.
 pub fn command(action: &str, payload: Value) -> Result<Command, RpcError> {
     id_token_lengths(&payload)?;
-    let command = Command::decode(action, payload.clone())?
-        .ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 2.0.1 command {action}")))?;
-    command.check()?;
-    let unknown = super::unknown_fields(&payload, &command.payload()?);
-    if !unknown.is_empty() {
-        return Err(RpcError::new(ErrorCode::PropertyConstraintViolation, format!("fields not in the schema: {}", unknown.join(", "))));
-    }
-    Ok(command)
+    Command::decode_strict(action, payload)?.ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 2.0.1 command {action}")))
+}
+
+/// Checks a charger's answer to one of our commands against the action's response schema.
+pub fn check_answer(action: &str, payload: Value) -> Result<(), RpcError> {
+    Answer::decode_strict(action, payload)?.map(|_| ()).ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 2.0.1 command {action}")))
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ struct Model {
     session: Option<(u64, bool)>, // (epoch, car is 3-phase)
     epoch: u64,
     online: bool,
-    smart_broken: bool, // rejected (until session change / reconnect)
+    smart_broken: bool, // rejected (until a profile is accepted, the session changes or it reconnects)
     unsupported: bool,
     acked: u32,
     inflight: Vec<(u64, u32)>,
@@ -206,6 +206,8 @@ impl World {
         if let Some(pos) = m.inflight.iter().position(|x| x.0 == id) {
             m.acked = m.inflight[pos].1;
             m.inflight.drain(..=pos);
+            // It took a profile (a retry after a rejection): it runs what it accepted and is steerable again.
+            m.smart_broken = false;
         }
     }
 }

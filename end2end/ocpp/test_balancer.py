@@ -219,3 +219,60 @@ def test_a_charger_registered_while_the_server_runs_is_balanced_at_once(server):
             await cp.stop_tx(1, tx)
 
     run(scenario())
+
+
+def test_an_operator_states_the_site_circuits_and_the_balancer_obeys_at_once(server):
+    """GET/PUT /api/v1/sites/1/electrics: a 20 A feeder over FM-CAM-01's two connectors takes effect
+    on running sessions without a restart; what the balancer cannot run safely is refused with 422."""
+    RECEIVED.clear()
+    status, original = server.http("GET", "/api/v1/sites/1/electrics")
+    assert status == 200, original
+    assert original["grid_limit_a"] == [GRID_A] * 3 and original["store_worst_case_a"] == STORE_WORST_CASE_A, original
+    cam1 = [c for c in original["connectors"] if c["charger_id"] == "FM-CAM-01"]
+    assert [c["connector_no"] for c in cam1] == [1, 2], original
+
+    def with_changes(**changes):
+        return {**{k: original[k] for k in ("grid_limit_a", "store_worst_case_a", "connector_fallback_a")}, **changes}
+
+    feeder = [{"name": "Bay A", "limit_a": [20, 20, 20]}]
+    on_feeder = [{**c, "circuit": "Bay A"} for c in cam1]
+    refused = [
+        (with_changes(circuits=[{"name": "A", "parent": "B", "limit_a": [20] * 3}, {"name": "B", "parent": "A", "limit_a": [20] * 3}]), 422),
+        (with_changes(circuits=[{"name": "A", "parent": "Nowhere", "limit_a": [20] * 3}]), 422),
+        (with_changes(circuits=feeder, connectors=[{**cam1[0], "circuit": "Bay B"}]), 422),
+        (with_changes(connectors=[{**cam1[0], "charger_id": "NOT-HERE"}]), 422),
+        (with_changes(grid_limit_a=[100, -1, 100]), 422),
+        (with_changes(connectors=[{**cam1[0], "rotation": "L1L1L1"}]), 422),
+        ({**original, "surprise": 1}, 400),
+    ]
+    for body, expected in refused:
+        status, answer = server.http("PUT", "/api/v1/sites/1/electrics", body)
+        assert status == expected and answer.get("error"), (body, status, answer)
+
+    async def scenario():
+        async with charger(server, "FM-CAM-01", cls=Balanced16) as cp:
+            txs = [await cp.start_tx(1), await cp.start_tx(2)]
+            # Earlier tests leave other sessions and a store reading behind: each car's share is
+            # whatever the site gives, the same for both, well above what the feeder will allow.
+            both = lambda l, pred: pred(l.get(("FM-CAM-01", 1))) and l.get(("FM-CAM-01", 1)) == l.get(("FM-CAM-01", 2))
+            await settle(lambda l: both(l, lambda v: v is not None and v >= 16))
+
+            status, body = await server.ahttp("PUT", "/api/v1/sites/1/electrics", with_changes(circuits=feeder, connectors=on_feeder))
+            assert status == 200, body
+            assert body["electrics"]["circuits"] == [{"name": "Bay A", "parent": None, "limit_a": [20.0, 20.0, 20.0]}], body
+            await settle(lambda l: both(l, lambda v: v == 10.0))
+            status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+            assert status == 200 and [n["limit"] for n in budget["snapshot"]["nodes"]] == [[1000] * 3, [200] * 3], budget
+            assert all(b <= 200 for b in budget["snapshot"]["nodes"][1]["budgeted"]), budget["snapshot"]["nodes"]
+
+            # The feeder goes again: both rise back above it, and the grid still holds.
+            status, body = await server.ahttp("PUT", "/api/v1/sites/1/electrics", original)
+            assert status == 200 and body["electrics"]["circuits"] == [], body
+            await settle(lambda l: both(l, lambda v: v is not None and v >= 16))
+            status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+            assert status == 200 and len(budget["snapshot"]["nodes"]) == 1, budget
+            assert all(b <= 1000 for b in budget["snapshot"]["nodes"][0]["budgeted"]), budget["snapshot"]["nodes"]
+            for connector, tx in zip((1, 2), txs):
+                await cp.stop_tx(connector, tx)
+
+    run(scenario())

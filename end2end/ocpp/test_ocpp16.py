@@ -698,3 +698,57 @@ def test_auto_registered_password_survives_a_restart(server):
             assert detail["online"] is True
 
     run(after_restart())
+
+
+# --------------------------------------------------------------------------------------------
+# Per-model settings: a known model's bends accepted on purpose
+# --------------------------------------------------------------------------------------------
+def test_a_lenient_model_is_read_as_meant_and_others_are_held_to_the_schema(server):
+    """PUT /api/v1/charger-models marks a model lenient and kWh-metered: its chargers have misspelt
+    enum values read as meant, meter samples of unknown kinds dropped (the rest kept) and kWh
+    meterStart/meterStop stored in Wh. The same frames from another model are refused."""
+    vendor, model = "Bendy", unique("B")[-20:]
+    status, body = server.http("PUT", "/api/v1/charger-models",
+                               {"vendor": vendor, "model": model, "lenient": True, "meter_in_kwh": True, "note": "E2E"})
+    assert status == 200 and body["lenient"] is True, body
+    status, models = server.http("GET", "/api/v1/charger-models")
+    assert status == 200 and {"vendor": vendor, "model": model, "lenient": True, "meter_in_kwh": True, "note": "E2E"} in models, models
+    status, body = server.http("PUT", "/api/v1/charger-models", {"vendor": "", "model": "X"})
+    assert status == 422, body
+
+    status_frame = {"connectorId": 1, "errorCode": "NoError", "status": "suspended_ev"}
+    meter_frame = {"connectorId": 1, "meterValue": [{"timestamp": now_iso(), "sampledValue": [
+        {"value": "1500", "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+        {"value": "31", "measurand": "Battery.Wear"}]}]}
+
+    async def scenario():
+        bendy = unique("E2E16-BENDY")
+        async with raw_charger(server, bendy, "1.6", password="bendy-pass-1234") as cp:
+            frame = await cp.call("BootNotification", {"chargePointVendor": vendor, "chargePointModel": model})
+            assert frame[0] == 3 and frame[2]["status"] == "Accepted", frame
+            frame = await cp.call("StatusNotification", status_frame)
+            assert frame[0] == 3, f"a lenient model's misspelt status was refused: {frame}"
+            frame = await cp.call("MeterValues", meter_frame)
+            assert frame[0] == 3, f"a lenient model's unknown measurand was refused: {frame}"
+            frame = await cp.call("StartTransaction", {"connectorId": 1, "idTag": "DEMO-TAG-1", "meterStart": 12, "timestamp": now_iso()})
+            assert frame[0] == 3, frame
+            tx = frame[2]["transactionId"]
+            frame = await cp.call("StopTransaction", {"transactionId": tx, "meterStop": 15, "timestamp": now_iso()})
+            assert frame[0] == 3, frame
+        detail = await server.acharger(bendy)
+        assert connector_status(detail, 1) == "SuspendedEV", detail
+        done = [t for t in transactions(detail) if t["ocpp_transaction_id"] == str(tx)]
+        assert done and done[0]["meter_start_wh"] == 12000 and done[0]["energy_wh"] == 3000, done
+
+        strict = unique("E2E16-STRICT")
+        async with raw_charger(server, strict, "1.6", password="strict-pass-1234") as cp:
+            frame = await cp.call("BootNotification", {"chargePointVendor": vendor, "chargePointModel": "Other"})
+            assert frame[0] == 3, frame
+            frame = await cp.call("StatusNotification", status_frame)
+            assert frame[0] == 4 and frame[2] == "PropertyConstraintViolation", frame
+            assert "status" in frame[3], f"the error should name the field: {frame}"
+            frame = await cp.call("MeterValues", meter_frame)
+            assert frame[0] == 4 and frame[2] == "PropertyConstraintViolation", frame
+            await cp.heartbeat_ok()
+
+    run(scenario())

@@ -57,14 +57,17 @@ pub struct StoreConfig {
     /// A reading older than this is not trusted at all.
     pub max_age: Millis,
     /// How fast the store load can rise, per minute. A reading of age `a` is assumed
-    /// to have risen by `rise_per_min * (a + reaction_time)`, capped at `max_rise`
-    /// and at `worst_case`. Zero for a fresh reading and instant reaction: this is a
-    /// bound on the meter's blind spot, not a blanket margin.
+    /// to have risen by `rise_per_min * (a + reaction_time + replan)`, capped at
+    /// `max_rise` and at `worst_case`: the plan must hold until the next re-plan's
+    /// decreases are in force. This is a bound on the meter's blind spot, not a
+    /// blanket margin.
     pub rise_per_min: DeciAmps,
     /// Cap on that rise.
     pub max_rise: DeciAmps,
     /// How long a decrease of ours takes to be in force (OCPP round trip + charger ramp).
     pub reaction_time: Millis,
+    /// While a reading ages, the balancer re-plans at least this often (its assumed rise grows).
+    pub replan: Millis,
 }
 
 /// How a car's own maximum current is learned from its draw.
@@ -123,6 +126,7 @@ impl SiteConfig {
                 rise_per_min: DeciAmps::ZERO,
                 max_rise: DeciAmps::ZERO,
                 reaction_time: Millis(0),
+                replan: Millis::from_secs(5),
             },
             learning: LearningConfig {
                 window: Millis::from_secs(120),

@@ -377,7 +377,12 @@ impl Balancer {
             }
         };
         if let Some((_, at)) = self.store {
-            consider(at + self.cfg.store.max_age + Millis(1));
+            let sc = &self.cfg.store;
+            consider(at + sc.max_age + Millis(1));
+            // The assumed rise grows with the reading's age: re-plan before it outgrows the plan.
+            if sc.rise_per_min > DeciAmps::ZERO && sc.replan > Millis(0) && now.since(at) < sc.max_age {
+                consider((self.last_plan + sc.replan).max(now + Millis(1)));
+            }
         }
         for c in &self.conns {
             if let Some((_, Some(at))) = c.retry {
@@ -632,7 +637,7 @@ impl Balancer {
         let sc = &self.cfg.store;
         match self.store {
             Some((reading, at)) if now.since(at) <= sc.max_age => {
-                let blind = now.since(at).0 + sc.reaction_time.0;
+                let blind = now.since(at).0 + sc.reaction_time.0 + sc.replan.0;
                 let rise = (u64::from(sc.rise_per_min.get()) * blind / 60_000).min(u64::from(sc.max_rise.get()));
                 let rise = DeciAmps::new(u32::try_from(rise).unwrap_or(u32::MAX));
                 let mut out = reading;
@@ -928,9 +933,11 @@ impl Balancer {
 
     /// The live budget per node and connector.
     pub fn snapshot(&self, now: Millis) -> Snapshot {
-        let (store_assumed, stale) = self.store_assumed(now);
+        // What the last plan assumed (the store term grows between plans; the plan covers it).
+        let planned = self.last_plan;
+        let (store_assumed, stale) = self.store_assumed(planned);
         let nn = self.topo.nodes();
-        let load = self.budget_loads(now);
+        let load = self.budget_loads(planned);
         let mut alloc = vec![[0u32; 3]; nn];
         let mut meas = vec![[0u32; 3]; nn];
         let mut connectors = Vec::with_capacity(self.conns.len());

@@ -282,18 +282,22 @@ fn the_store_may_have_risen_since_an_old_reading() {
     cfg.store.rise_per_min = a(10);
     cfg.store.max_rise = a(15);
     cfg.store.max_age = Millis::from_secs(600);
+    cfg.store.replan = Millis::from_secs(6);
     let mut h = H::new(cfg);
     h.store([50; 3]);
     h.start(0, three());
     h.settle();
-    assert_eq!(h.acked(0), a(32), "fresh reading, nothing added");
+    assert_eq!(h.acked(0), a(32));
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(51)), "fresh: only what it may rise until the next plan");
+    assert_eq!(h.b.poll_timeout(h.now), Some(h.now + Millis::from_secs(6)), "the plan is renewed while the reading ages");
     h.advance(60);
     h.ev(Event::Tick);
     h.settle();
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(60)));
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(61)), "60 s old + 6 s to the next plan, at 10 A/min");
     h.advance(120);
     h.ev(Event::Tick);
     assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(65)), "rise capped");
+    assert_eq!(h.b.poll_timeout(h.now), Some(h.now + Millis::from_secs(6)));
 }
 
 #[test]

@@ -22,6 +22,8 @@ fn tx_profile_id(connector_no: u32) -> i64 {
 /// Profile id of the charger-wide default we install at boot.
 const DEFAULT_PROFILE_ID: i64 = 999;
 const CALL_WAIT: Duration = Duration::from_secs(30);
+/// Inputs a site's task takes in one go (one recompute).
+const BATCH: usize = 512;
 
 enum Input {
     Event(Event),
@@ -75,6 +77,9 @@ struct HubInner {
     maps: RwLock<Maps>,
     /// One rebuild at a time, so the maps and the tasks agree.
     rebuilding: tokio::sync::Mutex<()>,
+    /// Per site: rebuilds asked for, and the last ask the latest rebuild has seen. A burst of new
+    /// chargers at one site (a thousand auto-registering at once) costs a few rebuilds, not one each.
+    rebuild_tickets: std::sync::Mutex<HashMap<SiteId, (u64, u64)>>,
 }
 
 #[derive(Default)]
@@ -160,6 +165,12 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     (config, targets, charger_keys)
 }
 
+/// Whether a site with these electrics can be balanced safely; its configuration warnings if so.
+pub fn check_site(site: &balancing::SiteElectrics) -> Result<Vec<String>, super::config::ConfigError> {
+    let (config, _, _) = site_config(site);
+    Balancer::new(config).map(|b| b.warnings().iter().map(ToString::to_string).collect())
+}
+
 impl Hub {
     /// A hub balancing nothing (tests of other parts).
     pub fn empty(registry: Registry) -> Hub {
@@ -174,6 +185,7 @@ impl Hub {
                 db,
                 maps: RwLock::new(Maps::default()),
                 rebuilding: tokio::sync::Mutex::new(()),
+                rebuild_tickets: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -200,9 +212,26 @@ impl Hub {
     /// Sessions carry on; the limits they may be running count until the chargers confirm ours.
     pub async fn rebuild_site(&self, site: SiteId) -> Result<(), StoreError> {
         let Some(db) = self.inner.db.clone() else { return Ok(()) };
+        let tickets = || self.inner.rebuild_tickets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mine = {
+            let mut t = tickets();
+            let entry = t.entry(site).or_default();
+            entry.0 += 1;
+            entry.0
+        };
         let _one_at_a_time = self.inner.rebuilding.lock().await;
+        // A rebuild that began after this ask read storage as it is now: nothing left to do.
+        let seen = {
+            let t = tickets();
+            let (asked, built) = t.get(&site).copied().unwrap_or_default();
+            if built >= mine {
+                return Ok(());
+            }
+            asked
+        };
         let Some(electrics) = balancing::site(&db, site).await? else { return Ok(()) };
         self.install(&electrics, false).await;
+        tickets().entry(site).or_default().1 = seen;
         Ok(())
     }
 
@@ -442,6 +471,7 @@ struct SiteTask {
 
 impl SiteTask {
     async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        let mut batch = Vec::new();
         loop {
             let now = millis(self.epoch);
             let wake = self
@@ -450,11 +480,11 @@ impl SiteTask {
                 .map(|t| self.epoch + Duration::from_millis(t.0))
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
             tokio::select! {
-                input = inputs.recv() => {
-                    let Some(input) = input else { break };
-                    if let Err(err) = self.apply(input) {
-                        tracing::debug!(site.id = %self.site, error = %err, "balancer ignored an event");
+                received = inputs.recv_many(&mut batch, BATCH) => {
+                    if received == 0 {
+                        break;
                     }
+                    self.apply_batch(batch.drain(..));
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
                     let _ = self.balancer.handle(Event::Tick, millis(self.epoch));
@@ -464,41 +494,65 @@ impl SiteTask {
         }
     }
 
-    fn apply(&mut self, input: Input) -> Result<(), super::engine::EventError> {
-        let now = millis(self.epoch);
+    /// Applies what arrived together with one recompute: at thousands of connectors a recompute
+    /// costs milliseconds, and a burst of readings or connections must not queue behind one each.
+    fn apply_batch(&mut self, inputs: impl Iterator<Item = Input>) {
+        let mut events = Vec::new();
+        for input in inputs {
+            match input {
+                Input::Snapshot(reply) => {
+                    self.flush(&mut events);
+                    let now = millis(self.epoch);
+                    let connectors = self
+                        .targets
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| (u32::try_from(i).unwrap_or(u32::MAX), t.charger.to_string(), t.connector_no))
+                        .collect();
+                    let _ = reply.send(SiteBudget { site: self.site.0, snapshot: self.balancer.snapshot(now), connectors });
+                }
+                Input::Replace(rebuilt) => {
+                    self.flush(&mut events);
+                    self.replace(*rebuilt, millis(self.epoch));
+                }
+                other => self.to_events(other, &mut events),
+            }
+        }
+        self.flush(&mut events);
+    }
+
+    fn flush(&mut self, events: &mut Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        for (event, err) in self.balancer.handle_all(events.drain(..), millis(self.epoch)) {
+            tracing::debug!(site.id = %self.site, ?event, error = %err, "balancer ignored an event");
+        }
+    }
+
+    /// What an input means to the balancer, keeping the map of open sessions.
+    fn to_events(&mut self, input: Input, events: &mut Vec<Event>) {
         match input {
-            Input::Event(event) => self.balancer.handle(event, now),
+            Input::Event(event) => events.push(event),
             Input::SessionStarted { connector, session, ocpp_tx_id } => {
                 // A connector runs one session: an older one there ended unseen.
                 let stale: Vec<SessionKey> = self.open.iter().filter(|(k, (c, _))| *c == connector && **k != session).map(|(k, _)| *k).collect();
                 for old in stale {
                     self.open.remove(&old);
-                    let _ = self.balancer.handle(Event::SessionEnded { connector }, now);
+                    events.push(Event::SessionEnded { connector });
                 }
                 self.open.insert(session, (connector, ocpp_tx_id));
-                self.balancer.handle(Event::SessionStarted { connector, session, info: SessionInfo::default() }, now)
+                events.push(Event::SessionStarted { connector, session, info: SessionInfo::default() });
             }
-            Input::SessionUpdated { connector, info } => self.balancer.handle(Event::SessionUpdated { connector, info }, now),
-            Input::SessionEnded { session } => match self.open.remove(&session) {
-                Some((connector, _)) => self.balancer.handle(Event::SessionEnded { connector }, now),
-                None => Ok(()),
-            },
-            Input::Outcome { id, accepted: true } => self.balancer.ack(id, now),
-            Input::Outcome { id, accepted: false } => self.balancer.reject(id, now),
-            Input::Snapshot(reply) => {
-                let connectors = self
-                    .targets
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| (u32::try_from(i).unwrap_or(u32::MAX), t.charger.to_string(), t.connector_no))
-                    .collect();
-                let _ = reply.send(SiteBudget { site: self.site.0, snapshot: self.balancer.snapshot(now), connectors });
-                Ok(())
+            Input::SessionUpdated { connector, info } => events.push(Event::SessionUpdated { connector, info }),
+            Input::SessionEnded { session } => {
+                if let Some((connector, _)) = self.open.remove(&session) {
+                    events.push(Event::SessionEnded { connector });
+                }
             }
-            Input::Replace(rebuilt) => {
-                self.replace(*rebuilt, now);
-                Ok(())
-            }
+            Input::Outcome { id, accepted: true } => events.push(Event::CommandAccepted { id }),
+            Input::Outcome { id, accepted: false } => events.push(Event::CommandRejected { id }),
+            Input::Snapshot(_) | Input::Replace(_) => {}
         }
     }
 

@@ -211,6 +211,9 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
             max_rise: DeciAmps::from_amps(o.store_max_rise_a),
             // The slowest a decrease of ours can take to land.
             reaction_time: Millis(step.0 * (o.latency_steps + o.latency_jitter_steps)),
+            // The store load is constant within a step and every step brings a reading and a
+            // new plan: nothing can rise between plans.
+            replan: Millis(0),
         },
         learning: LearningConfig {
             // A reading is a whole step's average: one clearly low reading is "a while".

@@ -6,8 +6,8 @@ use crate::auth;
 use crate::ocpp::frame::OcppVersion;
 use crate::ocpp::registry::{CallOutcome, CommandError};
 use crate::ocpp::{v16, v201};
-use crate::store::{self, api as repo, users, StoreError};
-use app::domain::{ChargerId, Role};
+use crate::store::{self, api as repo, balancing, users, StoreError};
+use app::domain::{ChargerId, Role, SiteId};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -89,6 +89,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/chargers/{id}/commands/{action}", post(send_command))
         .route("/api/v1/sites/{id}/budget", get(site_budget))
         .route("/api/v1/sites/{id}/meter", post(site_meter))
+        .route("/api/v1/sites/{id}/electrics", get(site_electrics).put(put_site_electrics))
+        .route("/api/v1/charger-models", get(list_models).put(put_model))
         .route("/api/v1/charger-requests", get(list_requests))
         .route("/api/v1/charger-requests/{id}/accept", post(accept_request))
         .route("/api/v1/charger-requests/{id}/reject", post(reject_request))
@@ -137,6 +139,53 @@ async fn site_meter(_: Operator, State(state): State<AppState>, Path(site): Path
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("site {site} is not balanced")));
     }
     Ok(Json(json!({ "status": "accepted" })))
+}
+
+/// The site's electrics: grid limit, store worst case, fallback current, circuit tree, connectors.
+async fn site_electrics(_: Operator, State(state): State<AppState>, Path(site): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let spec = balancing::electrics_spec(&state.db, SiteId(site)).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no site {site}")))?;
+    Ok(Json(json!(spec)))
+}
+
+/// Replaces the site's electrics after checking the balancer can run them safely; the site's
+/// balancer is rebuilt at once and the running sessions carry on.
+async fn put_site_electrics(_: Operator, State(state): State<AppState>, Path(site): Path<i64>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let spec: balancing::ElectricsSpec =
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("not a site's electrics: {e}")))?;
+    let current = balancing::site(&state.db, SiteId(site)).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no site {site}")))?;
+    let checked = balancing::electrics_from_spec(&spec, &current).map_err(|e| match e {
+        balancing::ElectricsError::Invalid(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why),
+        balancing::ElectricsError::Store(e) => e.into(),
+    })?;
+    let warnings = crate::balancer::live::check_site(&checked)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the site cannot be balanced safely: {e}")))?;
+    balancing::store_electrics(&state.db, &checked, &spec).await?;
+    tracing::info!(site.id = site, circuits = spec.circuits.len(), connectors = spec.connectors.len(), "site electrics changed");
+    state.ocpp.hub.rebuild_site(SiteId(site)).await?;
+    let stored = balancing::electrics_spec(&state.db, SiteId(site)).await?;
+    Ok(Json(json!({ "electrics": stored, "warnings": warnings })))
+}
+
+/// Per-model OCPP settings (leniency, kWh meter registers).
+async fn list_models(_: Operator, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let models = crate::store::ocpp::model_settings(&state.db).await?;
+    Ok(Json(json!(models)))
+}
+
+/// Creates or replaces one model's settings; its chargers pick them up at their next boot.
+async fn put_model(_: Operator, State(state): State<AppState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let settings: crate::store::ocpp::ModelSettings = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"vendor\", \"model\", \"lenient\", \"meter_in_kwh\", \"note\"}}: {e}"))
+    })?;
+    // As BootNotification bounds them (chargePointVendor 20, chargePointModel 20; 2.0.1 50 each).
+    for (field, value) in [("vendor", &settings.vendor), ("model", &settings.model)] {
+        if value.trim().is_empty() || value.chars().count() > 50 {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{field} must be 1 to 50 characters")));
+        }
+    }
+    crate::store::ocpp::put_model_settings(&state.db, &settings).await?;
+    tracing::info!(vendor = %settings.vendor, model = %settings.model, lenient = settings.lenient, meter_in_kwh = settings.meter_in_kwh, "charger model settings changed");
+    Ok(Json(json!(settings)))
 }
 
 /// Unknown chargers waiting for an operator (the `--unknown-chargers pending` policy).
@@ -310,6 +359,23 @@ async fn openapi() -> Json<Value> {
 pub fn openapi_document() -> Value {
     let error = json!({"$ref": "#/components/schemas/Error"});
     let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 48}});
+    let site_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}});
+    let phases = json!({"type": "array", "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 10000}, "minItems": 3, "maxItems": 3, "description": "amps on L1, L2, L3"});
+    let electrics = json!({"type": "object", "required": ["grid_limit_a", "store_worst_case_a", "connector_fallback_a"], "additionalProperties": false, "properties": {
+        "grid_limit_a": phases,
+        "store_worst_case_a": {"type": "number", "minimum": 0},
+        "connector_fallback_a": {"type": "number", "minimum": 0},
+        "circuits": {"type": "array", "items": {"type": "object", "required": ["name", "limit_a"], "properties": {
+            "name": {"type": "string"}, "parent": {"type": ["string", "null"]}, "limit_a": phases}}},
+        "connectors": {"type": "array", "items": {"type": "object", "required": ["charger_id", "connector_no", "max_current_a", "phases", "rotation"], "properties": {
+            "charger_id": {"type": "string"}, "connector_no": {"type": "integer"}, "max_current_a": {"type": "integer"}, "phases": {"enum": [1, 3]},
+            "rotation": {"enum": ["L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L3L2L1", "L2L1L3"]}, "circuit": {"type": ["string", "null"]}}}}}});
+    let model = json!({"type": "object", "required": ["vendor", "model"], "properties": {
+        "vendor": {"type": "string", "maxLength": 50, "description": "as the model's BootNotification names it"},
+        "model": {"type": "string", "maxLength": 50},
+        "lenient": {"type": "boolean", "description": "accept lengths and misspelt enum values outside the schema, with a warning; drop meter samples of unknown kinds"},
+        "meter_in_kwh": {"type": "boolean", "description": "OCPP 1.6 meterStart / meterStop are sent in kWh"},
+        "note": {"type": "string"}}});
     let errors = |codes: &[(&str, &str)]| -> Value {
         let mut map = serde_json::Map::new();
         for (code, what) in codes {
@@ -358,7 +424,29 @@ pub fn openapi_document() -> Value {
                 "description": "`action` is an OCPP action of the charger's version (1.6: RemoteStartTransaction, Reset, …; 2.0.1: RequestStartTransaction, SetVariables, …); the body is that action's request payload.",
                 "parameters": [id_param, {"name": "action", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object"}}}},
-                "responses": command_responses}}
+                "responses": command_responses}},
+            "/api/v1/sites/{id}/budget": {"get": {"summary": "The site's live load-balancing budget: limits, store load, allocated and measured current per phase, per connector",
+                "parameters": [site_param], "responses": {"200": {"description": "the budget"}, "404": {"description": "no such balanced site", "content": {"application/json": {"schema": error}}}}}},
+            "/api/v1/sites/{id}/meter": {"post": {"summary": "The site meter's reading of the store's own load, amps per phase",
+                "parameters": [site_param],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["l1_a", "l2_a", "l3_a"],
+                    "properties": {"l1_a": {"type": "number", "minimum": 0}, "l2_a": {"type": "number", "minimum": 0}, "l3_a": {"type": "number", "minimum": 0}}}}}},
+                "responses": {"200": {"description": "accepted"}, "400": {"description": "not a reading"}, "404": {"description": "no such balanced site"}, "422": {"description": "a current out of range"}}}},
+            "/api/v1/sites/{id}/electrics": {
+                "get": {"summary": "The site's electrics: grid limit, store worst case, fallback current, circuit tree, connector ratings and wiring", "parameters": [site_param], "responses": {"200": {"description": "the electrics", "content": {"application/json": {"schema": electrics}}}, "404": {"description": "no such site"}}},
+                "put": {"summary": "Replace the site's electrics (checked; the balancer is rebuilt at once, running sessions carry on)", "parameters": [site_param],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": electrics}}},
+                    "responses": {"200": {"description": "the stored electrics and the balancer's warnings"}, "400": {"description": "not a site's electrics"}, "404": {"description": "no such site"}, "422": {"description": "values out of range, unknown circuits or connectors, or a tree the balancer refuses"}}}},
+            "/api/v1/charger-requests": {"get": {"summary": "Unknown chargers waiting for an operator", "responses": {"200": {"description": "the requests"}}}},
+            "/api/v1/charger-requests/{id}/accept": {"post": {"summary": "Accept a waiting charger onto a site", "parameters": [id_param],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["site_id"], "properties": {"site_id": {"type": "integer"}}}}}},
+                "responses": {"200": {"description": "accepted"}, "404": {"description": "no such request or site"}}}},
+            "/api/v1/charger-requests/{id}/reject": {"post": {"summary": "Refuse a waiting charger", "parameters": [id_param], "responses": {"200": {"description": "rejected"}, "404": {"description": "no such request"}}}},
+            "/api/v1/charger-models": {
+                "get": {"summary": "Per-model OCPP settings", "responses": {"200": {"description": "every model's settings", "content": {"application/json": {"schema": {"type": "array", "items": model}}}}}},
+                "put": {"summary": "Create or replace one model's settings (its chargers pick them up at their next boot)",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": model}}},
+                    "responses": {"200": {"description": "the stored settings"}, "400": {"description": "not a model's settings"}, "422": {"description": "vendor or model empty or too long"}}}}
         }
     })
 }

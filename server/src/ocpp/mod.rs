@@ -82,8 +82,11 @@ pub struct Link {
     pub version: OcppVersion,
     /// `None` while the charger waits for an operator to accept it (BootNotification: Pending).
     pub site: Option<SiteId>,
-    /// Accept values outside the schema (enum values, lengths) from this model, with a warning.
+    /// Accept values outside the schema (lengths, misspelt enum values) from this charger or its
+    /// model, with a warning.
     pub lenient: bool,
+    /// Its model sends 1.6 meterStart / meterStop in kWh.
+    pub meter_in_kwh: bool,
 }
 
 impl CentralSystem {
@@ -112,7 +115,7 @@ impl CentralSystem {
     }
 
     /// Answers one CALL from a charger: typed decoding, then the version's handler.
-    pub async fn handle_call(&self, link: &mut Link, action: &str, mut payload: Value) -> Result<Value, RpcError> {
+    pub async fn handle_call(&self, link: &mut Link, action: &str, payload: Value) -> Result<Value, RpcError> {
         if link.site.is_none() {
             // An operator may have accepted this charger since it connected.
             if let Some(auth) = store::charger_auth(&self.db, &link.charger).await.map_err(internal)? {
@@ -120,10 +123,23 @@ impl CentralSystem {
                     tracing::info!(charger.id = %link.charger, "charger accepted by an operator");
                     link.site = Some(auth.site);
                     link.lenient = auth.lenient;
+                    link.meter_in_kwh = auth.meter_in_kwh;
                 }
             }
         }
-        let link: &Link = link;
+        let booting = action == "BootNotification";
+        let result = self.dispatch(link, action, payload).await;
+        if booting && result.is_ok() {
+            // The boot named the charger's vendor and model: its model's settings apply from here.
+            if let Ok(Some(auth)) = store::charger_auth(&self.db, &link.charger).await {
+                link.lenient = auth.lenient;
+                link.meter_in_kwh = auth.meter_in_kwh;
+            }
+        }
+        result
+    }
+
+    async fn dispatch(&self, link: &Link, action: &str, mut payload: Value) -> Result<Value, RpcError> {
         let repaired = quirks::repair_naive_timestamps(&mut payload);
         if repaired > 0 {
             tracing::warn!(charger.id = %link.charger, action, repaired, "timestamps without a time zone; taken as UTC");
@@ -173,8 +189,33 @@ pub(crate) fn refuse_while_pending(link: &Link, action: &str) -> Result<(), RpcE
 
 /// Decodes a payload into its typed request, mapping serde's complaint to the OCPP error code.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(action: &str, payload: Value) -> Result<T, RpcError> {
-    serde_json::from_value(payload)
-        .map_err(|e| RpcError::new(frame::classify_payload_error(&e), format!("{action}: {e}")))
+    decode_at(payload).map_err(|(path, e)| payload_error(action, &path, &e))
+}
+
+/// Decodes, naming the field a problem is in (`meterValue[0].sampledValue[2].measurand`).
+fn decode_at<T: serde::de::DeserializeOwned>(payload: Value) -> Result<T, (String, serde_json::Error)> {
+    serde_path_to_error::deserialize(payload).map_err(|e| (e.path().to_string(), e.into_inner()))
+}
+
+fn payload_error(action: &str, path: &str, e: &serde_json::Error) -> RpcError {
+    let text = if path == "." { format!("{action}: {e}") } else { format!("{action}: {path}: {e}") };
+    RpcError::new(frame::classify_payload_error(e), text)
+}
+
+/// As [`decode`], for a lenient charger: misspelt enum values are repaired (and meter samples of
+/// unknown kinds dropped) first; what was done is added to `repairs`.
+pub(crate) fn decode_repairing<T: serde::de::DeserializeOwned>(action: &str, mut payload: Value, repairs: &mut Vec<String>) -> Result<T, RpcError> {
+    // Each round repairs one value; a payload with more bends than this is not a known model's.
+    for _ in 0..16 {
+        match decode_at(payload.clone()) {
+            Ok(decoded) => return Ok(decoded),
+            Err((path, e)) => match quirks::repair_enum(&mut payload, &path, &e.to_string()) {
+                Some(done) => repairs.push(done),
+                None => return Err(payload_error(action, &path, &e)),
+            },
+        }
+    }
+    decode(action, payload)
 }
 
 /// Encodes a typed response.
@@ -254,6 +295,23 @@ macro_rules! actions {
                     $($action => $crate::ocpp::decode::<$ty>(action, payload).map(|r| Some(Self::$variant(r))),)*
                     _ => Ok(None),
                 }
+            }
+
+            /// Decodes what a charger sent: as [`Self::decode`], but a lenient charger (its own or its
+            /// model's setting) has misspelt enum values repaired first, each with a warning.
+            pub fn decode_from(link: &$crate::ocpp::Link, action: &str, payload: serde_json::Value) -> Result<Option<Self>, $crate::ocpp::frame::RpcError> {
+                if !link.lenient {
+                    return Self::decode(action, payload);
+                }
+                let mut repairs = Vec::new();
+                let decoded = match action {
+                    $($action => $crate::ocpp::decode_repairing::<$ty>(action, payload, &mut repairs).map(|r| Some(Self::$variant(r))),)*
+                    _ => Ok(None),
+                };
+                for repair in repairs {
+                    tracing::warn!(charger.id = %link.charger, action, %repair, "accepted a value outside the schema");
+                }
+                decoded
             }
 
             pub fn action(&self) -> &'static str {

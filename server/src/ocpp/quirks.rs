@@ -91,6 +91,65 @@ pub fn is_placeholder_transaction_id(id: i32) -> bool {
     id <= 0
 }
 
+/// For a charger whose model is known to bend enums (its `lenient` setting): repairs the value the
+/// decoder refused at `path` (as `meterValue[0].sampledValue[2].measurand`) when it is a misspelling
+/// of an allowed one (case, spaces, `_` or `-`), or drops a meter sample of a kind the schema does not
+/// have. Returns what was done, for the warning; `None` when there is nothing safe to do.
+pub fn repair_enum(payload: &mut Value, path: &str, decoder_message: &str) -> Option<String> {
+    let mut quoted = decoder_message.split('`').skip(1).step_by(2);
+    let (true, Some(bad)) = (decoder_message.starts_with("unknown variant"), quoted.next()) else { return None };
+    let normal = |s: &str| s.chars().filter(|c| !matches!(c, ' ' | '_' | '-')).flat_map(char::to_lowercase).collect::<String>();
+    let matches: Vec<&str> = quoted.filter(|allowed| normal(allowed) == normal(bad)).collect();
+    let segments = parse_path(path)?;
+    if let [only] = matches.as_slice() {
+        let slot = walk(payload, &segments)?;
+        if slot.as_str() != Some(bad) {
+            return None;
+        }
+        *slot = Value::String((*only).to_owned());
+        return Some(format!("{path}: {bad:?} read as {only:?}"));
+    }
+    // A sample of a kind we do not know is dropped; the rest of the reading stays.
+    let at = segments.iter().rposition(|s| matches!(s, Segment::Key(k) if k == "sampledValue"))?;
+    let Some(Segment::Index(index)) = segments.get(at + 1) else { return None };
+    let Value::Array(samples) = walk(payload, &segments[..=at])? else { return None };
+    if *index >= samples.len() || samples.len() < 2 {
+        // The schema wants at least one sample: dropping the only one would empty the reading.
+        return None;
+    }
+    samples.remove(*index);
+    Some(format!("{path}: sample with {bad:?} dropped"))
+}
+
+#[derive(Debug, PartialEq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// `a.b[2].c` as keys and indices.
+fn parse_path(path: &str) -> Option<Vec<Segment>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (key, mut rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+        if !key.is_empty() {
+            out.push(Segment::Key(key.to_owned()));
+        }
+        while let Some((index, after)) = rest.split_once(']') {
+            out.push(Segment::Index(index.parse().ok()?));
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    Some(out)
+}
+
+fn walk<'a>(value: &'a mut Value, segments: &[Segment]) -> Option<&'a mut Value> {
+    segments.iter().try_fold(value, |v, s| match s {
+        Segment::Key(k) => v.get_mut(k.as_str()),
+        Segment::Index(i) => v.get_mut(*i),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +196,38 @@ mod tests {
     fn kilo_units_are_multiplied_out() {
         assert_eq!(normalise(12_500, "kWh"), (12_500_000, "Wh".to_owned()));
         assert_eq!(normalise(230_000, "V"), (230_000, "V".to_owned()));
+    }
+
+    #[test]
+    fn a_misspelt_enum_value_is_read_as_the_one_it_means() {
+        let mut p = serde_json::json!({"connectorId": 1, "status": "charging", "errorCode": "NoError"});
+        let msg = "unknown variant `charging`, expected one of `Available`, `Preparing`, `Charging`, `SuspendedEVSE`";
+        assert_eq!(repair_enum(&mut p, "status", msg).as_deref(), Some(r#"status: "charging" read as "Charging""#));
+        assert_eq!(p["status"], "Charging");
+        let mut p = serde_json::json!({"a": [{"b": "Suspended_EV"}]});
+        let msg = "unknown variant `Suspended_EV`, expected one of `SuspendedEV`, `SuspendedEVSE`";
+        assert!(repair_enum(&mut p, "a[0].b", msg).is_some());
+        assert_eq!(p["a"][0]["b"], "SuspendedEV");
+    }
+
+    #[test]
+    fn a_meter_sample_of_an_unknown_kind_is_dropped_and_the_rest_kept() {
+        let mut p = serde_json::json!({"meterValue": [{"sampledValue": [{"value": "1"}, {"value": "2", "measurand": "Battery.Wear"}, {"value": "3"}]}]});
+        let msg = "unknown variant `Battery.Wear`, expected one of `Energy.Active.Import.Register`, `SoC`";
+        let done = repair_enum(&mut p, "meterValue[0].sampledValue[1].measurand", msg).expect("dropped");
+        assert!(done.contains("dropped"), "{done}");
+        assert_eq!(p["meterValue"][0]["sampledValue"], serde_json::json!([{"value": "1"}, {"value": "3"}]));
+    }
+
+    #[test]
+    fn nothing_is_guessed() {
+        let msg = "unknown variant `Charging2`, expected one of `Charging`, `Available`";
+        let mut p = serde_json::json!({"status": "Charging2"});
+        assert_eq!(repair_enum(&mut p, "status", msg), None, "not a misspelling");
+        let ambiguous = "unknown variant `ab`, expected one of `A_B`, `A-B`";
+        assert_eq!(repair_enum(&mut serde_json::json!({"x": "ab"}), "x", ambiguous), None);
+        let only = serde_json::json!({"meterValue": [{"sampledValue": [{"value": "1", "measurand": "X"}]}]});
+        assert_eq!(repair_enum(&mut only.clone(), "meterValue[0].sampledValue[0].measurand", "unknown variant `X`, expected one of `SoC`"), None);
+        assert_eq!(repair_enum(&mut serde_json::json!({"n": 1}), "n", "invalid type: integer"), None, "not an enum problem");
     }
 }

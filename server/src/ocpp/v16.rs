@@ -106,9 +106,14 @@ fn samples(values: Vec<MeterValue>) -> Vec<db::Sample> {
         .collect()
 }
 
+/// meterStart / meterStop in Wh; a model set to send kWh (against the schema) is scaled.
+fn register_wh(link: &Link, value: i32) -> i64 {
+    i64::from(value) * if link.meter_in_kwh { 1000 } else { 1 }
+}
+
 pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Value) -> Result<Value, RpcError> {
     let raw_payload = payload.to_string();
-    let Some(request) = Incoming::decode(action, payload)? else {
+    let Some(request) = Incoming::decode_from(link, action, payload)? else {
         return Err(RpcError::new(ErrorCode::NotImplemented, format!("unknown action {action}")));
     };
     if let Err(err) = request.check() {
@@ -186,7 +191,7 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
                 id_tag: r.id_tag,
                 started_at: super::quirks::effective_time(r.timestamp, store::now_ms()),
                 started_at_charger: r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                meter_start_wh: Some(i64::from(r.meter_start)),
+                meter_start_wh: Some(register_wh(link, r.meter_start)),
             };
             let (tx, fresh) = db::start_transaction_v16(&cs.db, id, &start).await.map_err(internal)?;
             if fresh {
@@ -211,7 +216,7 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             let stop = db::TxStop {
                 stopped_at: super::quirks::effective_time(r.timestamp, store::now_ms()),
                 stopped_at_charger: r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                meter_stop_wh: Some(i64::from(r.meter_stop)),
+                meter_stop_wh: Some(register_wh(link, r.meter_stop)),
                 reason: r.reason.as_ref().map(enum_text),
                 id_tag: r.id_tag.clone(),
             };

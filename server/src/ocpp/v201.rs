@@ -137,7 +137,7 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
         }
         tracing::warn!(charger.id = %link.charger, action, reason = %err.description, "accepted a value outside the schema");
     }
-    let Some(request) = Incoming::decode(action, payload)? else {
+    let Some(request) = Incoming::decode_from(link, action, payload)? else {
         if RECOGNISED_UNSUPPORTED.contains(&action) {
             return Err(RpcError::new(ErrorCode::NotSupported, format!("{action} is not supported")));
         }

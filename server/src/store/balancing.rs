@@ -121,3 +121,231 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
         open_sessions,
     }))
 }
+
+/// A site's electrics as an operator states them (amps; circuits named, parents by name).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElectricsSpec {
+    /// The grid connection's limit per phase (L1, L2, L3).
+    pub grid_limit_a: [f64; 3],
+    /// The store load assumed per phase when the site meter is stale or missing.
+    pub store_worst_case_a: f64,
+    /// What a connector may draw with no limit of ours (its TxDefaultProfile).
+    pub connector_fallback_a: f64,
+    #[serde(default)]
+    pub circuits: Vec<CircuitSpec>,
+    /// Connectors whose ratings or wiring change; the others keep theirs.
+    #[serde(default)]
+    pub connectors: Vec<ConnectorSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitSpec {
+    pub name: String,
+    /// The circuit it hangs from; none: directly below the grid connection.
+    #[serde(default)]
+    pub parent: Option<String>,
+    pub limit_a: [f64; 3],
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSpec {
+    pub charger_id: String,
+    pub connector_no: i64,
+    pub max_current_a: i64,
+    pub phases: i64,
+    /// Which site phases the connector's L1, L2, L3 are wired to (`L1L2L3`, `L2L3L1`, …).
+    pub rotation: String,
+    #[serde(default)]
+    pub circuit: Option<String>,
+}
+
+/// The site's electrics as stored, in the operator's terms.
+pub async fn electrics_spec(db: &Db, id: SiteId) -> Result<Option<ElectricsSpec>, StoreError> {
+    let Some(site) = site(db, id).await? else { return Ok(None) };
+    let names: std::collections::HashMap<i64, String> = sqlx::query("SELECT id, name FROM circuits WHERE site_id = $1")
+        .bind(id.0)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+        .collect::<Result<_, StoreError>>()?;
+    let amps = |da: i64| da as f64 / 10.0;
+    Ok(Some(ElectricsSpec {
+        grid_limit_a: site.grid_limit_da.map(amps),
+        store_worst_case_a: amps(site.store_worst_case_da),
+        connector_fallback_a: amps(site.connector_fallback_da),
+        circuits: site
+            .circuits
+            .iter()
+            .map(|c| CircuitSpec {
+                name: names.get(&c.id).cloned().unwrap_or_default(),
+                parent: c.parent.and_then(|p| names.get(&p).cloned()),
+                limit_a: c.limit_da.map(amps),
+            })
+            .collect(),
+        connectors: site
+            .connectors
+            .iter()
+            .map(|c| ConnectorSpec {
+                charger_id: c.charger_id.clone(),
+                connector_no: c.connector_no,
+                max_current_a: c.max_current_a,
+                phases: c.phases,
+                rotation: c.rotation.clone(),
+                circuit: c.circuit.and_then(|id| names.get(&id).cloned()),
+            })
+            .collect(),
+    }))
+}
+
+/// Why a stated site cannot be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ElectricsError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+const ROTATIONS: [&str; 6] = ["L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L3L2L1", "L2L1L3"];
+
+/// Tenths of an amp from an operator's amps: finite, within `0..=10000`, rounded `down` or up.
+fn deci(what: &str, amps: f64, positive: bool, down: bool) -> Result<i64, ElectricsError> {
+    if !amps.is_finite() || !(0.0..=10_000.0).contains(&amps) || (positive && amps <= 0.0) {
+        let range = if positive { "above 0 and at most 10000 A" } else { "between 0 and 10000 A" };
+        return Err(ElectricsError::Invalid(format!("{what} must be {range}")));
+    }
+    let da = amps * 10.0;
+    Ok((if down { da.floor() } else { da.ceil() }) as i64)
+}
+
+/// The rows a spec stands for, with the circuits numbered in the spec's order (for checking the tree
+/// before anything is stored). Connectors not in the spec keep what `current` says.
+pub fn electrics_from_spec(spec: &ElectricsSpec, current: &SiteElectrics) -> Result<SiteElectrics, ElectricsError> {
+    let index: std::collections::HashMap<&str, i64> = spec.circuits.iter().enumerate().map(|(i, c)| (c.name.as_str(), i as i64)).collect();
+    if index.len() != spec.circuits.len() {
+        return Err(ElectricsError::Invalid("circuit names must be unique".into()));
+    }
+    let circuit_of = |name: &Option<String>, whose: &str| -> Result<Option<i64>, ElectricsError> {
+        name.as_ref()
+            .map(|n| index.get(n.as_str()).copied().ok_or_else(|| ElectricsError::Invalid(format!("{whose} names unknown circuit {n:?}"))))
+            .transpose()
+    };
+    let mut circuits = Vec::with_capacity(spec.circuits.len());
+    for (i, c) in spec.circuits.iter().enumerate() {
+        if c.name.trim().is_empty() || c.name.chars().count() > 60 {
+            return Err(ElectricsError::Invalid("a circuit's name must be 1 to 60 characters".into()));
+        }
+        let mut limit_da = [0; 3];
+        for (slot, (amps, phase)) in limit_da.iter_mut().zip(c.limit_a.iter().zip(["L1", "L2", "L3"])) {
+            *slot = deci(&format!("circuit {:?} {phase} limit", c.name), *amps, true, true)?;
+        }
+        circuits.push(CircuitRow { id: i as i64, parent: circuit_of(&c.parent, &format!("circuit {:?}", c.name))?, limit_da });
+    }
+    let mut connectors = current.connectors.clone();
+    for c in &spec.connectors {
+        let whose = format!("connector {} of {}", c.connector_no, c.charger_id);
+        let row = connectors
+            .iter_mut()
+            .find(|r| r.charger_id == c.charger_id && r.connector_no == c.connector_no)
+            .ok_or_else(|| ElectricsError::Invalid(format!("{whose} is not at this site (a charger reports its connectors when it connects)")))?;
+        if !(1..=1000).contains(&c.max_current_a) {
+            return Err(ElectricsError::Invalid(format!("{whose}: max_current_a must be 1 to 1000")));
+        }
+        if c.phases != 1 && c.phases != 3 {
+            return Err(ElectricsError::Invalid(format!("{whose}: phases must be 1 or 3")));
+        }
+        if !ROTATIONS.contains(&c.rotation.as_str()) {
+            return Err(ElectricsError::Invalid(format!("{whose}: rotation must be one of {}", ROTATIONS.join(", "))));
+        }
+        row.max_current_a = c.max_current_a;
+        row.phases = c.phases;
+        row.rotation = c.rotation.clone();
+        row.circuit = circuit_of(&c.circuit, &whose)?;
+    }
+    let mut grid_limit_da = [0; 3];
+    for (slot, (amps, phase)) in grid_limit_da.iter_mut().zip(spec.grid_limit_a.iter().zip(["L1", "L2", "L3"])) {
+        *slot = deci(&format!("grid {phase} limit"), *amps, true, true)?;
+    }
+    Ok(SiteElectrics {
+        site: current.site,
+        grid_limit_da,
+        // The worst case is rounded up, what we may allocate down: both err on the safe side.
+        store_worst_case_da: deci("store_worst_case_a", spec.store_worst_case_a, false, false)?,
+        connector_fallback_da: deci("connector_fallback_a", spec.connector_fallback_a, false, false)?,
+        circuits,
+        connectors,
+        open_sessions: current.open_sessions.clone(),
+    })
+}
+
+/// Stores checked electrics: the site's limits, its circuit tree (replaced whole) and its connectors'
+/// ratings and wiring, in one transaction.
+pub async fn store_electrics(db: &Db, checked: &SiteElectrics, spec: &ElectricsSpec) -> Result<(), StoreError> {
+    let mut tx = db.pool().begin().await?;
+    let site = checked.site.0;
+    sqlx::query(
+        "UPDATE sites SET grid_limit_l1_da = $2, grid_limit_l2_da = $3, grid_limit_l3_da = $4, store_worst_case_da = $5, connector_fallback_da = $6 WHERE id = $1",
+    )
+    .bind(site)
+    .bind(checked.grid_limit_da[0])
+    .bind(checked.grid_limit_da[1])
+    .bind(checked.grid_limit_da[2])
+    .bind(checked.store_worst_case_da)
+    .bind(checked.connector_fallback_da)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE connectors SET circuit_id = NULL WHERE charger_id IN (SELECT id FROM chargers WHERE site_id = $1)").bind(site).execute(&mut *tx).await?;
+    // Children first: a parent is referenced until its children are gone.
+    loop {
+        let gone = sqlx::query("DELETE FROM circuits WHERE site_id = $1 AND id NOT IN (SELECT parent_id FROM circuits WHERE parent_id IS NOT NULL)")
+            .bind(site)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if gone == 0 {
+            break;
+        }
+    }
+    // Parents before children (the tree was checked: no cycles), so each parent id is known.
+    let mut stored: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+    while stored.len() < checked.circuits.len() {
+        let before = stored.len();
+        for (c, named) in checked.circuits.iter().zip(&spec.circuits) {
+            if stored.contains_key(&c.id) || c.parent.is_some_and(|p| !stored.contains_key(&p)) {
+                continue;
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO circuits (site_id, parent_id, name, limit_l1_da, limit_l2_da, limit_l3_da) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(site)
+            .bind(c.parent.and_then(|p| stored.get(&p).copied()))
+            .bind(&named.name)
+            .bind(c.limit_da[0])
+            .bind(c.limit_da[1])
+            .bind(c.limit_da[2])
+            .fetch_one(&mut *tx)
+            .await?;
+            stored.insert(c.id, id);
+        }
+        if stored.len() == before {
+            break;
+        }
+    }
+    for c in &checked.connectors {
+        sqlx::query("UPDATE connectors SET max_current_a = $3, phases = $4, rotation = $5, circuit_id = $6 WHERE charger_id = $1 AND connector_no = $2")
+            .bind(&c.charger_id)
+            .bind(c.connector_no)
+            .bind(c.max_current_a)
+            .bind(c.phases)
+            .bind(&c.rotation)
+            .bind(c.circuit.and_then(|i| stored.get(&i).copied()))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -5,29 +5,84 @@ use super::{now_ms, Db, StoreError};
 use app::domain::{ChargerId, SiteId, TransactionId};
 use sqlx::Row;
 
-/// A charger's stored identity and credentials, as the OCPP handshake needs them.
+/// A charger's stored identity and credentials, as the OCPP handshake needs them, with the settings
+/// of its model (from its last BootNotification) folded in.
 #[derive(Debug, Clone)]
 pub struct ChargerAuth {
     pub site: SiteId,
     pub password_hash: Option<String>,
     pub registration: String,
+    /// The charger's own flag or its model's: values outside the schema are accepted with a warning.
     pub lenient: bool,
+    /// Its model sends 1.6 meterStart / meterStop in kWh.
+    pub meter_in_kwh: bool,
 }
 
 pub async fn charger_auth(db: &Db, id: &ChargerId) -> Result<Option<ChargerAuth>, StoreError> {
-    let row = sqlx::query("SELECT site_id, password_hash, registration, lenient FROM chargers WHERE id = $1")
-        .bind(id.as_str())
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(
+        "SELECT ch.site_id, ch.password_hash, ch.registration, ch.lenient, \
+         COALESCE(cm.lenient, 0) AS model_lenient, COALESCE(cm.meter_in_kwh, 0) AS meter_in_kwh \
+         FROM chargers ch LEFT JOIN charger_models cm ON cm.vendor = ch.vendor AND cm.model = ch.model WHERE ch.id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
     row.map(|r| {
         Ok(ChargerAuth {
             site: SiteId(r.try_get("site_id")?),
             password_hash: r.try_get("password_hash")?,
             registration: r.try_get("registration")?,
-            lenient: r.try_get::<i64, _>("lenient")? != 0,
+            lenient: r.try_get::<i64, _>("lenient")? != 0 || r.try_get::<i64, _>("model_lenient")? != 0,
+            meter_in_kwh: r.try_get::<i64, _>("meter_in_kwh")? != 0,
         })
     })
     .transpose()
+}
+
+/// OCPP settings for one charger model (vendor and model as its BootNotification names them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModelSettings {
+    pub vendor: String,
+    pub model: String,
+    #[serde(default)]
+    pub lenient: bool,
+    #[serde(default)]
+    pub meter_in_kwh: bool,
+    #[serde(default)]
+    pub note: String,
+}
+
+pub async fn model_settings(db: &Db) -> Result<Vec<ModelSettings>, StoreError> {
+    let rows = sqlx::query("SELECT vendor, model, lenient, meter_in_kwh, note FROM charger_models ORDER BY vendor, model").fetch_all(db.pool()).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ModelSettings {
+                vendor: r.try_get("vendor")?,
+                model: r.try_get("model")?,
+                lenient: r.try_get::<i64, _>("lenient")? != 0,
+                meter_in_kwh: r.try_get::<i64, _>("meter_in_kwh")? != 0,
+                note: r.try_get("note")?,
+            })
+        })
+        .collect()
+}
+
+/// Creates or replaces a model's settings; chargers of that model pick them up at their next boot.
+pub async fn put_model_settings(db: &Db, settings: &ModelSettings) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO charger_models (vendor, model, lenient, meter_in_kwh, note, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (vendor, model) DO UPDATE SET lenient = excluded.lenient, meter_in_kwh = excluded.meter_in_kwh, \
+         note = excluded.note, updated_at = excluded.updated_at",
+    )
+    .bind(&settings.vendor)
+    .bind(&settings.model)
+    .bind(i64::from(settings.lenient))
+    .bind(i64::from(settings.meter_in_kwh))
+    .bind(&settings.note)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    Ok(())
 }
 
 /// The site unknown chargers are attached to, if any site allows it.

@@ -276,3 +276,40 @@ def test_an_operator_states_the_site_circuits_and_the_balancer_obeys_at_once(ser
                 await cp.stop_tx(connector, tx)
 
     run(scenario())
+
+
+def test_a_charger_wired_to_the_store_meter_reports_the_store_load(server):
+    """A site's store meter can be wired to one of its chargers: MeterValues on that charger's connector
+    0 (Current.Import per phase) are the store's own load, as the site meter endpoint would post it."""
+    status, original = server.http("GET", "/api/v1/sites/1/electrics")
+    assert status == 200 and original["store_meter_charger"] is None, original
+    status, body = server.http("PUT", "/api/v1/sites/1/electrics", {**original, "store_meter_charger": "UP-ZUI-01"})
+    assert status == 422 and "not a charger of this site" in body["error"], body
+    status, body = server.http("PUT", "/api/v1/sites/1/electrics", {**original, "store_meter_charger": "FM-CAM-02"})
+    assert status == 200 and body["electrics"]["store_meter_charger"] == "FM-CAM-02", body
+
+    def reading(l1, l2, l3):
+        return [{"timestamp": now_iso(), "sampledValue": [
+            {"value": str(v), "measurand": "Current.Import", "phase": ph, "unit": "A", "location": "Inlet"}
+            for v, ph in ((l1, "L1"), (l2, "L2"), (l3, "L3"))]}]
+
+    async def budget_store():
+        status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+        assert status == 200, budget
+        return budget["snapshot"]["store_reading"]
+
+    async def scenario():
+        async with charger(server, "FM-CAM-01", cls=Balanced16) as other, charger(server, "FM-CAM-02", cls=Balanced16) as meter:
+            # Another charger's connector 0 is that charger, not the store: ignored.
+            await other.req(call16.MeterValues(connector_id=0, meter_value=reading(50, 50, 50)))
+            await meter.req(call16.MeterValues(connector_id=0, meter_value=reading(12.5, 13, 11)))
+            deadline = time.monotonic() + 10
+            while await budget_store() != [125, 130, 110] and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert await budget_store() == [125, 130, 110]
+
+    try:
+        run(scenario())
+    finally:
+        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
+        assert status == 200, body

@@ -92,6 +92,8 @@ impl SimStats {
 /// Runs every charger until `duration` ends (or forever). Returns the stats.
 pub async fn run(config: SimConfig) -> Arc<SimStats> {
     let stats = Arc::new(SimStats::new(config.warmup));
+    // Shared, not cloned per charger: the list of chargers is in it (20,000 copies of 20,000 ids was 15 GB).
+    let config = Arc::new(config);
     let mut tasks = Vec::new();
     for (i, (id, connectors)) in config.chargers.iter().enumerate() {
         let config = config.clone();
@@ -130,6 +132,9 @@ pub async fn run(config: SimConfig) -> Arc<SimStats> {
 }
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, String>>>>>;
+
+/// Handshakes in progress at once, across all simulated chargers.
+static CONNECTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(256);
 
 /// One WebSocket to the central system, shared by the charger's tasks.
 #[derive(Clone)]
@@ -181,13 +186,19 @@ fn profile_limit(profile: &Value) -> Option<f64> {
     Some(if unit == "W" { limit / 230.0 / 3.0 } else { limit })
 }
 
-async fn charger(config: &SimConfig, id: &str, connectors: u32, seed: u64, stats: &Arc<SimStats>) -> anyhow::Result<()> {
+async fn charger(config: &Arc<SimConfig>, id: &str, connectors: u32, seed: u64, stats: &Arc<SimStats>) -> anyhow::Result<()> {
     let url = format!("{}/{id}", config.url.trim_end_matches('/'));
     let mut request = url.as_str().into_client_request()?;
     let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{}", config.password));
     request.headers_mut().insert("Authorization", format!("Basic {credentials}").parse()?);
     request.headers_mut().insert("Sec-WebSocket-Protocol", config.version.subprotocol().parse()?);
-    let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+    // Small buffers (OCPP frames are small; the defaults are 128 KiB each way per connection), and a
+    // bounded number of handshakes at once: thousands of chargers powering up together queue.
+    let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(0);
+    let (socket, _) = {
+        let _turn = CONNECTING.acquire().await?;
+        tokio_tungstenite::connect_async_with_config(request, Some(ws_config), false).await?
+    };
     stats.connected.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();

@@ -87,12 +87,15 @@ struct Maps {
     sites: HashMap<SiteId, SiteEntry>,
     connectors: HashMap<Target, (SiteId, ConnectorKey)>,
     chargers: HashMap<ChargerId, (SiteId, ChargerKey)>,
+    /// Chargers whose connector 0 meter is their site's store meter.
+    store_meters: HashMap<ChargerId, SiteId>,
 }
 
 impl Maps {
     fn forget_site(&mut self, site: SiteId) {
         self.connectors.retain(|_, (s, _)| *s != site);
         self.chargers.retain(|_, (s, _)| *s != site);
+        self.store_meters.retain(|_, s| *s != site);
     }
 
     fn learn_site(&mut self, site: SiteId, targets: &[Target], chargers: &[ChargerId]) {
@@ -290,6 +293,9 @@ impl Hub {
         let mut maps = self.maps_mut();
         maps.forget_site(site.site);
         maps.learn_site(site.site, &targets, &chargers);
+        if let Some(meter) = site.store_meter_charger.as_deref().and_then(|c| ChargerId::parse(c).ok()) {
+            maps.store_meters.insert(meter, site.site);
+        }
         maps.sites.insert(site.site, SiteEntry { input, fallback: da(site.connector_fallback_da) });
     }
 
@@ -399,6 +405,14 @@ impl Hub {
 
     /// Currents a connector measured on its own L1, L2, L3 (tenths of an amp).
     pub fn connector_meter(&self, charger: &ChargerId, connector_no: u32, currents_da: [u32; 3], energy_wh: Option<u32>) {
+        if connector_no == 0 {
+            // Connector 0 is the charger as a whole; on the site's store meter charger, the store.
+            let site = self.maps().store_meters.get(charger).copied();
+            if let Some(site) = site {
+                self.store_meter(site, currents_da.map(DeciAmps::new));
+            }
+            return;
+        }
         if let Some((site, connector)) = self.connector(charger, connector_no) {
             let event = Event::ConnectorMeter { connector, currents: currents_da.map(DeciAmps::new), energy_wh, measured_at: self.now() };
             self.send(site, Input::Event(event));

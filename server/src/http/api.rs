@@ -365,6 +365,7 @@ pub fn openapi_document() -> Value {
         "grid_limit_a": phases,
         "store_worst_case_a": {"type": "number", "minimum": 0},
         "connector_fallback_a": {"type": "number", "minimum": 0},
+        "store_meter_charger": {"type": ["string", "null"], "description": "a charger of the site whose connector 0 meter (MeterValues, Current.Import per phase) measures the store's own load"},
         "circuits": {"type": "array", "items": {"type": "object", "required": ["name", "limit_a"], "properties": {
             "name": {"type": "string"}, "parent": {"type": ["string", "null"]}, "limit_a": phases}}},
         "connectors": {"type": "array", "items": {"type": "object", "required": ["charger_id", "connector_no", "max_current_a", "phases", "rotation"], "properties": {

@@ -35,6 +35,8 @@ pub struct SiteElectrics {
     pub grid_limit_da: [i64; 3],
     pub store_worst_case_da: i64,
     pub connector_fallback_da: i64,
+    /// The charger whose connector 0 meter measures the store's own load, if one does.
+    pub store_meter_charger: Option<String>,
     pub circuits: Vec<CircuitRow>,
     pub connectors: Vec<ConnectorRow>,
     pub open_sessions: Vec<OpenSession>,
@@ -53,7 +55,8 @@ pub async fn all_sites(db: &Db) -> Result<Vec<SiteElectrics>, StoreError> {
 /// One site's electrics, as storage knows them now (`None`: no such site).
 pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreError> {
     let Some(s) = sqlx::query(
-        "SELECT id, grid_limit_l1_da, grid_limit_l2_da, grid_limit_l3_da, store_worst_case_da, connector_fallback_da FROM sites WHERE id = $1",
+        "SELECT id, grid_limit_l1_da, grid_limit_l2_da, grid_limit_l3_da, store_worst_case_da, connector_fallback_da, store_meter_charger_id \
+         FROM sites WHERE id = $1",
     )
     .bind(id.0)
     .fetch_optional(db.pool())
@@ -116,6 +119,7 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
         grid_limit_da: [s.try_get("grid_limit_l1_da")?, s.try_get("grid_limit_l2_da")?, s.try_get("grid_limit_l3_da")?],
         store_worst_case_da: s.try_get("store_worst_case_da")?,
         connector_fallback_da: s.try_get("connector_fallback_da")?,
+        store_meter_charger: s.try_get("store_meter_charger_id")?,
         circuits,
         connectors,
         open_sessions,
@@ -132,6 +136,10 @@ pub struct ElectricsSpec {
     pub store_worst_case_a: f64,
     /// What a connector may draw with no limit of ours (its TxDefaultProfile).
     pub connector_fallback_a: f64,
+    /// A charger of the site whose connector 0 meter (MeterValues, Current.Import per phase)
+    /// measures the store's own load, as the site meter endpoint would.
+    #[serde(default)]
+    pub store_meter_charger: Option<String>,
     #[serde(default)]
     pub circuits: Vec<CircuitSpec>,
     /// Connectors whose ratings or wiring change; the others keep theirs.
@@ -177,6 +185,7 @@ pub async fn electrics_spec(db: &Db, id: SiteId) -> Result<Option<ElectricsSpec>
         grid_limit_a: site.grid_limit_da.map(amps),
         store_worst_case_a: amps(site.store_worst_case_da),
         connector_fallback_a: amps(site.connector_fallback_da),
+        store_meter_charger: site.store_meter_charger.clone(),
         circuits: site
             .circuits
             .iter()
@@ -270,8 +279,14 @@ pub fn electrics_from_spec(spec: &ElectricsSpec, current: &SiteElectrics) -> Res
     for (slot, (amps, phase)) in grid_limit_da.iter_mut().zip(spec.grid_limit_a.iter().zip(["L1", "L2", "L3"])) {
         *slot = deci(&format!("grid {phase} limit"), *amps, true, true)?;
     }
+    if let Some(meter) = &spec.store_meter_charger {
+        if !current.connectors.iter().any(|c| &c.charger_id == meter) {
+            return Err(ElectricsError::Invalid(format!("store_meter_charger {meter:?} is not a charger of this site")));
+        }
+    }
     Ok(SiteElectrics {
         site: current.site,
+        store_meter_charger: spec.store_meter_charger.clone(),
         grid_limit_da,
         // The worst case is rounded up, what we may allocate down: both err on the safe side.
         store_worst_case_da: deci("store_worst_case_a", spec.store_worst_case_a, false, false)?,
@@ -288,7 +303,8 @@ pub async fn store_electrics(db: &Db, checked: &SiteElectrics, spec: &ElectricsS
     let mut tx = db.pool().begin().await?;
     let site = checked.site.0;
     sqlx::query(
-        "UPDATE sites SET grid_limit_l1_da = $2, grid_limit_l2_da = $3, grid_limit_l3_da = $4, store_worst_case_da = $5, connector_fallback_da = $6 WHERE id = $1",
+        "UPDATE sites SET grid_limit_l1_da = $2, grid_limit_l2_da = $3, grid_limit_l3_da = $4, store_worst_case_da = $5, connector_fallback_da = $6, \
+         store_meter_charger_id = $7 WHERE id = $1",
     )
     .bind(site)
     .bind(checked.grid_limit_da[0])
@@ -296,6 +312,7 @@ pub async fn store_electrics(db: &Db, checked: &SiteElectrics, spec: &ElectricsS
     .bind(checked.grid_limit_da[2])
     .bind(checked.store_worst_case_da)
     .bind(checked.connector_fallback_da)
+    .bind(&checked.store_meter_charger)
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE connectors SET circuit_id = NULL WHERE charger_id IN (SELECT id FROM chargers WHERE site_id = $1)").bind(site).execute(&mut *tx).await?;

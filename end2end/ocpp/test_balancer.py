@@ -313,3 +313,40 @@ def test_a_charger_wired_to_the_store_meter_reports_the_store_load(server):
     finally:
         status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
         assert status == 200, body
+
+
+def test_a_lifetime_energy_register_is_not_taken_for_the_session_energy(server):
+    """UP-ZUI-01 (2.0.1) counts energy over its meter's lifetime: 1,000,000 Wh when the session starts.
+    A car that wants 20 kWh and has had 5 kWh keeps its full share: the balancer counts 5 kWh for the
+    session, not 1,005,000 (which would look finished and pause it)."""
+    from ocpp_kit import meter_value_201
+
+    async def scenario():
+        async with charger(server, "UP-ZUI-01", "2.0.1", cls=Balanced201) as cp:
+            tx = {"transactionId": f"life-{time.monotonic_ns()}"}
+            await cp.req(call201.TransactionEvent(
+                event_type="Started", timestamp=now_iso(), trigger_reason="Authorized", seq_no=0, transaction_info=tx,
+                id_token={"idToken": "DEMO-TAG-1", "type": "ISO14443"}, evse={"id": 1, "connectorId": 1},
+                meter_value=[meter_value_201(now_iso(), 1_000_000, "Transaction.Begin", full=False)],
+            ))
+            await cp.req(call201.NotifyEVChargingNeeds(evse_id=1, charging_needs={
+                "requestedEnergyTransfer": "AC_three_phase",
+                "acChargingParameters": {"energyAmount": 20000, "evMinCurrent": 6, "evMaxCurrent": 32, "evMaxVoltage": 400},
+            }))
+            deadline = time.monotonic() + 10
+            while cp.tx_limit(1) != 32.0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert cp.tx_limit(1) == 32.0, cp.profiles
+            sent = len(cp.profiles)
+            await cp.req(call201.TransactionEvent(
+                event_type="Updated", timestamp=now_iso(), trigger_reason="MeterValuePeriodic", seq_no=1, transaction_info=tx,
+                meter_value=[meter_value_201(now_iso(), 1_005_000, current_a=(31.5, 31.6, 31.4))],
+            ))
+            await asyncio.sleep(1.5)
+            assert cp.tx_limit(1) == 32.0, f"the session was taken for finished: {cp.profiles[sent:]}"
+            status, budget = await server.ahttp("GET", "/api/v1/sites/2/budget")
+            assert status == 200, budget
+            view = next(c for c in budget["snapshot"]["connectors"] if c["session"] is not None)
+            assert view["paused"] is False and view["target"] == 320, view
+
+    run(scenario())

@@ -7,6 +7,8 @@ CREATE TABLE charger_models (
     lenient       BIGINT  NOT NULL DEFAULT 0 CHECK (lenient IN (0, 1)),
     -- OCPP 1.6 meterStart / meterStop sent in kWh although the schema says Wh.
     meter_in_kwh  BIGINT  NOT NULL DEFAULT 0 CHECK (meter_in_kwh IN (0, 1)),
+    -- Its energy register restarts at 0 with each transaction (most count over the meter's lifetime).
+    session_register BIGINT NOT NULL DEFAULT 0 CHECK (session_register IN (0, 1)),
     note          TEXT    NOT NULL DEFAULT '',
     updated_at    BIGINT  NOT NULL,
     PRIMARY KEY (vendor, model)

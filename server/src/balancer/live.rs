@@ -27,7 +27,7 @@ const BATCH: usize = 512;
 
 enum Input {
     Event(Event),
-    SessionStarted { connector: ConnectorKey, session: SessionKey, ocpp_tx_id: String },
+    SessionStarted { connector: ConnectorKey, session: SessionKey, ocpp_tx_id: String, baseline_wh: Option<u32> },
     SessionEnded { session: SessionKey },
     SessionUpdated { connector: ConnectorKey, info: SessionInfo },
     Outcome { id: CommandId, accepted: bool },
@@ -281,7 +281,7 @@ impl Hub {
                     let session = SessionKey(u64::try_from(s.transaction_id).unwrap_or(0));
                     if balancer.handle(Event::SessionStarted { connector, session, info: SessionInfo::default() }, now).is_ok() {
                         let _ = balancer.handle(Event::LimitUnknown { connector, up_to: maxima[index] }, now);
-                        open.insert(session, (connector, s.ocpp_tx_id.clone()));
+                        open.insert(session, OpenTx { connector, ocpp_tx_id: s.ocpp_tx_id.clone(), baseline_wh: s.meter_start_wh.and_then(|wh| u32::try_from(wh).ok()) });
                     }
                 }
                 let (tx, rx) = mpsc::channel(1024);
@@ -377,10 +377,13 @@ impl Hub {
         }
     }
 
-    pub fn session_started(&self, charger: &ChargerId, connector_no: u32, transaction: i64, ocpp_tx_id: &str) {
+    /// A session began; `meter_start_wh` is the energy register at its start, when the charger said
+    /// (the session's energy is counted from there).
+    pub fn session_started(&self, charger: &ChargerId, connector_no: u32, transaction: i64, ocpp_tx_id: &str, meter_start_wh: Option<i64>) {
         if let Some((site, connector)) = self.connector(charger, connector_no) {
             let session = SessionKey(u64::try_from(transaction).unwrap_or(0));
-            self.send(site, Input::SessionStarted { connector, session, ocpp_tx_id: ocpp_tx_id.to_owned() });
+            let baseline_wh = meter_start_wh.and_then(|wh| u32::try_from(wh).ok());
+            self.send(site, Input::SessionStarted { connector, session, ocpp_tx_id: ocpp_tx_id.to_owned(), baseline_wh });
         }
     }
 
@@ -470,6 +473,20 @@ pub fn tx_profile(version: OcppVersion, connector_no: u32, ocpp_tx_id: &str, amp
     }
 }
 
+/// A session the task is steering.
+struct OpenTx {
+    connector: ConnectorKey,
+    ocpp_tx_id: String,
+    /// The energy register when the session began (from meterStart, or its first reading).
+    baseline_wh: Option<u32>,
+}
+
+/// The session's energy from a reading of the charger's energy register: counted from the register
+/// at the start, or, when the charger did not say, from its first reading.
+fn session_energy(baseline_wh: &mut Option<u32>, register_wh: u32) -> u32 {
+    register_wh.saturating_sub(*baseline_wh.get_or_insert(register_wh))
+}
+
 /// One site's balancer, driven by events, with the state that ties it to OCPP names.
 struct SiteTask {
     site: SiteId,
@@ -480,7 +497,7 @@ struct SiteTask {
     epoch: Instant,
     targets: Vec<Target>,
     /// Open sessions: balancer key → (connector, OCPP transaction id).
-    open: HashMap<SessionKey, (ConnectorKey, String)>,
+    open: HashMap<SessionKey, OpenTx>,
 }
 
 impl SiteTask {
@@ -547,21 +564,27 @@ impl SiteTask {
     /// What an input means to the balancer, keeping the map of open sessions.
     fn to_events(&mut self, input: Input, events: &mut Vec<Event>) {
         match input {
+            Input::Event(Event::ConnectorMeter { connector, currents, energy_wh, measured_at }) => {
+                // Chargers report their energy register; the balancer wants the session's energy.
+                let session = self.open.values_mut().find(|o| o.connector == connector);
+                let energy_wh = energy_wh.zip(session).map(|(register, o)| session_energy(&mut o.baseline_wh, register));
+                events.push(Event::ConnectorMeter { connector, currents, energy_wh, measured_at });
+            }
             Input::Event(event) => events.push(event),
-            Input::SessionStarted { connector, session, ocpp_tx_id } => {
+            Input::SessionStarted { connector, session, ocpp_tx_id, baseline_wh } => {
                 // A connector runs one session: an older one there ended unseen.
-                let stale: Vec<SessionKey> = self.open.iter().filter(|(k, (c, _))| *c == connector && **k != session).map(|(k, _)| *k).collect();
+                let stale: Vec<SessionKey> = self.open.iter().filter(|(k, o)| o.connector == connector && **k != session).map(|(k, _)| *k).collect();
                 for old in stale {
                     self.open.remove(&old);
                     events.push(Event::SessionEnded { connector });
                 }
-                self.open.insert(session, (connector, ocpp_tx_id));
+                self.open.insert(session, OpenTx { connector, ocpp_tx_id, baseline_wh });
                 events.push(Event::SessionStarted { connector, session, info: SessionInfo::default() });
             }
             Input::SessionUpdated { connector, info } => events.push(Event::SessionUpdated { connector, info }),
             Input::SessionEnded { session } => {
-                if let Some((connector, _)) = self.open.remove(&session) {
-                    events.push(Event::SessionEnded { connector });
+                if let Some(o) = self.open.remove(&session) {
+                    events.push(Event::SessionEnded { connector: o.connector });
                 }
             }
             Input::Outcome { id, accepted: true } => events.push(Event::CommandAccepted { id }),
@@ -577,7 +600,8 @@ impl SiteTask {
         let Rebuilt { mut balancer, targets } = rebuilt;
         let old = self.balancer.snapshot(now);
         let mut open = HashMap::new();
-        for (session, (old_key, ocpp_tx_id)) in self.open.drain() {
+        for (session, o) in self.open.drain() {
+            let old_key = o.connector;
             let Some(target) = self.targets.get(old_key.0 as usize) else { continue };
             let Some(index) = targets.iter().position(|t| t == target) else { continue };
             let connector = ConnectorKey(u32::try_from(index).unwrap_or(u32::MAX));
@@ -585,7 +609,7 @@ impl SiteTask {
             let info = self.balancer.session_info(old_key).unwrap_or_default();
             if balancer.handle(Event::SessionStarted { connector, session, info }, now).is_ok() {
                 let _ = balancer.handle(Event::LimitUnknown { connector, up_to: budget }, now);
-                open.insert(session, (connector, ocpp_tx_id));
+                open.insert(session, OpenTx { connector, ..o });
             }
         }
         if let Some(reading) = old.store_reading {
@@ -605,7 +629,7 @@ impl SiteTask {
         for command in self.balancer.poll_commands(millis(self.epoch)) {
             let Command::SetLimit { id, connector, session, amps_per_phase, phases } = command;
             let target = self.targets.get(connector.0 as usize).cloned();
-            let ocpp_tx_id = self.open.get(&session).map(|(_, t)| t.clone());
+            let ocpp_tx_id = self.open.get(&session).map(|o| o.ocpp_tx_id.clone());
             let version = target.as_ref().and_then(|t| self.registry.version_of(&t.charger));
             let (Some(target), Some(ocpp_tx_id), Some(version)) = (target, ocpp_tx_id, version) else {
                 // Nobody to tell: count it as refused, so the budget stays at the safe side.
@@ -660,6 +684,18 @@ mod tests {
         assert_eq!(p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"], 10.5);
         let offline = tx_profile(OcppVersion::V16, 2, "offline:-1:5", DeciAmps::new(60), 3);
         assert!(offline["csChargingProfiles"].get("transactionId").is_none());
+    }
+
+    #[test]
+    fn session_energy_counts_from_the_start_of_the_session() {
+        let mut from_meter_start = Some(1_000_000);
+        assert_eq!(session_energy(&mut from_meter_start, 1_004_500), 4_500, "a lifetime register, meterStart known");
+        let mut unknown = None;
+        assert_eq!(session_energy(&mut unknown, 2_000_300), 0, "no start given: the first reading is the start");
+        assert_eq!(session_energy(&mut unknown, 2_001_300), 1_000);
+        let mut per_session = Some(0);
+        assert_eq!(session_energy(&mut per_session, 750), 750, "a register that restarts each session");
+        assert_eq!(session_energy(&mut Some(500), 400), 0, "a register that went backwards counts nothing, not a wrap");
     }
 
     #[test]

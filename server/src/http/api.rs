@@ -376,6 +376,7 @@ pub fn openapi_document() -> Value {
         "model": {"type": "string", "maxLength": 50},
         "lenient": {"type": "boolean", "description": "accept lengths and misspelt enum values outside the schema, with a warning; drop meter samples of unknown kinds"},
         "meter_in_kwh": {"type": "boolean", "description": "OCPP 1.6 meterStart / meterStop are sent in kWh"},
+        "session_register": {"type": "boolean", "description": "the energy register restarts at 0 with each transaction (most count over the meter's lifetime)"},
         "note": {"type": "string"}}});
     let errors = |codes: &[(&str, &str)]| -> Value {
         let mut map = serde_json::Map::new();

@@ -115,7 +115,7 @@ pub async fn upgrade(
                 return refuse(StatusCode::UNAUTHORIZED, "this charger was rejected by an operator");
             }
             let site = (auth.registration == "accepted").then_some(auth.site);
-            Link { charger: charger.clone(), version, site, lenient: auth.lenient, meter_in_kwh: auth.meter_in_kwh }
+            Link { charger: charger.clone(), version, site, lenient: auth.lenient, meter_in_kwh: auth.meter_in_kwh, session_register: auth.session_register }
         }
         None => match unknown_charger(&cs, &charger, version, password).await {
             Ok(link) => link,
@@ -157,7 +157,7 @@ async fn unknown_charger(cs: &CentralSystem, charger: &ChargerId, version: OcppV
                 return Err(refuse(StatusCode::UNAUTHORIZED, "wrong credentials"));
             }
             db::upsert_charger_request(&cs.db, charger, &r.password_hash, &version.to_string()).await.map_err(unavailable)?;
-            return Ok(Link { charger: charger.clone(), version, site: None, lenient: false, meter_in_kwh: false });
+            return Ok(Link { charger: charger.clone(), version, site: None, lenient: false, meter_in_kwh: false, session_register: false });
         }
         None => {}
     }
@@ -171,12 +171,12 @@ async fn unknown_charger(cs: &CentralSystem, charger: &ChargerId, version: OcppV
         Some(site) => {
             db::auto_register(&cs.db, charger, site, &hashed).await.map_err(unavailable)?;
             tracing::info!(charger.id = %charger, site.id = %site, "unknown charger registered automatically");
-            Ok(Link { charger: charger.clone(), version, site: Some(site), lenient: false, meter_in_kwh: false })
+            Ok(Link { charger: charger.clone(), version, site: Some(site), lenient: false, meter_in_kwh: false, session_register: false })
         }
         None => {
             db::upsert_charger_request(&cs.db, charger, &hashed, &version.to_string()).await.map_err(unavailable)?;
             tracing::info!(charger.id = %charger, "unknown charger waits for an operator (Pending)");
-            Ok(Link { charger: charger.clone(), version, site: None, lenient: false, meter_in_kwh: false })
+            Ok(Link { charger: charger.clone(), version, site: None, lenient: false, meter_in_kwh: false, session_register: false })
         }
     }
 }

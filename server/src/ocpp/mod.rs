@@ -87,6 +87,8 @@ pub struct Link {
     pub lenient: bool,
     /// Its model sends 1.6 meterStart / meterStop in kWh.
     pub meter_in_kwh: bool,
+    /// Its model's energy register restarts at 0 with each transaction.
+    pub session_register: bool,
 }
 
 impl CentralSystem {
@@ -124,6 +126,7 @@ impl CentralSystem {
                     link.site = Some(auth.site);
                     link.lenient = auth.lenient;
                     link.meter_in_kwh = auth.meter_in_kwh;
+                    link.session_register = auth.session_register;
                 }
             }
         }
@@ -134,6 +137,7 @@ impl CentralSystem {
             if let Ok(Some(auth)) = store::charger_auth(&self.db, &link.charger).await {
                 link.lenient = auth.lenient;
                 link.meter_in_kwh = auth.meter_in_kwh;
+                link.session_register = auth.session_register;
             }
         }
         result

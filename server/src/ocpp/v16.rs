@@ -197,7 +197,7 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             if fresh {
                 tracing::info!(charger.id = %id, transaction.id = %tx, connector = start.connector_no, "transaction started");
                 if standing == db::TokenStanding::Accepted {
-                    cs.hub.session_started(id, r.connector_id, tx.0, &tx.0.to_string());
+                    cs.hub.session_started(id, r.connector_id, tx.0, &tx.0.to_string(), start.meter_start_wh);
                 }
             } else {
                 tracing::info!(charger.id = %id, transaction.id = %tx, "replayed StartTransaction: same transaction");

@@ -287,7 +287,7 @@ async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_ev
         meter_start_wh: super::energy_register_wh(&data, "Transaction.Begin"),
     };
     let started = matches!(r.event_type, TransactionEventEnumType::Started);
-    let tx = db::upsert_transaction_v201(&cs.db, id, &ocpp_tx_id, &start, started).await.map_err(internal)?;
+    let (tx, connector_no) = db::upsert_transaction_v201(&cs.db, id, &ocpp_tx_id, &start, started).await.map_err(internal)?;
     let offline = r.offline.unwrap_or(false);
     let seen = db::record_tx_event(&cs.db, tx, i64::from(r.seq_no), &event_type, &enum_text(&r.trigger_reason), offline, &charger_time)
         .await
@@ -321,7 +321,9 @@ async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_ev
                 cs.hub.session_ended(id, tx.0);
             } else if started {
                 tracing::info!(charger.id = %id, transaction.id = %tx, offline, "transaction started");
-                cs.hub.session_started(id, u32::try_from(connector_no).unwrap_or(0), tx.0, &ocpp_tx_id);
+                // Without a Transaction.Begin reading, a register that restarts each session starts at 0.
+                let meter_start = start.meter_start_wh.or(link.session_register.then_some(0));
+                cs.hub.session_started(id, u32::try_from(connector_no).unwrap_or(0), tx.0, &ocpp_tx_id, meter_start);
             }
         }
     }

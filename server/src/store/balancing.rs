@@ -27,6 +27,7 @@ pub struct OpenSession {
     pub charger_id: String,
     pub connector_no: i64,
     pub ocpp_tx_id: String,
+    pub meter_start_wh: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +99,7 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     let open_sessions = sqlx::query(
-        "SELECT t.id, t.charger_id, t.connector_no, t.ocpp_tx_id FROM transactions t JOIN chargers ch ON ch.id = t.charger_id \
+        "SELECT t.id, t.charger_id, t.connector_no, t.ocpp_tx_id, t.meter_start_wh FROM transactions t JOIN chargers ch ON ch.id = t.charger_id \
              WHERE ch.site_id = $1 AND t.status = 'active' ORDER BY t.id",
     )
     .bind(site)
@@ -111,6 +112,7 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
             charger_id: r.try_get("charger_id")?,
             connector_no: r.try_get("connector_no")?,
             ocpp_tx_id: r.try_get("ocpp_tx_id")?,
+            meter_start_wh: r.try_get("meter_start_wh")?,
         })
     })
     .collect::<Result<Vec<_>, StoreError>>()?;

@@ -16,12 +16,15 @@ pub struct ChargerAuth {
     pub lenient: bool,
     /// Its model sends 1.6 meterStart / meterStop in kWh.
     pub meter_in_kwh: bool,
+    /// Its model's energy register restarts at 0 with each transaction.
+    pub session_register: bool,
 }
 
 pub async fn charger_auth(db: &Db, id: &ChargerId) -> Result<Option<ChargerAuth>, StoreError> {
     let row = sqlx::query(
         "SELECT ch.site_id, ch.password_hash, ch.registration, ch.lenient, \
-         COALESCE(cm.lenient, 0) AS model_lenient, COALESCE(cm.meter_in_kwh, 0) AS meter_in_kwh \
+         COALESCE(cm.lenient, 0) AS model_lenient, COALESCE(cm.meter_in_kwh, 0) AS meter_in_kwh, \
+         COALESCE(cm.session_register, 0) AS session_register \
          FROM chargers ch LEFT JOIN charger_models cm ON cm.vendor = ch.vendor AND cm.model = ch.model WHERE ch.id = $1",
     )
     .bind(id.as_str())
@@ -34,6 +37,7 @@ pub async fn charger_auth(db: &Db, id: &ChargerId) -> Result<Option<ChargerAuth>
             registration: r.try_get("registration")?,
             lenient: r.try_get::<i64, _>("lenient")? != 0 || r.try_get::<i64, _>("model_lenient")? != 0,
             meter_in_kwh: r.try_get::<i64, _>("meter_in_kwh")? != 0,
+            session_register: r.try_get::<i64, _>("session_register")? != 0,
         })
     })
     .transpose()
@@ -49,11 +53,13 @@ pub struct ModelSettings {
     #[serde(default)]
     pub meter_in_kwh: bool,
     #[serde(default)]
+    pub session_register: bool,
+    #[serde(default)]
     pub note: String,
 }
 
 pub async fn model_settings(db: &Db) -> Result<Vec<ModelSettings>, StoreError> {
-    let rows = sqlx::query("SELECT vendor, model, lenient, meter_in_kwh, note FROM charger_models ORDER BY vendor, model").fetch_all(db.pool()).await?;
+    let rows = sqlx::query("SELECT vendor, model, lenient, meter_in_kwh, session_register, note FROM charger_models ORDER BY vendor, model").fetch_all(db.pool()).await?;
     rows.iter()
         .map(|r| {
             Ok(ModelSettings {
@@ -61,6 +67,7 @@ pub async fn model_settings(db: &Db) -> Result<Vec<ModelSettings>, StoreError> {
                 model: r.try_get("model")?,
                 lenient: r.try_get::<i64, _>("lenient")? != 0,
                 meter_in_kwh: r.try_get::<i64, _>("meter_in_kwh")? != 0,
+                session_register: r.try_get::<i64, _>("session_register")? != 0,
                 note: r.try_get("note")?,
             })
         })
@@ -70,14 +77,15 @@ pub async fn model_settings(db: &Db) -> Result<Vec<ModelSettings>, StoreError> {
 /// Creates or replaces a model's settings; chargers of that model pick them up at their next boot.
 pub async fn put_model_settings(db: &Db, settings: &ModelSettings) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO charger_models (vendor, model, lenient, meter_in_kwh, note, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+        "INSERT INTO charger_models (vendor, model, lenient, meter_in_kwh, session_register, note, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (vendor, model) DO UPDATE SET lenient = excluded.lenient, meter_in_kwh = excluded.meter_in_kwh, \
-         note = excluded.note, updated_at = excluded.updated_at",
+         session_register = excluded.session_register, note = excluded.note, updated_at = excluded.updated_at",
     )
     .bind(&settings.vendor)
     .bind(&settings.model)
     .bind(i64::from(settings.lenient))
     .bind(i64::from(settings.meter_in_kwh))
+    .bind(i64::from(settings.session_register))
     .bind(&settings.note)
     .bind(now_ms())
     .execute(db.pool())
@@ -396,7 +404,10 @@ pub async fn find_transaction(db: &Db, id: &ChargerId, ocpp_tx_id: &str) -> Resu
 }
 
 /// Creates (or finds) a 2.0.1 transaction by the station's id.
-pub async fn upsert_transaction_v201(db: &Db, id: &ChargerId, ocpp_tx_id: &str, start: &TxStart, start_seen: bool) -> Result<TransactionId, StoreError> {
+/// Creates a 2.0.1 transaction at its first event (whichever arrives first), and returns it with its
+/// connector: later events need not name their EVSE, and one that does fills in a connector still
+/// unknown.
+pub async fn upsert_transaction_v201(db: &Db, id: &ChargerId, ocpp_tx_id: &str, start: &TxStart, start_seen: bool) -> Result<(TransactionId, i64), StoreError> {
     sqlx::query(
         "INSERT INTO transactions (charger_id, connector_no, ocpp_tx_id, id_tag, status, started_at, started_at_charger, \
          start_received_at, meter_start_wh, start_unseen) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9) \
@@ -413,11 +424,22 @@ pub async fn upsert_transaction_v201(db: &Db, id: &ChargerId, ocpp_tx_id: &str, 
     .bind(i64::from(!start_seen))
     .execute(db.pool())
     .await?;
-    let tx = find_transaction(db, id, ocpp_tx_id).await?.ok_or_else(|| StoreError::Corrupt("upserted transaction vanished".into()))?;
+    let row = sqlx::query("SELECT id, connector_no FROM transactions WHERE charger_id = $1 AND ocpp_tx_id = $2")
+        .bind(id.as_str())
+        .bind(ocpp_tx_id)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("upserted transaction vanished".into()))?;
+    let tx = TransactionId(row.try_get("id")?);
+    let mut connector_no: i64 = row.try_get("connector_no")?;
+    if connector_no == 0 && start.connector_no > 0 {
+        sqlx::query("UPDATE transactions SET connector_no = $2 WHERE id = $1").bind(tx.0).bind(start.connector_no).execute(db.pool()).await?;
+        connector_no = start.connector_no;
+    }
     if start_seen && start.connector_no > 0 {
         close_superseded(db, id, start.connector_no, tx).await?;
     }
-    Ok(tx)
+    Ok((tx, connector_no))
 }
 
 /// Fills in what a later event taught us (the token, the meter start) without overwriting.

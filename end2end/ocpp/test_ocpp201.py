@@ -629,3 +629,37 @@ def test_auto_registration_trust_on_first_use(server):
         assert await handshake_status(server, cp_id, "another-password-456", ["ocpp2.0.1"]) == 401
 
     run(scenario())
+
+
+def _lengths_cases():
+    """(action, payload builder) for string lengths the 2.0.1 schemas bound: a field at its maximum is
+    accepted, one character more is a PropertyConstraintViolation."""
+    ts = "2026-11-24T10:00:00Z"
+    return [
+        ("BootNotification", 20, lambda s: {"reason": "PowerUp", "chargingStation": {"model": s, "vendorName": "V"}}),
+        ("TransactionEvent", 36, lambda s: {"eventType": "Started", "timestamp": ts, "triggerReason": "Authorized", "seqNo": 0,
+                                            "transactionInfo": {"transactionId": s}, "evse": {"id": 1, "connectorId": 1}}),
+        ("SecurityEventNotification", 255, lambda s: {"type": "FirmwareUpdated", "timestamp": ts, "techInfo": s}),
+        ("MeterValues", 20, lambda s: {"evseId": 1, "meterValue": [{"timestamp": ts, "sampledValue": [
+            {"value": 1.0}, {"value": 2.0, "unitOfMeasure": {"unit": s}}]}]}),
+        ("NotifyEvent", 50, lambda s: {"generatedAt": ts, "seqNo": 0, "eventData": [{
+            "eventId": 1, "timestamp": ts, "trigger": "Alerting", "actualValue": "x", "eventNotificationType": "HardWiredNotification",
+            "component": {"name": s}, "variable": {"name": "V"}}]}),
+        ("NotifyReport", 2500, lambda s: {"requestId": 1, "generatedAt": ts, "seqNo": 0, "reportData": [{
+            "component": {"name": "C"}, "variable": {"name": "V"}, "variableAttribute": [{"value": "1"}, {"value": s}]}]}),
+    ]
+
+
+@pytest.mark.parametrize("case", _lengths_cases(), ids=[c[0] for c in _lengths_cases()])
+def test_string_lengths_beyond_the_schema_are_refused_and_the_link_stays_up(server, case):
+    action, max_len, payload = case
+
+    async def scenario():
+        async with raw_charger(server, unique("E2E201-LEN"), "2.0.1", password="length-pass-1234") as cp:
+            frame = await cp.call(action, payload("x" * (max_len + 1)))
+            assert frame[0] == 4 and frame[2] == "PropertyConstraintViolation", frame
+            assert "longer than" in frame[3], frame
+            frame = await cp.call(action, payload("y" * max_len))
+            assert frame[0] == 3, f"{action} with a {max_len}-character value was refused: {frame}"
+
+    run(scenario())

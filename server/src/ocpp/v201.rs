@@ -131,7 +131,7 @@ async fn record(cs: &CentralSystem, link: &Link, kind: &str, status: &str, paylo
 
 pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Value) -> Result<Value, RpcError> {
     let raw_payload = payload.to_string();
-    if let Err(err) = id_token_lengths(&payload) {
+    if let Err(err) = id_token_lengths(&payload).and_then(|()| schema_lengths(action, &payload)) {
         if !link.lenient {
             return Err(err);
         }
@@ -353,6 +353,70 @@ fn id_token_lengths(payload: &Value) -> Result<(), RpcError> {
     }
 }
 
+/// String lengths the 2.0.1 schemas set on what stations send that rust-ocpp does not check (read
+/// from the official JSON schemas; `[]` is every item of an array). Id tokens are checked everywhere
+/// by [`id_token_lengths`]; `customData` is not read at all.
+const INCOMING_LENGTHS: &[(&[&str], &str, usize)] = &[
+    (&["Authorize"], "idToken.additionalInfo[].type", 50),
+    (&["Authorize"], "certificate", 5500),
+    (&["Authorize"], "iso15118CertificateHashData[].issuerNameHash", 128),
+    (&["Authorize"], "iso15118CertificateHashData[].issuerKeyHash", 128),
+    (&["Authorize"], "iso15118CertificateHashData[].serialNumber", 40),
+    (&["Authorize"], "iso15118CertificateHashData[].responderURL", 512),
+    (&["BootNotification"], "chargingStation.serialNumber", 25),
+    (&["BootNotification"], "chargingStation.model", 20),
+    (&["BootNotification"], "chargingStation.modem.iccid", 20),
+    (&["BootNotification"], "chargingStation.modem.imsi", 20),
+    (&["BootNotification"], "chargingStation.vendorName", 50),
+    (&["BootNotification"], "chargingStation.firmwareVersion", 50),
+    (&["MeterValues", "TransactionEvent"], "meterValue[].sampledValue[].signedMeterValue.signedMeterData", 2500),
+    (&["MeterValues", "TransactionEvent"], "meterValue[].sampledValue[].signedMeterValue.signingMethod", 50),
+    (&["MeterValues", "TransactionEvent"], "meterValue[].sampledValue[].signedMeterValue.encodingMethod", 50),
+    (&["MeterValues", "TransactionEvent"], "meterValue[].sampledValue[].signedMeterValue.publicKey", 2500),
+    (&["MeterValues", "TransactionEvent"], "meterValue[].sampledValue[].unitOfMeasure.unit", 20),
+    (&["NotifyEvent"], "eventData[].actualValue", 2500),
+    (&["NotifyEvent"], "eventData[].techCode", 50),
+    (&["NotifyEvent"], "eventData[].techInfo", 500),
+    (&["NotifyEvent"], "eventData[].transactionId", 36),
+    (&["NotifyEvent"], "eventData[].component.name", 50),
+    (&["NotifyEvent"], "eventData[].component.instance", 50),
+    (&["NotifyEvent"], "eventData[].variable.name", 50),
+    (&["NotifyEvent"], "eventData[].variable.instance", 50),
+    (&["NotifyReport"], "reportData[].component.name", 50),
+    (&["NotifyReport"], "reportData[].component.instance", 50),
+    (&["NotifyReport"], "reportData[].variable.name", 50),
+    (&["NotifyReport"], "reportData[].variable.instance", 50),
+    (&["NotifyReport"], "reportData[].variableAttribute[].value", 2500),
+    (&["NotifyReport"], "reportData[].variableCharacteristics.unit", 16),
+    (&["NotifyReport"], "reportData[].variableCharacteristics.valuesList", 1000),
+    (&["SecurityEventNotification"], "type", 50),
+    (&["SecurityEventNotification"], "techInfo", 255),
+    (&["TransactionEvent"], "transactionInfo.transactionId", 36),
+    (&["TransactionEvent"], "idToken.additionalInfo[].type", 50),
+];
+
+fn schema_lengths(action: &str, payload: &Value) -> Result<(), RpcError> {
+    for (_, path, max) in INCOMING_LENGTHS.iter().filter(|(actions, _, _)| actions.contains(&action)) {
+        if too_long(payload, path, *max) {
+            return Err(RpcError::new(ErrorCode::PropertyConstraintViolation, format!("{action}: {path} is longer than {max} characters")));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a string at `path` (`a.b[].c`) is longer than `max` characters.
+fn too_long(value: &Value, path: &str, max: usize) -> bool {
+    let (head, rest) = path.split_once('.').unwrap_or((path, ""));
+    let (key, each) = head.strip_suffix("[]").map_or((head, false), |k| (k, true));
+    let Some(child) = value.get(key) else { return false };
+    let check = |v: &Value| if rest.is_empty() { v.as_str().is_some_and(|s| s.chars().count() > max) } else { too_long(v, rest, max) };
+    if each {
+        child.as_array().is_some_and(|items| items.iter().any(check))
+    } else {
+        check(child)
+    }
+}
+
 /// Checks an operator's command against the action's schema before it goes out.
 pub fn command(action: &str, payload: Value) -> Result<Command, RpcError> {
     id_token_lengths(&payload)?;
@@ -367,6 +431,18 @@ pub fn check_answer(action: &str, payload: Value) -> Result<(), RpcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_lengths_reach_into_arrays_and_count_characters() {
+        let unit = |u: &str| json!({"evseId": 1, "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": 1.0}, {"value": 2.0, "unitOfMeasure": {"unit": u}}]}]});
+        assert!(schema_lengths("MeterValues", &unit(&"k".repeat(20))).is_ok());
+        let err = schema_lengths("MeterValues", &unit(&"k".repeat(21))).expect_err("21 > 20");
+        assert_eq!(err.code, ErrorCode::PropertyConstraintViolation);
+        assert!(err.description.contains("unitOfMeasure.unit"), "{}", err.description);
+        assert!(schema_lengths("BootNotification", &json!({"chargingStation": {"model": "é".repeat(20), "vendorName": "V"}})).is_ok(), "characters, not bytes");
+        assert!(schema_lengths("BootNotification", &json!({"chargingStation": {"model": "m".repeat(21), "vendorName": "V"}})).is_err());
+        assert!(schema_lengths("Heartbeat", &json!({"anything": "x".repeat(9000)})).is_ok(), "no rule, no refusal");
+    }
     use serde_json::json;
 
     #[test]

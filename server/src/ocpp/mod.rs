@@ -75,6 +75,14 @@ pub struct CentralSystem {
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
+/// Where a booting charger stands, in either version's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Registration {
+    Accepted,
+    Pending,
+    Rejected,
+}
+
 /// What a connection knows about the charger at its other end.
 #[derive(Debug, Clone)]
 pub struct Link {
@@ -159,6 +167,23 @@ impl CentralSystem {
         metrics::counter!("ocpp_calls_total", "action" => label, "outcome" => outcome).increment(1);
         metrics::histogram!("ocpp_call_handling_seconds").record(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// A BootNotification from an admitted charger, in either version: recorded whole, answered with
+    /// its registration, and an accepted charger gets its default charging profile.
+    pub(crate) async fn boot(&self, link: &Link, info: &store::BootInfo, raw_payload: &str) -> Result<Registration, RpcError> {
+        let id = &link.charger;
+        store::record_boot(&self.db, id, &link.version.to_string(), info, raw_payload).await.map_err(internal)?;
+        let registration = match store::charger_auth(&self.db, id).await.map_err(internal)?.as_ref().map(|a| a.registration.as_str()) {
+            Some("accepted") => Registration::Accepted,
+            Some("pending") => Registration::Pending,
+            _ => Registration::Rejected,
+        };
+        tracing::info!(charger.id = %id, vendor = %info.vendor, model = %info.model, status = ?registration, "boot");
+        if registration == Registration::Accepted {
+            self.hub.charger_booted(id, link.site, link.version);
+        }
+        Ok(registration)
     }
 
     /// Periodic housekeeping: ghost sessions and the frame log's retention.

@@ -1,6 +1,6 @@
 //! OCPP 1.6J: typed dispatch of what chargers send, and the commands we can send them.
 
-use super::{actions, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample};
+use super::{actions, Registration, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample};
 use super::frame::{ErrorCode, RpcError};
 use crate::store::{self, ocpp as db};
 use chrono::Utc;
@@ -147,17 +147,11 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
                 meter_type: r.meter_type,
                 meter_serial: r.meter_serial_number,
             };
-            db::record_boot(&cs.db, id, "1.6", &info, &raw_payload).await.map_err(internal)?;
-            let auth = db::charger_auth(&cs.db, id).await.map_err(internal)?;
-            let status = match auth.as_ref().map(|a| a.registration.as_str()) {
-                Some("accepted") => RegistrationStatus::Accepted,
-                Some("pending") => RegistrationStatus::Pending,
-                _ => RegistrationStatus::Rejected,
+            let status = match cs.boot(link, &info, &raw_payload).await? {
+                Registration::Accepted => RegistrationStatus::Accepted,
+                Registration::Pending => RegistrationStatus::Pending,
+                Registration::Rejected => RegistrationStatus::Rejected,
             };
-            tracing::info!(charger.id = %id, vendor = %info.vendor, model = %info.model, status = ?status, "boot");
-            if status == RegistrationStatus::Accepted {
-                cs.hub.charger_booted(id, link.site, super::frame::OcppVersion::V16);
-            }
             encode(&m::boot_notification::BootNotificationResponse {
                 current_time: now,
                 interval: u32::try_from(cs.settings.heartbeat_interval.as_secs()).unwrap_or(300),

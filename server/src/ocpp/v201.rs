@@ -1,6 +1,6 @@
 //! OCPP 2.0.1: typed dispatch of what charging stations send, and the commands we can send them.
 
-use super::{actions, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample};
+use super::{actions, Registration, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample};
 use super::frame::{ErrorCode, RpcError};
 use super::quirks;
 use crate::store::{self, ocpp as db};
@@ -176,17 +176,11 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
                 meter_type: None,
                 meter_serial: None,
             };
-            db::record_boot(&cs.db, id, "2.0.1", &info, &raw_payload).await.map_err(internal)?;
-            let auth = db::charger_auth(&cs.db, id).await.map_err(internal)?;
-            let status = match auth.as_ref().map(|a| a.registration.as_str()) {
-                Some("accepted") => RegistrationStatusEnumType::Accepted,
-                Some("pending") => RegistrationStatusEnumType::Pending,
-                _ => RegistrationStatusEnumType::Rejected,
+            let status = match cs.boot(link, &info, &raw_payload).await? {
+                Registration::Accepted => RegistrationStatusEnumType::Accepted,
+                Registration::Pending => RegistrationStatusEnumType::Pending,
+                Registration::Rejected => RegistrationStatusEnumType::Rejected,
             };
-            tracing::info!(charger.id = %id, vendor = %info.vendor, model = %info.model, status = ?status, "boot");
-            if status == RegistrationStatusEnumType::Accepted {
-                cs.hub.charger_booted(id, link.site, super::frame::OcppVersion::V201);
-            }
             encode(&m::boot_notification::BootNotificationResponse {
                 current_time: now,
                 interval: u16::try_from(cs.settings.heartbeat_interval.as_secs()).unwrap_or(300),

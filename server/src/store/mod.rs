@@ -61,6 +61,15 @@ impl Db {
             .connect(url.expose())
             .await
             .map_err(|e| StoreError::Connect { url: url.redacted(), reason: one_line(&e) })?;
+        if url.backend() == Backend::Sqlite {
+            // Write-ahead log: readers no longer wait for the writer and a commit costs one fsync,
+            // not two; `synchronous` stays FULL, so a commit is on disk when it returns. The mode is
+            // kept in the file, so every connection of the pool uses it.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .map_err(|e| StoreError::Connect { url: url.redacted(), reason: one_line(&e) })?;
+        }
         Ok(Self { pool, backend: url.backend() })
     }
 

@@ -253,12 +253,14 @@ impl Hub {
             tracing::warn!(site.id = %site.site, %warning, "balancer configuration");
         }
         let now = millis(self.inner.epoch);
-        // Chargers count as offline until they connect (a rebuild sees those already connected).
-        for (i, charger) in chargers.iter().enumerate() {
-            if !self.inner.registry.is_connected(charger) {
-                let _ = balancer.handle(Event::ChargerOffline { charger: ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)) }, now);
-            }
-        }
+        // Chargers count as offline until they connect (a rebuild sees those already connected). One
+        // recompute for all: a site of thousands of chargers must not start with thousands of them.
+        let offline = chargers
+            .iter()
+            .enumerate()
+            .filter(|(_, charger)| !self.inner.registry.is_connected(charger))
+            .map(|(i, _)| Event::ChargerOffline { charger: ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)) });
+        balancer.handle_all(offline, now);
         let running = self.maps().sites.get(&site.site).map(|e| e.input.clone());
         let input = match running {
             Some(input) if !at_start_up => {
@@ -272,18 +274,25 @@ impl Hub {
             }
             _ => {
                 // Sessions open before a restart go on; whatever limit their chargers still run is unknown.
-                let mut open = HashMap::new();
-                for s in &site.open_sessions {
+                let index_of: HashMap<&Target, usize> = targets.iter().enumerate().map(|(i, t)| (t, i)).collect();
+                let mut open: HashMap<SessionKey, OpenTx> = HashMap::new();
+                let mut events = Vec::new();
+                // Newest first: where storage has two open on one connector, the older ended unseen.
+                for s in site.open_sessions.iter().rev() {
                     let Ok(charger) = ChargerId::parse(&s.charger_id) else { continue };
                     let target = Target { charger, connector_no: u32::try_from(s.connector_no).unwrap_or(0) };
-                    let Some(index) = targets.iter().position(|t| *t == target) else { continue };
+                    let Some(&index) = index_of.get(&target) else { continue };
                     let connector = ConnectorKey(u32::try_from(index).unwrap_or(u32::MAX));
-                    let session = SessionKey(u64::try_from(s.transaction_id).unwrap_or(0));
-                    if balancer.handle(Event::SessionStarted { connector, session, info: SessionInfo::default() }, now).is_ok() {
-                        let _ = balancer.handle(Event::LimitUnknown { connector, up_to: maxima[index] }, now);
-                        open.insert(session, OpenTx { connector, ocpp_tx_id: s.ocpp_tx_id.clone(), baseline_wh: s.meter_start_wh.and_then(|wh| u32::try_from(wh).ok()) });
+                    if open.values().any(|o| o.connector == connector) {
+                        continue;
                     }
+                    let session = SessionKey(u64::try_from(s.transaction_id).unwrap_or(0));
+                    events.push(Event::SessionStarted { connector, session, info: SessionInfo::default() });
+                    events.push(Event::LimitUnknown { connector, up_to: maxima[index] });
+                    let baseline_wh = s.meter_start_wh.and_then(|wh| u32::try_from(wh).ok());
+                    open.insert(session, OpenTx { connector, ocpp_tx_id: s.ocpp_tx_id.clone(), baseline_wh });
                 }
+                balancer.handle_all(events, now);
                 let (tx, rx) = mpsc::channel(1024);
                 let task = SiteTask { site: site.site, balancer, outcomes: tx.clone(), registry: self.inner.registry.clone(), epoch: self.inner.epoch, targets: targets.clone(), open };
                 tokio::spawn(task.run(rx));

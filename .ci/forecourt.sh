@@ -2,6 +2,7 @@
 # Forecourt's two entry points, called by `npm start` and `npm test` (and by .ci/run):
 #   run   install what is missing, build (release), start the server with demo data
 #   test  install what is missing, build once (dev), run every test
+#   lb-compare  our load balancer beside the referee (../shared/lb-bench) on one retail day (a benchmark)
 # Every install step is pinned, idempotent and skips what is already present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,9 +106,25 @@ cmd_test() {
   (cd end2end && FORECOURT_BIN="$ROOT/target/debug/forecourt" npx playwright test)
 }
 
+cmd_lb_compare() {
+  local bench="$ROOT/../shared/lb-bench" stamp=.venv-lb/.requirements
+  [ -f "$bench/acn_bench.py" ] || die "the referee is missing: expected $bench/acn_bench.py"
+  if [ ! -x .venv-lb/bin/python ] || ! cmp -s end2end/lb/requirements.txt "$stamp"; then
+    say "installing the referee's Python packages (acnportal 0.3.3) into .venv-lb"
+    python3 -m venv .venv-lb
+    .venv-lb/bin/pip install -q --disable-pip-version-check -r end2end/lb/requirements.txt
+    cp end2end/lb/requirements.txt "$stamp"
+  fi
+  say "building forecourt (release)"
+  cargo build --release -p server --bin forecourt
+  .venv-lb/bin/python end2end/lb/compare.py --bench "$bench" --python .venv-lb/bin/python \
+    --forecourt target/release/forecourt "$@"
+}
+
 case "${1:-}" in
   run) shift; cmd_run "$@" ;;
   test) shift; cmd_test "$@" ;;
   setup) setup_build_tools; setup_test_tools ;;
-  *) die "usage: $0 run|test|setup" ;;
+  lb-compare) shift; cmd_lb_compare "$@" ;;
+  *) die "usage: $0 run|test|setup|lb-compare" ;;
 esac

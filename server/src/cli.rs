@@ -60,6 +60,9 @@ struct LbBenchArgs {
     /// Meter readings arrive this many steps late.
     #[arg(long, default_value_t = 0)]
     meter_lag: u64,
+    /// Each car's readings arrive this many steps late (the referee gives its algorithms the present).
+    #[arg(long, default_value_t = 0)]
+    car_meter_lag: u64,
     /// Limits take effect this many steps after they are decided.
     #[arg(long, default_value_t = 0)]
     latency_steps: u64,
@@ -317,6 +320,7 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
     let defaults = SimOptions::default();
     let options = SimOptions {
         meter_lag_steps: args.meter_lag,
+        car_meter_lag_steps: args.car_meter_lag,
         latency_steps: args.latency_steps,
         default_a: args.default_a,
         ev_max_known: args.ev_max_known,

@@ -134,6 +134,13 @@ pub enum SmartState {
     Unsupported,
 }
 
+/// A running session as one balancer knew it, for another to take over ([`Balancer::carry`]).
+#[derive(Clone, Debug)]
+pub struct CarriedSession {
+    session: Session,
+    up_to: DeciAmps,
+}
+
 #[derive(Clone, Debug)]
 struct Session {
     key: SessionKey,
@@ -319,9 +326,42 @@ impl Balancer {
         self.conns[i].session.as_ref().map(|s| s.info.clone())
     }
 
-    /// When the last store reading was taken.
-    pub fn store_reading_at(&self) -> Option<Millis> {
-        self.store.map(|(_, at)| at)
+    /// Everything this balancer knows about the session on a connector (what the car said, and
+    /// what was learned from its draw: phases, maximum, energy, turns served), and the most it
+    /// may be drawing now, to hand to a rebuilt balancer with [`Balancer::adopt`].
+    pub fn carry(&self, connector: ConnectorKey) -> Option<CarriedSession> {
+        let i = self.idx(connector).ok()?;
+        let session = self.conns[i].session.clone()?;
+        Some(CarriedSession { session, up_to: self.budget(i).0 })
+    }
+
+    /// Takes over sessions from another balancer of the same site and clock (a rebuild: a
+    /// charger was added, the electrics changed), with one recompute. Each is budgeted at what
+    /// the old one budgeted until its charger accepts our plan, like [`Event::LimitUnknown`].
+    /// Give the store reading first, or the plan assumes the worst-case store. Sessions that
+    /// cannot be placed are returned with the reason; the others are taken over.
+    pub fn adopt(&mut self, sessions: impl IntoIterator<Item = (ConnectorKey, CarriedSession)>, now: Millis) -> Vec<(ConnectorKey, EventError)> {
+        let mut failed = Vec::new();
+        for (connector, CarriedSession { session, up_to }) in sessions {
+            let started = self.apply(Event::SessionStarted { connector, session: session.key, info: session.info.clone() }, now);
+            if let Err(err) = started {
+                failed.push((connector, err));
+                continue;
+            }
+            if let Ok(i) = self.idx(connector) {
+                self.conns[i].session = Some(session);
+            }
+            if let Err(err) = self.apply(Event::LimitUnknown { connector, up_to }, now) {
+                failed.push((connector, err));
+            }
+        }
+        self.recompute(now);
+        failed
+    }
+
+    /// The last store reading, and when it was taken.
+    pub fn store_reading(&self) -> Option<(PerPhase, Millis)> {
+        self.store
     }
 
     /// Safe but questionable aspects of the configuration, for the operator.

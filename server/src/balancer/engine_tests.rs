@@ -564,3 +564,42 @@ fn a_limit_we_did_not_set_is_budgeted_until_our_plan_is_acknowledged() {
     h.settle();
     assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
 }
+
+#[test]
+fn a_rebuilt_balancer_keeps_what_was_learned_about_the_cars() {
+    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
+    h.start(0, SessionInfo { energy_need_wh: Some(30_000), priority: 1, ..Default::default() });
+    h.settle();
+    // One phase drawing 12 A of the 32 offered, for longer than the learning window.
+    for _ in 0..4 {
+        h.advance(60);
+        h.tick();
+        let m = Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(12), a(0), a(0)], energy_wh: Some(2_000), measured_at: h.now };
+        h.ev(m);
+        h.settle();
+    }
+    let before = h.view(0);
+    assert_eq!(before.ev_phases, Some(EvPhases::One));
+    assert!(before.learned_max.is_some());
+
+    // A third connector is added: the site's balancer is rebuilt and takes the session over.
+    let mut cfg = h.b.config().clone();
+    cfg.connectors.push(conn(2, None, ST, 0));
+    let mut rebuilt = Balancer::new(cfg).expect("valid");
+    let carried = h.b.carry(ConnectorKey(0)).expect("a session runs on connector 0");
+    assert!(h.b.carry(ConnectorKey(1)).is_none(), "no session on connector 1");
+    let reading = h.b.store_reading().expect("read");
+    rebuilt.handle(Event::StoreMeter { currents: reading.0, measured_at: reading.1 }, h.now).expect("valid");
+    assert!(rebuilt.adopt([(ConnectorKey(0), carried)], h.now).is_empty());
+    let mut h2 = H { b: rebuilt, now: h.now, sent: Vec::new() };
+    h2.sent = h2.b.poll_commands(h2.now);
+    let after = h2.view(0);
+    assert_eq!(after.session, before.session);
+    assert_eq!(after.ev_phases, Some(EvPhases::One), "phases not learned again");
+    assert_eq!(after.learned_max, before.learned_max, "maximum not learned again");
+    assert_eq!(after.budget_phases, PhaseSet::single(L1));
+    assert!(after.budget >= before.budget, "counted at what it may draw until the charger confirms");
+    assert_eq!(h2.b.session_info(ConnectorKey(0)).map(|i| i.priority), Some(1));
+    h2.settle();
+    assert_eq!(h2.acked(0), before.learned_max.expect("learned"), "planned at its learned maximum at once");
+}

@@ -607,25 +607,25 @@ impl SiteTask {
     /// to the old balancer's commands are ignored by the new one.
     fn replace(&mut self, rebuilt: Rebuilt, now: Millis) {
         let Rebuilt { mut balancer, targets } = rebuilt;
-        let old = self.balancer.snapshot(now);
+        // First the store reading, with its age (a rebuild must not make an old reading fresh), so
+        // the sessions taken over are planned against it rather than the worst case.
+        if let Some((reading, at)) = self.balancer.store_reading() {
+            let _ = balancer.handle(Event::StoreMeter { currents: reading, measured_at: at }, now);
+        }
         let mut open = HashMap::new();
+        let mut carried = Vec::new();
         for (session, o) in self.open.drain() {
             let old_key = o.connector;
             let Some(target) = self.targets.get(old_key.0 as usize) else { continue };
             let Some(index) = targets.iter().position(|t| t == target) else { continue };
+            let Some(state) = self.balancer.carry(old_key) else { continue };
             let connector = ConnectorKey(u32::try_from(index).unwrap_or(u32::MAX));
-            let budget = old.connectors.iter().find(|c| c.connector == old_key).map_or(DeciAmps::ZERO, |c| c.budget);
-            let info = self.balancer.session_info(old_key).unwrap_or_default();
-            if balancer.handle(Event::SessionStarted { connector, session, info }, now).is_ok() {
-                let _ = balancer.handle(Event::LimitUnknown { connector, up_to: budget }, now);
-                open.insert(session, OpenTx { connector, ..o });
-            }
+            carried.push((connector, state));
+            open.insert(session, OpenTx { connector, ..o });
         }
-        if let Some(reading) = old.store_reading {
-            // Keep the store reading's age: a rebuild must not make an old reading fresh.
-            if let Some(at) = self.balancer.store_reading_at() {
-                let _ = balancer.handle(Event::StoreMeter { currents: reading, measured_at: at }, now);
-            }
+        for (connector, err) in balancer.adopt(carried, now) {
+            tracing::warn!(site.id = %self.site, ?connector, error = %err, "session not carried over to the rebuilt balancer");
+            open.retain(|_, o| o.connector != connector);
         }
         self.balancer = balancer;
         self.targets = targets;

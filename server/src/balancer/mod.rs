@@ -14,5 +14,5 @@ pub mod sim;
 pub mod units;
 
 pub use config::{CircuitConfig, ConfigError, ConfigWarning, ConnectorConfig, LearningConfig, SiteConfig, StoreConfig, Wiring};
-pub use engine::{Balancer, Command, ConnectorView, EvPhases, Event, EventError, NodeView, SessionInfo, SmartState, Snapshot};
+pub use engine::{Balancer, CarriedSession, Command, ConnectorView, EvPhases, Event, EventError, NodeView, SessionInfo, SmartState, Snapshot};
 pub use units::*;

@@ -7,8 +7,9 @@
 //! * a command sent at step k is in force (and acknowledged) from step k + latency;
 //!   until its first command lands, a new session draws the fallback (`default_a`);
 //! * the car draws min(pilot in force, its max, what it still needs);
-//! * the balancer sees the store load of step k − lag, and each car's draw and
-//!   energy up to step k − 1 − lag.
+//! * the balancer sees the store load of step k − lag (the site meter's lag), and each
+//!   car's draw and energy up to step k − 1 − car lag. The referee gives acnportal each
+//!   car's energy up to the present, so the car lag is 0 unless asked for.
 //!
 //! The pilots written for the referee are what we *decided* at each step: the
 //! referee's `--latency-steps` applies the delay itself, exactly as modelled here.
@@ -69,7 +70,11 @@ pub struct WlSession {
 /// Simulation knobs (mirroring the referee's command line).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SimOptions {
+    /// The site (store) meter's reading reaches us this many steps late.
     pub meter_lag_steps: u64,
+    /// Each car's reading (current, energy) reaches us this many steps after the step it
+    /// covers ends. The referee's algorithms know every car's energy up to the present.
+    pub car_meter_lag_steps: u64,
     pub latency_steps: u64,
     /// What a connector draws before its first limit lands (its TxDefaultProfile).
     pub default_a: u32,
@@ -100,6 +105,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
             meter_lag_steps: 0,
+            car_meter_lag_steps: 0,
             latency_steps: 0,
             default_a: 0,
             ev_max_known: false,
@@ -415,8 +421,9 @@ impl<'a> DaySim<'a> {
             self.feed(Event::SessionStarted { connector: ConnectorKey(conn as u32), session: SessionKey(w as u64), info }, now);
         }
 
-        // 3. meters, as late as the lag says
+        // 3. meters, as late as their lags say
         let lag = self.o.meter_lag_steps;
+        let car_lag = self.o.car_meter_lag_steps;
         if k >= lag {
             let j = (k - lag) as usize;
             let currents = PerPhase(Phase::ALL.map(|p| DeciAmps::from_f64_ceil(self.base[p.index()][j])));
@@ -426,7 +433,7 @@ impl<'a> DaySim<'a> {
             .live
             .values()
             .filter_map(|l| {
-                let j = k.checked_sub(1 + lag)?;
+                let j = k.checked_sub(1 + car_lag)?;
                 if j < l.arr {
                     return None;
                 }

@@ -103,6 +103,8 @@ fn no_overload_of_true_currents_with_meter_lag_and_latency() {
             let o = SimOptions {
                 batch,
                 meter_lag_steps: lag,
+                // Odd seeds: cars' readings as late as the store's; even: up to the present.
+                car_meter_lag_steps: if seed % 2 == 1 { lag } else { 0 },
                 latency_steps: lat,
                 default_a,
                 // The synthetic store rises by at most 12 A a minute.
@@ -137,6 +139,7 @@ fn chargers_that_answer_at_different_speeds_never_see_an_increase_before_its_dec
         for jitter in [1, 3] {
             let o = SimOptions {
                 meter_lag_steps: 1,
+                car_meter_lag_steps: 1,
                 latency_steps: 1,
                 latency_jitter_steps: jitter,
                 seed,

@@ -4,8 +4,7 @@
 Generates a day with the referee's generator (../shared/lb-bench), runs acnportal's algorithms on it,
 drives our real balancer through it (`forecourt lb-bench`), has the referee score our pilots by replay
 with its own physics, and prints one table. With meter lag or latency, acnportal's algorithms overload;
-so each of them is also run with the smallest grid margin (in steps of --margin-step A) that stops its
-overloads, which is what an operator would have to configure to run it safely.
+so the best of them are also run with the smallest whole-amp grid margin that stops their overloads, which is what an operator would have to configure to run it safely.
 
     python end2end/lb/compare.py --seed 1                                # no delays, with the LP ceiling
     python end2end/lb/compare.py --seed 1 --meter-lag 1 --latency-steps 1
@@ -54,7 +53,7 @@ def main():
     ap.add_argument("--default-a", type=float, default=0)
     ap.add_argument("--ev-max-known", action="store_true")
     ap.add_argument("--algos", default="RoundRobin,FCFS,EDF,LLF,LLF+min")
-    ap.add_argument("--margin-step", type=float, default=2.0, help="margin search step for acnportal, amps")
+    ap.add_argument("--margin-algos", default="RoundRobin,LLF", help="with delays: find these algorithms' safe margin")
     ap.add_argument("--no-lp", action="store_true", help="skip the perfect-hindsight LP ceiling")
     ap.add_argument("--bench", default=os.path.join(ROOT, "..", "shared", "lb-bench"), help="the referee's folder")
     ap.add_argument("--forecourt", default=os.path.join(ROOT, "target", "release", "forecourt"))
@@ -77,18 +76,30 @@ def main():
                    ["--algos", a.algos] + ([] if a.no_lp else ["--offline"]))
     lp = next((r["energy_pct"] for r in rows if r["algo"].startswith("Offline-LP")), None)
     if delays:
-        # The smallest margin that stops each algorithm overloading, searched upwards.
-        for algo in a.algos.split(","):
-            margin = 0.0
-            while True:
-                margin += a.margin_step
-                res = referee(a.python, a.bench, day, os.path.join(work, f"acn-{algo}-m{margin:g}.json"), scenario,
+        # The smallest whole-amp margin that stops each algorithm overloading (bisection: a larger
+        # margin never overloads more).
+        base = {r["algo"]: r for r in rows}
+        for algo in a.margin_algos.split(","):
+            def safe(margin):
+                res = referee(a.python, a.bench, day, os.path.join(work, f"acn-{algo}-m{margin}.json"), scenario,
                               ["--algos", algo, "--margin-a", str(margin)])[0]
-                if (res["max_overload_grid_a"] == 0 and res["max_overload_feeder_a"] == 0) or margin >= 40:
-                    res["algo"] = f"{algo} (safe margin)"
-                    res["margin_a"] = margin
-                    rows.append(res)
-                    break
+                return res if res["max_overload_grid_a"] == 0 and res["max_overload_feeder_a"] == 0 else None
+            if algo in base and base[algo]["max_overload_grid_a"] == 0 and base[algo]["max_overload_feeder_a"] == 0:
+                continue
+            lo, hi = 0, 32
+            best = safe(hi)
+            if best is None:
+                continue
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                res = safe(mid)
+                if res is None:
+                    lo = mid
+                else:
+                    hi, best = mid, res
+            best["algo"] = f"{algo} (smallest safe margin)"
+            best["margin_a"] = float(hi)
+            rows.append(best)
 
     ours_flags = ["--meter-lag", str(a.meter_lag), "--latency-steps", str(a.latency_steps),
                   "--default-a", str(int(a.default_a))] + (["--ev-max-known"] if a.ev_max_known else [])

@@ -92,6 +92,12 @@ struct LbBenchArgs {
     jitter: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Each charger loses its connection this many times a day on average (5 to 30 steps each).
+    #[arg(long, default_value_t = 0)]
+    outages_per_day: u32,
+    /// Our limits are leases of this many steps, renewed when half gone (0 = they never expire).
+    #[arg(long)]
+    lease_steps: Option<u64>,
     /// One recompute per event instead of one per step's batch of events.
     #[arg(long)]
     per_event: bool,
@@ -331,6 +337,8 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
         min_dwell_s: args.dwell_s.unwrap_or(defaults.min_dwell_s),
         latency_jitter_steps: args.jitter,
         seed: args.seed,
+        outages_per_day: args.outages_per_day,
+        lease_steps: args.lease_steps.unwrap_or(defaults.lease_steps),
         batch: !args.per_event,
         ..defaults
     };

@@ -111,6 +111,11 @@ pub struct SiteConfig {
     /// First wait before a rejected profile is sent again; each further rejection doubles
     /// it, up to 32 times this.
     pub profile_retry: Millis,
+    /// How long a limit we send holds (its schedule's duration) unless renewed; renewed
+    /// when half gone. A charger that loses us falls back to its TxDefaultProfile when it
+    /// runs out, so its capacity is free again. Zero = limits do not expire.
+    #[serde(default)]
+    pub lease: Millis,
 }
 
 impl SiteConfig {
@@ -139,6 +144,7 @@ impl SiteConfig {
             voltage_ln: 230,
             need_horizon: Millis(0),
             profile_retry: Millis::from_secs(30),
+            lease: Millis(0),
         }
     }
 }

@@ -109,8 +109,11 @@ pub enum EventError {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Set the session's limit (OCPP TxProfile). 0 A pauses it. `phases` is the
-    /// numberPhases to put in the schedule.
-    SetLimit { id: CommandId, connector: ConnectorKey, session: SessionKey, amps_per_phase: DeciAmps, phases: u8 },
+    /// numberPhases to put in the schedule. With `expires`, the limit is a lease: the
+    /// charger must drop it at that time (a schedule duration) and fall back to its
+    /// TxDefaultProfile unless we renewed it, so a charger that loses us does not hold
+    /// capacity for ever.
+    SetLimit { id: CommandId, connector: ConnectorKey, session: SessionKey, amps_per_phase: DeciAmps, phases: u8, expires: Option<Millis> },
 }
 
 impl Command {
@@ -171,8 +174,11 @@ struct Conn {
     smart: SmartState,
     acked: DeciAmps,
     acked_at: Millis,
+    /// When the accepted limit's lease runs out (`None`: a limit that does not expire).
+    acked_expires: Option<Millis>,
     last_acked: CommandId,
-    inflight: Vec<(CommandId, DeciAmps)>,
+    /// Sent and not yet answered: id, limit, when its lease runs out.
+    inflight: Vec<(CommandId, DeciAmps, Option<Millis>)>,
     epoch: u64,
     session: Option<Session>,
     /// The charger's state is unknown (it reconnected): send the plan even if unchanged.
@@ -185,8 +191,18 @@ struct Conn {
 }
 
 impl Conn {
-    fn held(&self) -> DeciAmps {
-        self.inflight.iter().map(|x| x.1).fold(self.acked, DeciAmps::max)
+    /// The most the charger may be applying at `now`: the accepted limit until its lease runs
+    /// out (then its TxDefaultProfile, `fallback`), or any limit in flight whose lease runs.
+    fn held(&self, now: Millis, fallback: DeciAmps) -> DeciAmps {
+        let acked = match self.acked_expires {
+            Some(end) if now >= end => fallback,
+            _ => self.acked,
+        };
+        self.inflight.iter().filter(|x| x.2.is_none_or(|end| now < end)).map(|x| x.1).fold(acked, DeciAmps::max)
+    }
+    /// An accepted lease that is half gone: time to renew it.
+    fn lease_due(&self, now: Millis, lease: Millis) -> bool {
+        self.inflight.is_empty() && self.acked_expires.is_some_and(|end| now + Millis(lease.0 / 2) >= end)
     }
     fn commanded(&self) -> DeciAmps {
         self.inflight.last().map_or(self.acked, |x| x.1)
@@ -291,6 +307,7 @@ impl Balancer {
                 smart: SmartState::Ok,
                 acked: c.fallback,
                 acked_at: Millis(0),
+                acked_expires: None,
                 last_acked: CommandId(0),
                 inflight: Vec::new(),
                 epoch: 0,
@@ -329,10 +346,10 @@ impl Balancer {
     /// Everything this balancer knows about the session on a connector (what the car said, and
     /// what was learned from its draw: phases, maximum, energy, turns served), and the most it
     /// may be drawing now, to hand to a rebuilt balancer with [`Balancer::adopt`].
-    pub fn carry(&self, connector: ConnectorKey) -> Option<CarriedSession> {
+    pub fn carry(&self, connector: ConnectorKey, now: Millis) -> Option<CarriedSession> {
         let i = self.idx(connector).ok()?;
         let session = self.conns[i].session.clone()?;
-        Some(CarriedSession { session, up_to: self.budget(i).0 })
+        Some(CarriedSession { session, up_to: self.budget(i, now).0 })
     }
 
     /// Takes over sessions from another balancer of the same site and clock (a rebuild: a
@@ -424,9 +441,20 @@ impl Balancer {
                 consider((self.last_plan + sc.replan).max(now + Millis(1)));
             }
         }
+        let lease = self.cfg.lease;
         for c in &self.conns {
             if let Some((_, Some(at))) = c.retry {
                 consider(at);
+            }
+            // A lease to renew, or one that runs out (an away charger falls back: capacity frees).
+            if let Some(end) = c.acked_expires {
+                consider(Millis(end.0.saturating_sub(lease.0 / 2)));
+                consider(end);
+            }
+            for &(_, _, expires) in &c.inflight {
+                if let Some(end) = expires {
+                    consider(end);
+                }
             }
             if let Some(s) = &c.session {
                 if let Some((_, since)) = s.run {
@@ -462,6 +490,7 @@ impl Balancer {
                 // A new transaction starts under the TxDefaultProfile.
                 c.acked = fallback;
                 c.acked_at = now;
+                c.acked_expires = None;
                 if c.smart == SmartState::Rejected {
                     c.smart = SmartState::Ok;
                 }
@@ -495,6 +524,7 @@ impl Balancer {
                 c.inflight.clear();
                 c.acked = fallback;
                 c.acked_at = now;
+                c.acked_expires = None;
                 c.target = DeciAmps::ZERO;
                 c.measured = [DeciAmps::ZERO; 3];
                 if c.smart == SmartState::Rejected {
@@ -517,12 +547,13 @@ impl Balancer {
                 let c = &mut self.conns[i];
                 if c.epoch == epoch {
                     if let Some(pos) = c.inflight.iter().position(|x| x.0 == id) {
-                        let value = c.inflight[pos].1;
+                        let (_, value, expires) = c.inflight[pos];
                         // The charger applies profiles in order: older ones in flight are superseded.
                         c.inflight.drain(..=pos);
                         if id > c.last_acked {
                             c.acked = value;
                             c.acked_at = now;
+                            c.acked_expires = expires;
                             c.last_acked = id;
                         }
                         if c.smart == SmartState::Rejected {
@@ -556,7 +587,8 @@ impl Balancer {
                         c.online = true;
                         // What it runs now is unknown: keep counting the worst of what it
                         // could have, and send our plan again.
-                        c.acked = c.held().max(fallback);
+                        c.acked = c.held(now, fallback).max(fallback);
+                        c.acked_expires = None;
                         c.inflight.clear();
                         c.resend = true;
                         if c.smart == SmartState::Rejected {
@@ -573,8 +605,10 @@ impl Balancer {
             }
             Event::LimitUnknown { connector, up_to } => {
                 let i = self.idx(connector)?;
+                let fallback = self.cfg.connectors[i].fallback;
                 let c = &mut self.conns[i];
-                c.acked = c.held().max(up_to);
+                c.acked = c.held(now, fallback).max(up_to);
+                c.acked_expires = None;
                 c.inflight.clear();
                 c.resend = true;
             }
@@ -657,18 +691,18 @@ impl Balancer {
         c.online && c.smart == SmartState::Ok && c.session.is_some()
     }
 
-    /// Most connector `i` may draw right now, and on which phases.
-    fn budget(&self, i: usize) -> (DeciAmps, PhaseSet) {
+    /// Most connector `i` may draw at `now`, and on which phases.
+    fn budget(&self, i: usize, now: Millis) -> (DeciAmps, PhaseSet) {
         let cc = &self.cfg.connectors[i];
         let c = &self.conns[i];
         if !c.online {
-            (c.held().max(cc.fallback), wiring_phases(cc))
+            (c.held(now, cc.fallback).max(cc.fallback), wiring_phases(cc))
         } else if c.smart != SmartState::Ok {
             (cc.max, wiring_phases(cc))
         } else if c.session.is_none() {
             (cc.fallback, wiring_phases(cc))
         } else {
-            (c.held(), self.footprint(i))
+            (c.held(now, cc.fallback), self.footprint(i))
         }
     }
 
@@ -699,7 +733,7 @@ impl Balancer {
             load[con(ROOT, p)] += i64::from(store.get(p).get());
         }
         for i in 0..self.conns.len() {
-            let (a, fp) = self.budget(i);
+            let (a, fp) = self.budget(i, now);
             for &n in &self.topo.paths[i] {
                 for p in fp.iter() {
                     load[con(n, p)] += i64::from(a.get());
@@ -811,7 +845,7 @@ impl Balancer {
                 ctl.push(i);
                 continue;
             }
-            let (a, fp) = self.budget(i);
+            let (a, fp) = self.budget(i, now);
             for &n in &self.topo.paths[i] {
                 for p in fp.iter() {
                     capacity[con(n, p)] -= i64::from(a.get());
@@ -896,14 +930,17 @@ impl Balancer {
             }
         }
 
-        // Emit: decreases now; increases only where the budget with them fits.
+        // Emit: decreases now; increases only where the budget with them fits. A lease half
+        // gone is renewed with the plan's value (or the current one, if an increase must wait).
+        let lease = self.cfg.lease;
         let mut increases = Vec::new();
         for &(i, target, k) in &plan {
             let c = &self.conns[i];
             let cur = c.commanded();
-            if target < cur || (c.resend && target <= c.held()) {
-                self.emit(i, target);
-            } else if target > cur || c.resend {
+            let again = c.resend || c.lease_due(now, lease);
+            if target < cur || (again && target <= c.held(now, self.cfg.connectors[i].fallback)) {
+                self.emit(i, target, now);
+            } else if target > cur || again {
                 increases.push((k, i, target));
             }
         }
@@ -911,8 +948,9 @@ impl Balancer {
         let mut load = self.budget_loads(now);
         let gran = self.cfg.granularity;
         for (_, i, target) in increases {
-            let (held, fp) = self.budget(i);
+            let (held, fp) = self.budget(i, now);
             let cur = self.conns[i].commanded();
+            let renew = self.conns[i].lease_due(now, lease);
             let mut room = i64::MAX;
             for &n in &self.topo.paths[i] {
                 for p in fp.iter() {
@@ -924,9 +962,12 @@ impl Balancer {
             let v = DeciAmps::new(u32::try_from(reachable.min(i64::from(target.get()))).unwrap_or(0)).floor_to(gran);
             let worth = v == target || (v > cur && v - cur >= hyst);
             if v <= cur || v < DeciAmps::IEC_MIN || !worth {
+                if renew && cur <= held {
+                    self.emit(i, cur, now);
+                }
                 continue;
             }
-            self.emit(i, v);
+            self.emit(i, v, now);
             let delta = i64::from(v.get()) - i64::from(held.get());
             if delta > 0 {
                 for &n in &self.topo.paths[i] {
@@ -946,21 +987,22 @@ impl Balancer {
                 if let Some(r) = self.conns[i].retry.as_mut() {
                     r.1 = None;
                 }
-                self.emit(i, max);
+                self.emit(i, max, now);
             }
         }
         let load = self.budget_loads(now);
         self.overcommitted = (0..nc).any(|c| load[c] > self.limit(c));
     }
 
-    fn emit(&mut self, i: usize, amps: DeciAmps) {
+    fn emit(&mut self, i: usize, amps: DeciAmps, now: Millis) {
         let id = CommandId(self.next_id);
         self.next_id += 1;
         let phases = self.footprint(i).count();
+        let expires = (self.cfg.lease > Millis(0)).then(|| now + self.cfg.lease);
         let c = &mut self.conns[i];
         let Some(s) = &c.session else { return };
         c.resend = false;
-        c.inflight.push((id, amps));
+        c.inflight.push((id, amps, expires));
         self.owners.insert(id, (i, c.epoch));
         self.outbox.push(Command::SetLimit {
             id,
@@ -968,6 +1010,7 @@ impl Balancer {
             session: s.key,
             amps_per_phase: amps,
             phases,
+            expires,
         });
     }
 
@@ -992,7 +1035,7 @@ impl Balancer {
                     meas[n][cc.rotation.0[k].index()] += a.get();
                 }
             }
-            let (budget, budget_phases) = self.budget(i);
+            let (budget, budget_phases) = self.budget(i, planned);
             connectors.push(ConnectorView {
                 connector: cc.key,
                 session: c.session.as_ref().map(|s| s.key),

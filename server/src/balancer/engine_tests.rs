@@ -586,8 +586,8 @@ fn a_rebuilt_balancer_keeps_what_was_learned_about_the_cars() {
     let mut cfg = h.b.config().clone();
     cfg.connectors.push(conn(2, None, ST, 0));
     let mut rebuilt = Balancer::new(cfg).expect("valid");
-    let carried = h.b.carry(ConnectorKey(0)).expect("a session runs on connector 0");
-    assert!(h.b.carry(ConnectorKey(1)).is_none(), "no session on connector 1");
+    let carried = h.b.carry(ConnectorKey(0), h.now).expect("a session runs on connector 0");
+    assert!(h.b.carry(ConnectorKey(1), h.now).is_none(), "no session on connector 1");
     let reading = h.b.store_reading().expect("read");
     rebuilt.handle(Event::StoreMeter { currents: reading.0, measured_at: reading.1 }, h.now).expect("valid");
     assert!(rebuilt.adopt([(ConnectorKey(0), carried)], h.now).is_empty());
@@ -602,4 +602,41 @@ fn a_rebuilt_balancer_keeps_what_was_learned_about_the_cars() {
     assert_eq!(h2.b.session_info(ConnectorKey(0)).map(|i| i.priority), Some(1));
     h2.settle();
     assert_eq!(h2.acked(0), before.learned_max.expect("learned"), "planned at its learned maximum at once");
+}
+
+#[test]
+fn limits_are_leases_renewed_while_we_talk_and_dropped_by_a_charger_that_lost_us() {
+    let mut cfg = site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);
+    cfg.lease = Millis::from_secs(60);
+    let mut h = H::new(cfg);
+    h.start(0, three());
+    h.start(1, three());
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+    let expires = |c: &Command| match c {
+        Command::SetLimit { expires, .. } => *expires,
+    };
+    // Half the lease gone: the same limits go out again, each a fresh lease.
+    h.advance(29);
+    assert!(h.tick_commands().is_empty(), "nothing to renew yet");
+    assert_eq!(h.b.poll_timeout(h.now), Some(Millis::from_secs(30)), "wakes for the renewal");
+    h.advance(1);
+    let renewed = h.tick_commands();
+    assert_eq!(renewed.len(), 2, "{renewed:?}");
+    assert!(renewed.iter().all(|c| matches!(c, Command::SetLimit { amps_per_phase, .. } if *amps_per_phase == a(20))));
+    assert!(renewed.iter().all(|c| expires(c) == Some(Millis::from_secs(90))));
+    h.settle();
+
+    // Charger 1 loses us: its 20 A count until its lease ends, then its fallback (0 A).
+    h.ev(Event::ChargerOffline { charger: ChargerKey(1) });
+    h.advance(30);
+    h.tick();
+    h.settle();
+    assert_eq!(h.view(1).budget, a(20), "lease still running");
+    assert_eq!(h.acked(0), a(20));
+    h.advance(30);
+    h.tick();
+    h.settle();
+    assert_eq!(h.view(1).budget, a(0), "lease over: the charger is on its TxDefaultProfile");
+    assert_eq!(h.acked(0), a(32), "the freed capacity goes to the car we can steer");
 }

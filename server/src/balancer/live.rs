@@ -165,6 +165,8 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     config.store.rise_per_min = DeciAmps::from_amps(14);
     config.store.max_rise = DeciAmps::from_amps(16);
     config.store.reaction_time = Millis::from_secs(10);
+    // A charger that loses us drops our limit within ten minutes; renewed every five.
+    config.lease = Millis::from_secs(600);
     (config, targets, charger_keys)
 }
 
@@ -461,24 +463,46 @@ pub fn default_profile(version: OcppVersion, fallback: DeciAmps) -> Value {
     }
 }
 
-/// A session's limit as a TxProfile.
-pub fn tx_profile(version: OcppVersion, connector_no: u32, ocpp_tx_id: &str, amps: DeciAmps, phases: u8) -> Value {
+/// A limit that holds for a while only: from `start` for `duration_s` seconds, then the charger
+/// falls back to its TxDefaultProfile (the balancer renews it before then).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProfileLease {
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub duration_s: u32,
+}
+
+/// How much sooner than the balancer counts the charger is told to drop a lease: a charger's
+/// clock a little behind ours must still drop it before the balancer frees its capacity.
+const LEASE_CLOCK_MARGIN_S: u64 = 30;
+
+/// A session's limit as a TxProfile; with a lease, an Absolute schedule with a duration.
+pub fn tx_profile(version: OcppVersion, connector_no: u32, ocpp_tx_id: &str, amps: DeciAmps, phases: u8, lease: Option<ProfileLease>) -> Value {
     let period = json!({"startPeriod": 0, "limit": amps.as_amps(), "numberPhases": phases});
     let id = tx_profile_id(connector_no);
+    let mut schedule = json!({"chargingRateUnit": "A", "chargingSchedulePeriod": [period]});
+    let kind = if let Some(lease) = lease {
+        schedule["startSchedule"] = json!(lease.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        schedule["duration"] = json!(lease.duration_s);
+        "Absolute"
+    } else {
+        "Relative"
+    };
     match version {
         OcppVersion::V16 => {
             let mut profile = json!({"chargingProfileId": id, "stackLevel": 1, "chargingProfilePurpose": "TxProfile",
-                "chargingProfileKind": "Relative", "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [period]}});
+                "chargingProfileKind": kind, "chargingSchedule": schedule});
             // 1.6 transaction ids are integers; one we could not parse (started offline) is left out.
             if let Ok(tx) = ocpp_tx_id.parse::<i32>() {
                 profile["transactionId"] = json!(tx);
             }
             json!({"connectorId": connector_no, "csChargingProfiles": profile})
         }
-        OcppVersion::V201 => json!({"evseId": connector_no, "chargingProfile": {
-            "id": id, "stackLevel": 1, "chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Relative",
-            "transactionId": ocpp_tx_id,
-            "chargingSchedule": [{"id": id, "chargingRateUnit": "A", "chargingSchedulePeriod": [period]}]}}),
+        OcppVersion::V201 => {
+            schedule["id"] = json!(id);
+            json!({"evseId": connector_no, "chargingProfile": {
+                "id": id, "stackLevel": 1, "chargingProfilePurpose": "TxProfile", "chargingProfileKind": kind,
+                "transactionId": ocpp_tx_id, "chargingSchedule": [schedule]}})
+        }
     }
 }
 
@@ -618,7 +642,7 @@ impl SiteTask {
             let old_key = o.connector;
             let Some(target) = self.targets.get(old_key.0 as usize) else { continue };
             let Some(index) = targets.iter().position(|t| t == target) else { continue };
-            let Some(state) = self.balancer.carry(old_key) else { continue };
+            let Some(state) = self.balancer.carry(old_key, now) else { continue };
             let connector = ConnectorKey(u32::try_from(index).unwrap_or(u32::MAX));
             carried.push((connector, state));
             open.insert(session, OpenTx { connector, ..o });
@@ -636,7 +660,13 @@ impl SiteTask {
     /// then waits for each answer on its own task.
     fn send_commands(&mut self) {
         for command in self.balancer.poll_commands(millis(self.epoch)) {
-            let Command::SetLimit { id, connector, session, amps_per_phase, phases } = command;
+            let Command::SetLimit { id, connector, session, amps_per_phase, phases, expires } = command;
+            let now = millis(self.epoch);
+            // Told to drop it a margin before the balancer stops counting it.
+            let lease = expires.map(|end| ProfileLease {
+                start: chrono::Utc::now(),
+                duration_s: u32::try_from((end.0.saturating_sub(now.0) / 1000).saturating_sub(LEASE_CLOCK_MARGIN_S).max(1)).unwrap_or(u32::MAX),
+            });
             let target = self.targets.get(connector.0 as usize).cloned();
             let ocpp_tx_id = self.open.get(&session).map(|o| o.ocpp_tx_id.clone());
             let version = target.as_ref().and_then(|t| self.registry.version_of(&t.charger));
@@ -645,7 +675,7 @@ impl SiteTask {
                 let _ = self.outcomes.try_send(Input::Outcome { id, accepted: false });
                 continue;
             };
-            let payload = tx_profile(version, target.connector_no, &ocpp_tx_id, amps_per_phase, phases);
+            let payload = tx_profile(version, target.connector_no, &ocpp_tx_id, amps_per_phase, phases, lease);
             let pending = match self.registry.enqueue(&target.charger, "SetChargingProfile", payload) {
                 Ok(pending) => pending,
                 Err(err) => {
@@ -673,9 +703,11 @@ mod tests {
     #[test]
     fn profiles_fit_the_official_schemas() {
         for (version, payload) in [
-            (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3)),
+            (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, None)),
+            (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, Some(lease()))),
+            (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, Some(lease()))),
             (OcppVersion::V16, default_profile(OcppVersion::V16, DeciAmps::from_amps(6))),
-            (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1)),
+            (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, None)),
             (OcppVersion::V201, default_profile(OcppVersion::V201, DeciAmps::ZERO)),
         ] {
             let checked = match version {
@@ -686,13 +718,30 @@ mod tests {
         }
     }
 
+    fn lease() -> ProfileLease {
+        ProfileLease { start: chrono::DateTime::from_timestamp(1_764_000_000, 0).expect("valid time"), duration_s: 570 }
+    }
+
     #[test]
     fn a_tx_profile_carries_the_limit_and_the_transaction() {
-        let p = tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3);
+        let p = tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, None);
         assert_eq!(p["csChargingProfiles"]["transactionId"], 17);
         assert_eq!(p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"], 10.5);
-        let offline = tx_profile(OcppVersion::V16, 2, "offline:-1:5", DeciAmps::new(60), 3);
+        let offline = tx_profile(OcppVersion::V16, 2, "offline:-1:5", DeciAmps::new(60), 3, None);
         assert!(offline["csChargingProfiles"].get("transactionId").is_none());
+    }
+
+    #[test]
+    fn a_leased_limit_is_an_absolute_schedule_that_ends() {
+        let p = tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, Some(lease()));
+        let profile = &p["csChargingProfiles"];
+        assert_eq!(profile["chargingProfileKind"], "Absolute");
+        assert_eq!(profile["chargingSchedule"]["startSchedule"], "2025-11-24T16:00:00Z");
+        assert_eq!(profile["chargingSchedule"]["duration"], 570);
+        let p = tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, Some(lease()));
+        assert_eq!(p["chargingProfile"]["chargingProfileKind"], "Absolute");
+        assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["duration"], 570);
+        assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["startSchedule"], "2025-11-24T16:00:00Z");
     }
 
     #[test]

@@ -11,8 +11,13 @@
 //!   car's draw and energy up to step k − 1 − car lag. The referee gives acnportal each
 //!   car's energy up to the present, so the car lag is 0 unless asked for.
 //!
-//! The pilots written for the referee are what we *decided* at each step: the
-//! referee's `--latency-steps` applies the delay itself, exactly as modelled here.
+//! * with outages switched on, chargers lose their connection for a while: what they were told
+//!   stays in force, commands to them time out, and their sessions' starts and ends reach the
+//!   balancer when they are back (OCPP queues them).
+//!
+//! The pilots written for the referee are what landed, at the step it landed minus the
+//! latency: the referee's `--latency-steps` applies the delay itself, so its replay is exactly
+//! this physics (jitter and outages included, which it cannot model alone).
 
 use crate::balancer::engine::{Balancer, Command, EvPhases, Event, SessionInfo};
 use crate::balancer::config::{CircuitConfig, ConfigError, ConnectorConfig, LearningConfig, SiteConfig, StoreConfig, Wiring};
@@ -94,8 +99,13 @@ pub struct SimOptions {
     /// latency: chargers answer at different speeds, each still in order. The referee
     /// cannot replay this; it is for our own safety tests.
     pub latency_jitter_steps: u64,
-    /// Seed of the jitter.
+    /// Seed of the jitter and the outages.
     pub seed: u64,
+    /// Each charger loses its connection this many times a day on average, for 5 to 30 steps.
+    pub outages_per_day: u32,
+    /// Our limits are leases of this many steps (renewed when half gone); a charger that is
+    /// away falls back to the default current when its lease ends. 0 = limits do not expire.
+    pub lease_steps: u64,
     /// Hand each step's events to the balancer as one batch (one recompute) instead
     /// of one recompute per event.
     pub batch: bool,
@@ -118,6 +128,8 @@ impl Default for SimOptions {
             hysteresis_da: 10,
             latency_jitter_steps: 0,
             seed: 1,
+            outages_per_day: 0,
+            lease_steps: 10,
             batch: true,
         }
     }
@@ -159,6 +171,9 @@ pub struct Metrics {
     pub recomputes: u64,
     /// Events the balancer refused (a simulator bug if not zero).
     pub refused: u64,
+    /// Charger outages, and commands that timed out because their charger was away.
+    pub outages: u64,
+    pub timed_out: u64,
 }
 
 fn phase(s: &str) -> Result<Phase, SimError> {
@@ -168,6 +183,34 @@ fn phase(s: &str) -> Result<Phase, SimError> {
         "L3" => Ok(Phase::L3),
         _ => Err(SimError::BadPhase(s.to_string())),
     }
+}
+
+/// Deterministic outages per connector: on average `per_day` a day, each 5 to 30 steps long.
+fn outage_plan(connectors: usize, steps: u64, per_day: u32, seed: u64) -> Vec<Vec<(u64, u64)>> {
+    let mut rng = seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    (0..connectors)
+        .map(|_| {
+            let mut out = Vec::new();
+            if per_day == 0 {
+                return out;
+            }
+            // Mean gap between outages: a day of steps over `per_day`.
+            let mean_gap = (steps / u64::from(per_day)).max(2);
+            let mut k = next() % mean_gap;
+            while k < steps {
+                let len = 5 + next() % 26;
+                out.push((k, (k + len).min(steps)));
+                k += len + 1 + next() % (2 * mean_gap);
+            }
+            out
+        })
+        .collect()
 }
 
 /// Builds the balancer's site from a workload: feeders become circuits under the grid.
@@ -234,6 +277,7 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
         voltage_ln: wl.site.voltage_ln.round() as u32,
         need_horizon: step,
         profile_retry: Millis::from_secs(30),
+        lease: Millis(step.0 * o.lease_steps),
     })
 }
 
@@ -244,6 +288,8 @@ struct Live {
     arr: u64,
     dep: u64,
     in_force: f64,
+    /// When the limit in force runs out (the charger falls back to the default current).
+    expires: Option<Millis>,
     delivered_kwh: f64,
     /// Draw and cumulative energy at the end of each step since arrival.
     history: Vec<(f64, f64)>,
@@ -268,6 +314,11 @@ pub struct DaySim<'a> {
     /// messages in order, so a later command never lands before an earlier one.
     last_landing: HashMap<u32, u64>,
     rng: u64,
+    /// Per connector: its outages as [start, end) steps, and whether it is away now.
+    outages: Vec<Vec<(u64, u64)>>,
+    away: Vec<bool>,
+    /// Per connector: what it will tell the balancer when it is back.
+    queued: Vec<Vec<Event>>,
     batch: Vec<Event>,
     by_key: HashMap<u64, usize>,
     pilots: BTreeMap<String, Vec<(u64, u32)>>,
@@ -300,6 +351,7 @@ impl<'a> DaySim<'a> {
             rot.push(r);
             feeder_of.push(fidx.get(c.feeder.as_str()).copied().unwrap_or(0));
         }
+        let outages = outage_plan(wl.site.connectors.len(), wl.site.horizon_steps as u64, o.outages_per_day, o.seed);
         let mut conn_of = Vec::new();
         for s in &wl.sessions {
             conn_of.push(*cidx.get(s.connector.as_str()).ok_or_else(|| SimError::UnknownConnector {
@@ -323,6 +375,9 @@ impl<'a> DaySim<'a> {
             last_landing: HashMap::new(),
             batch: Vec::new(),
             rng,
+            away: vec![false; outages.len()],
+            queued: vec![Vec::new(); outages.len()],
+            outages,
             by_key: HashMap::new(),
             pilots: BTreeMap::new(),
             m: Metrics::default(),
@@ -372,12 +427,31 @@ impl<'a> DaySim<'a> {
         let now = Millis(k * self.step_ms());
         let lat = self.o.latency_steps;
 
-        // 1. acknowledgements of commands that land now, oldest first
+        // 0. chargers that lose their connection, or are back (with what they queued meanwhile)
+        for i in 0..self.outages.len() {
+            let away = self.outages[i].iter().any(|&(a, b)| a <= k && k < b);
+            if away == self.away[i] {
+                continue;
+            }
+            self.away[i] = away;
+            let charger = ChargerKey(i as u32);
+            if away {
+                self.m.outages += 1;
+                self.feed(Event::ChargerOffline { charger }, now);
+            } else {
+                self.feed(Event::ChargerOnline { charger }, now);
+                for ev in std::mem::take(&mut self.queued[i]) {
+                    self.feed(ev, now);
+                }
+            }
+        }
+
+        // 1. acknowledgements of commands that land now, oldest first; a charger that is away
+        //    never got its command, and the call times out
         let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().partition(|(at, _)| *at <= k);
         self.pending = rest;
         for (_, cmd) in due {
-            self.land(&cmd);
-            self.feed(Event::CommandAccepted { id: cmd.id() }, now);
+            self.deliver(&cmd, now);
         }
 
         // 2. departures, then arrivals
@@ -386,7 +460,7 @@ impl<'a> DaySim<'a> {
             if let Some(l) = self.live.remove(&w) {
                 self.delivered[w] = l.delivered_kwh;
                 self.by_key.remove(&(w as u64));
-                self.feed(Event::SessionEnded { connector: ConnectorKey(l.conn as u32) }, now);
+                self.tell(l.conn, Event::SessionEnded { connector: ConnectorKey(l.conn as u32) }, now);
             }
         }
         for (w, s) in self.wl.sessions.iter().enumerate() {
@@ -413,12 +487,12 @@ impl<'a> DaySim<'a> {
             };
             self.live.insert(
                 w,
-                Live { w, conn, arr, dep, in_force: f64::from(self.o.default_a), delivered_kwh: 0.0, history: Vec::new() },
+                Live { w, conn, arr, dep, in_force: f64::from(self.o.default_a), expires: None, delivered_kwh: 0.0, history: Vec::new() },
             );
             self.by_key.insert(w as u64, w);
             // What the referee replays for the first step if we send nothing now.
             self.pilots.insert(s.id.clone(), vec![(k * dt, self.o.default_a)]);
-            self.feed(Event::SessionStarted { connector: ConnectorKey(conn as u32), session: SessionKey(w as u64), info }, now);
+            self.tell(conn, Event::SessionStarted { connector: ConnectorKey(conn as u32), session: SessionKey(w as u64), info }, now);
         }
 
         // 3. meters, as late as their lags say
@@ -432,6 +506,7 @@ impl<'a> DaySim<'a> {
         let readings: Vec<(usize, u64, f64, f64, u8)> = self
             .live
             .values()
+            .filter(|l| !self.away[l.conn])
             .filter_map(|l| {
                 let j = k.checked_sub(1 + car_lag)?;
                 if j < l.arr {
@@ -457,7 +532,7 @@ impl<'a> DaySim<'a> {
         }
         self.feed(Event::Tick, now);
 
-        // 4. commands: record the decision; with no latency they land at once
+        // 4. commands; with no latency they land at once
         for _ in 0..8 {
             self.flush(now);
             let cmds = self.balancer.poll_commands(now);
@@ -466,21 +541,11 @@ impl<'a> DaySim<'a> {
             }
             for cmd in cmds {
                 self.m.commands += 1;
-                let Command::SetLimit { session, amps_per_phase, .. } = &cmd;
-                if let Some(&w) = self.by_key.get(&session.0) {
-                    let v = self.pilots.entry(self.wl.sessions[w].id.clone()).or_default();
-                    let amps = amps_per_phase.get() / 10;
-                    match v.last_mut() {
-                        Some(last) if last.0 == k * dt => last.1 = amps,
-                        _ => v.push((k * dt, amps)),
-                    }
-                }
                 let Command::SetLimit { connector, .. } = &cmd;
                 let at = (k + lat + self.jitter()).max(self.last_landing.get(&connector.0).copied().unwrap_or(0));
                 self.last_landing.insert(connector.0, at);
                 if at <= k {
-                    self.land(&cmd);
-                    self.feed(Event::CommandAccepted { id: cmd.id() }, now);
+                    self.deliver(&cmd, now);
                 } else {
                     self.pending.push((at, cmd));
                 }
@@ -493,7 +558,13 @@ impl<'a> DaySim<'a> {
         let mut grid = [0.0f64; 3];
         let mut feeders = vec![[0.0f64; 3]; self.feeder_limit.len()];
         let mut ev_kw = 0.0;
+        let default_a = f64::from(self.o.default_a);
         for l in self.live.values_mut() {
+            if l.expires.is_some_and(|end| now >= end) {
+                // The lease ran out: the charger is back on its TxDefaultProfile.
+                l.in_force = default_a;
+                l.expires = None;
+            }
             let s = &self.wl.sessions[l.w];
             let ph = f64::from(s.ev_phases);
             let need_a = ((s.energy_kwh - l.delivered_kwh).max(0.0) * 1000.0) / (v * ph * hours);
@@ -547,14 +618,39 @@ impl<'a> DaySim<'a> {
         self.rng % (self.o.latency_jitter_steps + 1)
     }
 
-    /// A command is in force now (physics side).
-    fn land(&mut self, cmd: &Command) {
-        let Command::SetLimit { session, amps_per_phase, .. } = cmd;
+    /// An event from a charger: now, or when it is back if it is away.
+    fn tell(&mut self, conn: usize, ev: Event, now: Millis) {
+        if self.away[conn] {
+            self.queued[conn].push(ev);
+        } else {
+            self.feed(ev, now);
+        }
+    }
+
+    /// A command reaches its charger now: it is in force from this step (and recorded for
+    /// the referee at the step it was decided, as the referee adds the latency), and accepted.
+    /// A charger that is away never sees it: the call times out.
+    fn deliver(&mut self, cmd: &Command, now: Millis) {
+        let Command::SetLimit { id, connector, session, amps_per_phase, expires, .. } = *cmd;
+        if self.away[connector.0 as usize] {
+            self.m.timed_out += 1;
+            self.feed(Event::CommandRejected { id }, now);
+            return;
+        }
         if let Some(&w) = self.by_key.get(&session.0) {
             if let Some(l) = self.live.get_mut(&w) {
                 l.in_force = amps_per_phase.as_amps();
+                l.expires = expires;
+            }
+            let t = self.k.saturating_sub(self.o.latency_steps) * self.wl.site.step_s;
+            let amps = amps_per_phase.get() / 10;
+            let v = self.pilots.entry(self.wl.sessions[w].id.clone()).or_default();
+            match v.last_mut() {
+                Some(last) if last.0 >= t => last.1 = amps,
+                _ => v.push((t, amps)),
             }
         }
+        self.feed(Event::CommandAccepted { id }, now);
     }
 
     /// Metrics and the pilots in the referee's replay format.

@@ -178,3 +178,38 @@ fn the_day_is_deterministic() {
     assert_eq!(a.1, b.1);
     assert_eq!(a.0.energy_pct, b.0.energy_pct);
 }
+
+#[test]
+fn chargers_that_lose_their_connection_never_cause_an_overload() {
+    // Away chargers keep what they were told until its lease runs out, miss commands (which
+    // time out) and tell the balancer about sessions that began or ended meanwhile only when
+    // they are back. Two outages of 5 to 30 minutes per charger in these 6 hours: a charger
+    // that cannot be steered holds its capacity until its lease ends, so far more (half the
+    // site away while the store climbs 12 A a minute) can overload whatever the balancer does.
+    for seed in 1..=4 {
+        let wl = workload(seed);
+        for (lag, lat, jitter) in [(0, 0, 0), (1, 1, 0), (1, 1, 2)] {
+            let o = SimOptions {
+                meter_lag_steps: lag,
+                car_meter_lag_steps: lag,
+                latency_steps: lat,
+                latency_jitter_steps: jitter,
+                outages_per_day: 8,
+                seed,
+                store_rise_per_min_a: 12,
+                store_max_rise_a: 12 * (lag + lat + jitter).max(1) as u32,
+                ..SimOptions::default()
+            };
+            let (m, _) = run(&wl, o);
+            let ctx = format!("seed {seed} lag {lag} latency {lat} jitter {jitter}: {m:?}");
+            assert!(m.outages > 10, "the day must have outages: {ctx}");
+            assert_eq!(m.max_overload_grid_a, 0.0, "{ctx}");
+            assert_eq!(m.max_overload_feeder_a, 0.0, "{ctx}");
+            assert_eq!(m.refused, 0, "{ctx}");
+            assert!(m.energy_pct > 10.0, "{ctx}");
+            if lat > 0 {
+                assert!(m.timed_out > 0, "some commands must have met an away charger: {ctx}");
+            }
+        }
+    }
+}

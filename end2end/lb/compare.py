@@ -53,7 +53,7 @@ def main():
     ap.add_argument("--default-a", type=float, default=0)
     ap.add_argument("--ev-max-known", action="store_true")
     ap.add_argument("--algos", default="RoundRobin,FCFS,EDF,LLF,LLF+min")
-    ap.add_argument("--margin-algos", default="RoundRobin,LLF", help="with delays: find these algorithms' safe margin")
+    ap.add_argument("--margin-algos", default="RoundRobin,LLF+min", help="with delays: find these algorithms' safe margin")
     ap.add_argument("--no-lp", action="store_true", help="skip the perfect-hindsight LP ceiling")
     ap.add_argument("--bench", default=os.path.join(ROOT, "..", "shared", "lb-bench"), help="the referee's folder")
     ap.add_argument("--forecourt", default=os.path.join(ROOT, "target", "release", "forecourt"))

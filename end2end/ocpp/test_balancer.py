@@ -315,6 +315,50 @@ def test_a_charger_wired_to_the_store_meter_reports_the_store_load(server):
         assert status == 200, body
 
 
+def test_a_meter_on_the_main_incomer_counts_the_store_as_what_the_cars_did_not_draw(server):
+    """With site_meter "incomer", the site meter reads the whole connection: the store's load is the
+    reading less the cars' own MeterValues, not the reading itself."""
+    status, original = server.http("GET", "/api/v1/sites/1/electrics")
+    assert status == 200 and original["site_meter"] == "store", original
+    status, body = server.http("PUT", "/api/v1/sites/1/electrics", {**original, "site_meter": "basement"})
+    assert status in (400, 422) and "site_meter" in body["error"], body
+    status, body = server.http("PUT", "/api/v1/sites/1/electrics", {**original, "site_meter": "incomer"})
+    assert status == 200 and body["electrics"]["site_meter"] == "incomer", body
+
+    def car_draws(amps):
+        return [{"timestamp": now_iso(), "sampledValue": [
+            {"value": str(amps), "measurand": "Current.Import", "phase": ph, "unit": "A", "location": "Outlet"}
+            for ph in ("L1", "L2", "L3")]}]
+
+    async def store_assumed():
+        status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+        assert status == 200, budget
+        return budget["snapshot"]["store_assumed"]
+
+    async def scenario():
+        async with charger(server, "FM-CAM-01", cls=Balanced16) as cp:
+            tx = await cp.start_tx(1)
+            # The car draws 16 A; the incomer reads 46 A: the store itself is 30 A.
+            await cp.req(call16.MeterValues(connector_id=1, transaction_id=tx, meter_value=car_draws(16)))
+            status, body = await server.ahttp("POST", "/api/v1/sites/1/meter", {"l1_a": 46, "l2_a": 46, "l3_a": 46})
+            assert status in (200, 202, 204), body
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                store = await store_assumed()
+                # 30 A, plus the few amps the store may have risen by since (deciamps).
+                if all(300 <= a <= 360 for a in store):
+                    break
+                await asyncio.sleep(0.2)
+            assert all(300 <= a <= 360 for a in store), store
+            await cp.stop_tx(1, tx)
+
+    try:
+        run(scenario())
+    finally:
+        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
+        assert status == 200, body
+
+
 def test_a_lifetime_energy_register_is_not_taken_for_the_session_energy(server):
     """UP-ZUI-01 (2.0.1) counts energy over its meter's lifetime: 1,000,000 Wh when the session starts.
     A car that wants 20 kWh and has had 5 kWh keeps its full share: the balancer counts 5 kWh for the

@@ -49,9 +49,24 @@ pub struct ConnectorConfig {
     pub fallback: DeciAmps,
 }
 
+/// What the site meter measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteMeter {
+    /// The store's own load, without the chargers.
+    #[default]
+    Store,
+    /// The grid connection (main incomer): the store's load and the cars'. The store is what is
+    /// left after the cars' own readings at about the same time.
+    Incomer,
+}
+
 /// What we assume about the store's own consumption.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoreConfig {
+    /// Where the site meter is.
+    #[serde(default)]
+    pub meter: SiteMeter,
     /// Assumed when the meter has not reported within `max_age` (or never has).
     pub worst_case: PerPhase,
     /// A reading older than this is not trusted at all.
@@ -126,6 +141,7 @@ impl SiteConfig {
             circuits,
             connectors,
             store: StoreConfig {
+                meter: SiteMeter::Store,
                 worst_case: grid_limit,
                 max_age: Millis::from_secs(120),
                 rise_per_min: DeciAmps::ZERO,

@@ -30,7 +30,7 @@
 //! again whenever the store's own load leaves room for the fallbacks.
 
 use crate::balancer::alloc::{self, Demand};
-use crate::balancer::config::{wiring_phases, ConfigError, SiteConfig, Topology, Wiring, ROOT};
+use crate::balancer::config::{wiring_phases, ConfigError, SiteConfig, SiteMeter, Topology, Wiring, ROOT};
 use crate::balancer::units::{ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, Phase, PerPhase, PhaseSet, SessionKey};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -67,7 +67,8 @@ pub enum Event {
     /// New information about the running session (replaces the old).
     SessionUpdated { connector: ConnectorKey, info: SessionInfo },
     SessionEnded { connector: ConnectorKey },
-    /// The store's own consumption per site phase, as measured at `measured_at`.
+    /// The site meter's reading per site phase, taken at `measured_at`: the store's own load, or
+    /// with [`SiteMeter::Incomer`] the whole connection's.
     StoreMeter { currents: PerPhase, measured_at: Millis },
     /// A connector's measured current on its own L1, L2, L3, and the energy delivered
     /// in the session so far.
@@ -188,6 +189,8 @@ struct Conn {
     retry: Option<(u32, Option<Millis>)>,
     target: DeciAmps,
     measured: [DeciAmps; 3],
+    /// The session's last two readings, newest first, for an incomer meter's arithmetic.
+    readings: [Option<([DeciAmps; 3], Millis)>; 2],
 }
 
 impl Conn {
@@ -316,6 +319,7 @@ impl Balancer {
                 retry: None,
                 target: DeciAmps::ZERO,
                 measured: [DeciAmps::ZERO; 3],
+                readings: [None; 2],
             })
             .collect();
         Ok(Balancer {
@@ -527,6 +531,7 @@ impl Balancer {
                 c.acked_expires = None;
                 c.target = DeciAmps::ZERO;
                 c.measured = [DeciAmps::ZERO; 3];
+                c.readings = [None; 2];
                 if c.smart == SmartState::Rejected {
                     c.smart = SmartState::Ok;
                 }
@@ -631,6 +636,9 @@ impl Balancer {
         let lc = self.cfg.learning.clone();
         let c = &mut self.conns[i];
         c.measured = currents;
+        if c.session.is_some() && c.readings[0].is_none_or(|(_, at)| measured_at >= at) {
+            c.readings = [Some((currents, measured_at)), c.readings[0]];
+        }
         let (acked, acked_at, settled) = (c.acked, c.acked_at, c.inflight.is_empty());
         let Some(s) = c.session.as_mut() else { return };
         if let Some(e) = energy_wh {
@@ -706,10 +714,44 @@ impl Balancer {
         }
     }
 
+    /// The store's load behind an incomer reading taken at `at`: the reading less what the cars
+    /// surely drew then. Each car counts at the lower of its two latest readings within the
+    /// meter's age of `at` (it may have changed between them); a car without such readings
+    /// counts as nothing. So the store is never taken for smaller than it was, unless a car
+    /// dropped after both its readings were taken.
+    fn store_behind_incomer(&self, reading: PerPhase, at: Millis) -> PerPhase {
+        let window = self.cfg.store.max_age;
+        let mut cars = [0u32; 3];
+        for (i, c) in self.conns.iter().enumerate() {
+            if c.session.is_none() {
+                continue;
+            }
+            let cc = &self.cfg.connectors[i];
+            let near = c.readings.iter().flatten().filter(|(_, t)| t.since(at).max(at.since(*t)) <= window);
+            let mut lower: Option<[DeciAmps; 3]> = None;
+            for (currents, _) in near {
+                lower = Some(match lower {
+                    None => *currents,
+                    Some(l) => [0, 1, 2].map(|k| l[k].min(currents[k])),
+                });
+            }
+            let Some(lower) = lower else { continue };
+            let wired = if cc.wiring == Wiring::OnePhase { 1 } else { 3 };
+            for (k, amps) in lower.iter().enumerate().take(wired) {
+                cars[cc.rotation.0[k].index()] += amps.get();
+            }
+        }
+        PerPhase(Phase::ALL.map(|p| DeciAmps::new(reading.get(p).get().saturating_sub(cars[p.index()]))))
+    }
+
     /// Store load we assume now, and whether it is the worst case.
     fn store_assumed(&self, now: Millis) -> (PerPhase, bool) {
         let sc = &self.cfg.store;
-        match self.store {
+        let store = match (self.store, sc.meter) {
+            (Some((reading, at)), SiteMeter::Incomer) => Some((self.store_behind_incomer(reading, at), at)),
+            (other, _) => other,
+        };
+        match store {
             Some((reading, at)) if now.since(at) <= sc.max_age => {
                 let blind = now.since(at).0 + sc.reaction_time.0 + sc.replan.0;
                 let rise = (u64::from(sc.rise_per_min.get()) * blind / 60_000).min(u64::from(sc.max_rise.get()));

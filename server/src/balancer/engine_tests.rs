@@ -640,3 +640,45 @@ fn limits_are_leases_renewed_while_we_talk_and_dropped_by_a_charger_that_lost_us
     assert_eq!(h.view(1).budget, a(0), "lease over: the charger is on its TxDefaultProfile");
     assert_eq!(h.acked(0), a(32), "the freed capacity goes to the car we can steer");
 }
+
+#[test]
+fn an_incomer_meter_counts_the_store_as_what_the_cars_did_not_draw() {
+    let mut cfg = site([60; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);
+    cfg.store.meter = crate::balancer::config::SiteMeter::Incomer;
+    let mut h = H::new(cfg);
+    h.start(0, SessionInfo { ev_max: Some(a(16)), ..three() });
+    h.start(1, SessionInfo { ev_max: Some(a(16)), ..three() });
+    h.settle();
+    let meter = |h: &mut H, k: u32, amps: u32| {
+        let m = Event::ConnectorMeter { connector: ConnectorKey(k), currents: [a(amps); 3], energy_wh: None, measured_at: h.now };
+        h.ev(m);
+    };
+    // The store draws 20 A, each car 16 A: the incomer reads 52 A.
+    h.advance(10);
+    meter(&mut h, 0, 16);
+    meter(&mut h, 1, 16);
+    h.store([52; 3]);
+    h.settle();
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)), "52 A less the cars' 2 x 16 A");
+
+    // Car 1 stopped between its two latest readings: its lower reading counts, so the store is
+    // taken for more (a larger share than it is), never for less.
+    h.advance(10);
+    meter(&mut h, 0, 16);
+    meter(&mut h, 1, 0);
+    h.store([36; 3]);
+    h.settle();
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)), "36 A less car 0's 16 A");
+    h.advance(10);
+    meter(&mut h, 0, 16);
+    meter(&mut h, 1, 16);
+    h.store([52; 3]);
+    h.settle();
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(36)), "car 1's lower reading (0 A) counts");
+
+    // A car with no reading near the incomer's counts as nothing: the store may be that large.
+    h.advance(300);
+    h.store([52; 3]);
+    h.settle();
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(52)));
+}

@@ -161,6 +161,7 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
         .collect();
     let mut config = SiteConfig::with_defaults(PerPhase(site.grid_limit_da.map(da)), circuits, connectors);
     config.store.worst_case = PerPhase::uniform(da(site.store_worst_case_da));
+    config.store.meter = site.site_meter;
     // Between readings the store may have risen; bounded, and zero for a fresh reading.
     config.store.rise_per_min = DeciAmps::from_amps(14);
     config.store.max_rise = DeciAmps::from_amps(16);

@@ -13,6 +13,6 @@ pub mod live;
 pub mod sim;
 pub mod units;
 
-pub use config::{CircuitConfig, ConfigError, ConfigWarning, ConnectorConfig, LearningConfig, SiteConfig, StoreConfig, Wiring};
+pub use config::{CircuitConfig, ConfigError, ConfigWarning, ConnectorConfig, LearningConfig, SiteConfig, SiteMeter, StoreConfig, Wiring};
 pub use engine::{Balancer, CarriedSession, Command, ConnectorView, EvPhases, Event, EventError, NodeView, SessionInfo, SmartState, Snapshot};
 pub use units::*;

@@ -20,7 +20,7 @@
 //! this physics (jitter and outages included, which it cannot model alone).
 
 use crate::balancer::engine::{Balancer, Command, EvPhases, Event, SessionInfo};
-use crate::balancer::config::{CircuitConfig, ConfigError, ConnectorConfig, LearningConfig, SiteConfig, StoreConfig, Wiring};
+use crate::balancer::config::{CircuitConfig, ConfigError, ConnectorConfig, LearningConfig, SiteConfig, SiteMeter, StoreConfig, Wiring};
 use crate::balancer::units::{ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, Phase, PerPhase, Rotation, SessionKey};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -253,6 +253,7 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
         circuits,
         connectors,
         store: StoreConfig {
+            meter: SiteMeter::Store,
             worst_case: PerPhase::uniform(DeciAmps::from_amps(o.store_worst_case_a)),
             // A reading may be as old as the meter lag plus one step before we distrust it.
             max_age: Millis(step.0 * (o.meter_lag_steps + 2)),

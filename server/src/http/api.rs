@@ -150,8 +150,9 @@ async fn site_electrics(_: Operator, State(state): State<AppState>, Path(site): 
 /// Replaces the site's electrics after checking the balancer can run them safely; the site's
 /// balancer is rebuilt at once and the running sessions carry on.
 async fn put_site_electrics(_: Operator, State(state): State<AppState>, Path(site): Path<i64>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
-    let spec: balancing::ElectricsSpec =
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("not a site's electrics: {e}")))?;
+    // The error names the field it is about (`site_meter: unknown variant ...`).
+    let spec: balancing::ElectricsSpec = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("not a site's electrics: {e}")))?;
     let current = balancing::site(&state.db, SiteId(site)).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no site {site}")))?;
     let checked = balancing::electrics_from_spec(&spec, &current).map_err(|e| match e {
         balancing::ElectricsError::Invalid(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why),
@@ -365,7 +366,8 @@ pub fn openapi_document() -> Value {
         "grid_limit_a": phases,
         "store_worst_case_a": {"type": "number", "minimum": 0},
         "connector_fallback_a": {"type": "number", "minimum": 0},
-        "store_meter_charger": {"type": ["string", "null"], "description": "a charger of the site whose connector 0 meter (MeterValues, Current.Import per phase) measures the store's own load"},
+        "store_meter_charger": {"type": ["string", "null"], "description": "a charger of the site whose connector 0 meter (MeterValues, Current.Import per phase) measures the site meter's readings"},
+        "site_meter": {"enum": ["store", "incomer"], "description": "what the site meter measures: the store's own load (default) or the grid connection with the cars (main incomer); the cars' own readings are taken off"},
         "circuits": {"type": "array", "items": {"type": "object", "required": ["name", "limit_a"], "properties": {
             "name": {"type": "string"}, "parent": {"type": ["string", "null"]}, "limit_a": phases}}},
         "connectors": {"type": "array", "items": {"type": "object", "required": ["charger_id", "connector_no", "max_current_a", "phases", "rotation"], "properties": {
@@ -429,7 +431,7 @@ pub fn openapi_document() -> Value {
                 "responses": command_responses}},
             "/api/v1/sites/{id}/budget": {"get": {"summary": "The site's live load-balancing budget: limits, store load, allocated and measured current per phase, per connector",
                 "parameters": [site_param], "responses": {"200": {"description": "the budget"}, "404": {"description": "no such balanced site", "content": {"application/json": {"schema": error}}}}}},
-            "/api/v1/sites/{id}/meter": {"post": {"summary": "The site meter's reading of the store's own load, amps per phase",
+            "/api/v1/sites/{id}/meter": {"post": {"summary": "The site meter's reading, amps per phase: the store's own load, or with site_meter incomer the whole connection's",
                 "parameters": [site_param],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["l1_a", "l2_a", "l3_a"],
                     "properties": {"l1_a": {"type": "number", "minimum": 0}, "l2_a": {"type": "number", "minimum": 0}, "l3_a": {"type": "number", "minimum": 0}}}}}},

@@ -2,6 +2,7 @@
 
 use super::{Db, StoreError};
 use app::domain::SiteId;
+use crate::balancer::SiteMeter;
 use sqlx::Row;
 
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ pub struct SiteElectrics {
     pub connector_fallback_da: i64,
     /// The charger whose connector 0 meter measures the store's own load, if one does.
     pub store_meter_charger: Option<String>,
+    /// What the site meter measures.
+    pub site_meter: SiteMeter,
     pub circuits: Vec<CircuitRow>,
     pub connectors: Vec<ConnectorRow>,
     pub open_sessions: Vec<OpenSession>,
@@ -56,7 +59,7 @@ pub async fn all_sites(db: &Db) -> Result<Vec<SiteElectrics>, StoreError> {
 /// One site's electrics, as storage knows them now (`None`: no such site).
 pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreError> {
     let Some(s) = sqlx::query(
-        "SELECT id, grid_limit_l1_da, grid_limit_l2_da, grid_limit_l3_da, store_worst_case_da, connector_fallback_da, store_meter_charger_id \
+        "SELECT id, grid_limit_l1_da, grid_limit_l2_da, grid_limit_l3_da, store_worst_case_da, connector_fallback_da, store_meter_charger_id, site_meter \
          FROM sites WHERE id = $1",
     )
     .bind(id.0)
@@ -122,6 +125,7 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
         store_worst_case_da: s.try_get("store_worst_case_da")?,
         connector_fallback_da: s.try_get("connector_fallback_da")?,
         store_meter_charger: s.try_get("store_meter_charger_id")?,
+        site_meter: if s.try_get::<String, _>("site_meter")? == "incomer" { SiteMeter::Incomer } else { SiteMeter::Store },
         circuits,
         connectors,
         open_sessions,
@@ -142,6 +146,10 @@ pub struct ElectricsSpec {
     /// measures the store's own load, as the site meter endpoint would.
     #[serde(default)]
     pub store_meter_charger: Option<String>,
+    /// What the site meter (the meter endpoint, or the store meter charger) measures: `store`
+    /// (the default) or `incomer`, the whole connection with the cars.
+    #[serde(default)]
+    pub site_meter: SiteMeter,
     #[serde(default)]
     pub circuits: Vec<CircuitSpec>,
     /// Connectors whose ratings or wiring change; the others keep theirs.
@@ -188,6 +196,7 @@ pub async fn electrics_spec(db: &Db, id: SiteId) -> Result<Option<ElectricsSpec>
         store_worst_case_a: amps(site.store_worst_case_da),
         connector_fallback_a: amps(site.connector_fallback_da),
         store_meter_charger: site.store_meter_charger.clone(),
+        site_meter: site.site_meter,
         circuits: site
             .circuits
             .iter()
@@ -289,6 +298,7 @@ pub fn electrics_from_spec(spec: &ElectricsSpec, current: &SiteElectrics) -> Res
     Ok(SiteElectrics {
         site: current.site,
         store_meter_charger: spec.store_meter_charger.clone(),
+        site_meter: spec.site_meter,
         grid_limit_da,
         // The worst case is rounded up, what we may allocate down: both err on the safe side.
         store_worst_case_da: deci("store_worst_case_a", spec.store_worst_case_a, false, false)?,
@@ -306,7 +316,7 @@ pub async fn store_electrics(db: &Db, checked: &SiteElectrics, spec: &ElectricsS
     let site = checked.site.0;
     sqlx::query(
         "UPDATE sites SET grid_limit_l1_da = $2, grid_limit_l2_da = $3, grid_limit_l3_da = $4, store_worst_case_da = $5, connector_fallback_da = $6, \
-         store_meter_charger_id = $7 WHERE id = $1",
+         store_meter_charger_id = $7, site_meter = $8 WHERE id = $1",
     )
     .bind(site)
     .bind(checked.grid_limit_da[0])
@@ -315,6 +325,10 @@ pub async fn store_electrics(db: &Db, checked: &SiteElectrics, spec: &ElectricsS
     .bind(checked.store_worst_case_da)
     .bind(checked.connector_fallback_da)
     .bind(&checked.store_meter_charger)
+    .bind(match checked.site_meter {
+        SiteMeter::Store => "store",
+        SiteMeter::Incomer => "incomer",
+    })
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE connectors SET circuit_id = NULL WHERE charger_id IN (SELECT id FROM chargers WHERE site_id = $1)").bind(site).execute(&mut *tx).await?;

@@ -876,7 +876,7 @@ impl Balancer {
 
         // Capacity for controllable sessions: limits minus store minus every budget we
         // cannot steer.
-        let (store, _) = self.store_assumed(now);
+        let (store, store_unknown) = self.store_assumed(now);
         let mut capacity: Vec<i64> = (0..nc).map(|c| self.limit(c)).collect();
         for p in Phase::ALL {
             capacity[con(ROOT, p)] -= i64::from(store.get(p).get());
@@ -961,7 +961,11 @@ impl Balancer {
             c.target = target;
             let running = target > DeciAmps::ZERO;
             if let Some(s) = c.session.as_mut() {
-                if s.run.is_none_or(|(r, _)| r != running) {
+                if !running && store_unknown {
+                    // Paused because the store is assumed at its worst (no fresh reading, as after
+                    // a restart): not a turn of the rotation, so no dwell holds it once a reading comes.
+                    s.run = None;
+                } else if s.run.is_none_or(|(r, _)| r != running) {
                     s.run = Some((running, now));
                 }
             }

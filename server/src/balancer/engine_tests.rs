@@ -682,3 +682,20 @@ fn an_incomer_meter_counts_the_store_as_what_the_cars_did_not_draw() {
     h.settle();
     assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(52)));
 }
+
+#[test]
+fn a_pause_forced_by_the_worst_case_store_is_not_held_by_the_dwell() {
+    // No reading yet (as after a restart): the worst case leaves nothing, every session waits.
+    let mut cfg = site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);
+    cfg.store.worst_case = PerPhase::uniform(a(40));
+    let mut h = H { b: Balancer::new(cfg).expect("valid"), now: Millis(0), sent: Vec::new() };
+    h.start(0, three());
+    h.start(1, three());
+    h.settle();
+    assert!(h.view(0).paused && h.view(1).paused);
+    // The first reading comes seconds later, well inside the 300 s dwell: both charge at once.
+    h.advance(5);
+    h.store([10, 10, 10]);
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(15), a(15)));
+}

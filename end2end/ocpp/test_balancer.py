@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 
 from ocpp.routing import on
 from ocpp.v16 import call as call16
@@ -313,6 +314,44 @@ def test_a_charger_wired_to_the_store_meter_reports_the_store_load(server):
     finally:
         status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
         assert status == 200, body
+
+
+class Leased16(Balanced16):
+    """Keeps the whole TxProfiles it is sent."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tx_profiles: list[dict] = []
+
+    @on(Action16.set_charging_profile)
+    def on_set_charging_profile(self, connector_id, cs_charging_profiles, **kwargs):
+        if cs_charging_profiles["charging_profile_purpose"] == "TxProfile":
+            self.tx_profiles.append(cs_charging_profiles)
+        return super().on_set_charging_profile(connector_id, cs_charging_profiles, **kwargs)
+
+
+def test_a_session_limit_is_a_lease_the_charger_drops_if_it_loses_us(server):
+    """Each TxProfile is an Absolute schedule that starts now and lasts 570 s (the balancer counts it
+    for 600 s and renews it after 300 s): a charger that loses the server goes back to its
+    TxDefaultProfile on its own."""
+
+    async def scenario():
+        async with charger(server, "FM-CAM-01", cls=Leased16) as cp:
+            tx = await cp.start_tx(1)
+            deadline = time.monotonic() + 10
+            while not cp.tx_profiles and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert cp.tx_profiles, "no TxProfile arrived"
+            profile = cp.tx_profiles[-1]
+            assert profile["charging_profile_kind"] == "Absolute", profile
+            assert profile["transaction_id"] == tx, profile
+            schedule = profile["charging_schedule"]
+            assert schedule["duration"] == 570, schedule
+            started = datetime.fromisoformat(schedule["start_schedule"].replace("Z", "+00:00"))
+            assert abs((datetime.now(timezone.utc) - started).total_seconds()) < 10, schedule
+            await cp.stop_tx(1, tx)
+
+    run(scenario())
 
 
 def test_a_meter_on_the_main_incomer_counts_the_store_as_what_the_cars_did_not_draw(server):

@@ -653,28 +653,18 @@ fn an_incomer_meter_counts_the_store_as_what_the_cars_did_not_draw() {
         let m = Event::ConnectorMeter { connector: ConnectorKey(k), currents: [a(amps); 3], energy_wh: None, measured_at: h.now };
         h.ev(m);
     };
-    // The store draws 20 A, each car 16 A: the incomer reads 52 A.
-    h.advance(10);
-    meter(&mut h, 0, 16);
-    meter(&mut h, 1, 16);
-    h.store([52; 3]);
-    h.settle();
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)), "52 A less the cars' 2 x 16 A");
-
-    // Car 1 stopped between its two latest readings: its lower reading counts, so the store is
-    // taken for more (a larger share than it is), never for less.
-    h.advance(10);
-    meter(&mut h, 0, 16);
-    meter(&mut h, 1, 0);
-    h.store([36; 3]);
-    h.settle();
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)), "36 A less car 0's 16 A");
-    h.advance(10);
-    meter(&mut h, 0, 16);
-    meter(&mut h, 1, 16);
-    h.store([52; 3]);
-    h.settle();
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(36)), "car 1's lower reading (0 A) counts");
+    // (car 0, car 1, incomer reading, store assumed), ten seconds apart. The store draws 20 A.
+    // Car 1 stops, then draws again: between two readings it may have drawn as little as the
+    // lower, so that one counts and the store is taken for more than it is, never for less.
+    let steps = [(16, 16, 52, 20), (16, 0, 36, 20), (16, 16, 52, 36)];
+    for (k, (car0, car1, incomer, store)) in steps.into_iter().enumerate() {
+        h.advance(10);
+        meter(&mut h, 0, car0);
+        meter(&mut h, 1, car1);
+        h.store([incomer; 3]);
+        h.settle();
+        assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(store)), "step {k}");
+    }
 
     // A car with no reading near the incomer's counts as nothing: the store may be that large.
     h.advance(300);

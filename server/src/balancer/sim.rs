@@ -185,6 +185,14 @@ fn phase(s: &str) -> Result<Phase, SimError> {
     }
 }
 
+/// A pilot from `t` on (a later one at the same moment replaces it).
+fn record_pilot(periods: &mut Vec<(u64, u32)>, t: u64, amps: u32) {
+    match periods.last_mut() {
+        Some(last) if last.0 >= t => last.1 = amps,
+        _ => periods.push((t, amps)),
+    }
+}
+
 /// Deterministic outages per connector: on average `per_day` a day, each 5 to 30 steps long.
 fn outage_plan(connectors: usize, steps: u64, per_day: u32, seed: u64) -> Vec<Vec<(u64, u64)>> {
     let mut rng = seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1;
@@ -560,11 +568,15 @@ impl<'a> DaySim<'a> {
         let mut feeders = vec![[0.0f64; 3]; self.feeder_limit.len()];
         let mut ev_kw = 0.0;
         let default_a = f64::from(self.o.default_a);
+        let pilot_t = k.saturating_sub(lat) * dt;
         for l in self.live.values_mut() {
             if l.expires.is_some_and(|end| now >= end) {
-                // The lease ran out: the charger is back on its TxDefaultProfile.
+                // The lease ran out: the charger is back on its TxDefaultProfile (and the referee
+                // must replay that too).
                 l.in_force = default_a;
                 l.expires = None;
+                let id = &self.wl.sessions[l.w].id;
+                record_pilot(self.pilots.entry(id.clone()).or_default(), pilot_t, self.o.default_a);
             }
             let s = &self.wl.sessions[l.w];
             let ph = f64::from(s.ev_phases);
@@ -644,12 +656,7 @@ impl<'a> DaySim<'a> {
                 l.expires = expires;
             }
             let t = self.k.saturating_sub(self.o.latency_steps) * self.wl.site.step_s;
-            let amps = amps_per_phase.get() / 10;
-            let v = self.pilots.entry(self.wl.sessions[w].id.clone()).or_default();
-            match v.last_mut() {
-                Some(last) if last.0 >= t => last.1 = amps,
-                _ => v.push((t, amps)),
-            }
+            record_pilot(self.pilots.entry(self.wl.sessions[w].id.clone()).or_default(), t, amps_per_phase.get() / 10);
         }
         self.feed(Event::CommandAccepted { id }, now);
     }

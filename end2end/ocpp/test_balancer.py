@@ -331,8 +331,8 @@ class Leased16(Balanced16):
 
 
 def test_a_session_limit_is_a_lease_the_charger_drops_if_it_loses_us(server):
-    """Each TxProfile is an Absolute schedule that starts now and lasts 570 s (the balancer counts it
-    for 600 s and renews it after 300 s): a charger that loses the server goes back to its
+    """Each TxProfile is an Absolute schedule that starts now and lasts at most 570 s (the balancer
+    counts it for 600 s and renews it after 300 s): a charger that loses the server goes back to its
     TxDefaultProfile on its own."""
 
     async def scenario():
@@ -346,7 +346,9 @@ def test_a_session_limit_is_a_lease_the_charger_drops_if_it_loses_us(server):
             assert profile["charging_profile_kind"] == "Absolute", profile
             assert profile["transaction_id"] == tx, profile
             schedule = profile["charging_schedule"]
-            assert schedule["duration"] == 570, schedule
+            # 600 s less the 30 s clock margin, less the moments between deciding and sending
+            # (rounded down: the charger drops it no later than the balancer stops counting it).
+            assert 560 <= schedule["duration"] <= 570, schedule
             started = datetime.fromisoformat(schedule["start_schedule"].replace("Z", "+00:00"))
             assert abs((datetime.now(timezone.utc) - started).total_seconds()) < 10, schedule
             await cp.stop_tx(1, tx)

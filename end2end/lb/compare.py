@@ -8,6 +8,12 @@ so the best of them are also run with the smallest whole-amp grid margin that st
 
     python end2end/lb/compare.py --seed 1                                # no delays, with the LP ceiling
     python end2end/lb/compare.py --seed 1 --meter-lag 1 --latency-steps 1
+    python end2end/lb/compare.py --seeds 1-12 --meter-lag 1 --latency-steps 1   # many days, margins held out
+
+Our balancer gets a week of the same site's store meter history (seven more generated days, seeds
+1000·i + seed): it learns from it how far the store can rise while the meter is blind. With --seeds, each
+acnportal algorithm in --margin-algos gets the margin an operator would have set from the other days (the
+largest of their smallest safe margins), and the smallest safe margin of the day itself (hindsight) beside it.
 """
 import argparse
 import json
@@ -43,6 +49,120 @@ def referee(python, bench, day, out, scenario, extra):
         return json.load(f)["results"]
 
 
+HISTORY_DAYS = 7
+
+
+def generate(a, seed):
+    day = os.path.join(a.work, f"day-s{seed}-c{a.connectors}-{a.grid_kw:g}kw.json")
+    if not os.path.exists(day):
+        run([a.python, os.path.join(a.bench, "gen_workload.py"), "--seed", str(seed), "--connectors",
+             str(a.connectors), "--grid-kw", str(a.grid_kw), "-o", day], stdout=subprocess.DEVNULL)
+    return day
+
+
+def history(a, seed):
+    """The week before the day: the same site, other days (the store meter history)."""
+    return [generate(a, 1000 * i + seed) for i in range(1, HISTORY_DAYS + 1)]
+
+
+def scenario_flags(a):
+    return ["--meter-lag", str(a.meter_lag), "--latency-steps", str(a.latency_steps),
+            "--default-a", str(a.default_a)] + (["--ev-max-known"] if a.ev_max_known else [])
+
+
+def ours(a, seed):
+    """Our balancer through the day, scored by the referee's replay."""
+    day = generate(a, seed)
+    flags = ["--meter-lag", str(a.meter_lag), "--latency-steps", str(a.latency_steps),
+             "--default-a", str(int(a.default_a))] + (["--ev-max-known"] if a.ev_max_known else [])
+    for h in history(a, seed):
+        flags += ["--store-history", h]
+    pilots = os.path.join(a.work, f"ours-pilots-s{seed}.json")
+    own = run([a.forecourt, "lb-bench", day, "-o", pilots, *flags], stdout=subprocess.PIPE, text=True)
+    own = json.loads(own.stdout)
+    row = referee(a.python, a.bench, day, os.path.join(a.work, f"ours-s{seed}.json"), scenario_flags(a),
+                  ["--replay", pilots])[0]
+    row["algo"] = "Forecourt (scored by the referee)"
+    row["ms_per_call_mean"] = round(own["ms_per_call_mean"], 3)
+    row["learned_rise_a"] = own.get("learned_store_rise_a")
+    return row
+
+
+def safe(row):
+    return row["max_overload_grid_a"] == 0 and row["max_overload_feeder_a"] == 0
+
+
+def at_margin(a, seed, algo, margin):
+    return referee(a.python, a.bench, generate(a, seed), os.path.join(a.work, f"acn-{algo}-s{seed}-m{margin}.json"),
+                   scenario_flags(a), ["--algos", algo, "--margin-a", str(margin)])[0]
+
+
+def smallest_safe_margin(a, seed, algo):
+    """The smallest whole-amp margin that stops the algorithm overloading on that day (bisection: a
+    larger margin never overloads more), and its row; (None, None) if even 32 A does not."""
+    lo, hi = -1, 32
+    best = at_margin(a, seed, algo, hi)
+    if not safe(best):
+        return None, None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        res = at_margin(a, seed, algo, mid)
+        if safe(res):
+            hi, best = mid, res
+        else:
+            lo = mid
+    return hi, best
+
+
+def table(rows, columns):
+    widths = [max(len(h), *(len(str(r.get(k, ""))) for r in rows)) for k, h in columns]
+    print("| " + " | ".join(h.ljust(w) for (_, h), w in zip(columns, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(r.get(k, "")).ljust(w) for (k, _), w in zip(columns, widths)) + " |")
+
+
+def many_days(a):
+    """Every day of --seeds: ours, and each margin algorithm with the margin the other days call for."""
+    first, _, last = a.seeds.partition("-")
+    seeds = list(range(int(first), int(last or first) + 1))
+    algos = a.margin_algos.split(",")
+    rows = {s: {"seed": s} for s in seeds}
+    for s in seeds:
+        r = ours(a, s)
+        rows[s].update(ours_pct=r["energy_pct"], ours_over=max(r["max_overload_grid_a"], r["max_overload_feeder_a"]),
+                       ours_rise="/".join(f"{x:g}" for x in (r["learned_rise_a"] or [])) or "configured")
+    smallest = {}
+    for algo in algos:
+        for s in seeds:
+            smallest[algo, s], row = smallest_safe_margin(a, s, algo)
+            rows[s][f"{algo}_hind"] = f"{row['energy_pct']} ({smallest[algo, s]} A)" if row else "unsafe at 32 A"
+        for s in seeds:
+            others = [smallest[algo, t] for t in seeds if t != s and smallest[algo, t] is not None]
+            if not others:
+                continue
+            m = max(others)
+            row = at_margin(a, s, algo, m)
+            over = max(row["max_overload_grid_a"], row["max_overload_feeder_a"])
+            rows[s][f"{algo}_held"] = f"{row['energy_pct']} ({m} A)" + (f", over {over} A" if over else "")
+            rows[s][f"{algo}_held_pct"] = row["energy_pct"]
+    print(f"{len(seeds)} days (seeds {a.seeds}), {a.connectors} connectors, {a.grid_kw:g} kW, meter lag {a.meter_lag}, "
+          f"latency {a.latency_steps}, default {a.default_a:g} A; energy % of requested")
+    columns = [("seed", "seed"), ("ours_pct", "Forecourt"), ("ours_over", "over A"), ("ours_rise", "learned rise A")]
+    for algo in algos:
+        columns += [(f"{algo}_held", f"{algo}, margin from the other days"), (f"{algo}_hind", f"{algo}, the day's own smallest safe margin")]
+    out = [rows[s] for s in seeds]
+    mean = {"seed": "mean", "ours_pct": round(sum(r["ours_pct"] for r in out) / len(out), 2)}
+    for algo in algos:
+        held = [r[f"{algo}_held_pct"] for r in out if f"{algo}_held_pct" in r]
+        if held:
+            mean[f"{algo}_held"] = round(sum(held) / len(held), 2)
+    table(out + [mean], columns)
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump({"scenario": vars(a), "rows": out}, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=1)
@@ -60,56 +180,36 @@ def main():
     ap.add_argument("--python", default=sys.executable, help="a Python with acnportal 0.3.3")
     ap.add_argument("--work", default=None, help="keep the day, pilots and raw results here")
     ap.add_argument("--json-out", default=None)
+    ap.add_argument("--seeds", default=None, help="many days, e.g. 1-12: a table of energy per day (needs delays)")
     a = ap.parse_args()
 
-    work = a.work or tempfile.mkdtemp(prefix="lb-compare-")
-    os.makedirs(work, exist_ok=True)
-    day = os.path.join(work, f"day-s{a.seed}-c{a.connectors}-{a.grid_kw:g}kw.json")
-    if not os.path.exists(day):
-        run([a.python, os.path.join(a.bench, "gen_workload.py"), "--seed", str(a.seed), "--connectors",
-             str(a.connectors), "--grid-kw", str(a.grid_kw), "-o", day])
-    scenario = ["--meter-lag", str(a.meter_lag), "--latency-steps", str(a.latency_steps),
-                "--default-a", str(a.default_a)] + (["--ev-max-known"] if a.ev_max_known else [])
+    a.work = a.work or tempfile.mkdtemp(prefix="lb-compare-")
+    os.makedirs(a.work, exist_ok=True)
+    work = a.work
     delays = a.meter_lag > 0 or a.latency_steps > 0
+    if a.seeds:
+        if not delays:
+            ap.error("--seeds compares margins, which only delays call for: add --meter-lag or --latency-steps")
+        return many_days(a)
+    day = generate(a, a.seed)
+    scenario = scenario_flags(a)
 
     rows = referee(a.python, a.bench, day, os.path.join(work, "acn.json"), scenario,
                    ["--algos", a.algos] + ([] if a.no_lp else ["--offline"]))
     lp = next((r["energy_pct"] for r in rows if r["algo"].startswith("Offline-LP")), None)
     if delays:
-        # The smallest whole-amp margin that stops each algorithm overloading (bisection: a larger
-        # margin never overloads more).
         base = {r["algo"]: r for r in rows}
         for algo in a.margin_algos.split(","):
-            def safe(margin):
-                res = referee(a.python, a.bench, day, os.path.join(work, f"acn-{algo}-m{margin}.json"), scenario,
-                              ["--algos", algo, "--margin-a", str(margin)])[0]
-                return res if res["max_overload_grid_a"] == 0 and res["max_overload_feeder_a"] == 0 else None
-            if algo in base and base[algo]["max_overload_grid_a"] == 0 and base[algo]["max_overload_feeder_a"] == 0:
+            if algo in base and safe(base[algo]):
                 continue
-            lo, hi = 0, 32
-            best = safe(hi)
+            margin, best = smallest_safe_margin(a, a.seed, algo)
             if best is None:
                 continue
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                res = safe(mid)
-                if res is None:
-                    lo = mid
-                else:
-                    hi, best = mid, res
             best["algo"] = f"{algo} (smallest safe margin)"
-            best["margin_a"] = float(hi)
+            best["margin_a"] = float(margin)
             rows.append(best)
 
-    ours_flags = ["--meter-lag", str(a.meter_lag), "--latency-steps", str(a.latency_steps),
-                  "--default-a", str(int(a.default_a))] + (["--ev-max-known"] if a.ev_max_known else [])
-    pilots = os.path.join(work, "ours-pilots.json")
-    own = run([a.forecourt, "lb-bench", day, "-o", pilots, *ours_flags], stdout=subprocess.PIPE, text=True)
-    own = json.loads(own.stdout)
-    ours = referee(a.python, a.bench, day, os.path.join(work, "ours.json"), scenario, ["--replay", pilots])[0]
-    ours["algo"] = "Forecourt (scored by the referee)"
-    ours["ms_per_call_mean"] = round(own["ms_per_call_mean"], 3)
-    rows.insert(0, ours)
+    rows.insert(0, ours(a, a.seed))
 
     for r in rows:
         r.setdefault("margin_a", 0.0)
@@ -119,11 +219,7 @@ def main():
           f"latency {a.latency_steps}, default {a.default_a:g} A, car maximum known: {a.ev_max_known}")
     if delays and lp is None and not a.no_lp:
         print("(the LP ceiling has no delays: it is the same day's bound without them)")
-    widths = [max(len(h), *(len(str(r.get(k, ""))) for r in rows)) for k, h in COLUMNS]
-    print("| " + " | ".join(h.ljust(w) for (_, h), w in zip(COLUMNS, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(r.get(k, "")).ljust(w) for (k, _), w in zip(COLUMNS, widths)) + " |")
+    table(rows, COLUMNS)
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump({"scenario": vars(a), "rows": rows}, f, indent=1)

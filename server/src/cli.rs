@@ -101,6 +101,13 @@ struct LbBenchArgs {
     /// One recompute per event instead of one per step's batch of events.
     #[arg(long)]
     per_event: bool,
+    /// Earlier days of the same site (lb-workload/1 files): their store load is the meter
+    /// history the store's rise is learned from (a day or more; else the configured rise applies).
+    #[arg(long = "store-history", value_name = "WORKLOAD")]
+    store_history: Vec<PathBuf>,
+    /// Use only the configured store rise (--rise, --max-rise), never a learned one.
+    #[arg(long)]
+    fixed_rise: bool,
 }
 
 #[derive(Debug, Args)]
@@ -323,6 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
     use crate::balancer::sim::{DaySim, SimOptions, Workload};
+    use crate::balancer::units::Phase;
     let defaults = SimOptions::default();
     let options = SimOptions {
         meter_lag_steps: args.meter_lag,
@@ -340,11 +348,17 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
         outages_per_day: args.outages_per_day,
         lease_steps: args.lease_steps.unwrap_or(defaults.lease_steps),
         batch: !args.per_event,
+        learn_store_rise: !args.fixed_rise,
         ..defaults
     };
-    let text = std::fs::read_to_string(&args.workload).with_context(|| format!("reading {}", args.workload.display()))?;
-    let workload: Workload = serde_json::from_str(&text).with_context(|| format!("{} is not an lb-workload/1 file", args.workload.display()))?;
+    let read = |path: &PathBuf| -> anyhow::Result<Workload> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not an lb-workload/1 file", path.display()))
+    };
+    let workload = read(&args.workload)?;
+    let history = args.store_history.iter().map(read).collect::<anyhow::Result<Vec<_>>>()?;
     let mut sim = DaySim::new(&workload, options.clone()).map_err(|e| anyhow::anyhow!("the workload's site is not usable: {e}"))?;
+    sim.learn_store_history(&history).map_err(|e| anyhow::anyhow!("the store history is not usable: {e}"))?;
     for warning in sim.balancer.warnings() {
         eprintln!("warning: {warning}");
     }
@@ -357,6 +371,7 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
         per_step.push(ms);
         per_alloc.push(ms / recomputes.max(1) as f64);
     }
+    let sim_rise = sim.balancer.learned_store_rise();
     let (metrics, pilots) = sim.finish();
     if let Some(out) = &args.out {
         std::fs::write(out, serde_json::to_string(&pilots)?).with_context(|| format!("writing {}", out.display()))?;
@@ -375,6 +390,10 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
     report["ms_per_call_mean"] = serde_json::json!(alloc_mean);
     report["ms_per_call_p99"] = serde_json::json!(alloc_p99);
     report["options"] = serde_json::to_value(&options)?;
+    report["learned_store_rise_a"] = match sim_rise {
+        Some(rise) => serde_json::json!(Phase::ALL.map(|p| rise.get(p).as_amps())),
+        None => serde_json::Value::Null,
+    };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! paths the allocator can walk without lookups, or says precisely why the site
 //! cannot be balanced safely.
 
+use crate::balancer::store::RiseLearning;
 use crate::balancer::units::{ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, Phase, PerPhase, PhaseSet, Rotation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -83,6 +84,10 @@ pub struct StoreConfig {
     pub reaction_time: Millis,
     /// While a reading ages, the balancer re-plans at least this often (its assumed rise grows).
     pub replan: Millis,
+    /// Learn the rise from the meter's history instead (see `store.rs`); until enough history,
+    /// `rise_per_min` and `max_rise` apply.
+    #[serde(default)]
+    pub learn_rise: Option<RiseLearning>,
 }
 
 /// How a car's own maximum current is learned from its draw.
@@ -148,6 +153,7 @@ impl SiteConfig {
                 max_rise: DeciAmps::ZERO,
                 reaction_time: Millis(0),
                 replan: Millis::from_secs(5),
+                learn_rise: None,
             },
             learning: LearningConfig {
                 window: Millis::from_secs(120),

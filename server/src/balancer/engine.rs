@@ -30,6 +30,7 @@
 //! again whenever the store's own load leaves room for the fallbacks.
 
 use crate::balancer::alloc::{self, Demand};
+use crate::balancer::store::RiseHistory;
 use crate::balancer::config::{wiring_phases, ConfigError, SiteConfig, SiteMeter, Topology, Wiring, ROOT};
 use crate::balancer::units::{ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, Phase, PerPhase, PhaseSet, SessionKey};
 use serde::{Deserialize, Serialize};
@@ -223,6 +224,9 @@ pub struct Snapshot {
     pub store_reading: Option<PerPhase>,
     /// True when the meter is stale or missing and the worst case is assumed.
     pub store_worst_case: bool,
+    /// How far the store may rise while unseen, learned from the meter's history (per phase);
+    /// `None` while the configured rise applies.
+    pub store_rise_learned: Option<PerPhase>,
     /// The grid connection first, then every circuit in config order.
     pub nodes: Vec<NodeView>,
     /// Every connector in config order.
@@ -284,6 +288,8 @@ pub struct Balancer {
     topo: Topology,
     conns: Vec<Conn>,
     store: Option<(PerPhase, Millis)>,
+    /// The store's readings and rises, when the rise is learned.
+    store_history: RiseHistory,
     next_id: u64,
     owners: HashMap<CommandId, (usize, u64)>,
     outbox: Vec<Command>,
@@ -327,6 +333,7 @@ impl Balancer {
             topo,
             conns,
             store: None,
+            store_history: RiseHistory::default(),
             next_id: 1,
             owners: HashMap::new(),
             outbox: Vec::new(),
@@ -383,6 +390,28 @@ impl Balancer {
     /// The last store reading, and when it was taken.
     pub fn store_reading(&self) -> Option<(PerPhase, Millis)> {
         self.store
+    }
+
+    /// Takes over another balancer's store reading (with its age: a rebuild must not make an
+    /// old reading fresh) and the meter history its rise is learned from.
+    pub fn carry_store(&mut self, from: &Balancer) {
+        self.store = from.store;
+        self.store_history = from.store_history.clone();
+    }
+
+    /// Feeds the store meter's past readings (oldest first, before any live one) to the rise
+    /// learning, as a site's stored meter history would after a restart.
+    pub fn learn_store_history(&mut self, readings: impl IntoIterator<Item = (Millis, PerPhase)>) {
+        if let Some(learn) = &self.cfg.store.learn_rise {
+            for (at, store) in readings {
+                self.store_history.observe(learn, at, store);
+            }
+        }
+    }
+
+    /// The rise of the store load the budget allows for, when learned.
+    pub fn learned_store_rise(&self) -> Option<PerPhase> {
+        self.store_history.allowance(self.cfg.store.learn_rise.as_ref()?)
     }
 
     /// Safe but questionable aspects of the configuration, for the operator.
@@ -541,6 +570,13 @@ impl Balancer {
                 // Out-of-order readings must not replace a newer one.
                 if self.store.is_none_or(|(_, at)| measured_at >= at) {
                     self.store = Some((currents, measured_at));
+                    if let Some(learn) = &self.cfg.store.learn_rise {
+                        let store = match self.cfg.store.meter {
+                            SiteMeter::Incomer => self.store_behind_incomer(currents, measured_at),
+                            SiteMeter::Store => currents,
+                        };
+                        self.store_history.observe(learn, measured_at, store);
+                    }
                 }
             }
             Event::ConnectorMeter { connector, currents, energy_wh, measured_at } => {
@@ -755,11 +791,25 @@ impl Balancer {
             Some((reading, at)) if now.since(at) <= sc.max_age => {
                 let blind = now.since(at).0 + sc.reaction_time.0 + sc.replan.0;
                 let rise = (u64::from(sc.rise_per_min.get()) * blind / 60_000).min(u64::from(sc.max_rise.get()));
-                let rise = DeciAmps::new(u32::try_from(rise).unwrap_or(u32::MAX));
+                let configured = PerPhase::uniform(DeciAmps::new(u32::try_from(rise).unwrap_or(u32::MAX)));
+                let learned = sc.learn_rise.as_ref().and_then(|l| Some((l, self.store_history.allowance(l)?)));
+                let (from, rise) = match learned {
+                    // Within the horizon it was learned over, the learned rise is the bound; past
+                    // it (a late reading) the configured one too, whichever is larger.
+                    Some((l, allowance)) => {
+                        let from = self.store_history.reference(l, at, reading);
+                        if Millis(blind) <= l.horizon {
+                            (from, allowance)
+                        } else {
+                            (from, PerPhase(Phase::ALL.map(|p| allowance.get(p).max(configured.get(p)))))
+                        }
+                    }
+                    None => (reading, configured),
+                };
                 let mut out = reading;
                 for p in Phase::ALL {
-                    let r = reading.get(p);
-                    out.0[p.index()] = r.max((r + rise).min(sc.worst_case.get(p)));
+                    let r = from.get(p);
+                    out.0[p.index()] = r.max((r + rise.get(p)).min(sc.worst_case.get(p)));
                 }
                 (out, false)
             }
@@ -823,7 +873,10 @@ impl Balancer {
         let Some(s) = &self.conns[i].session else { return DeciAmps::ZERO };
         let mut cap = cc.max;
         if let Some(need) = s.info.energy_need_wh {
-            let rem = need.saturating_sub(self.delivered_estimate(s, now));
+            // What a limit sent now is for: the car's need from when it is in force. A car that
+            // will have finished by then gets nothing, so its capacity is free one round earlier.
+            let lands = now + self.cfg.store.reaction_time;
+            let rem = need.saturating_sub(self.delivered_estimate(s, lands));
             if rem == 0 {
                 return DeciAmps::ZERO;
             }
@@ -1113,6 +1166,7 @@ impl Balancer {
             store_assumed,
             store_reading: self.store.map(|s| s.0),
             store_worst_case: stale,
+            store_rise_learned: self.learned_store_rise(),
             nodes,
             connectors,
             overcommitted: self.overcommitted,

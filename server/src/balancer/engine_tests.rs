@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::balancer::config::{CircuitConfig, ConnectorConfig};
+use crate::balancer::store::RiseLearning;
 use crate::balancer::units::Rotation;
 
 const L1: Phase = Phase::L1;
@@ -298,6 +299,77 @@ fn the_store_may_have_risen_since_an_old_reading() {
     h.ev(Event::Tick);
     assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(65)), "rise capped");
     assert_eq!(h.b.poll_timeout(h.now), Some(h.now + Millis::from_secs(6)));
+}
+
+#[test]
+fn the_store_rise_is_learned_from_a_day_of_meter_history() {
+    let mut cfg = site([100; 3], vec![], vec![conn(0, None, ST, 0)]);
+    cfg.store.rise_per_min = a(14);
+    cfg.store.max_rise = a(16);
+    cfg.store.max_age = Millis::from_secs(180);
+    cfg.store.reaction_time = Millis::from_secs(60);
+    cfg.store.replan = Millis(0);
+    cfg.store.learn_rise = Some(RiseLearning {
+        horizon: Millis::from_secs(120),
+        window: Millis::from_secs(60),
+        min_history: Millis::from_secs(24 * 3600),
+        memory: Millis::from_secs(7 * 24 * 3600),
+        headroom_pct: 20,
+    });
+    // No first reading at time zero: the history comes first.
+    let mut h = H { b: Balancer::new(cfg).expect("test config is valid"), now: Millis(0), sent: Vec::new() };
+    // A day of a store at 40/35/30 A whose L1 jumps by 5 A for one minute every hour.
+    let minutes = 24 * 60;
+    h.b.learn_store_history((0..=minutes).map(|m| {
+        let l1 = if m % 60 == 30 { 45 } else { 40 };
+        (Millis::from_secs(60 * m), PerPhase([a(l1), a(35), a(30)]))
+    }));
+    assert_eq!(h.b.learned_store_rise(), Some(PerPhase([a(6), a(0), a(0)])), "5 A + 20 %");
+    h.now = Millis::from_secs(60 * (minutes + 1));
+    h.store([40, 35, 30]);
+    h.start(0, three());
+    h.settle();
+    let snap = h.b.snapshot(h.now);
+    assert_eq!(snap.store_rise_learned, Some(PerPhase([a(6), a(0), a(0)])));
+    // Fresh reading: 60 s reaction, inside the learned horizon: the learned rise, per phase.
+    assert_eq!(snap.store_assumed, PerPhase([a(46), a(35), a(30)]), "not the configured 14 A on every phase");
+    assert_eq!(h.acked(0), a(32));
+    // A reading of the usual age (60 s) plus the reaction is still the learned horizon; the
+    // plan starts from the higher of the latest two readings.
+    h.advance(60);
+    h.store([44, 35, 30]);
+    h.advance(60);
+    h.store([41, 35, 30]);
+    h.advance(60);
+    h.ev(Event::Tick);
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase([a(50), a(35), a(30)]), "44 A two readings ago, + 6 A");
+    // Older than the learned horizon: the configured rise where it is larger.
+    h.advance(60);
+    h.ev(Event::Tick);
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase([a(60), a(51), a(46)]), "120 s old + 60 s: capped 16 A");
+}
+
+#[test]
+fn without_a_day_of_history_the_configured_rise_applies() {
+    let mut cfg = site([100; 3], vec![], vec![conn(0, None, ST, 0)]);
+    cfg.store.rise_per_min = a(14);
+    cfg.store.max_rise = a(16);
+    cfg.store.reaction_time = Millis::from_secs(60);
+    cfg.store.replan = Millis(0);
+    cfg.store.learn_rise = Some(RiseLearning {
+        horizon: Millis::from_secs(120),
+        window: Millis::from_secs(60),
+        min_history: Millis::from_secs(24 * 3600),
+        memory: Millis::from_secs(7 * 24 * 3600),
+        headroom_pct: 20,
+    });
+    let mut h = H::new(cfg);
+    h.b.learn_store_history((0..600).map(|m| (Millis::from_secs(60 * m), PerPhase::uniform(a(40)))));
+    assert_eq!(h.b.learned_store_rise(), None);
+    h.now = Millis::from_secs(60 * 600);
+    h.store([40, 40, 40]);
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(54)), "60 s reaction at 14 A/min");
+    assert_eq!(h.b.snapshot(h.now).store_rise_learned, None);
 }
 
 #[test]

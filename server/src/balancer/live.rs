@@ -4,6 +4,7 @@
 
 use super::config::{CircuitConfig, ConnectorConfig, SiteConfig, Wiring};
 use super::engine::{Balancer, Command, Event, SessionInfo, Snapshot};
+use super::store::RiseLearning;
 use super::units::{ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey};
 use crate::ocpp::frame::OcppVersion;
 use crate::ocpp::registry::{CallOutcome, Registry};
@@ -166,6 +167,15 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     config.store.rise_per_min = DeciAmps::from_amps(14);
     config.store.max_rise = DeciAmps::from_amps(16);
     config.store.reaction_time = Millis::from_secs(10);
+    // After a day of readings the site's own meter says how far its store rises in a minute and a
+    // bit (a reading's usual age plus our reaction); until then, and for older readings, the above.
+    config.store.learn_rise = Some(RiseLearning {
+        horizon: Millis::from_secs(75),
+        window: Millis::from_secs(60),
+        min_history: Millis::from_secs(24 * 3600),
+        memory: Millis::from_secs(7 * 24 * 3600),
+        headroom_pct: 20,
+    });
     // A charger that loses us drops our limit within ten minutes; renewed every five.
     config.lease = Millis::from_secs(600);
     (config, targets, charger_keys)
@@ -632,11 +642,9 @@ impl SiteTask {
     /// to the old balancer's commands are ignored by the new one.
     fn replace(&mut self, rebuilt: Rebuilt, now: Millis) {
         let Rebuilt { mut balancer, targets } = rebuilt;
-        // First the store reading, with its age (a rebuild must not make an old reading fresh), so
-        // the sessions taken over are planned against it rather than the worst case.
-        if let Some((reading, at)) = self.balancer.store_reading() {
-            let _ = balancer.handle(Event::StoreMeter { currents: reading, measured_at: at }, now);
-        }
+        // First the store reading and its history, so the sessions taken over are planned
+        // against it rather than the worst case.
+        balancer.carry_store(&self.balancer);
         let mut open = HashMap::new();
         let mut carried = Vec::new();
         for (session, o) in self.open.drain() {

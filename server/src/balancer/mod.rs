@@ -11,8 +11,10 @@ pub mod config;
 pub mod engine;
 pub mod live;
 pub mod sim;
+pub mod store;
 pub mod units;
 
 pub use config::{CircuitConfig, ConfigError, ConfigWarning, ConnectorConfig, LearningConfig, SiteConfig, SiteMeter, StoreConfig, Wiring};
 pub use engine::{Balancer, CarriedSession, Command, ConnectorView, EvPhases, Event, EventError, NodeView, SessionInfo, SmartState, Snapshot};
+pub use store::{RiseHistory, RiseLearning};
 pub use units::*;

@@ -19,6 +19,7 @@
 //! latency: the referee's `--latency-steps` applies the delay itself, so its replay is exactly
 //! this physics (jitter and outages included, which it cannot model alone).
 
+use crate::balancer::store::RiseLearning;
 use crate::balancer::engine::{Balancer, Command, EvPhases, Event, SessionInfo};
 use crate::balancer::config::{CircuitConfig, ConfigError, ConnectorConfig, LearningConfig, SiteConfig, SiteMeter, StoreConfig, Wiring};
 use crate::balancer::units::{ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, Phase, PerPhase, Rotation, SessionKey};
@@ -89,10 +90,12 @@ pub struct SimOptions {
     pub ev_phases_known: bool,
     /// Pass `est_departure_s` and the requested energy to the balancer.
     pub use_departure_and_need: bool,
-    /// Store load model: how fast it can rise (A/min) and by how much at most (A).
+    /// Store load model until it is learned: how fast it can rise (A/min) and by how much at most (A).
     pub store_rise_per_min_a: u32,
     pub store_max_rise_a: u32,
-    pub store_worst_case_a: u32,
+    /// What the store is assumed to draw without a fresh reading; `None`: the grid limit (the
+    /// most it can draw; a workload says nothing of the store's own maximum).
+    pub store_worst_case_a: Option<u32>,
     pub min_dwell_s: u64,
     pub hysteresis_da: u32,
     /// Extra per-command delay, 0..=jitter steps (deterministic), on top of the
@@ -106,6 +109,9 @@ pub struct SimOptions {
     /// Our limits are leases of this many steps (renewed when half gone); a charger that is
     /// away falls back to the default current when its lease ends. 0 = limits do not expire.
     pub lease_steps: u64,
+    /// Learn the store's rise from its meter (used once the history spans a day: see
+    /// [`DaySim::learn_store_history`]) rather than only the configured rise.
+    pub learn_store_rise: bool,
     /// Hand each step's events to the balancer as one batch (one recompute) instead
     /// of one recompute per event.
     pub batch: bool,
@@ -121,15 +127,18 @@ impl Default for SimOptions {
             ev_max_known: false,
             ev_phases_known: false,
             use_departure_and_need: true,
-            store_rise_per_min_a: 14,
-            store_max_rise_a: 16,
-            store_worst_case_a: 100,
+            // Before a day of meter history: the generator's store moves by up to ~21 A between
+            // a reading and the step two later (40 generated days), whatever the step.
+            store_rise_per_min_a: 24,
+            store_max_rise_a: 24,
+            store_worst_case_a: None,
             min_dwell_s: 300,
             hysteresis_da: 10,
             latency_jitter_steps: 0,
             seed: 1,
             outages_per_day: 0,
             lease_steps: 10,
+            learn_store_rise: true,
             batch: true,
         }
     }
@@ -262,7 +271,10 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
         connectors,
         store: StoreConfig {
             meter: SiteMeter::Store,
-            worst_case: PerPhase::uniform(DeciAmps::from_amps(o.store_worst_case_a)),
+            worst_case: PerPhase::uniform(match o.store_worst_case_a {
+                Some(a) => DeciAmps::from_amps(a),
+                None => DeciAmps::from_f64_ceil(wl.site.grid_limit_a),
+            }),
             // A reading may be as old as the meter lag plus one step before we distrust it.
             max_age: Millis(step.0 * (o.meter_lag_steps + 2)),
             rise_per_min: DeciAmps::from_amps(o.store_rise_per_min_a),
@@ -272,6 +284,16 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
             // The store load is constant within a step and every step brings a reading and a
             // new plan: nothing can rise between plans.
             replan: Millis(0),
+            // Learned over the blind spot of a reading of the usual age (with no delays there is
+            // none to learn).
+            learn_rise: (o.learn_store_rise && o.meter_lag_steps + o.latency_steps > 0).then(|| RiseLearning {
+                horizon: Millis(step.0 * (o.meter_lag_steps + o.latency_steps + o.latency_jitter_steps)),
+                // The highest of the latest two readings.
+                window: step,
+                min_history: Millis::from_secs(24 * 3600),
+                memory: Millis::from_secs(7 * 24 * 3600),
+                headroom_pct: 20,
+            }),
         },
         learning: LearningConfig {
             // A reading is a whole step's average: one clearly low reading is "a while".
@@ -332,6 +354,8 @@ pub struct DaySim<'a> {
     by_key: HashMap<u64, usize>,
     pilots: BTreeMap<String, Vec<(u64, u32)>>,
     m: Metrics,
+    /// The balancer's clock at the start of the day (after any store history).
+    epoch_ms: u64,
 }
 
 impl<'a> DaySim<'a> {
@@ -390,6 +414,7 @@ impl<'a> DaySim<'a> {
             by_key: HashMap::new(),
             pilots: BTreeMap::new(),
             m: Metrics::default(),
+            epoch_ms: 0,
         })
     }
 
@@ -399,6 +424,38 @@ impl<'a> DaySim<'a> {
 
     fn step_ms(&self) -> u64 {
         self.wl.site.step_s * 1000
+    }
+
+    /// The balancer's clock at the start of step `k` of the day.
+    fn at(&self, k: u64) -> Millis {
+        Millis(self.epoch_ms + k * self.step_ms())
+    }
+
+    /// Gives the balancer earlier days of the same site's store meter (the same step), as a
+    /// site's stored meter history: its store rise is then learned rather than configured.
+    /// The day starts right after them. Call before the first step.
+    pub fn learn_store_history(&mut self, days: &[Workload]) -> Result<(), SimError> {
+        assert_eq!(self.k, 0, "the store history comes before the day");
+        let mut readings = Vec::new();
+        let mut j = 0u64;
+        for day in days {
+            let mut phases: [&[f64]; 3] = [&[]; 3];
+            for p in Phase::ALL {
+                let name = format!("{p:?}");
+                phases[p.index()] = day.site.base_load_a.get(&name).ok_or(SimError::BaseLoad(name))?;
+            }
+            let n = phases.iter().map(|v| v.len()).min().unwrap_or(0);
+            for i in 0..n {
+                readings.push((Millis(j * self.step_ms()), PerPhase(Phase::ALL.map(|p| DeciAmps::from_f64_ceil(phases[p.index()][i])))));
+                j += 1;
+            }
+            // The days are not consecutive: an hour without readings keeps one day's end from
+            // counting as the reference of the next one's start.
+            j += 3600 / self.wl.site.step_s.max(1);
+        }
+        self.epoch_ms = j * self.step_ms();
+        self.balancer.learn_store_history(readings);
+        Ok(())
     }
 
     fn feed(&mut self, ev: Event, now: Millis) {
@@ -433,7 +490,7 @@ impl<'a> DaySim<'a> {
         }
         let recomputes_before = self.m.recomputes;
         let dt = self.wl.site.step_s;
-        let now = Millis(k * self.step_ms());
+        let now = self.at(k);
         let lat = self.o.latency_steps;
 
         // 0. chargers that lose their connection, or are back (with what they queued meanwhile)
@@ -481,7 +538,7 @@ impl<'a> DaySim<'a> {
             let conn = self.conn_of[w];
             let info = SessionInfo {
                 departure: if self.o.use_departure_and_need {
-                    s.est_departure_s.map(|e| Millis((e.max(0.0) * 1000.0) as u64))
+                    s.est_departure_s.map(|e| Millis(self.epoch_ms + (e.max(0.0) * 1000.0) as u64))
                 } else {
                     None
                 },
@@ -510,7 +567,7 @@ impl<'a> DaySim<'a> {
         if k >= lag {
             let j = (k - lag) as usize;
             let currents = PerPhase(Phase::ALL.map(|p| DeciAmps::from_f64_ceil(self.base[p.index()][j])));
-            self.feed(Event::StoreMeter { currents, measured_at: Millis((k - lag) * self.step_ms()) }, now);
+            self.feed(Event::StoreMeter { currents, measured_at: self.at(k - lag) }, now);
         }
         let readings: Vec<(usize, u64, f64, f64, u8)> = self
             .live
@@ -534,7 +591,7 @@ impl<'a> DaySim<'a> {
                     currents,
                     energy_wh: Some((energy * 1000.0).floor() as u32),
                     // The meter reads at the end of step j: energy so far, current now.
-                    measured_at: Millis((j + 1) * self.step_ms()),
+                    measured_at: self.at(j + 1),
                 },
                 now,
             );

@@ -4,6 +4,7 @@
 //! limit, whatever the delays.
 
 use server::balancer::sim::{DaySim, SimOptions, WlConnector, WlFeeder, WlSession, WlSite, Workload};
+use server::balancer::Phase;
 use std::collections::BTreeMap;
 
 /// A small deterministic PRNG (xorshift64*), so the test needs no extra crates.
@@ -85,6 +86,11 @@ fn workload(seed: u64) -> Workload {
     }
 }
 
+/// The synthetic store never draws more than 70 A (see `workload`): the site's worst case.
+fn site_options() -> SimOptions {
+    SimOptions { store_worst_case_a: Some(70), ..SimOptions::default() }
+}
+
 fn run(wl: &Workload, o: SimOptions) -> (server::balancer::sim::Metrics, serde_json::Value) {
     let mut sim = DaySim::new(wl, o).expect("workload is valid");
     while sim.step().is_some() {}
@@ -110,7 +116,7 @@ fn no_overload_of_true_currents_with_meter_lag_and_latency() {
                 // The synthetic store rises by at most 12 A a minute.
                 store_rise_per_min_a: 12,
                 store_max_rise_a: 12 * (lag + lat).max(1) as u32,
-                ..SimOptions::default()
+                ..site_options()
             };
             let (m, pilots) = run(&wl, o);
             let ctx = format!("seed {seed} batch {batch} lag {lag} latency {lat} default {default_a}: {m:?}");
@@ -146,7 +152,7 @@ fn chargers_that_answer_at_different_speeds_never_see_an_increase_before_its_dec
                 store_rise_per_min_a: 12,
                 // Blind for up to lag + latency + jitter steps.
                 store_max_rise_a: 12 * (2 + jitter) as u32,
-                ..SimOptions::default()
+                ..site_options()
             };
             let (m, _) = run(&wl, o);
             assert_eq!(m.max_overload_grid_a, 0.0, "seed {seed} jitter {jitter}: {m:?}");
@@ -162,7 +168,7 @@ fn without_the_store_rise_bound_a_lagging_meter_does_overload() {
     // turning it off must show overloads on at least one of these days.
     let worst = (1..=4)
         .map(|seed| {
-            let o = SimOptions { meter_lag_steps: 1, latency_steps: 1, store_rise_per_min_a: 0, store_max_rise_a: 0, ..SimOptions::default() };
+            let o = SimOptions { meter_lag_steps: 1, latency_steps: 1, store_rise_per_min_a: 0, store_max_rise_a: 0, ..site_options() };
             run(&workload(seed), o).0.max_overload_grid_a
         })
         .fold(0.0, f64::max);
@@ -170,9 +176,32 @@ fn without_the_store_rise_bound_a_lagging_meter_does_overload() {
 }
 
 #[test]
+fn a_store_rise_learned_from_the_meter_history_keeps_a_lagging_meter_safe() {
+    // The configured rise is zero (which overloads: the test above); a day of the site's meter
+    // history (five more 6-hour synthetic days) teaches the balancer how far its store rises.
+    for seed in 1..=4 {
+        let history: Vec<Workload> = (1..=5).map(|i| workload(seed + 100 * i)).collect();
+        let o = SimOptions { meter_lag_steps: 1, latency_steps: 1, store_rise_per_min_a: 0, store_max_rise_a: 0, ..site_options() };
+        let wl = workload(seed);
+        let mut sim = DaySim::new(&wl, o).expect("workload is valid");
+        sim.learn_store_history(&history).expect("history is valid");
+        let rise = sim.balancer.learned_store_rise().expect("a day of history is enough");
+        // The synthetic store moves by up to 12 A a minute: up to 24 A over the two blind steps.
+        for p in Phase::ALL {
+            let amps = rise.get(p).as_amps();
+            assert!((12.0..=24.0 * 1.2 + 0.1).contains(&amps), "seed {seed}: learned {amps} A on {p:?}");
+        }
+        while sim.step().is_some() {}
+        let (m, _) = sim.finish();
+        assert_eq!(m.max_overload_grid_a, 0.0, "seed {seed}: {m:?}");
+        assert!(m.energy_pct > 10.0, "seed {seed}: {m:?}");
+    }
+}
+
+#[test]
 fn the_day_is_deterministic() {
     let wl = workload(7);
-    let o = SimOptions { meter_lag_steps: 1, latency_steps: 1, ..SimOptions::default() };
+    let o = SimOptions { meter_lag_steps: 1, latency_steps: 1, ..site_options() };
     let a = run(&wl, o.clone());
     let b = run(&wl, o);
     assert_eq!(a.1, b.1);
@@ -198,7 +227,7 @@ fn chargers_that_lose_their_connection_never_cause_an_overload() {
                 seed,
                 store_rise_per_min_a: 12,
                 store_max_rise_a: 12 * (lag + lat + jitter).max(1) as u32,
-                ..SimOptions::default()
+                ..site_options()
             };
             let (m, _) = run(&wl, o);
             let ctx = format!("seed {seed} lag {lag} latency {lat} jitter {jitter}: {m:?}");

@@ -93,8 +93,14 @@ def safe(row):
 
 
 def at_margin(a, seed, algo, margin):
-    return referee(a.python, a.bench, generate(a, seed), os.path.join(a.work, f"acn-{algo}-s{seed}-m{margin}.json"),
-                   scenario_flags(a), ["--algos", algo, "--margin-a", str(margin)])[0]
+    """One acnportal run with a grid margin; kept in --work, so a long comparison can be resumed."""
+    tag = "-".join(scenario_flags(a)).replace("--", "")
+    out = os.path.join(a.work, f"acn-{algo}-s{seed}-m{margin}-{tag}.json")
+    if os.path.exists(out):
+        with open(out) as f:
+            return json.load(f)["results"][0]
+    return referee(a.python, a.bench, generate(a, seed), out, scenario_flags(a),
+                   ["--algos", algo, "--margin-a", str(margin)])[0]
 
 
 def smallest_safe_margin(a, seed, algo):

@@ -87,6 +87,9 @@ struct LbBenchArgs {
     /// Minimum seconds a session stays paused or running before the 6 A rotation moves it.
     #[arg(long)]
     dwell_s: Option<u64>,
+    /// Limit changes smaller than this many tenths of an amp are not sent.
+    #[arg(long)]
+    hysteresis_da: Option<u32>,
     /// Chargers answer up to this many steps later still (our own safety testing; the referee cannot replay it).
     #[arg(long, default_value_t = 0)]
     jitter: u64,
@@ -343,6 +346,7 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
         store_rise_per_min_a: args.rise.unwrap_or(defaults.store_rise_per_min_a),
         store_max_rise_a: args.max_rise.unwrap_or(defaults.store_max_rise_a),
         min_dwell_s: args.dwell_s.unwrap_or(defaults.min_dwell_s),
+        hysteresis_da: args.hysteresis_da.unwrap_or(defaults.hysteresis_da),
         latency_jitter_steps: args.jitter,
         seed: args.seed,
         outages_per_day: args.outages_per_day,

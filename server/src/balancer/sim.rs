@@ -273,7 +273,7 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
             meter: SiteMeter::Store,
             worst_case: PerPhase::uniform(match o.store_worst_case_a {
                 Some(a) => DeciAmps::from_amps(a),
-                None => DeciAmps::from_f64_ceil(wl.site.grid_limit_a),
+                None => DeciAmps::from_f64_floor(wl.site.grid_limit_a),
             }),
             // A reading may be as old as the meter lag plus one step before we distrust it.
             max_age: Millis(step.0 * (o.meter_lag_steps + 2)),
@@ -444,9 +444,9 @@ impl<'a> DaySim<'a> {
                 let name = format!("{p:?}");
                 phases[p.index()] = day.site.base_load_a.get(&name).ok_or(SimError::BaseLoad(name))?;
             }
-            let n = phases.iter().map(|v| v.len()).min().unwrap_or(0);
-            for i in 0..n {
-                readings.push((Millis(j * self.step_ms()), PerPhase(Phase::ALL.map(|p| DeciAmps::from_f64_ceil(phases[p.index()][i])))));
+            let [l1, l2, l3] = phases;
+            for ((a, b), c) in l1.iter().zip(l2).zip(l3) {
+                readings.push((Millis(j * self.step_ms()), PerPhase([*a, *b, *c].map(DeciAmps::from_f64_ceil))));
                 j += 1;
             }
             // The days are not consecutive: an hour without readings keeps one day's end from

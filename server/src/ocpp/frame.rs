@@ -145,7 +145,11 @@ pub fn decode(text: &str) -> Result<Frame, BadFrame> {
         error: RpcError::new(code, description),
         answerable,
     };
-    if id.is_empty() || id.chars().count() > MAX_MESSAGE_ID {
+    if id.is_empty() {
+        // Nothing to echo: answered like an unreadable id.
+        return Err(unreadable(ErrorCode::RpcFrameworkError, "the message id must be 1 to 36 characters"));
+    }
+    if id.chars().count() > MAX_MESSAGE_ID {
         return Err(bad(ErrorCode::RpcFrameworkError, "the message id must be 1 to 36 characters", true));
     }
     let id = id.to_owned();
@@ -234,6 +238,7 @@ mod tests {
             ("[]", ("-1", "RpcFrameworkError", true)),
             (r#"[2]"#, ("-1", "RpcFrameworkError", true)),
             (r#"[2, 5, "Heartbeat", {}]"#, ("-1", "RpcFrameworkError", true)),
+            (r#"[2, "", "Heartbeat", {}]"#, ("-1", "RpcFrameworkError", true)),
             (r#"[7,"m1",{}]"#, ("m1", "MessageTypeNotSupported", true)),
             (r#"[2,"m2","Heartbeat"]"#, ("m2", "FormatViolation", true)),
             (r#"[2,"m3","Heartbeat",[]]"#, ("m3", "FormatViolation", true)),

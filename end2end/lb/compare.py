@@ -52,11 +52,16 @@ def referee(python, bench, day, out, scenario, extra):
 HISTORY_DAYS = 7
 
 
+def step_tag(a):
+    return "" if a.step_s == 60 else f"-{a.step_s}s"
+
+
 def generate(a, seed):
-    day = os.path.join(a.work, f"day-s{seed}-c{a.connectors}-{a.grid_kw:g}kw.json")
+    day = os.path.join(a.work, f"day-s{seed}-c{a.connectors}-{a.grid_kw:g}kw{step_tag(a)}.json")
     if not os.path.exists(day):
         run([a.python, os.path.join(a.bench, "gen_workload.py"), "--seed", str(seed), "--connectors",
-             str(a.connectors), "--grid-kw", str(a.grid_kw), "-o", day], stdout=subprocess.DEVNULL)
+             str(a.connectors), "--grid-kw", str(a.grid_kw), "--step-s", str(a.step_s), "-o", day],
+            stdout=subprocess.DEVNULL)
     return day
 
 
@@ -94,7 +99,7 @@ def safe(row):
 
 def at_margin(a, seed, algo, margin):
     """One acnportal run with a grid margin; kept in --work, so a long comparison can be resumed."""
-    tag = "-".join(scenario_flags(a)).replace("--", "")
+    tag = "-".join(scenario_flags(a)).replace("--", "") + step_tag(a)
     out = os.path.join(a.work, f"acn-{algo}-s{seed}-m{margin}-{tag}.json")
     if os.path.exists(out):
         with open(out) as f:
@@ -152,7 +157,7 @@ def many_days(a):
             over = max(row["max_overload_grid_a"], row["max_overload_feeder_a"])
             rows[s][f"{algo}_held"] = f"{row['energy_pct']} ({m} A)" + (f", over {over} A" if over else "")
             rows[s][f"{algo}_held_pct"] = row["energy_pct"]
-    print(f"{len(seeds)} days (seeds {a.seeds}), {a.connectors} connectors, {a.grid_kw:g} kW, meter lag {a.meter_lag}, "
+    print(f"{len(seeds)} days (seeds {a.seeds}), {a.connectors} connectors, {a.grid_kw:g} kW, {a.step_s} s steps, meter lag {a.meter_lag}, "
           f"latency {a.latency_steps}, default {a.default_a:g} A; energy % of requested")
     columns = [("seed", "seed"), ("ours_pct", "Forecourt"), ("ours_over", "over A"), ("ours_rise", "learned rise A")]
     for algo in algos:
@@ -174,6 +179,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--connectors", type=int, default=16)
     ap.add_argument("--grid-kw", type=float, default=100)
+    ap.add_argument("--step-s", type=int, default=60, help="the day's step; lag and latency are counted in steps")
     ap.add_argument("--meter-lag", type=int, default=0)
     ap.add_argument("--latency-steps", type=int, default=0)
     ap.add_argument("--default-a", type=float, default=0)
@@ -221,7 +227,7 @@ def main():
         r.setdefault("margin_a", 0.0)
         if lp and not r["algo"].startswith("Offline"):
             r["pct_of_lp"] = round(100 * r["energy_pct"] / lp, 1)
-    print(f"seed {a.seed}, {a.connectors} connectors, {a.grid_kw:g} kW, meter lag {a.meter_lag}, "
+    print(f"seed {a.seed}, {a.connectors} connectors, {a.grid_kw:g} kW, {a.step_s} s steps, meter lag {a.meter_lag}, "
           f"latency {a.latency_steps}, default {a.default_a:g} A, car maximum known: {a.ev_max_known}")
     if delays and lp is None and not a.no_lp:
         print("(the LP ceiling has no delays: it is the same day's bound without them)")

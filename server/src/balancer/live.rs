@@ -81,6 +81,8 @@ struct HubInner {
     /// Per site: rebuilds asked for, and the last ask the latest rebuild has seen. A burst of new
     /// chargers at one site (a thousand auto-registering at once) costs a few rebuilds, not one each.
     rebuild_tickets: std::sync::Mutex<HashMap<SiteId, (u64, u64)>>,
+    /// When each site's old store meter readings were last forgotten.
+    last_prune: std::sync::Mutex<HashMap<SiteId, Instant>>,
 }
 
 #[derive(Default)]
@@ -109,8 +111,19 @@ impl Maps {
     }
 }
 
+/// The balancer's clock starts this far in: the store meter's stored history (a week) is fed to it
+/// at times before the process started.
+const HISTORY_ROOM: Duration = Duration::from_secs(8 * 24 * 3600);
+/// How far back stored store-meter readings are kept and fed to a new balancer.
+const STORE_HISTORY: Duration = Duration::from_secs(7 * 24 * 3600);
+
 fn millis(epoch: Instant) -> Millis {
-    Millis(u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+    Millis(u64::try_from((epoch.elapsed() + HISTORY_ROOM).as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The instant a balancer time stands for.
+fn instant(epoch: Instant, t: Millis) -> Instant {
+    epoch + Duration::from_millis(t.0).saturating_sub(HISTORY_ROOM)
 }
 
 fn da(value: i64) -> DeciAmps {
@@ -202,6 +215,7 @@ impl Hub {
                 maps: RwLock::new(Maps::default()),
                 rebuilding: tokio::sync::Mutex::new(()),
                 rebuild_tickets: std::sync::Mutex::new(HashMap::new()),
+                last_prune: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -306,6 +320,7 @@ impl Hub {
                     open.insert(session, OpenTx { connector, ocpp_tx_id: s.ocpp_tx_id.clone(), baseline_wh });
                 }
                 balancer.handle_all(events, now);
+                self.learn_store_history(&mut balancer, site.site).await;
                 let (tx, rx) = mpsc::channel(1024);
                 let task = SiteTask { site: site.site, balancer, outcomes: tx.clone(), registry: self.inner.registry.clone(), epoch: self.inner.epoch, targets: targets.clone(), open };
                 tokio::spawn(task.run(rx));
@@ -331,6 +346,50 @@ impl Hub {
 
     fn now(&self) -> Millis {
         millis(self.inner.epoch)
+    }
+
+    /// Whether a site's old store meter readings are due to be forgotten (hourly).
+    fn prune_due(&self, site: SiteId) -> bool {
+        let mut last = self.inner.last_prune.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let due = last.get(&site).is_none_or(|at| at.elapsed() >= Duration::from_secs(3600));
+        if due {
+            last.insert(site, Instant::now());
+        }
+        due
+    }
+
+    /// Feeds a new balancer the site's stored store meter readings of the last week, at the
+    /// balancer times they stand for.
+    async fn learn_store_history(&self, balancer: &mut Balancer, site: SiteId) {
+        let Some(db) = &self.inner.db else { return };
+        let wall_now = crate::store::now_ms();
+        let since = wall_now - i64::try_from(STORE_HISTORY.as_millis()).unwrap_or(i64::MAX);
+        let readings = match balancing::store_readings_since(db, site, since).await {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!(site.id = %site, error = %err, "stored store meter readings not read; the configured rise applies until it is learned");
+                return;
+            }
+        };
+        let now = self.now();
+        let count = readings.len();
+        let history: Vec<(Millis, PerPhase)> = readings
+            .into_iter()
+            .filter_map(|r| {
+                let ago = u64::try_from(wall_now - r.measured_at_ms).ok()?;
+                let at = Millis(now.0.checked_sub(ago)?);
+                let da = r.da.map(|x| DeciAmps::new(u32::try_from(x).unwrap_or(u32::MAX)));
+                Some((at, PerPhase(da)))
+            })
+            .collect();
+        let latest = history.last().copied();
+        balancer.learn_store_history(history);
+        // The latest reading, with its true age: sessions are planned against it rather than the
+        // worst case if it is fresh enough (a restart does not make it fresher).
+        if let Some((measured_at, currents)) = latest {
+            let _ = balancer.handle(Event::StoreMeter { currents, measured_at }, now);
+        }
+        tracing::info!(site.id = %site, readings = count, learned = ?balancer.learned_store_rise(), "store meter history");
     }
 
     fn connector(&self, charger: &ChargerId, connector_no: u32) -> Option<(SiteId, ConnectorKey)> {
@@ -450,6 +509,21 @@ impl Hub {
             return false;
         }
         self.send(site, Input::Event(Event::StoreMeter { currents: PerPhase(currents), measured_at: self.now() }));
+        if let Some(db) = self.inner.db.clone() {
+            let reading = balancing::StoreReading { measured_at_ms: crate::store::now_ms(), da: currents.map(|a| i64::from(a.get())) };
+            let prune = self.prune_due(site);
+            tokio::spawn(async move {
+                if let Err(err) = balancing::record_store_reading(&db, site, reading).await {
+                    tracing::warn!(site.id = %site, error = %err, "store meter reading not kept (the balancer has it)");
+                }
+                if prune {
+                    let before = reading.measured_at_ms - i64::try_from(STORE_HISTORY.as_millis()).unwrap_or(i64::MAX);
+                    if let Err(err) = balancing::forget_store_readings(&db, site, before).await {
+                        tracing::warn!(site.id = %site, error = %err, "old store meter readings not forgotten");
+                    }
+                }
+            });
+        }
         true
     }
 
@@ -552,7 +626,7 @@ impl SiteTask {
             let wake = self
                 .balancer
                 .poll_timeout(now)
-                .map(|t| self.epoch + Duration::from_millis(t.0))
+                .map(|t| instant(self.epoch, t))
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
             tokio::select! {
                 received = inputs.recv_many(&mut batch, BATCH) => {

@@ -382,3 +382,47 @@ pub async fn store_electrics(db: &Db, checked: &SiteElectrics, spec: &ElectricsS
     tx.commit().await?;
     Ok(())
 }
+
+/// One reading of a site's store meter: when (UTC milliseconds) and tenths of an amp per phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreReading {
+    pub measured_at_ms: i64,
+    pub da: [i64; 3],
+}
+
+/// Keeps a store meter reading (the balancer learns the store's rise from a week of them).
+pub async fn record_store_reading(db: &Db, site: SiteId, reading: StoreReading) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO store_meter_readings (site_id, measured_at, l1_da, l2_da, l3_da) VALUES ($1, $2, $3, $4, $5)")
+        .bind(site.0)
+        .bind(reading.measured_at_ms)
+        .bind(reading.da[0])
+        .bind(reading.da[1])
+        .bind(reading.da[2])
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// A site's store meter readings taken at or after `since_ms`, oldest first.
+pub async fn store_readings_since(db: &Db, site: SiteId, since_ms: i64) -> Result<Vec<StoreReading>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT measured_at, l1_da, l2_da, l3_da FROM store_meter_readings WHERE site_id = $1 AND measured_at >= $2 ORDER BY measured_at",
+    )
+    .bind(site.0)
+    .bind(since_ms)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok(StoreReading { measured_at_ms: r.try_get(0)?, da: [r.try_get(1)?, r.try_get(2)?, r.try_get(3)?] }))
+        .collect()
+}
+
+/// Forgets a site's store meter readings taken before `before_ms`; how many.
+pub async fn forget_store_readings(db: &Db, site: SiteId, before_ms: i64) -> Result<u64, StoreError> {
+    let done = sqlx::query("DELETE FROM store_meter_readings WHERE site_id = $1 AND measured_at < $2")
+        .bind(site.0)
+        .bind(before_ms)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -9,3 +9,4 @@ mod ocpp_pending;
 mod store;
 mod balancer_budget_props;
 mod balancer_sim_day;
+mod balancer_store_history;

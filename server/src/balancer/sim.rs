@@ -203,14 +203,17 @@ fn record_pilot(periods: &mut Vec<(u64, u32)>, t: u64, amps: u32) {
 }
 
 /// Deterministic outages per connector: on average `per_day` a day, each 5 to 30 steps long.
+/// The next number of a xorshift64 sequence (deterministic, no extra crates); `state` must not be 0.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 fn outage_plan(connectors: usize, steps: u64, per_day: u32, seed: u64) -> Vec<Vec<(u64, u64)>> {
     let mut rng = seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = move || xorshift(&mut rng);
     (0..connectors)
         .map(|_| {
             let mut out = Vec::new();
@@ -681,11 +684,7 @@ impl<'a> DaySim<'a> {
         if self.o.latency_jitter_steps == 0 {
             return 0;
         }
-        // xorshift64: deterministic, no extra crates
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng % (self.o.latency_jitter_steps + 1)
+        xorshift(&mut self.rng) % (self.o.latency_jitter_steps + 1)
     }
 
     /// An event from a charger: now, or when it is back if it is away.

@@ -319,8 +319,9 @@ impl Hub {
                     let baseline_wh = s.meter_start_wh.and_then(|wh| u32::try_from(wh).ok());
                     open.insert(session, OpenTx { connector, ocpp_tx_id: s.ocpp_tx_id.clone(), baseline_wh });
                 }
-                balancer.handle_all(events, now);
+                // The store first, so the sessions are planned against its latest reading.
                 self.learn_store_history(&mut balancer, site.site).await;
+                balancer.handle_all(events, now);
                 let (tx, rx) = mpsc::channel(1024);
                 let task = SiteTask { site: site.site, balancer, outcomes: tx.clone(), registry: self.inner.registry.clone(), epoch: self.inner.epoch, targets: targets.clone(), open };
                 tokio::spawn(task.run(rx));

@@ -301,12 +301,12 @@ fn the_store_may_have_risen_since_an_old_reading() {
     assert_eq!(h.b.poll_timeout(h.now), Some(h.now + Millis::from_secs(6)));
 }
 
-#[test]
-fn the_store_rise_is_learned_from_a_day_of_meter_history() {
+/// One 32 A connector; the store rise learned over two minutes (a minute's meter lag and a minute
+/// to react) once a day of readings is in, configured at 14 A/min up to 16 A before.
+fn learning_site() -> SiteConfig {
     let mut cfg = site([100; 3], vec![], vec![conn(0, None, ST, 0)]);
     cfg.store.rise_per_min = a(14);
     cfg.store.max_rise = a(16);
-    cfg.store.max_age = Millis::from_secs(180);
     cfg.store.reaction_time = Millis::from_secs(60);
     cfg.store.replan = Millis(0);
     cfg.store.learn_rise = Some(RiseLearning {
@@ -316,6 +316,13 @@ fn the_store_rise_is_learned_from_a_day_of_meter_history() {
         memory: Millis::from_secs(7 * 24 * 3600),
         headroom_pct: 20,
     });
+    cfg
+}
+
+#[test]
+fn the_store_rise_is_learned_from_a_day_of_meter_history() {
+    let mut cfg = learning_site();
+    cfg.store.max_age = Millis::from_secs(180);
     // No first reading at time zero: the history comes first.
     let mut h = H { b: Balancer::new(cfg).expect("test config is valid"), now: Millis(0), sent: Vec::new() };
     // A day of a store at 40/35/30 A whose L1 jumps by 5 A for one minute every hour.
@@ -351,19 +358,7 @@ fn the_store_rise_is_learned_from_a_day_of_meter_history() {
 
 #[test]
 fn without_a_day_of_history_the_configured_rise_applies() {
-    let mut cfg = site([100; 3], vec![], vec![conn(0, None, ST, 0)]);
-    cfg.store.rise_per_min = a(14);
-    cfg.store.max_rise = a(16);
-    cfg.store.reaction_time = Millis::from_secs(60);
-    cfg.store.replan = Millis(0);
-    cfg.store.learn_rise = Some(RiseLearning {
-        horizon: Millis::from_secs(120),
-        window: Millis::from_secs(60),
-        min_history: Millis::from_secs(24 * 3600),
-        memory: Millis::from_secs(7 * 24 * 3600),
-        headroom_pct: 20,
-    });
-    let mut h = H::new(cfg);
+    let mut h = H::new(learning_site());
     h.b.learn_store_history((0..600).map(|m| (Millis::from_secs(60 * m), PerPhase::uniform(a(40)))));
     assert_eq!(h.b.learned_store_rise(), None);
     h.now = Millis::from_secs(60 * 600);

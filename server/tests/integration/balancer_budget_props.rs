@@ -7,11 +7,13 @@
 //! each charger could physically draw: a session at the larger of its accepted limit
 //! and any limit in flight, on the phases its car really uses; an idle connector at
 //! its fallback; an offline charger at anything it may still run; a charger that
-//! rejected a profile or cannot do smart charging at its maximum.
+//! rejected a profile or cannot do smart charging at its maximum. Where the store's rise is
+//! learned from its meter, the model learns it with the balancer's own `RiseHistory` (tested on its
+//! own in `store.rs`): what is tested here is the budget around it.
 
 use server::balancer::config::Wiring;
 use server::balancer::units::*;
-use server::balancer::{Balancer, CircuitConfig, Command, ConfigError, ConnectorConfig, Event, SessionInfo, SiteConfig};
+use server::balancer::{Balancer, CircuitConfig, Command, ConfigError, ConnectorConfig, Event, RiseHistory, RiseLearning, SessionInfo, SiteConfig};
 use server::balancer::EvPhases;
 use proptest::prelude::*;
 
@@ -103,6 +105,8 @@ struct World {
     limits: Vec<[u32; 3]>,
     conns: Vec<Model>,
     store: Option<([u32; 3], u64)>,
+    /// The store meter's readings, when its rise is learned.
+    history: RiseHistory,
     outstanding: Vec<(u64, usize, u64)>, // (command id, connector, epoch)
     now: u64,
 }
@@ -136,11 +140,23 @@ impl World {
         let sc = &self.cfg.store;
         match self.store {
             Some((a, at)) if self.now - at <= sc.max_age.0 => {
-                // The reading plus how far the store can have risen while we were blind.
-                let blind = self.now - at + sc.reaction_time.0;
-                let rise = (u64::from(sc.rise_per_min.get()) * blind / 60_000).min(u64::from(sc.max_rise.get())) as u32;
+                // The reading plus how far the store can have risen while we were blind (until
+                // the next plan's decreases are in force).
+                let blind = self.now - at + sc.reaction_time.0 + sc.replan.0;
+                let configured = (u64::from(sc.rise_per_min.get()) * blind / 60_000).min(u64::from(sc.max_rise.get())) as u32;
                 let worst = sc.worst_case.0.map(|x| x.get());
-                [0, 1, 2].map(|p| a[p].max((a[p] + rise).min(worst[p])))
+                let learned = sc.learn_rise.as_ref().and_then(|l| Some((l, self.history.allowance(l)?)));
+                let (from, rise) = match learned {
+                    // Learned: from the highest of the latest readings, by the learned rise (and
+                    // by the configured one too where larger, once the reading is older than usual).
+                    Some((l, allowance)) => {
+                        let from = self.history.reference(l, Millis(at), PerPhase(a.map(DeciAmps::new))).0.map(|x| x.get());
+                        let rise = allowance.0.map(|x| if blind <= l.horizon.0 { x.get() } else { x.get().max(configured) });
+                        (from, rise)
+                    }
+                    None => (a, [configured; 3]),
+                };
+                [0, 1, 2].map(|p| a[p].max((from[p] + rise[p]).min(worst[p])))
             }
             _ => sc.worst_case.0.map(|x| x.get()),
         }
@@ -217,7 +233,7 @@ fn build(
     conns: &[ConnSpec],
     grid: [u32; 3],
     worst: [u32; 3],
-    (rise, max_rise, reaction_s): (u32, u32, u64),
+    (rise, max_rise, reaction_s, learn): (u32, u32, u64, bool),
 ) -> Result<(Balancer, World), ConfigError> {
     let a = DeciAmps::from_amps;
     let ccfg: Vec<CircuitConfig> = circuits
@@ -248,6 +264,14 @@ fn build(
     cfg.store.rise_per_min = a(rise);
     cfg.store.max_rise = a(max_rise);
     cfg.store.reaction_time = Millis::from_secs(reaction_s);
+    // Learned quickly, so that a case's readings are history enough.
+    cfg.store.learn_rise = learn.then(|| RiseLearning {
+        horizon: Millis::from_secs(reaction_s + 30),
+        window: Millis::from_secs(300),
+        min_history: Millis::from_secs(300),
+        memory: Millis::from_secs(3600),
+        headroom_pct: 20,
+    });
     let b = Balancer::new(cfg.clone())?;
     let mut limits = vec![grid.map(|x| x * 10)];
     limits.extend(circuits.iter().map(|c| c.1.map(|x| x * 10)));
@@ -265,7 +289,7 @@ fn build(
         })
         .collect();
     let models = conns.iter().map(|c| Model { online: true, acked: c.fallback * 10, ..Default::default() }).collect();
-    Ok((b, World { cfg, paths, limits, conns: models, store: None, outstanding: Vec::new(), now: 0 }))
+    Ok((b, World { cfg, paths, limits, conns: models, store: None, history: RiseHistory::default(), outstanding: Vec::new(), now: 0 }))
 }
 
 proptest! {
@@ -275,7 +299,7 @@ proptest! {
     fn the_balancer_never_overloads_by_its_own_commands(
         (circuits, conns, grid, worst) in site(),
         ops in prop::collection::vec(op(8), 1..80),
-        store_model in (0u32..20, 0u32..30, 0u64..120),
+        store_model in (0u32..20, 0u32..30, 0u64..120, any::<bool>()),
     ) {
         let Ok((mut b, mut w)) = build(&circuits, &conns, grid, worst, store_model) else {
             // Fallbacks alone over a limit: refused at construction, nothing to run.
@@ -316,6 +340,9 @@ proptest! {
                 }
                 Op::Store { amps } => {
                     w.store = Some((amps.map(|x| x * 10), w.now));
+                    if let Some(l) = &w.cfg.store.learn_rise {
+                        w.history.observe(l, Millis(w.now), PerPhase(amps.map(DeciAmps::from_amps)));
+                    }
                     Event::StoreMeter { currents: PerPhase(amps.map(DeciAmps::from_amps)), measured_at: now }
                 }
                 Op::Meter { conn, amps } => {

@@ -309,13 +309,7 @@ fn learning_site() -> SiteConfig {
     cfg.store.max_rise = a(16);
     cfg.store.reaction_time = Millis::from_secs(60);
     cfg.store.replan = Millis(0);
-    cfg.store.learn_rise = Some(RiseLearning {
-        horizon: Millis::from_secs(120),
-        window: Millis::from_secs(60),
-        min_history: Millis::from_secs(24 * 3600),
-        memory: Millis::from_secs(7 * 24 * 3600),
-        headroom_pct: 20,
-    });
+    cfg.store.learn_rise = Some(RiseLearning::from_a_week(Millis::from_secs(120), Millis::from_secs(60)));
     cfg
 }
 

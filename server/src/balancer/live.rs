@@ -182,13 +182,7 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     config.store.reaction_time = Millis::from_secs(10);
     // After a day of readings the site's own meter says how far its store rises in a minute and a
     // bit (a reading's usual age plus our reaction); until then, and for older readings, the above.
-    config.store.learn_rise = Some(RiseLearning {
-        horizon: Millis::from_secs(75),
-        window: Millis::from_secs(60),
-        min_history: Millis::from_secs(24 * 3600),
-        memory: Millis::from_secs(7 * 24 * 3600),
-        headroom_pct: 20,
-    });
+    config.store.learn_rise = Some(RiseLearning::from_a_week(Millis::from_secs(75), Millis::from_secs(60)));
     // A charger that loses us drops our limit within ten minutes; renewed every five.
     config.lease = Millis::from_secs(600);
     (config, targets, charger_keys)

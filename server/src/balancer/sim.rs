@@ -289,13 +289,9 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
             replan: Millis(0),
             // Learned over the blind spot of a reading of the usual age (with no delays there is
             // none to learn).
-            learn_rise: (o.learn_store_rise && o.meter_lag_steps + o.latency_steps > 0).then(|| RiseLearning {
-                horizon: Millis(step.0 * (o.meter_lag_steps + o.latency_steps + o.latency_jitter_steps)),
-                // The highest of the latest two readings.
-                window: step,
-                min_history: Millis::from_secs(24 * 3600),
-                memory: Millis::from_secs(7 * 24 * 3600),
-                headroom_pct: 20,
+            learn_rise: (o.learn_store_rise && o.meter_lag_steps + o.latency_steps > 0).then(|| {
+                // Over the highest of the latest two readings.
+                RiseLearning::from_a_week(Millis(step.0 * (o.meter_lag_steps + o.latency_steps + o.latency_jitter_steps)), step)
             }),
         },
         learning: LearningConfig {

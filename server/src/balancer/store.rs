@@ -32,6 +32,20 @@ pub struct RiseLearning {
     pub headroom_pct: u32,
 }
 
+impl RiseLearning {
+    /// Our policy: trusted after a day of readings, a week remembered, 20 % above the worst seen
+    /// (on 40 generated days, never exceeded: `end2end/lb/store_rise.py`).
+    pub fn from_a_week(horizon: Millis, window: Millis) -> RiseLearning {
+        RiseLearning {
+            horizon,
+            window,
+            min_history: Millis::from_secs(24 * 3600),
+            memory: Millis::from_secs(7 * 24 * 3600),
+            headroom_pct: 20,
+        }
+    }
+}
+
 /// Rises are kept as the largest per hour: memory costs a few hundred entries a week.
 const BUCKET: Millis = Millis(3_600_000);
 

@@ -79,7 +79,7 @@ def ours(a, seed):
     """Our balancer through the day, scored by the referee's replay."""
     day = generate(a, seed)
     flags = ["--meter-lag", str(a.meter_lag), "--latency-steps", str(a.latency_steps),
-             "--default-a", str(int(a.default_a))] + (["--ev-max-known"] if a.ev_max_known else [])
+             "--default-a", str(int(a.default_a))] + (["--ev-max-known"] if a.ev_max_known else []) + a.ours_flag
     for h in history(a, seed):
         flags += ["--store-history", h]
     pilots = os.path.join(a.work, f"ours-pilots-s{seed}.json")
@@ -137,7 +137,7 @@ def many_days(a):
     """Every day of --seeds: ours, and each margin algorithm with the margin the other days call for."""
     first, _, last = a.seeds.partition("-")
     seeds = list(range(int(first), int(last or first) + 1))
-    algos = a.margin_algos.split(",")
+    algos = [x for x in a.margin_algos.split(",") if x]
     rows = {s: {"seed": s} for s in seeds}
     for s in seeds:
         r = ours(a, s)
@@ -192,6 +192,8 @@ def main():
     ap.add_argument("--python", default=sys.executable, help="a Python with acnportal 0.3.3")
     ap.add_argument("--work", default=None, help="keep the day, pilots and raw results here")
     ap.add_argument("--json-out", default=None)
+    ap.add_argument("--ours-flag", action="append", default=[],
+                    help="an extra flag for our lb-bench run (repeatable; e.g. --ours-flag=--no-handover)")
     ap.add_argument("--seeds", default=None, help="many days, e.g. 1-12: a table of energy per day (needs delays)")
     a = ap.parse_args()
 
@@ -211,7 +213,7 @@ def main():
     lp = next((r["energy_pct"] for r in rows if r["algo"].startswith("Offline-LP")), None)
     if delays:
         base = {r["algo"]: r for r in rows}
-        for algo in a.margin_algos.split(","):
+        for algo in [x for x in a.margin_algos.split(",") if x]:
             if algo in base and safe(base[algo]):
                 continue
             margin, best = smallest_safe_margin(a, a.seed, algo)

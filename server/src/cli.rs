@@ -111,6 +111,10 @@ struct LbBenchArgs {
     /// Use only the configured store rise (--rise, --max-rise), never a learned one.
     #[arg(long)]
     fixed_rise: bool,
+    /// Never schedule handovers ahead: a decrease is in force as soon as it lands, and the
+    /// increase it pays for waits for its acknowledgement.
+    #[arg(long)]
+    no_handover: bool,
 }
 
 #[derive(Debug, Args)]
@@ -353,6 +357,7 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
         lease_steps: args.lease_steps.unwrap_or(defaults.lease_steps),
         batch: !args.per_event,
         learn_store_rise: !args.fixed_rise,
+        handover: !args.no_handover,
         ..defaults
     };
     let read = |path: &PathBuf| -> anyhow::Result<Workload> {

@@ -136,6 +136,24 @@ pub struct SiteConfig {
     /// runs out, so its capacity is free again. Zero = limits do not expire.
     #[serde(default)]
     pub lease: Millis,
+    /// Handovers scheduled ahead (`None`: every decrease is in force as soon as it lands).
+    #[serde(default)]
+    pub handover: Option<HandoverConfig>,
+}
+
+/// Handovers scheduled ahead. A decrease that only frees capacity for other sessions (nothing is
+/// over a limit) is sent as "keep the current limit until `lead` from now, then the new one"; once
+/// the charger has accepted it, the increases it pays for are sent to start from that moment. The
+/// session giving way keeps charging while the two answers travel, instead of leaving its share idle
+/// for a round trip. It rests on the chargers' clocks: each may be off ours by up to `clock_skew`,
+/// so an increase starts two skews after the decrease it needs. Worth it where a round trip takes
+/// longer than that (slow links); a decrease any limit needs is never deferred.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverConfig {
+    /// How far ahead a deferred decrease switches: about two round trips.
+    pub lead: Millis,
+    /// How far a charger's clock may be off ours.
+    pub clock_skew: Millis,
 }
 
 impl SiteConfig {
@@ -167,6 +185,7 @@ impl SiteConfig {
             need_horizon: Millis(0),
             profile_retry: Millis::from_secs(30),
             lease: Millis(0),
+            handover: None,
         }
     }
 }

@@ -114,8 +114,17 @@ pub enum Command {
     /// numberPhases to put in the schedule. With `expires`, the limit is a lease: the
     /// charger must drop it at that time (a schedule duration) and fall back to its
     /// TxDefaultProfile unless we renewed it, so a charger that loses us does not hold
-    /// capacity for ever.
-    SetLimit { id: CommandId, connector: ConnectorKey, session: SessionKey, amps_per_phase: DeciAmps, phases: u8, expires: Option<Millis> },
+    /// capacity for ever. With `then`, a handover scheduled ahead: `amps_per_phase` until the
+    /// given moment (on the charger's clock), that limit from then on.
+    SetLimit {
+        id: CommandId,
+        connector: ConnectorKey,
+        session: SessionKey,
+        amps_per_phase: DeciAmps,
+        phases: u8,
+        expires: Option<Millis>,
+        then: Option<(Millis, DeciAmps)>,
+    },
 }
 
 impl Command {
@@ -170,17 +179,65 @@ impl Session {
     }
 }
 
+/// A limit as a charger runs it: `first`, and with `then` another one from a moment on (a
+/// handover scheduled ahead, on the charger's clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Limit {
+    first: DeciAmps,
+    then: Option<(Millis, DeciAmps)>,
+}
+
+impl Limit {
+    fn flat(amps: DeciAmps) -> Limit {
+        Limit { first: amps, then: None }
+    }
+    /// The most it may mean at our time `t`, with the charger's clock up to `skew` off ours.
+    fn at(self, t: Millis, skew: Millis) -> DeciAmps {
+        match self.then {
+            None => self.first,
+            Some((from, _)) if t + skew < from => self.first,
+            Some((from, amps)) if t >= from + skew => amps,
+            Some((_, amps)) => self.first.max(amps),
+        }
+    }
+    /// Where it ends up.
+    fn last(self) -> DeciAmps {
+        self.then.map_or(self.first, |x| x.1)
+    }
+    /// The most it may mean at `t` or later.
+    fn from_on(self, t: Millis, skew: Millis) -> DeciAmps {
+        self.at(t, skew).max(self.last())
+    }
+    /// A switch still to come (as seen from our clock) at `now`.
+    fn pending(self, now: Millis, skew: Millis) -> bool {
+        self.then.is_some_and(|(from, _)| now < from + skew)
+    }
+    /// Once its switch is surely past, the plain limit it has become.
+    fn settled(self, now: Millis, skew: Millis) -> Limit {
+        if self.then.is_some() && !self.pending(now, skew) { Limit::flat(self.last()) } else { self }
+    }
+}
+
+/// A limit sent and not yet answered.
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    id: CommandId,
+    limit: Limit,
+    /// When its lease runs out.
+    expires: Option<Millis>,
+}
+
 #[derive(Clone, Debug)]
 struct Conn {
     online: bool,
     smart: SmartState,
-    acked: DeciAmps,
+    acked: Limit,
     acked_at: Millis,
     /// When the accepted limit's lease runs out (`None`: a limit that does not expire).
     acked_expires: Option<Millis>,
     last_acked: CommandId,
-    /// Sent and not yet answered: id, limit, when its lease runs out.
-    inflight: Vec<(CommandId, DeciAmps, Option<Millis>)>,
+    /// Sent and not yet answered, oldest first.
+    inflight: Vec<Sent>,
     epoch: u64,
     session: Option<Session>,
     /// The charger's state is unknown (it reconnected): send the plan even if unchanged.
@@ -197,19 +254,35 @@ struct Conn {
 impl Conn {
     /// The most the charger may be applying at `now`: the accepted limit until its lease runs
     /// out (then its TxDefaultProfile, `fallback`), or any limit in flight whose lease runs.
-    fn held(&self, now: Millis, fallback: DeciAmps) -> DeciAmps {
+    /// At a moment `t` to come, leases are as they are `now`: an online charger's is renewed, and
+    /// capacity one frees later is not given away before.
+    fn held(&self, now: Millis, t: Millis, fallback: DeciAmps, skew: Millis) -> DeciAmps {
         let acked = match self.acked_expires {
             Some(end) if now >= end => fallback,
-            _ => self.acked,
+            _ => self.acked.at(t, skew),
         };
-        self.inflight.iter().filter(|x| x.2.is_none_or(|end| now < end)).map(|x| x.1).fold(acked, DeciAmps::max)
+        self.inflight.iter().filter(|x| x.expires.is_none_or(|end| now < end)).map(|x| x.limit.at(t, skew)).fold(acked, DeciAmps::max)
+    }
+    /// The most the charger may apply at `now` or later, as far as our limits go (for a reset:
+    /// what it runs is unknown, a handover it accepted may still be to come).
+    fn held_from(&self, now: Millis, fallback: DeciAmps, skew: Millis) -> DeciAmps {
+        let acked = match self.acked_expires {
+            Some(end) if now >= end => fallback,
+            _ => self.acked.from_on(now, skew),
+        };
+        self.inflight.iter().filter(|x| x.expires.is_none_or(|end| now < end)).map(|x| x.limit.from_on(now, skew)).fold(acked, DeciAmps::max)
+    }
+    /// A handover accepted or in flight is still to come.
+    fn switching(&self, now: Millis, skew: Millis) -> bool {
+        self.acked.pending(now, skew) || self.inflight.iter().any(|x| x.limit.pending(now, skew))
     }
     /// An accepted lease that is half gone: time to renew it.
     fn lease_due(&self, now: Millis, lease: Millis) -> bool {
         self.inflight.is_empty() && self.acked_expires.is_some_and(|end| now + Millis(lease.0 / 2) >= end)
     }
+    /// The limit we last sent, as it ends up.
     fn commanded(&self) -> DeciAmps {
-        self.inflight.last().map_or(self.acked, |x| x.1)
+        self.inflight.last().map_or(self.acked.last(), |x| x.limit.last())
     }
 }
 
@@ -314,7 +387,7 @@ impl Balancer {
             .map(|c| Conn {
                 online: true,
                 smart: SmartState::Ok,
-                acked: c.fallback,
+                acked: Limit::flat(c.fallback),
                 acked_at: Millis(0),
                 acked_expires: None,
                 last_acked: CommandId(0),
@@ -359,8 +432,11 @@ impl Balancer {
     /// may be drawing now, to hand to a rebuilt balancer with [`Balancer::adopt`].
     pub fn carry(&self, connector: ConnectorKey, now: Millis) -> Option<CarriedSession> {
         let i = self.idx(connector).ok()?;
-        let session = self.conns[i].session.clone()?;
-        Some(CarriedSession { session, up_to: self.budget(i, now).0 })
+        let c = &self.conns[i];
+        let session = c.session.clone()?;
+        // A handover it accepted may still be to come: the most it may draw from now on.
+        let up_to = self.budget(i, now).0.max(c.held_from(now, self.cfg.connectors[i].fallback, self.skew()));
+        Some(CarriedSession { session, up_to })
     }
 
     /// Takes over sessions from another balancer of the same site and clock (a rebuild: a
@@ -484,10 +560,18 @@ impl Balancer {
                 consider(Millis(end.0.saturating_sub(lease.0 / 2)));
                 consider(end);
             }
-            for &(_, _, expires) in &c.inflight {
-                if let Some(end) = expires {
+            for x in &c.inflight {
+                if let Some(end) = x.expires {
                     consider(end);
                 }
+            }
+            // A handover: where it starts and ends counting, and the last plan that can still
+            // schedule the increases it pays for.
+            if let Some((from, _)) = c.acked.then {
+                let skew = self.skew();
+                consider(Millis(from.0.saturating_sub(skew.0)));
+                consider(from + skew);
+                consider(Millis((from + skew).0.saturating_sub(self.cfg.store.reaction_time.0)));
             }
             if let Some(s) = &c.session {
                 if let Some((_, since)) = s.run {
@@ -509,7 +593,13 @@ impl Balancer {
         self.topo.charger_conns.get(&k).cloned().ok_or(EventError::UnknownCharger(k))
     }
 
+    /// How far a charger's clock may be off ours, as far as scheduled handovers go.
+    fn skew(&self) -> Millis {
+        self.cfg.handover.map_or(Millis(0), |h| h.clock_skew)
+    }
+
     fn apply(&mut self, event: Event, now: Millis) -> Result<(), EventError> {
+        let skew = self.skew();
         match event {
             Event::SessionStarted { connector, session, info } => {
                 let i = self.idx(connector)?;
@@ -521,7 +611,7 @@ impl Balancer {
                 c.epoch += 1;
                 c.inflight.clear();
                 // A new transaction starts under the TxDefaultProfile.
-                c.acked = fallback;
+                c.acked = Limit::flat(fallback);
                 c.acked_at = now;
                 c.acked_expires = None;
                 if c.smart == SmartState::Rejected {
@@ -555,7 +645,7 @@ impl Balancer {
                 }
                 c.epoch += 1;
                 c.inflight.clear();
-                c.acked = fallback;
+                c.acked = Limit::flat(fallback);
                 c.acked_at = now;
                 c.acked_expires = None;
                 c.target = DeciAmps::ZERO;
@@ -587,8 +677,8 @@ impl Balancer {
                 let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
                 let c = &mut self.conns[i];
                 if c.epoch == epoch {
-                    if let Some(pos) = c.inflight.iter().position(|x| x.0 == id) {
-                        let (_, value, expires) = c.inflight[pos];
+                    if let Some(pos) = c.inflight.iter().position(|x| x.id == id) {
+                        let Sent { limit: value, expires, .. } = c.inflight[pos];
                         // The charger applies profiles in order: older ones in flight are superseded.
                         c.inflight.drain(..=pos);
                         if id > c.last_acked {
@@ -611,7 +701,7 @@ impl Balancer {
                 if c.epoch == epoch {
                     // We no longer know what it draws: budget it at its maximum
                     // until the session ends or the charger reconnects.
-                    c.inflight.retain(|x| x.0 != id);
+                    c.inflight.retain(|x| x.id != id);
                     if c.smart != SmartState::Unsupported {
                         c.smart = SmartState::Rejected;
                         let failures = c.retry.map_or(0, |r| r.0) + 1;
@@ -628,7 +718,7 @@ impl Balancer {
                         c.online = true;
                         // What it runs now is unknown: keep counting the worst of what it
                         // could have, and send our plan again.
-                        c.acked = c.held(now, fallback).max(fallback);
+                        c.acked = Limit::flat(c.held_from(now, fallback, skew).max(fallback));
                         c.acked_expires = None;
                         c.inflight.clear();
                         c.resend = true;
@@ -648,7 +738,7 @@ impl Balancer {
                 let i = self.idx(connector)?;
                 let fallback = self.cfg.connectors[i].fallback;
                 let c = &mut self.conns[i];
-                c.acked = c.held(now, fallback).max(up_to);
+                c.acked = Limit::flat(c.held_from(now, fallback, skew).max(up_to));
                 c.acked_expires = None;
                 c.inflight.clear();
                 c.resend = true;
@@ -675,7 +765,7 @@ impl Balancer {
         if c.session.is_some() && c.readings[0].is_none_or(|(_, at)| measured_at >= at) {
             c.readings = [Some((currents, measured_at)), c.readings[0]];
         }
-        let (acked, acked_at, settled) = (c.acked, c.acked_at, c.inflight.is_empty());
+        let (acked, acked_at, settled) = (c.acked.first, c.acked_at, c.inflight.is_empty() && c.acked.then.is_none());
         let Some(s) = c.session.as_mut() else { return };
         if let Some(e) = energy_wh {
             s.delivered_wh = s.delivered_wh.max(e);
@@ -737,16 +827,22 @@ impl Balancer {
 
     /// Most connector `i` may draw at `now`, and on which phases.
     fn budget(&self, i: usize, now: Millis) -> (DeciAmps, PhaseSet) {
+        self.budget_at(i, now, now)
+    }
+
+    /// Most connector `i` may draw at the moment `t` as far as we know `now` (handovers to come).
+    fn budget_at(&self, i: usize, now: Millis, t: Millis) -> (DeciAmps, PhaseSet) {
         let cc = &self.cfg.connectors[i];
         let c = &self.conns[i];
+        let skew = self.skew();
         if !c.online {
-            (c.held(now, cc.fallback).max(cc.fallback), wiring_phases(cc))
+            (c.held(now, t, cc.fallback, skew).max(cc.fallback), wiring_phases(cc))
         } else if c.smart != SmartState::Ok {
             (cc.max, wiring_phases(cc))
         } else if c.session.is_none() {
             (cc.fallback, wiring_phases(cc))
         } else {
-            (c.held(now, cc.fallback), self.footprint(i))
+            (c.held(now, t, cc.fallback, skew), self.footprint(i))
         }
     }
 
@@ -817,15 +913,14 @@ impl Balancer {
         }
     }
 
-    /// Budgeted load per constraint (store + every connector's budget).
-    fn budget_loads(&self, now: Millis) -> Vec<i64> {
+    /// Budgeted load per constraint at `now` (the store as assumed, plus every connector's budget).
+    fn budget_loads(&self, now: Millis, t: Millis, store: PerPhase) -> Vec<i64> {
         let mut load = vec![0i64; self.topo.nodes() * 3];
-        let (store, _) = self.store_assumed(now);
         for p in Phase::ALL {
             load[con(ROOT, p)] += i64::from(store.get(p).get());
         }
         for i in 0..self.conns.len() {
-            let (a, fp) = self.budget(i, now);
+            let (a, fp) = self.budget_at(i, now, t);
             for &n in &self.topo.paths[i] {
                 for p in fp.iter() {
                     load[con(n, p)] += i64::from(a.get());
@@ -915,6 +1010,13 @@ impl Balancer {
     fn recompute(&mut self, now: Millis) {
         let dt = now.since(self.last_plan).0;
         self.last_plan = now;
+        let skew = self.skew();
+        for c in &mut self.conns {
+            c.acked = c.acked.settled(now, skew);
+            for x in &mut c.inflight {
+                x.limit = x.limit.settled(now, skew);
+            }
+        }
         let probe = self.cfg.learning.probe_after;
         for c in &mut self.conns {
             let target = c.target;
@@ -1029,49 +1131,109 @@ impl Balancer {
             }
         }
 
-        // Emit: decreases now; increases only where the budget with them fits. A lease half
-        // gone is renewed with the plan's value (or the current one, if an increase must wait).
+        // Emit: decreases now; increases only where the budget with them fits, at every moment the
+        // budget changes by itself (handovers accepted or in flight), with the store as assumed now.
+        // A lease half gone is renewed with the plan's value (or the current one, if an increase
+        // must wait).
         let lease = self.cfg.lease;
+        let skew = self.skew();
+        let reaction = self.cfg.store.reaction_time;
+        let moments = self.budget_moments(now);
+        let mut loads: Vec<Vec<i64>> = moments.iter().map(|&t| self.budget_loads(now, t, store)).collect();
+        // How far each constraint is over at its worst moment (an exogenous change). Decreases that
+        // cover it are in force as soon as they land, and so are handovers still to come on it; the
+        // other decreases, only for the others' sake, keep their sessions charging until the
+        // increases they pay for can start (scheduled ahead).
+        let mut excess: Vec<Vec<i64>> = loads.iter().map(|l| (0..nc).map(|k| (l[k] - self.limit(k)).max(0)).collect()).collect();
+        let lead = self.cfg.handover.map(|h| h.lead);
         let mut increases = Vec::new();
         for &(i, target, k) in &plan {
             let c = &self.conns[i];
             let cur = c.commanded();
+            let fallback = self.cfg.connectors[i].fallback;
+            let held = c.held(now, now, fallback, skew);
+            // A limit sent again (a lease renewed, a charger back) must not raise any moment to come.
+            let floor = moments.iter().map(|&t| c.held(now, t, fallback, skew)).fold(held, DeciAmps::min);
             let again = c.resend || c.lease_due(now, lease);
-            if target < cur || (again && target <= c.held(now, self.cfg.connectors[i].fallback)) {
-                self.emit(i, target, now);
+            let switching = c.switching(now, skew);
+            let fp = self.budget(i, now).1;
+            let over = excess.iter().any(|e| self.topo.paths[i].iter().any(|&n| fp.iter().any(|p| e[con(n, p)] > 0)));
+            let lowering = target < cur || (switching && over && target <= cur);
+            if lowering || (again && target <= floor) {
+                // Deferred, it keeps what it may run now (no more than that at any moment to come).
+                let keep = cur.min(floor);
+                let limit = match lead {
+                    Some(lead) if target < keep && !over && !switching && !c.resend => Limit { first: keep, then: Some((now + lead, target)) },
+                    _ => Limit::flat(target.min(held)),
+                };
+                if limit.then.is_none() {
+                    // What it frees at each moment, once it lands.
+                    for (m, e) in excess.iter_mut().enumerate() {
+                        let freed = i64::from(c.held(now, moments[m], fallback, skew).get()) - i64::from(limit.first.get());
+                        for &n in &self.topo.paths[i] {
+                            for p in fp.iter() {
+                                e[con(n, p)] -= freed.max(0);
+                            }
+                        }
+                    }
+                }
+                self.emit(i, limit, now);
             } else if target > cur || again {
                 increases.push((k, i, target));
             }
         }
         increases.sort();
-        let mut load = self.budget_loads(now);
         let gran = self.cfg.granularity;
         for (_, i, target) in increases {
-            let (held, fp) = self.budget(i, now);
-            let cur = self.conns[i].commanded();
-            let renew = self.conns[i].lease_due(now, lease);
-            let mut room = i64::MAX;
-            for &n in &self.topo.paths[i] {
-                for p in fp.iter() {
-                    let c = con(n, p);
-                    room = room.min(self.limit(c) - load[c]);
+            let fallback = self.cfg.connectors[i].fallback;
+            let fp = self.budget(i, now).1;
+            let c = &self.conns[i];
+            let cur = c.commanded();
+            let renew = c.lease_due(now, lease);
+            // An increase may start later, where a handover frees capacity, if it gets more then
+            // and is in force before the next plan could see the store rise past what it assumes.
+            let can_wait = self.cfg.handover.is_some() && !c.switching(now, skew) && !c.resend;
+            let held: Vec<i64> = moments.iter().map(|&t| i64::from(c.held(now, t, fallback, skew).get())).collect();
+            let mut best: Option<(DeciAmps, usize)> = None;
+            for (from, &start) in moments.iter().enumerate() {
+                if from > 0 && (!can_wait || start > now + reaction) {
+                    break;
+                }
+                let mut reach = i64::MAX;
+                for (m, load) in loads.iter().enumerate().skip(from) {
+                    let mut room = i64::MAX;
+                    for &n in &self.topo.paths[i] {
+                        for p in fp.iter() {
+                            let k = con(n, p);
+                            room = room.min(self.limit(k) - load[k]);
+                        }
+                    }
+                    reach = reach.min(held[m] + room.max(0));
+                }
+                let v = DeciAmps::new(u32::try_from(reach.min(i64::from(target.get()))).unwrap_or(0)).floor_to(gran);
+                if best.is_none_or(|(b, _)| v > b) {
+                    best = Some((v, from));
                 }
             }
-            let reachable = i64::from(held.get()) + room.max(0);
-            let v = DeciAmps::new(u32::try_from(reachable.min(i64::from(target.get()))).unwrap_or(0)).floor_to(gran);
+            let Some((v, from)) = best else { continue };
             let worth = v == target || (v > cur && v - cur >= hyst);
             if v <= cur || v < DeciAmps::IEC_MIN || !worth {
-                if renew && cur <= held {
-                    self.emit(i, cur, now);
+                if renew && i64::from(cur.get()) <= held[0] {
+                    self.emit(i, Limit::flat(cur), now);
                 }
                 continue;
             }
-            self.emit(i, v, now);
-            let delta = i64::from(v.get()) - i64::from(held.get());
-            if delta > 0 {
-                for &n in &self.topo.paths[i] {
-                    for p in fp.iter() {
-                        load[con(n, p)] += delta;
+            // Until it starts, no more than it may run now or at any moment before.
+            let keep = DeciAmps::new(u32::try_from(held[..from].iter().copied().fold(i64::from(cur.get()), i64::min)).unwrap_or(0));
+            let limit = if from == 0 { Limit::flat(v) } else { Limit { first: keep, then: Some((moments[from] + skew, v)) } };
+            self.emit(i, limit, now);
+            for (m, load) in loads.iter_mut().enumerate().skip(from) {
+                let delta = i64::from(v.get()) - held[m];
+                if delta > 0 {
+                    for &n in &self.topo.paths[i] {
+                        for p in fp.iter() {
+                            load[con(n, p)] += delta;
+                        }
                     }
                 }
             }
@@ -1086,14 +1248,33 @@ impl Balancer {
                 if let Some(r) = self.conns[i].retry.as_mut() {
                     r.1 = None;
                 }
-                self.emit(i, max, now);
+                self.emit(i, Limit::flat(max), now);
             }
         }
-        let load = self.budget_loads(now);
-        self.overcommitted = (0..nc).any(|c| load[c] > self.limit(c));
+        self.overcommitted = self.budget_moments(now).into_iter().any(|t| {
+            let load = self.budget_loads(now, t, store);
+            (0..nc).any(|c| load[c] > self.limit(c))
+        });
     }
 
-    fn emit(&mut self, i: usize, amps: DeciAmps, now: Millis) {
+    /// Now, and every later moment at which a budget changes by itself: where a handover accepted or
+    /// in flight may start or surely has happened.
+    fn budget_moments(&self, now: Millis) -> Vec<Millis> {
+        let skew = self.skew();
+        let mut moments = vec![now];
+        for c in &self.conns {
+            for limit in std::iter::once(c.acked).chain(c.inflight.iter().map(|x| x.limit)) {
+                if let Some((from, _)) = limit.then {
+                    moments.extend([Millis(from.0.saturating_sub(skew.0)), from + skew].into_iter().filter(|&t| t > now));
+                }
+            }
+        }
+        moments.sort();
+        moments.dedup();
+        moments
+    }
+
+    fn emit(&mut self, i: usize, limit: Limit, now: Millis) {
         let id = CommandId(self.next_id);
         self.next_id += 1;
         let phases = self.footprint(i).count();
@@ -1101,15 +1282,16 @@ impl Balancer {
         let c = &mut self.conns[i];
         let Some(s) = &c.session else { return };
         c.resend = false;
-        c.inflight.push((id, amps, expires));
+        c.inflight.push(Sent { id, limit, expires });
         self.owners.insert(id, (i, c.epoch));
         self.outbox.push(Command::SetLimit {
             id,
             connector: self.cfg.connectors[i].key,
             session: s.key,
-            amps_per_phase: amps,
+            amps_per_phase: limit.first,
             phases,
             expires,
+            then: limit.then,
         });
     }
 
@@ -1119,7 +1301,7 @@ impl Balancer {
         let planned = self.last_plan;
         let (store_assumed, stale) = self.store_assumed(planned);
         let nn = self.topo.nodes();
-        let load = self.budget_loads(planned);
+        let load = self.budget_loads(planned, planned, store_assumed);
         let mut alloc = vec![[0u32; 3]; nn];
         let mut meas = vec![[0u32; 3]; nn];
         let mut connectors = Vec::with_capacity(self.conns.len());
@@ -1142,7 +1324,7 @@ impl Balancer {
                 smart: c.smart,
                 target: c.target,
                 commanded: c.commanded(),
-                acked: c.acked,
+                acked: c.acked.at(planned, self.skew()),
                 budget,
                 budget_phases,
                 measured: c.measured,

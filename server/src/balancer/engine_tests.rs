@@ -750,3 +750,100 @@ fn a_pause_forced_by_the_worst_case_store_is_not_held_by_the_dwell() {
     h.settle();
     assert_eq!((h.acked(0), h.acked(1)), (a(15), a(15)));
 }
+
+/// Two connectors on 40 A, handovers scheduled 20 s ahead, commands in force within 10 s.
+fn handover_site() -> SiteConfig {
+    let mut c = site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);
+    c.store.reaction_time = Millis::from_secs(10);
+    c.handover = Some(crate::balancer::config::HandoverConfig { lead: Millis::from_secs(20), clock_skew: Millis(0) });
+    c
+}
+
+fn limit_for(cmds: &[Command], k: u32) -> Option<(CommandId, DeciAmps, Option<(Millis, DeciAmps)>)> {
+    cmds.iter().rev().find_map(|c| match *c {
+        Command::SetLimit { id, connector, amps_per_phase, then, .. } if connector == ConnectorKey(k) => Some((id, amps_per_phase, then)),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_handover_keeps_the_session_giving_way_charging_until_the_increase_it_pays_for_can_start() {
+    let mut h = H::new(handover_site());
+    h.start(0, three());
+    h.settle();
+    assert_eq!(h.acked(0), a(32));
+    let t0 = h.now;
+    let cmds = h.start(1, three());
+    // 0 keeps 32 A for 20 s, then 20 A; 1 gets the 8 A that are free now.
+    let (dec, first, then) = limit_for(&cmds, 0).expect("a limit for 0");
+    assert_eq!((first, then), (a(32), Some((t0 + Millis::from_secs(20), a(20)))));
+    assert_eq!(limit_for(&cmds, 1).map(|x| (x.1, x.2)), Some((a(8), None)));
+    h.sent.clear();
+    h.b.ack(dec, h.now).expect("known command");
+    assert!(h.b.poll_commands(h.now).is_empty(), "the increase waits until it can be in force by the switch");
+    // Acknowledged: 0 still counts 32 A until the switch, 20 A from it.
+    assert_eq!(h.view(0).budget, a(32));
+    // The last plan that can still have 1's increase in force by the switch schedules it there.
+    let wake = h.b.poll_timeout(h.now).expect("a wake-up for the handover");
+    assert_eq!(wake, t0 + Millis::from_secs(10));
+    h.now = wake;
+    let cmds = h.tick_commands();
+    let (inc, first, then) = limit_for(&cmds, 1).expect("the increase, scheduled");
+    assert_eq!((first, then), (a(8), Some((t0 + Millis::from_secs(20), a(20)))));
+    h.b.ack(inc, h.now).expect("known command");
+    // Never over the limit: before the switch 32 + 8, from it 20 + 20.
+    for secs in [11, 19, 20, 21] {
+        let snap = h.b.snapshot(t0 + Millis::from_secs(secs));
+        assert!(snap.nodes[0].budgeted.get(L1) <= a(40), "{secs} s: {:?}", snap.nodes[0].budgeted);
+    }
+    h.now = t0 + Millis::from_secs(20);
+    h.tick_commands();
+    assert_eq!((h.view(0).budget, h.view(1).budget), (a(20), a(20)));
+    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+}
+
+#[test]
+fn a_decrease_a_limit_needs_is_in_force_as_soon_as_it_lands() {
+    let mut h = H::new(handover_site());
+    h.start(0, three());
+    h.start(1, three());
+    h.settle();
+    h.advance(60);
+    h.tick_commands();
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+    // The store appears: 10 A on every phase. Both must come down now, not in 20 s.
+    let cmds = h.store([10, 10, 10]);
+    for k in [0, 1] {
+        let (_, first, then) = limit_for(&cmds, k).expect("a decrease");
+        assert_eq!((first, then), (a(15), None), "connector {k}");
+    }
+}
+
+#[test]
+fn a_handover_still_to_come_is_brought_forward_when_a_limit_needs_it() {
+    let mut h = H::new(handover_site());
+    h.start(0, three());
+    h.settle();
+    let cmds = h.start(1, three());
+    let (dec, _, then) = limit_for(&cmds, 0).expect("a limit for 0");
+    assert!(then.is_some(), "deferred");
+    h.sent.clear();
+    h.b.ack(dec, h.now).expect("known command");
+    // Before the switch the store jumps: 0's decrease is needed now, and more of it.
+    h.advance(5);
+    let cmds = h.store([5, 5, 5]);
+    let (_, first, then) = limit_for(&cmds, 0).expect("0 brought down at once");
+    assert!(then.is_none() && first <= a(20), "{first:?} {then:?}");
+}
+
+#[test]
+fn without_handovers_every_limit_is_in_force_as_it_lands() {
+    let mut cfg = handover_site();
+    cfg.handover = None;
+    let mut h = H::new(cfg);
+    h.start(0, three());
+    h.settle();
+    let cmds = h.start(1, three());
+    assert!(cmds.iter().all(|c| matches!(c, Command::SetLimit { then: None, .. })), "{cmds:?}");
+}

@@ -555,14 +555,37 @@ pub struct ProfileLease {
 /// clock a little behind ours must still drop it before the balancer frees its capacity.
 const LEASE_CLOCK_MARGIN_S: u64 = 30;
 
-/// A session's limit as a TxProfile; with a lease, an Absolute schedule with a duration.
-pub fn tx_profile(version: OcppVersion, connector_no: u32, ocpp_tx_id: &str, amps: DeciAmps, phases: u8, lease: Option<ProfileLease>) -> Value {
-    let period = json!({"startPeriod": 0, "limit": amps.as_amps(), "numberPhases": phases});
+/// A handover scheduled ahead: the limit changes `after_s` seconds after `start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProfileSwitch {
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub after_s: u32,
+    pub amps: DeciAmps,
+}
+
+/// A session's limit as a TxProfile; with a lease, an Absolute schedule with a duration; with a
+/// switch, an Absolute schedule whose second period holds the later limit.
+pub fn tx_profile(
+    version: OcppVersion,
+    connector_no: u32,
+    ocpp_tx_id: &str,
+    amps: DeciAmps,
+    phases: u8,
+    lease: Option<ProfileLease>,
+    switch: Option<ProfileSwitch>,
+) -> Value {
+    let mut periods = vec![json!({"startPeriod": 0, "limit": amps.as_amps(), "numberPhases": phases})];
     let id = tx_profile_id(connector_no);
-    let mut schedule = json!({"chargingRateUnit": "A", "chargingSchedulePeriod": [period]});
-    let kind = if let Some(lease) = lease {
-        schedule["startSchedule"] = json!(lease.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        schedule["duration"] = json!(lease.duration_s);
+    let start = lease.map(|l| l.start).or(switch.map(|s| s.start));
+    if let Some(s) = switch.filter(|s| s.after_s > 0) {
+        periods.push(json!({"startPeriod": s.after_s, "limit": s.amps.as_amps(), "numberPhases": phases}));
+    }
+    let mut schedule = json!({"chargingRateUnit": "A", "chargingSchedulePeriod": periods});
+    let kind = if let Some(start) = start {
+        schedule["startSchedule"] = json!(start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        if let Some(lease) = lease {
+            schedule["duration"] = json!(lease.duration_s);
+        }
         "Absolute"
     } else {
         "Relative"
@@ -738,13 +761,25 @@ impl SiteTask {
     /// then waits for each answer on its own task.
     fn send_commands(&mut self) {
         for command in self.balancer.poll_commands(millis(self.epoch)) {
-            let Command::SetLimit { id, connector, session, amps_per_phase, phases, expires } = command;
+            let Command::SetLimit { id, connector, session, amps_per_phase, phases, expires, then } = command;
             let now = millis(self.epoch);
+            let start = chrono::Utc::now();
             // Told to drop it a margin before the balancer stops counting it.
             let lease = expires.map(|end| ProfileLease {
-                start: chrono::Utc::now(),
+                start,
                 duration_s: u32::try_from((end.0.saturating_sub(now.0) / 1000).saturating_sub(LEASE_CLOCK_MARGIN_S).max(1)).unwrap_or(u32::MAX),
             });
+            // The balancer counts the switch from its moment on, each way by the clock skew it allows.
+            let switch = then.map(|(at, later)| ProfileSwitch {
+                start,
+                after_s: u32::try_from(at.0.saturating_sub(now.0).div_ceil(1000)).unwrap_or(u32::MAX),
+                amps: later,
+            });
+            // A switch already due: the later limit straight away.
+            let amps_per_phase = match switch {
+                Some(s) if s.after_s == 0 => s.amps,
+                _ => amps_per_phase,
+            };
             let target = self.targets.get(connector.0 as usize).cloned();
             let ocpp_tx_id = self.open.get(&session).map(|o| o.ocpp_tx_id.clone());
             let version = target.as_ref().and_then(|t| self.registry.version_of(&t.charger));
@@ -753,7 +788,7 @@ impl SiteTask {
                 let _ = self.outcomes.try_send(Input::Outcome { id, accepted: false });
                 continue;
             };
-            let payload = tx_profile(version, target.connector_no, &ocpp_tx_id, amps_per_phase, phases, lease);
+            let payload = tx_profile(version, target.connector_no, &ocpp_tx_id, amps_per_phase, phases, lease, switch);
             let pending = match self.registry.enqueue(&target.charger, "SetChargingProfile", payload) {
                 Ok(pending) => pending,
                 Err(err) => {
@@ -781,11 +816,13 @@ mod tests {
     #[test]
     fn profiles_fit_the_official_schemas() {
         for (version, payload) in [
-            (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, None)),
-            (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, Some(lease()))),
-            (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, Some(lease()))),
+            (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, None, None)),
+            (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, Some(lease()), None)),
+            (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(160), 3, Some(lease()), Some(switch()))),
+            (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(160), 3, None, Some(switch()))),
+            (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, Some(lease()), None)),
             (OcppVersion::V16, default_profile(OcppVersion::V16, DeciAmps::from_amps(6))),
-            (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, None)),
+            (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, None, None)),
             (OcppVersion::V201, default_profile(OcppVersion::V201, DeciAmps::ZERO)),
         ] {
             let checked = match version {
@@ -796,27 +833,43 @@ mod tests {
         }
     }
 
+    fn switch() -> ProfileSwitch {
+        ProfileSwitch { start: chrono::DateTime::from_timestamp(1_764_000_000, 0).expect("valid time"), after_s: 90, amps: DeciAmps::from_amps(6) }
+    }
+
+    #[test]
+    fn a_handover_is_a_second_period_of_the_same_schedule() {
+        let p = tx_profile(OcppVersion::V16, 2, "17", DeciAmps::from_amps(16), 3, Some(lease()), Some(switch()));
+        let periods = &p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"];
+        assert_eq!(periods[0]["limit"], 16.0);
+        assert_eq!((periods[1]["startPeriod"].as_u64(), periods[1]["limit"].as_f64()), (Some(90), Some(6.0)));
+        assert_eq!(p["csChargingProfiles"]["chargingProfileKind"], "Absolute");
+        let p = tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::from_amps(16), 3, None, Some(switch()));
+        assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["startSchedule"], "2025-11-24T16:00:00Z");
+        assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][1]["startPeriod"], 90);
+    }
+
     fn lease() -> ProfileLease {
         ProfileLease { start: chrono::DateTime::from_timestamp(1_764_000_000, 0).expect("valid time"), duration_s: 570 }
     }
 
     #[test]
     fn a_tx_profile_carries_the_limit_and_the_transaction() {
-        let p = tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, None);
+        let p = tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, None, None);
         assert_eq!(p["csChargingProfiles"]["transactionId"], 17);
         assert_eq!(p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"], 10.5);
-        let offline = tx_profile(OcppVersion::V16, 2, "offline:-1:5", DeciAmps::new(60), 3, None);
+        let offline = tx_profile(OcppVersion::V16, 2, "offline:-1:5", DeciAmps::new(60), 3, None, None);
         assert!(offline["csChargingProfiles"].get("transactionId").is_none());
     }
 
     #[test]
     fn a_leased_limit_is_an_absolute_schedule_that_ends() {
-        let p = tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, Some(lease()));
+        let p = tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, Some(lease()), None);
         let profile = &p["csChargingProfiles"];
         assert_eq!(profile["chargingProfileKind"], "Absolute");
         assert_eq!(profile["chargingSchedule"]["startSchedule"], "2025-11-24T16:00:00Z");
         assert_eq!(profile["chargingSchedule"]["duration"], 570);
-        let p = tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, Some(lease()));
+        let p = tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, Some(lease()), None);
         assert_eq!(p["chargingProfile"]["chargingProfileKind"], "Absolute");
         assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["duration"], 570);
         assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["startSchedule"], "2025-11-24T16:00:00Z");

@@ -14,7 +14,7 @@ pub mod sim;
 pub mod store;
 pub mod units;
 
-pub use config::{CircuitConfig, ConfigError, ConfigWarning, ConnectorConfig, LearningConfig, SiteConfig, SiteMeter, StoreConfig, Wiring};
+pub use config::{CircuitConfig, ConfigError, ConfigWarning, ConnectorConfig, HandoverConfig, LearningConfig, SiteConfig, SiteMeter, StoreConfig, Wiring};
 pub use engine::{Balancer, CarriedSession, Command, ConnectorView, EvPhases, Event, EventError, NodeView, SessionInfo, SmartState, Snapshot};
 pub use store::{RiseHistory, RiseLearning};
 pub use units::*;

@@ -21,7 +21,7 @@
 
 use crate::balancer::store::RiseLearning;
 use crate::balancer::engine::{Balancer, Command, EvPhases, Event, SessionInfo};
-use crate::balancer::config::{CircuitConfig, ConfigError, ConnectorConfig, LearningConfig, SiteConfig, SiteMeter, StoreConfig, Wiring};
+use crate::balancer::config::{CircuitConfig, ConfigError, ConnectorConfig, HandoverConfig, LearningConfig, SiteConfig, SiteMeter, StoreConfig, Wiring};
 use crate::balancer::units::{ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, Phase, PerPhase, Rotation, SessionKey};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -112,6 +112,9 @@ pub struct SimOptions {
     /// Learn the store's rise from its meter (used once the history spans a day: see
     /// [`DaySim::learn_store_history`]) rather than only the configured rise.
     pub learn_store_rise: bool,
+    /// Schedule handovers ahead (a decrease for another session's sake switches when that
+    /// session's increase can land, two latencies on): the simulated chargers' clocks agree with ours.
+    pub handover: bool,
     /// Hand each step's events to the balancer as one batch (one recompute) instead
     /// of one recompute per event.
     pub batch: bool,
@@ -139,6 +142,7 @@ impl Default for SimOptions {
             outages_per_day: 0,
             lease_steps: 10,
             learn_store_rise: true,
+            handover: true,
             batch: true,
         }
     }
@@ -308,6 +312,8 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
         need_horizon: step,
         profile_retry: Millis::from_secs(30),
         lease: Millis(step.0 * o.lease_steps),
+        handover: (o.handover && o.latency_steps + o.latency_jitter_steps > 0)
+            .then(|| HandoverConfig { lead: Millis(2 * step.0 * (o.latency_steps + o.latency_jitter_steps)), clock_skew: Millis(0) }),
     })
 }
 
@@ -320,6 +326,8 @@ struct Live {
     in_force: f64,
     /// When the limit in force runs out (the charger falls back to the default current).
     expires: Option<Millis>,
+    /// A handover it accepted: the limit it switches to, and when.
+    then: Option<(Millis, u32)>,
     delivered_kwh: f64,
     /// Draw and cumulative energy at the end of each step since arrival.
     history: Vec<(f64, f64)>,
@@ -552,7 +560,7 @@ impl<'a> DaySim<'a> {
             };
             self.live.insert(
                 w,
-                Live { w, conn, arr, dep, in_force: f64::from(self.o.default_a), expires: None, delivered_kwh: 0.0, history: Vec::new() },
+                Live { w, conn, arr, dep, in_force: f64::from(self.o.default_a), expires: None, then: None, delivered_kwh: 0.0, history: Vec::new() },
             );
             self.by_key.insert(w as u64, w);
             // What the referee replays for the first step if we send nothing now.
@@ -626,11 +634,16 @@ impl<'a> DaySim<'a> {
         let default_a = f64::from(self.o.default_a);
         let pilot_t = k.saturating_sub(lat) * dt;
         for l in self.live.values_mut() {
+            if let Some((_, amps)) = l.then.take_if(|(at, _)| now >= *at) {
+                l.in_force = f64::from(amps) / 10.0;
+                record_pilot(self.pilots.entry(self.wl.sessions[l.w].id.clone()).or_default(), pilot_t, amps / 10);
+            }
             if l.expires.is_some_and(|end| now >= end) {
                 // The lease ran out: the charger is back on its TxDefaultProfile (and the referee
                 // must replay that too).
                 l.in_force = default_a;
                 l.expires = None;
+                l.then = None;
                 let id = &self.wl.sessions[l.w].id;
                 record_pilot(self.pilots.entry(id.clone()).or_default(), pilot_t, self.o.default_a);
             }
@@ -696,19 +709,25 @@ impl<'a> DaySim<'a> {
     /// the referee at the step it was decided, as the referee adds the latency), and accepted.
     /// A charger that is away never sees it: the call times out.
     fn deliver(&mut self, cmd: &Command, now: Millis) {
-        let Command::SetLimit { id, connector, session, amps_per_phase, expires, .. } = *cmd;
+        let Command::SetLimit { id, connector, session, amps_per_phase, expires, then, .. } = *cmd;
         if self.away[connector.0 as usize] {
             self.m.timed_out += 1;
             self.feed(Event::CommandRejected { id }, now);
             return;
         }
         if let Some(&w) = self.by_key.get(&session.0) {
+            // A handover whose moment has passed is in force at once.
+            let (amps, then) = match then {
+                Some((at, later)) if now >= at => (later, None),
+                other => (amps_per_phase, other.map(|(at, later)| (at, later.get()))),
+            };
             if let Some(l) = self.live.get_mut(&w) {
-                l.in_force = amps_per_phase.as_amps();
+                l.in_force = amps.as_amps();
                 l.expires = expires;
+                l.then = then;
             }
             let t = self.k.saturating_sub(self.o.latency_steps) * self.wl.site.step_s;
-            record_pilot(self.pilots.entry(self.wl.sessions[w].id.clone()).or_default(), t, amps_per_phase.get() / 10);
+            record_pilot(self.pilots.entry(self.wl.sessions[w].id.clone()).or_default(), t, amps.get() / 10);
         }
         self.feed(Event::CommandAccepted { id }, now);
     }

@@ -7,13 +7,17 @@
 //! each charger could physically draw: a session at the larger of its accepted limit
 //! and any limit in flight, on the phases its car really uses; an idle connector at
 //! its fallback; an offline charger at anything it may still run; a charger that
-//! rejected a profile or cannot do smart charging at its maximum. Where the store's rise is
+//! rejected a profile or cannot do smart charging at its maximum. A limit with a handover scheduled
+//! ahead ("this until a moment, that from then on", the charger's clock up to a skew off ours) counts
+//! the first before the moment less the skew, the second after it plus the skew, the larger between;
+//! the budget must hold at every moment such a switch changes it. With leases, a limit whose lease
+//! ran out counts as the connector's fallback. Where the store's rise is
 //! learned from its meter, the model learns it with the balancer's own `RiseHistory` (tested on its
 //! own in `store.rs`): what is tested here is the budget around it.
 
 use server::balancer::config::Wiring;
 use server::balancer::units::*;
-use server::balancer::{Balancer, CircuitConfig, Command, ConfigError, ConnectorConfig, Event, RiseHistory, RiseLearning, SessionInfo, SiteConfig};
+use server::balancer::{Balancer, CircuitConfig, Command, ConfigError, ConnectorConfig, Event, HandoverConfig, RiseHistory, RiseLearning, SessionInfo, SiteConfig};
 use server::balancer::EvPhases;
 use proptest::prelude::*;
 
@@ -88,6 +92,19 @@ fn site() -> impl Strategy<Value = Site> {
     })
 }
 
+/// A limit as the charger holds it: the first value, and maybe another from a moment on (ms).
+type Lim = (u32, Option<(u64, u32)>);
+
+/// What a limit can mean at our time `t` when the charger's clock is up to `skew` off ours.
+fn lim_at((first, then): Lim, t: u64, skew: u64) -> u32 {
+    match then {
+        None => first,
+        Some((from, _)) if t + skew < from => first,
+        Some((from, v)) if t >= from + skew => v,
+        Some((_, v)) => first.max(v),
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Model {
     session: Option<(u64, bool)>, // (epoch, car is 3-phase)
@@ -95,8 +112,26 @@ struct Model {
     online: bool,
     smart_broken: bool, // rejected (until a profile is accepted, the session changes or it reconnects)
     unsupported: bool,
-    acked: u32,
-    inflight: Vec<(u64, u32)>,
+    acked: Lim,
+    /// When the accepted limit's lease runs out (then the charger is back on its fallback).
+    acked_expires: Option<u64>,
+    inflight: Vec<(u64, Lim, Option<u64>)>,
+}
+
+impl Model {
+    /// The most it may run at `t` or later (what it runs is unknown).
+    fn anything_from(&self, t: u64, skew: u64, fallback: u32) -> u32 {
+        let from_on = |l: Lim| lim_at(l, t, skew).max(l.1.map_or(l.0, |x| x.1));
+        let acked = if self.acked_expires.is_some_and(|end| t >= end) { fallback } else { from_on(self.acked) };
+        self.inflight.iter().filter(|x| x.2.is_none_or(|end| t < end)).map(|x| from_on(x.1)).fold(acked, u32::max)
+    }
+    /// The most it may run at `t`: its accepted limit (its fallback once the lease ran out) or
+    /// any limit in flight whose lease runs.
+    /// At a moment `t` to come, leases count as they are `now` (they are renewed).
+    fn held(&self, now: u64, t: u64, skew: u64, fallback: u32) -> u32 {
+        let acked = if self.acked_expires.is_some_and(|end| now >= end) { fallback } else { lim_at(self.acked, t, skew) };
+        self.inflight.iter().filter(|x| x.2.is_none_or(|end| now < end)).map(|x| lim_at(x.1, t, skew)).fold(acked, u32::max)
+    }
 }
 
 struct World {
@@ -122,10 +157,14 @@ impl World {
             vec![r0]
         }
     }
-    fn budget(&self, i: usize) -> u32 {
+    fn skew(&self) -> u64 {
+        self.cfg.handover.map_or(0, |h| h.clock_skew.0)
+    }
+    fn budget(&self, conns: &[Model], i: usize, t: u64) -> u32 {
         let c = &self.cfg.connectors[i];
-        let m = &self.conns[i];
-        let held = m.inflight.iter().map(|x| x.1).fold(m.acked, u32::max);
+        let m = &conns[i];
+        let skew = self.skew();
+        let held = m.held(self.now, t, skew, c.fallback.get());
         if !m.online {
             held.max(c.fallback.get())
         } else if m.smart_broken || m.unsupported {
@@ -161,14 +200,30 @@ impl World {
             _ => sc.worst_case.0.map(|x| x.get()),
         }
     }
-    fn loads(&self) -> Vec<[i64; 3]> {
+    /// Now, and every later moment a switch of these connectors' limits may change the budget.
+    fn moments(&self, conns: &[&[Model]]) -> Vec<u64> {
+        let skew = self.skew();
+        let mut m = vec![self.now];
+        for c in conns.iter().flat_map(|c| c.iter()) {
+            for (_, then) in std::iter::once(c.acked).chain(c.inflight.iter().map(|x| x.1)) {
+                if let Some((from, _)) = then {
+                    m.extend([from.saturating_sub(skew), from + skew].into_iter().filter(|&t| t > self.now));
+                }
+            }
+        }
+        m.sort();
+        m.dedup();
+        m
+    }
+    /// Budget per node at `t` with the store as assumed now.
+    fn loads_at(&self, conns: &[Model], t: u64) -> Vec<[i64; 3]> {
         let mut l = vec![[0i64; 3]; self.limits.len()];
         let s = self.store_assumed();
         for p in 0..3 {
             l[0][p] += i64::from(s[p]);
         }
-        for i in 0..self.conns.len() {
-            let b = i64::from(self.budget(i));
+        for i in 0..conns.len() {
+            let b = i64::from(self.budget(conns, i, t));
             for &n in &self.paths[i] {
                 for p in self.phases(i) {
                     l[n][p] += b;
@@ -190,7 +245,7 @@ impl World {
             if m.online && !m.smart_broken && !m.unsupported && m.session.is_some() {
                 continue;
             }
-            let b = i64::from(self.budget(i));
+            let b = i64::from(self.budget(&self.conns, i, self.now));
             for &n in &self.paths[i] {
                 for p in self.phases(i) {
                     l[n][p] += b;
@@ -201,14 +256,17 @@ impl World {
     }
     fn register(&mut self, cmds: &[Command]) -> Result<(), TestCaseError> {
         for c in cmds {
-            let Command::SetLimit { id, connector, amps_per_phase, .. } = c;
+            let Command::SetLimit { id, connector, amps_per_phase, then, expires, .. } = c;
             let i = connector.0 as usize;
             let a = amps_per_phase.get();
             let max = self.cfg.connectors[i].max.get();
-            prop_assert!(a == 0 || (60..=max).contains(&a), "limit {a} dA outside {{0}} ∪ [60, {max}]");
+            for a in std::iter::once(a).chain(then.map(|x| x.1.get())) {
+                prop_assert!(a == 0 || (60..=max).contains(&a), "limit {a} dA outside {{0}} ∪ [60, {max}]");
+            }
+            prop_assert!(then.is_none() || self.cfg.handover.is_some(), "a handover where none is configured");
             let m = &mut self.conns[i];
             prop_assert!(m.session.is_some() && m.online, "command to a connector without a live session");
-            m.inflight.push((id.0, a));
+            m.inflight.push((id.0, (a, then.map(|(at, v)| (at.0, v.get()))), expires.map(|e| e.0)));
             self.outstanding.push((id.0, i, m.epoch));
         }
         Ok(())
@@ -221,6 +279,7 @@ impl World {
         }
         if let Some(pos) = m.inflight.iter().position(|x| x.0 == id) {
             m.acked = m.inflight[pos].1;
+            m.acked_expires = m.inflight[pos].2;
             m.inflight.drain(..=pos);
             // It took a profile (a retry after a rejection): it runs what it accepted and is steerable again.
             m.smart_broken = false;
@@ -234,6 +293,8 @@ fn build(
     grid: [u32; 3],
     worst: [u32; 3],
     (rise, max_rise, reaction_s, learn): (u32, u32, u64, bool),
+    handover: Option<(u64, u64)>,
+    lease_s: Option<u64>,
 ) -> Result<(Balancer, World), ConfigError> {
     let a = DeciAmps::from_amps;
     let ccfg: Vec<CircuitConfig> = circuits
@@ -272,6 +333,8 @@ fn build(
         memory: Millis::from_secs(3600),
         headroom_pct: 20,
     });
+    cfg.handover = handover.map(|(lead_s, skew_s)| HandoverConfig { lead: Millis::from_secs(lead_s), clock_skew: Millis::from_secs(skew_s) });
+    cfg.lease = Millis::from_secs(lease_s.unwrap_or(0));
     let b = Balancer::new(cfg.clone())?;
     let mut limits = vec![grid.map(|x| x * 10)];
     limits.extend(circuits.iter().map(|c| c.1.map(|x| x * 10)));
@@ -288,20 +351,22 @@ fn build(
             p
         })
         .collect();
-    let models = conns.iter().map(|c| Model { online: true, acked: c.fallback * 10, ..Default::default() }).collect();
+    let models = conns.iter().map(|c| Model { online: true, acked: (c.fallback * 10, None), ..Default::default() }).collect();
     Ok((b, World { cfg, paths, limits, conns: models, store: None, history: RiseHistory::default(), outstanding: Vec::new(), now: 0 }))
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn the_balancer_never_overloads_by_its_own_commands(
         (circuits, conns, grid, worst) in site(),
         ops in prop::collection::vec(op(8), 1..80),
         store_model in (0u32..20, 0u32..30, 0u64..120, any::<bool>()),
+        handover in proptest::option::of((1u64..200, 0u64..10)),
+        lease_s in proptest::option::of(60u64..1200),
     ) {
-        let Ok((mut b, mut w)) = build(&circuits, &conns, grid, worst, store_model) else {
+        let Ok((mut b, mut w)) = build(&circuits, &conns, grid, worst, store_model, handover, lease_s) else {
             // Fallbacks alone over a limit: refused at construction, nothing to run.
             return Ok(());
         };
@@ -317,7 +382,8 @@ proptest! {
                     m.epoch += 1;
                     m.session = Some((m.epoch, three));
                     m.inflight.clear();
-                    m.acked = w.cfg.connectors[i].fallback.get();
+                    m.acked = (w.cfg.connectors[i].fallback.get(), None);
+                    m.acked_expires = None;
                     m.smart_broken = false;
                     let info = SessionInfo {
                         ev_phases: declare.then_some(if three { EvPhases::Three } else { EvPhases::One }),
@@ -334,7 +400,8 @@ proptest! {
                     m.epoch += 1;
                     m.session = None;
                     m.inflight.clear();
-                    m.acked = w.cfg.connectors[i].fallback.get();
+                    m.acked = (w.cfg.connectors[i].fallback.get(), None);
+                    m.acked_expires = None;
                     m.smart_broken = false;
                     Event::SessionEnded { connector: ConnectorKey(i as u32) }
                 }
@@ -368,18 +435,21 @@ proptest! {
                         prop_assert!(rounds < 500, "never settles");
                         let id = w.outstanding[0].0;
                         w.accept(0);
-                        let mid = w.loads();
+                        let mid = w.conns.clone();
                         b.handle(Event::CommandAccepted { id: CommandId(id) }, now).map_err(|e| TestCaseError::fail(e.to_string()))?;
                         let cmds = b.poll_commands(now);
                         w.register(&cmds)?;
                         check_step(&w, &mid)?;
                     }
-                    // Quiet: every limit holds whenever what we cannot steer fits.
+                    // Quiet: every limit holds whenever what we cannot steer fits, now and at
+                    // every handover still to come.
                     if w.fixed_fits() {
-                        let l = w.loads();
-                        for (nd, lim) in w.limits.iter().enumerate() {
-                            for p in 0..3 {
-                                prop_assert!(l[nd][p] <= i64::from(lim[p]), "settled budget {} over limit {} at node {nd} phase {p}", l[nd][p], lim[p]);
+                        for t in w.moments(&[&w.conns]) {
+                            let l = w.loads_at(&w.conns, t);
+                            for (nd, lim) in w.limits.iter().enumerate() {
+                                for p in 0..3 {
+                                    prop_assert!(l[nd][p] <= i64::from(lim[p]), "settled budget {} over limit {} at node {nd} phase {p}, t {t}", l[nd][p], lim[p]);
+                                }
                             }
                         }
                     }
@@ -403,11 +473,13 @@ proptest! {
                 }
                 Op::Online { conn } => {
                     let i = conn % n;
+                    let skew = w.skew();
                     let fallback = w.cfg.connectors[i].fallback.get();
                     let m = &mut w.conns[i];
                     if !m.online {
                         m.online = true;
-                        m.acked = m.inflight.iter().map(|x| x.1).fold(m.acked, u32::max).max(fallback);
+                        m.acked = (m.anything_from(w.now, skew, fallback).max(fallback), None);
+                        m.acked_expires = None;
                         m.inflight.clear();
                         m.smart_broken = false;
                         // The old connection's requests will never be answered.
@@ -430,7 +502,7 @@ proptest! {
                 }
             };
             let now = Millis(w.now);
-            let mid = w.loads();
+            let mid = w.conns.clone();
             b.handle(ev, now).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let cmds = b.poll_commands(now);
             w.register(&cmds)?;
@@ -440,13 +512,15 @@ proptest! {
 }
 
 /// The balancer's reaction never pushes a node over its limit, nor makes an
-/// over-limit node (an exogenous change) worse.
-fn check_step(w: &World, before: &[[i64; 3]]) -> Result<(), TestCaseError> {
-    let after = w.loads();
-    for (n, lim) in w.limits.iter().enumerate() {
-        for p in 0..3 {
-            let ok = after[n][p] <= i64::from(lim[p]) || after[n][p] <= before[n][p];
-            prop_assert!(ok, "node {n} phase {p}: budget {} -> {} with limit {}", before[n][p], after[n][p], lim[p]);
+/// over-limit node (an exogenous change) worse: now, nor at any moment a handover changes it.
+fn check_step(w: &World, before: &[Model]) -> Result<(), TestCaseError> {
+    for t in w.moments(&[&w.conns, before]) {
+        let (after, before) = (w.loads_at(&w.conns, t), w.loads_at(before, t));
+        for (n, lim) in w.limits.iter().enumerate() {
+            for p in 0..3 {
+                let ok = after[n][p] <= i64::from(lim[p]) || after[n][p] <= before[n][p];
+                prop_assert!(ok, "node {n} phase {p} at {t} ms: budget {} -> {} with limit {}", before[n][p], after[n][p], lim[p]);
+            }
         }
     }
     Ok(())

@@ -22,6 +22,13 @@
 //! freed by a decrease waits for that decrease's acknowledgement: the freed capacity
 //! only appears in the budget once it is acked.
 //!
+//! With handovers scheduled ahead ([`crate::balancer::config::HandoverConfig`]), a decrease
+//! that no limit needs switches at a moment two round trips away, and the increase it pays
+//! for is sent once it is acknowledged, to start at that moment. A limit with a switch
+//! counts its first value until the moment less the clock skew, its second from the moment
+//! plus the skew, and the larger between; the budget must fit at every moment a switch
+//! changes it (with the store as assumed now, and leases as they are now).
+//!
 //! What the balancer cannot prevent, it reports: an exogenous rise (store reading,
 //! a session ending so its connector falls back, a lowered grid limit, a charger
 //! going offline or rejecting) can push the budget over a limit until the decreases
@@ -205,7 +212,7 @@ impl Limit {
         self.then.map_or(self.first, |x| x.1)
     }
     /// The most it may mean at `t` or later.
-    fn from_on(self, t: Millis, skew: Millis) -> DeciAmps {
+    fn most_from(self, t: Millis, skew: Millis) -> DeciAmps {
         self.at(t, skew).max(self.last())
     }
     /// A switch still to come (as seen from our clock) at `now`.
@@ -268,9 +275,9 @@ impl Conn {
     fn held_from(&self, now: Millis, fallback: DeciAmps, skew: Millis) -> DeciAmps {
         let acked = match self.acked_expires {
             Some(end) if now >= end => fallback,
-            _ => self.acked.from_on(now, skew),
+            _ => self.acked.most_from(now, skew),
         };
-        self.inflight.iter().filter(|x| x.expires.is_none_or(|end| now < end)).map(|x| x.limit.from_on(now, skew)).fold(acked, DeciAmps::max)
+        self.inflight.iter().filter(|x| x.expires.is_none_or(|end| now < end)).map(|x| x.limit.most_from(now, skew)).fold(acked, DeciAmps::max)
     }
     /// A handover accepted or in flight is still to come.
     fn switching(&self, now: Millis, skew: Millis) -> bool {

@@ -759,7 +759,10 @@ fn handover_site() -> SiteConfig {
     c
 }
 
-fn limit_for(cmds: &[Command], k: u32) -> Option<(CommandId, DeciAmps, Option<(Millis, DeciAmps)>)> {
+/// A command's id, its limit, and the limit it switches to and when.
+type SentLimit = (CommandId, DeciAmps, Option<(Millis, DeciAmps)>);
+
+fn limit_for(cmds: &[Command], k: u32) -> Option<SentLimit> {
     cmds.iter().rev().find_map(|c| match *c {
         Command::SetLimit { id, connector, amps_per_phase, then, .. } if connector == ConnectorKey(k) => Some((id, amps_per_phase, then)),
         _ => None,

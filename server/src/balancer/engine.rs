@@ -1165,7 +1165,9 @@ impl Balancer {
             let switching = c.switching(now, skew);
             let fp = self.budget(i, now).1;
             let over = excess.iter().any(|e| self.topo.paths[i].iter().any(|&n| fp.iter().any(|p| e[con(n, p)] > 0)));
-            let lowering = target < cur || (switching && over && target <= cur);
+            // A handover to come on a constraint that is over is brought forward, once.
+            let forward = switching && over && target <= cur && c.inflight.last().is_none_or(|x| x.limit.then.is_some());
+            let lowering = target < cur || forward;
             if lowering || (again && target <= floor) {
                 // Deferred, it keeps what it may run now (no more than that at any moment to come).
                 let keep = cur.min(floor);

@@ -838,6 +838,9 @@ fn a_handover_still_to_come_is_brought_forward_when_a_limit_needs_it() {
     let cmds = h.store([5, 5, 5]);
     let (_, first, then) = limit_for(&cmds, 0).expect("0 brought down at once");
     assert!(then.is_none() && first <= a(20), "{first:?} {then:?}");
+    // Once: the next reading, the same, sends nothing more to 0 while that is on its way.
+    let again = h.store([5, 5, 5]);
+    assert_eq!(limit_for(&again, 0), None, "{again:?}");
 }
 
 #[test]

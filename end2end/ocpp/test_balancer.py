@@ -15,7 +15,7 @@ from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
 from ocpp.v16.enums import Action as Action16
 
-from ocpp_kit import Charger16, charger, now_iso, run
+from ocpp_kit import Charger16, charger, now_iso, run, transactions
 
 GRID_A = 100.0
 STORE_WORST_CASE_A = 30.0
@@ -435,3 +435,130 @@ def test_a_lifetime_energy_register_is_not_taken_for_the_session_energy(server):
             assert view["paused"] is False and view["target"] == 320, view
 
     run(scenario())
+
+
+# (wall-clock time received, charger, connector, TxProfile schedule or None once its transaction ended)
+SCHEDULES: list[tuple[float, str, int, dict | None]] = []
+
+
+class Scheduled16(Balanced16):
+    """Keeps every TxProfile's whole schedule, to know its limit at any moment."""
+
+    @on(Action16.set_charging_profile)
+    def on_set_charging_profile(self, connector_id, cs_charging_profiles, **kwargs):
+        if cs_charging_profiles["charging_profile_purpose"] == "TxProfile":
+            SCHEDULES.append((time.time(), self.id, connector_id, cs_charging_profiles["charging_schedule"]))
+        return super().on_set_charging_profile(connector_id, cs_charging_profiles, **kwargs)
+
+    async def stop_tx(self, connector_id: int, transaction_id: int):
+        SCHEDULES.append((time.time(), self.id, connector_id, None))
+        await super().stop_tx(connector_id, transaction_id)
+
+
+def schedule_limit(schedule: dict, at: float) -> float:
+    """What a charger applies at wall-clock `at` under this schedule (0, its TxDefaultProfile, once
+    the schedule's duration is over)."""
+    periods = schedule["charging_schedule_period"]
+    if "start_schedule" not in schedule:
+        return float(periods[0]["limit"])
+    elapsed = at - datetime.fromisoformat(schedule["start_schedule"].replace("Z", "+00:00")).timestamp()
+    if "duration" in schedule and elapsed >= schedule["duration"]:
+        return 0.0
+    return float([p for p in periods if p["start_period"] <= max(elapsed, 0)][-1]["limit"])
+
+
+def applied_at(at: float) -> dict[tuple[str, int], float]:
+    """Each connector's limit at `at`, from the latest schedule it had received by then."""
+    latest: dict[tuple[str, int], dict | None] = {}
+    for received, cp, conn, schedule in list(SCHEDULES):
+        if received <= at:
+            latest[(cp, conn)] = schedule
+    return {key: schedule_limit(s, at) for key, s in latest.items() if s is not None}
+
+
+def moments_to_check() -> list[float]:
+    """Every moment a limit can change: each arrival and each scheduled switch."""
+    moments = []
+    for received, _, _, schedule in list(SCHEDULES):
+        moments.append(received)
+        if schedule and "start_schedule" in schedule:
+            start = datetime.fromisoformat(schedule["start_schedule"].replace("Z", "+00:00")).timestamp()
+            moments += [start + p["start_period"] for p in schedule["charging_schedule_period"]]
+    # Just after each as well: a switch is in force from its moment on.
+    return sorted(moments + [m + 0.001 for m in moments])
+
+
+def test_a_site_with_handovers_lets_a_car_giving_way_charge_until_the_newcomer_starts(server):
+    """With "handover" in the site's electrics, a car that gives way to a newcomer is told to keep its
+    limit for `lead_s`, then drop; the newcomer's limit rises only from that moment plus twice the
+    clock skew. On a 66 A feeder over three connectors, the sum of what the chargers apply never
+    exceeds it at any moment, switches included."""
+    status, original = server.http("GET", "/api/v1/sites/1/electrics")
+    assert status == 200 and original["handover"] is None, original
+    for bad in ({"lead_s": 0, "clock_skew_s": 1}, {"lead_s": 4, "clock_skew_s": 31}, {"lead_s": 4}):
+        status, body = server.http("PUT", "/api/v1/sites/1/electrics", {**original, "handover": bad})
+        assert status in (400, 422) and ("handover" in body["error"] or "clock_skew_s" in body["error"]), (bad, body)
+    feeder_a = 66.0
+    bay = [("FM-CAM-01", 1), ("FM-CAM-01", 2), ("FM-CAM-02", 1)]
+    on_feeder = [{**c, "circuit": "Bay H"} for c in original["connectors"] if (c["charger_id"], c["connector_no"]) in bay]
+    assert len(on_feeder) == 3, original
+    # A grid far above the feeder: what earlier tests left behind (a store reading, a session's
+    # limit) cannot make the grid the constraint here.
+    status, body = server.http("PUT", "/api/v1/sites/1/electrics", {
+        **original, "grid_limit_a": [300.0] * 3, "circuits": [{"name": "Bay H", "limit_a": [feeder_a] * 3}], "connectors": on_feeder,
+        "handover": {"lead_s": 4, "clock_skew_s": 1}})
+    assert status == 200 and body["electrics"]["handover"] == {"lead_s": 4.0, "clock_skew_s": 1.0}, body
+
+    async def applied_settles(expect, timeout: float = 20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if expect(applied_at(time.time())):
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"limits did not settle: {applied_at(time.time())} from {SCHEDULES}")
+
+    async def scenario():
+        async with charger(server, "FM-CAM-01", cls=Scheduled16) as a, charger(server, "FM-CAM-02", cls=Scheduled16) as b:
+            # Earlier tests leave sessions open: end them, so the feeder's three are the site's only cars.
+            for cp in (a, b):
+                for tx in transactions(await server.acharger(cp.id)):
+                    if tx.get("status") == "active":
+                        await cp.stop_tx(tx["connector_no"], int(tx.get("ocpp_tx_id") or tx["id"]))
+            SCHEDULES.clear()
+            txs = [(a, 1, await a.start_tx(1)), (a, 2, await a.start_tx(2))]
+            await applied_settles(lambda l: l == {("FM-CAM-01", 1): CONNECTOR_MAX_A, ("FM-CAM-01", 2): CONNECTOR_MAX_A})
+            mark = len(SCHEDULES)
+            txs.append((b, 1, await b.start_tx(1)))
+            share = feeder_a / 3
+            await applied_settles(lambda l: set(l) == set(bay) and all(abs(v - share) < 0.2 for v in l.values()))
+
+            handovers = [(cp, s) for _, cp, conn, s in SCHEDULES[mark:] if s and len(s["charging_schedule_period"]) == 2]
+            giving_way = [s for cp, s in handovers if cp == "FM-CAM-01"]
+            newcomer = [s for cp, s in handovers if cp == "FM-CAM-02"]
+            assert len(giving_way) == 2 and len(newcomer) == 1, SCHEDULES[mark:]
+            # The cars giving way keep 32 A for the lead (4 s, less the moments before sending), then drop.
+            for s in giving_way:
+                first, then = s["charging_schedule_period"]
+                assert first["limit"] == CONNECTOR_MAX_A and abs(float(then["limit"]) - share) < 0.2, s
+                assert 2 <= then["start_period"] <= 4, s
+
+            def switch_at(s):
+                start = datetime.fromisoformat(s["start_schedule"].replace("Z", "+00:00")).timestamp()
+                return start + s["charging_schedule_period"][1]["start_period"]
+
+            # The newcomer is scheduled from no sooner than both drops plus twice the skew (with what
+            # is free by then: all of its share once both have accepted, part of it if the first
+            # acceptance is planned alone; the rest follows).
+            first, then = newcomer[0]["charging_schedule_period"]
+            assert first["limit"] == 0 and 6 <= then["limit"] <= share + 0.2, newcomer
+            assert switch_at(newcomer[0]) >= max(switch_at(s) for s in giving_way) + 2 - 1e-9, handovers
+            worst = max(sum(v for k, v in applied_at(t).items() if k in bay) for t in moments_to_check())
+            assert worst <= feeder_a + 1e-9, (worst, SCHEDULES)
+            for cp, conn, tx in txs:
+                await cp.stop_tx(conn, tx)
+
+    try:
+        run(scenario())
+    finally:
+        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
+        assert status == 200, body

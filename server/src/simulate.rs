@@ -161,29 +161,82 @@ impl Link {
     }
 }
 
-/// The limit a charging profile sets, in amps per phase (None: no limit of ours).
+/// A charging schedule as a charger keeps it: from its start (an Absolute schedule's, or when it
+/// arrived), each period's limit in amps per phase until the next, until its duration runs out.
+#[derive(Clone, Debug, PartialEq)]
+struct Schedule {
+    start: chrono::DateTime<chrono::Utc>,
+    /// (seconds from the start, amps), in order.
+    periods: Vec<(i64, f64)>,
+    duration_s: Option<i64>,
+}
+
+impl Schedule {
+    /// A 1.6 or 2.0.1 charging profile's schedule, received at `now`.
+    fn of_profile(profile: &Value, now: chrono::DateTime<chrono::Utc>) -> Option<Schedule> {
+        let schedule = profile.get("chargingSchedule")?;
+        let schedule = if schedule.is_array() { schedule.get(0)? } else { schedule };
+        let watts = schedule.get("chargingRateUnit")?.as_str()? == "W";
+        let mut periods = schedule
+            .get("chargingSchedulePeriod")?
+            .as_array()?
+            .iter()
+            .map(|p| {
+                let limit = p.get("limit")?.as_f64()?;
+                Some((p.get("startPeriod")?.as_i64()?, if watts { limit / 230.0 / 3.0 } else { limit }))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        periods.sort_by_key(|p| p.0);
+        let absolute = profile.get("chargingProfileKind").and_then(Value::as_str) == Some("Absolute");
+        let start = match schedule.get("startSchedule").and_then(Value::as_str) {
+            Some(at) if absolute => chrono::DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&chrono::Utc),
+            _ => now,
+        };
+        Some(Schedule { start, periods, duration_s: schedule.get("duration").and_then(Value::as_i64) })
+    }
+
+    /// The limit in force at `now` (None: before the schedule or after its duration).
+    fn limit_at(&self, now: chrono::DateTime<chrono::Utc>) -> Option<f64> {
+        let elapsed_ms = (now - self.start).num_milliseconds();
+        if elapsed_ms < 0 || self.duration_s.is_some_and(|d| elapsed_ms >= d * 1000) {
+            return None;
+        }
+        self.periods.iter().take_while(|p| p.0 * 1000 <= elapsed_ms).last().map(|p| p.1)
+    }
+}
+
+/// The profiles a charger holds: a TxProfile per connector overrides the TxDefaultProfile (its
+/// connector's, or the charger-wide one on connector 0); a ChargePointMaxProfile caps them all.
 #[derive(Default)]
 struct Limits {
-    per_connector: HashMap<u32, f64>,
-    charger_wide: Option<f64>,
+    tx: HashMap<u32, Schedule>,
+    default: HashMap<u32, Schedule>,
+    charger_max: Option<Schedule>,
 }
 
 impl Limits {
-    fn for_connector(&self, c: u32) -> Option<f64> {
-        match (self.per_connector.get(&c).copied(), self.charger_wide) {
+    /// The limit on connector `c` at `now`, in amps per phase (None: no limit of ours).
+    fn for_connector(&self, c: u32, now: chrono::DateTime<chrono::Utc>) -> Option<f64> {
+        let in_force = |s: Option<&Schedule>| s.and_then(|s| s.limit_at(now));
+        let limit = in_force(self.tx.get(&c)).or_else(|| in_force(self.default.get(&c))).or_else(|| in_force(self.default.get(&0)));
+        match (limit, in_force(self.charger_max.as_ref())) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
-}
 
-/// The first period's limit of a 1.6 or 2.0.1 charging profile, in amps.
-fn profile_limit(profile: &Value) -> Option<f64> {
-    let schedule = profile.get("chargingSchedule")?;
-    let schedule = if schedule.is_array() { schedule.get(0)? } else { schedule };
-    let unit = schedule.get("chargingRateUnit")?.as_str()?;
-    let limit = schedule.get("chargingSchedulePeriod")?.get(0)?.get("limit")?.as_f64()?;
-    Some(if unit == "W" { limit / 230.0 / 3.0 } else { limit })
+    fn set(&mut self, connector: u32, profile: &Value, now: chrono::DateTime<chrono::Utc>) {
+        let Some(schedule) = Schedule::of_profile(profile, now) else { return };
+        match profile.get("chargingProfilePurpose").and_then(Value::as_str) {
+            Some("ChargePointMaxProfile" | "ChargingStationMaxProfile") => self.charger_max = Some(schedule),
+            Some("TxDefaultProfile") => {
+                self.default.insert(connector, schedule);
+            }
+            _ => {
+                self.tx.insert(connector, schedule);
+            }
+        }
+    }
 }
 
 async fn charger(config: &Arc<SimConfig>, id: &str, connectors: u32, seed: u64, stats: &Arc<SimStats>) -> anyhow::Result<()> {
@@ -290,12 +343,8 @@ fn answer_call(version: OcppVersion, action: &str, payload: &Value, limits: &Mut
                 OcppVersion::V16 => (payload.get("connectorId").and_then(Value::as_u64), payload.get("csChargingProfiles")),
                 OcppVersion::V201 => (payload.get("evseId").and_then(Value::as_u64), payload.get("chargingProfile")),
             };
-            if let (Some(connector), Some(limit), Ok(mut l)) = (connector, profile.and_then(profile_limit), limits.lock()) {
-                if connector == 0 {
-                    l.charger_wide = Some(limit);
-                } else {
-                    l.per_connector.insert(u32::try_from(connector).unwrap_or(0), limit);
-                }
+            if let (Some(connector), Some(profile), Ok(mut l)) = (connector, profile, limits.lock()) {
+                l.set(u32::try_from(connector).unwrap_or(0), profile, chrono::Utc::now());
             }
             json!({"status": "Accepted"})
         }
@@ -375,7 +424,7 @@ async fn connector_loop(link: &Link, config: &SimConfig, connector: u32, limits:
         let mut seq = 1;
         while began.elapsed() < stay {
             tokio::time::sleep(config.meter_interval).await;
-            let limit = limits.lock().ok().and_then(|l| l.for_connector(connector));
+            let limit = limits.lock().ok().and_then(|l| l.for_connector(connector, chrono::Utc::now()));
             // Below 6 A a car pauses (IEC 61851); otherwise it takes what it can, up to the limit.
             let amps = match limit {
                 Some(l) if l < 6.0 => 0.0,
@@ -423,6 +472,10 @@ async fn connector_loop(link: &Link, config: &SimConfig, connector: u32, limits:
                 })).await?;
             }
         }
+        // A TxProfile ends with its transaction.
+        if let Ok(mut l) = limits.lock() {
+            l.tx.remove(&connector);
+        }
         status(link, config.version, connector, "Finishing").await?;
         status(link, config.version, connector, "Available").await?;
     }
@@ -445,25 +498,50 @@ fn strip_unit_for_201(mut v: Value) -> Value {
 mod tests {
     use super::*;
 
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&chrono::Utc)
+    }
+
     #[test]
     fn profiles_become_amp_limits() {
-        let p16 = json!({"chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.5}]}});
-        assert_eq!(profile_limit(&p16), Some(10.5));
-        let watts = json!({"chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6900.0}]}});
-        assert_eq!(profile_limit(&watts), Some(10.0));
-        let p201 = json!({"chargingSchedule": [{"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8.0}]}]});
-        assert_eq!(profile_limit(&p201), Some(8.0));
+        let now = at("2026-11-30T12:00:00Z");
+        let limit = |p: Value| Schedule::of_profile(&p, now).and_then(|s| s.limit_at(now));
+        assert_eq!(limit(json!({"chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.5}]}})), Some(10.5));
+        assert_eq!(limit(json!({"chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6900.0}]}})), Some(10.0));
+        assert_eq!(limit(json!({"chargingSchedule": [{"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8.0}]}]})), Some(8.0));
+    }
+
+    #[test]
+    fn a_scheduled_switch_and_the_end_of_a_lease_take_effect_on_time() {
+        let profile = json!({"chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Absolute", "chargingSchedule": {
+            "startSchedule": "2026-11-30T12:00:00Z", "duration": 60, "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 32.0}, {"startPeriod": 20, "limit": 16.0}]}});
+        let mut limits = Limits::default();
+        limits.set(0, &json!({"chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
+            "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6.0}]}}), at("2026-11-30T11:00:00Z"));
+        limits.set(1, &profile, at("2026-11-30T12:00:01Z"));
+        assert_eq!(limits.for_connector(1, at("2026-11-30T12:00:19.900Z")), Some(32.0));
+        assert_eq!(limits.for_connector(1, at("2026-11-30T12:00:20Z")), Some(16.0));
+        assert_eq!(limits.for_connector(1, at("2026-11-30T12:00:59.900Z")), Some(16.0));
+        // The lease is over: back to the TxDefaultProfile.
+        assert_eq!(limits.for_connector(1, at("2026-11-30T12:01:00Z")), Some(6.0));
+        assert_eq!(limits.for_connector(2, at("2026-11-30T12:00:30Z")), Some(6.0));
     }
 
     #[test]
     fn a_car_never_draws_more_than_the_limit_in_force() {
         let limits = Mutex::new(Limits::default());
-        let set = json!({"connectorId": 1, "csChargingProfiles": {"chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 12.0}]}}});
-        assert_eq!(answer_call(OcppVersion::V16, "SetChargingProfile", &set, &limits), json!({"status": "Accepted"}));
-        let wide = json!({"connectorId": 0, "csChargingProfiles": {"chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 9.0}]}}});
-        answer_call(OcppVersion::V16, "SetChargingProfile", &wide, &limits);
-        let l = limits.lock().expect("lock");
-        assert_eq!(l.for_connector(1), Some(9.0));
-        assert_eq!(l.for_connector(2), Some(9.0));
+        let profile = |connector: u32, purpose: &str, limit: f64| json!({"connectorId": connector, "csChargingProfiles": {"chargingProfilePurpose": purpose,
+            "chargingProfileKind": "Relative", "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}}});
+        assert_eq!(answer_call(OcppVersion::V16, "SetChargingProfile", &profile(0, "TxDefaultProfile", 9.0), &limits), json!({"status": "Accepted"}));
+        let now = chrono::Utc::now();
+        assert_eq!(limits.lock().expect("lock").for_connector(1, now), Some(9.0));
+        // A TxProfile overrides the default on its connector only; a ChargePointMaxProfile caps all.
+        answer_call(OcppVersion::V16, "SetChargingProfile", &profile(1, "TxProfile", 12.0), &limits);
+        assert_eq!(limits.lock().expect("lock").for_connector(1, now), Some(12.0));
+        assert_eq!(limits.lock().expect("lock").for_connector(2, now), Some(9.0));
+        answer_call(OcppVersion::V16, "SetChargingProfile", &profile(0, "ChargePointMaxProfile", 10.0), &limits);
+        assert_eq!(limits.lock().expect("lock").for_connector(1, now), Some(10.0));
+        assert_eq!(limits.lock().expect("lock").for_connector(2, now), Some(9.0));
     }
 }

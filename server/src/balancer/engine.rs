@@ -617,7 +617,9 @@ impl Balancer {
                 }
                 c.epoch += 1;
                 c.inflight.clear();
-                // A new transaction starts under the TxDefaultProfile.
+                // A new transaction starts under the TxDefaultProfile: what it runs is known again
+                // (a charger back online marked it to be sent our plan, whatever it ran before).
+                c.resend = false;
                 c.acked = Limit::flat(fallback);
                 c.acked_at = now;
                 c.acked_expires = None;
@@ -1143,7 +1145,6 @@ impl Balancer {
         // A lease half gone is renewed with the plan's value (or the current one, if an increase
         // must wait).
         let lease = self.cfg.lease;
-        let skew = self.skew();
         let reaction = self.cfg.store.reaction_time;
         let moments = self.budget_moments(now);
         let mut loads: Vec<Vec<i64>> = moments.iter().map(|&t| self.budget_loads(now, t, store)).collect();

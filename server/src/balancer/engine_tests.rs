@@ -853,3 +853,32 @@ fn without_handovers_every_limit_is_in_force_as_it_lands() {
     let cmds = h.start(1, three());
     assert!(cmds.iter().all(|c| matches!(c, Command::SetLimit { then: None, .. })), "{cmds:?}");
 }
+
+#[test]
+fn a_newcomer_with_nothing_free_until_the_switch_is_scheduled_from_it() {
+    // A 66 A feeder over three connectors; the handover lead (4 s) is shorter than the reaction time.
+    let feeder = CircuitConfig { id: CircuitId(1), parent: None, limit: PerPhase::uniform(a(66)) };
+    let mut cfg = site([300; 3], vec![feeder], (0..3).map(|k| conn(k, Some(1), ST, 0)).collect());
+    cfg.store.reaction_time = Millis::from_secs(10);
+    cfg.handover = Some(crate::balancer::config::HandoverConfig { lead: Millis::from_secs(4), clock_skew: Millis::from_secs(1) });
+    cfg.store.worst_case = PerPhase::uniform(a(30));
+    cfg.lease = Millis::from_secs(600);
+    // No store reading: the worst case (the grid has room for it).
+    let mut h = H { b: Balancer::new(cfg).expect("valid"), now: Millis(0), sent: Vec::new() };
+    h.start(0, SessionInfo::default());
+    h.start(1, SessionInfo::default());
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(32), a(32)));
+    let t0 = h.now;
+    let cmds = h.start(2, SessionInfo::default());
+    let giving_way: Vec<_> = [0, 1].iter().map(|&k| limit_for(&cmds, k).expect("a handover")).collect();
+    for &(_, first, then) in &giving_way {
+        assert_eq!((first, then), (a(32), Some((t0 + Millis::from_secs(4), a(22)))));
+    }
+    assert_eq!(limit_for(&cmds, 2), None, "2 A free now: below the minimum");
+    h.sent.clear();
+    h.b.handle_all(giving_way.iter().map(|&(id, _, _)| Event::CommandAccepted { id }), h.now);
+    let cmds = h.b.poll_commands(h.now);
+    let (_, first, then) = limit_for(&cmds, 2).expect("the newcomer's limit, scheduled once both have accepted");
+    assert_eq!((first, then), (a(0), Some((t0 + Millis::from_secs(6), a(22)))));
+}

@@ -185,6 +185,8 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     config.store.learn_rise = Some(RiseLearning::from_a_week(Millis::from_secs(75), Millis::from_secs(60)));
     // A charger that loses us drops our limit within ten minutes; renewed every five.
     config.lease = Millis::from_secs(600);
+    // Off unless the site states its chargers' round trip and clock skew.
+    config.handover = site.handover;
     (config, targets, charger_keys)
 }
 
@@ -553,7 +555,7 @@ pub struct ProfileLease {
 
 /// How much sooner than the balancer counts the charger is told to drop a lease: a charger's
 /// clock a little behind ours must still drop it before the balancer frees its capacity.
-const LEASE_CLOCK_MARGIN_S: u64 = 30;
+pub const LEASE_CLOCK_MARGIN_S: u64 = 30;
 
 /// A handover scheduled ahead: the limit changes `after_s` seconds after `start`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -561,6 +563,20 @@ pub struct ProfileSwitch {
     pub start: chrono::DateTime<chrono::Utc>,
     pub after_s: u32,
     pub amps: DeciAmps,
+}
+
+/// A moment as a schedule's start (OCPP dateTimes here are whole seconds) and how far past it now is.
+fn whole_second(now: chrono::DateTime<chrono::Utc>) -> (chrono::DateTime<chrono::Utc>, u64) {
+    let into = now.timestamp_subsec_millis();
+    (now - chrono::Duration::milliseconds(i64::from(into)), u64::from(into))
+}
+
+/// A schedule's second period, `ms` after its start, in the whole seconds a schedule counts in. The
+/// balancer counts a switch from its moment on, so a decrease may come sooner (rounded down) and an
+/// increase later (rounded up), never the other way.
+fn switch_after_s(ms: u64, decrease: bool) -> u32 {
+    let s = if decrease { ms / 1000 } else { ms.div_ceil(1000) };
+    u32::try_from(s).unwrap_or(u32::MAX)
 }
 
 /// A session's limit as a TxProfile; with a lease, an Absolute schedule with a duration; with a
@@ -761,18 +777,19 @@ impl SiteTask {
     /// then waits for each answer on its own task.
     fn send_commands(&mut self) {
         for command in self.balancer.poll_commands(millis(self.epoch)) {
+            tracing::debug!(site.id = self.site.0, ?command, "balancer command");
             let Command::SetLimit { id, connector, session, amps_per_phase, phases, expires, then } = command;
             let now = millis(self.epoch);
-            let start = chrono::Utc::now();
-            // Told to drop it a margin before the balancer stops counting it.
+            let (start, into_second_ms) = whole_second(chrono::Utc::now());
+            // Told to drop it a margin before the balancer stops counting it (the start is a
+            // little before now, so it drops it sooner still).
             let lease = expires.map(|end| ProfileLease {
                 start,
                 duration_s: u32::try_from((end.0.saturating_sub(now.0) / 1000).saturating_sub(LEASE_CLOCK_MARGIN_S).max(1)).unwrap_or(u32::MAX),
             });
-            // The balancer counts the switch from its moment on, each way by the clock skew it allows.
             let switch = then.map(|(at, later)| ProfileSwitch {
                 start,
-                after_s: u32::try_from(at.0.saturating_sub(now.0).div_ceil(1000)).unwrap_or(u32::MAX),
+                after_s: switch_after_s(at.0.saturating_sub(now.0) + into_second_ms, later < amps_per_phase),
                 amps: later,
             });
             // A switch already due: the later limit straight away.
@@ -835,6 +852,61 @@ mod tests {
 
     fn switch() -> ProfileSwitch {
         ProfileSwitch { start: chrono::DateTime::from_timestamp(1_764_000_000, 0).expect("valid time"), after_s: 90, amps: DeciAmps::from_amps(6) }
+    }
+
+    #[test]
+    fn a_site_with_handovers_schedules_the_newcomer_once_those_giving_way_accept() {
+        let row = |charger: &str, no: i64| balancing::ConnectorRow {
+            charger_id: charger.into(), connector_no: no, max_current_a: 32, phases: 3, rotation: "L1L2L3".into(), circuit: (no == 1 || charger == "FM-CAM-01").then_some(7),
+        };
+        let site = balancing::SiteElectrics {
+            site: SiteId(1), grid_limit_da: [3000; 3], store_worst_case_da: 300, connector_fallback_da: 0, store_meter_charger: None,
+            site_meter: super::super::SiteMeter::Store,
+            handover: Some(super::super::HandoverConfig { lead: Millis::from_secs(4), clock_skew: Millis::from_secs(1) }),
+            circuits: vec![balancing::CircuitRow { id: 7, parent: None, limit_da: [660; 3] }],
+            connectors: vec![row("FM-CAM-01", 1), row("FM-CAM-01", 2), row("FM-CAM-02", 1), row("FM-CAM-02", 2)],
+            open_sessions: vec![],
+        };
+        let (config, _, _) = site_config(&site);
+        let mut b = Balancer::new(config).expect("valid");
+        let t = Millis::from_secs(1000);
+        // As at boot: every charger is away until it connects.
+        for k in [0, 1] {
+            b.handle(Event::ChargerOffline { charger: ChargerKey(k) }, t).expect("a valid event");
+            b.handle(Event::ChargerOnline { charger: ChargerKey(k) }, t).expect("a valid event");
+        }
+        for k in [0, 1] {
+            b.handle(Event::SessionStarted { connector: ConnectorKey(k), session: SessionKey(u64::from(k)), info: SessionInfo::default() }, t).expect("a valid event");
+            for c in b.poll_commands(t) {
+                b.ack(c.id(), t).expect("a valid event");
+            }
+        }
+        b.handle(Event::SessionStarted { connector: ConnectorKey(2), session: SessionKey(2), info: SessionInfo::default() }, t).expect("a valid event");
+        let handovers = b.poll_commands(t);
+        assert_eq!(handovers.len(), 2, "{handovers:?}");
+        let mut cmds = Vec::new();
+        for (n, c) in handovers.iter().enumerate() {
+            let at = t + Millis(5 + n as u64);
+            b.ack(c.id(), at).expect("a valid event");
+            cmds.extend(b.poll_commands(at));
+        }
+        // Scheduled from the switch (4 s on, two skews later), not held back until it.
+        let Some(Command::SetLimit { amps_per_phase, then: Some((from, _)), .. }) = cmds.first() else { panic!("nothing scheduled for the newcomer: {cmds:?}") };
+        assert_eq!((*amps_per_phase, *from), (DeciAmps::ZERO, t + Millis::from_secs(6)));
+    }
+
+    #[test]
+    fn a_switch_moment_rounds_to_the_safe_side_of_a_whole_second() {
+        // A decrease comes no later than the balancer counts it, an increase no sooner.
+        assert_eq!(switch_after_s(19_400, true), 19);
+        assert_eq!(switch_after_s(19_400, false), 20);
+        assert_eq!(switch_after_s(20_000, true), 20);
+        assert_eq!(switch_after_s(20_000, false), 20);
+        assert_eq!(switch_after_s(999, true), 0);
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:05.750Z").expect("a valid time").with_timezone(&chrono::Utc);
+        let (start, into) = whole_second(t);
+        assert_eq!(start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "2026-11-30T12:00:05.000Z");
+        assert_eq!(into, 750);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::{Db, StoreError};
 use app::domain::SiteId;
-use crate::balancer::SiteMeter;
+use crate::balancer::{HandoverConfig, Millis, SiteMeter};
 use sqlx::Row;
 
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ pub struct SiteElectrics {
     pub store_meter_charger: Option<String>,
     /// What the site meter measures.
     pub site_meter: SiteMeter,
+    /// Handovers scheduled ahead, if the site has them.
+    pub handover: Option<HandoverConfig>,
     pub circuits: Vec<CircuitRow>,
     pub connectors: Vec<ConnectorRow>,
     pub open_sessions: Vec<OpenSession>,
@@ -59,8 +61,8 @@ pub async fn all_sites(db: &Db) -> Result<Vec<SiteElectrics>, StoreError> {
 /// One site's electrics, as storage knows them now (`None`: no such site).
 pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreError> {
     let Some(s) = sqlx::query(
-        "SELECT id, grid_limit_l1_da, grid_limit_l2_da, grid_limit_l3_da, store_worst_case_da, connector_fallback_da, store_meter_charger_id, site_meter \
-         FROM sites WHERE id = $1",
+        "SELECT id, grid_limit_l1_da, grid_limit_l2_da, grid_limit_l3_da, store_worst_case_da, connector_fallback_da, store_meter_charger_id, site_meter, \
+         handover_lead_ms, handover_clock_skew_ms FROM sites WHERE id = $1",
     )
     .bind(id.0)
     .fetch_optional(db.pool())
@@ -69,6 +71,7 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
         return Ok(None);
     };
     let site: i64 = s.try_get("id")?;
+    let skew_ms: i64 = s.try_get("handover_clock_skew_ms")?;
     let circuits = sqlx::query("SELECT id, parent_id, limit_l1_da, limit_l2_da, limit_l3_da FROM circuits WHERE site_id = $1 ORDER BY id")
         .bind(site)
         .fetch_all(db.pool())
@@ -126,6 +129,10 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
         connector_fallback_da: s.try_get("connector_fallback_da")?,
         store_meter_charger: s.try_get("store_meter_charger_id")?,
         site_meter: if s.try_get::<String, _>("site_meter")? == "incomer" { SiteMeter::Incomer } else { SiteMeter::Store },
+        handover: s.try_get::<Option<i64>, _>("handover_lead_ms")?.map(|lead| HandoverConfig {
+            lead: Millis(u64::try_from(lead).unwrap_or(0)),
+            clock_skew: Millis(u64::try_from(skew_ms).unwrap_or(0)),
+        }),
         circuits,
         connectors,
         open_sessions,
@@ -150,12 +157,33 @@ pub struct ElectricsSpec {
     /// (the default) or `incomer`, the whole connection with the cars.
     #[serde(default)]
     pub site_meter: SiteMeter,
+    /// Handovers scheduled ahead (none: off). Only for chargers that take a two-period schedule
+    /// and keep their clocks within `clock_skew_s` of ours.
+    #[serde(default)]
+    pub handover: Option<HandoverSpec>,
     #[serde(default)]
     pub circuits: Vec<CircuitSpec>,
     /// Connectors whose ratings or wiring change; the others keep theirs.
     #[serde(default)]
     pub connectors: Vec<ConnectorSpec>,
 }
+
+/// A decrease that only frees capacity for another session is sent as "keep this limit for `lead_s`,
+/// then the lower one", and the increase it pays for starts at that moment plus twice `clock_skew_s`:
+/// the session giving way keeps charging while the answers travel.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoverSpec {
+    /// How far ahead the decrease switches: about two round trips to the site's chargers.
+    pub lead_s: f64,
+    /// How far a charger's clock may be off ours.
+    pub clock_skew_s: f64,
+}
+
+/// The longest handover lead: a decrease deferred longer is no longer a handover.
+pub const HANDOVER_MAX_LEAD_S: f64 = 300.0;
+/// The largest clock skew a site may state: our leases already trust chargers' clocks to this.
+pub const HANDOVER_MAX_SKEW_S: f64 = crate::balancer::live::LEASE_CLOCK_MARGIN_S as f64;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,6 +225,7 @@ pub async fn electrics_spec(db: &Db, id: SiteId) -> Result<Option<ElectricsSpec>
         connector_fallback_a: amps(site.connector_fallback_da),
         store_meter_charger: site.store_meter_charger.clone(),
         site_meter: site.site_meter,
+        handover: site.handover.map(|h| HandoverSpec { lead_s: h.lead.0 as f64 / 1000.0, clock_skew_s: h.clock_skew.0 as f64 / 1000.0 }),
         circuits: site
             .circuits
             .iter()
@@ -295,10 +324,12 @@ pub fn electrics_from_spec(spec: &ElectricsSpec, current: &SiteElectrics) -> Res
             return Err(ElectricsError::Invalid(format!("store_meter_charger {meter:?} is not a charger of this site")));
         }
     }
+    let handover = spec.handover.map(handover_from_spec).transpose()?;
     Ok(SiteElectrics {
         site: current.site,
         store_meter_charger: spec.store_meter_charger.clone(),
         site_meter: spec.site_meter,
+        handover,
         grid_limit_da,
         // The worst case is rounded up, what we may allocate down: both err on the safe side.
         store_worst_case_da: deci("store_worst_case_a", spec.store_worst_case_a, false, false)?,
@@ -309,6 +340,19 @@ pub fn electrics_from_spec(spec: &ElectricsSpec, current: &SiteElectrics) -> Res
     })
 }
 
+fn handover_from_spec(spec: HandoverSpec) -> Result<HandoverConfig, ElectricsError> {
+    if !spec.lead_s.is_finite() || !(1.0..=HANDOVER_MAX_LEAD_S).contains(&spec.lead_s) {
+        return Err(ElectricsError::Invalid(format!("handover lead_s must be 1 to {HANDOVER_MAX_LEAD_S} seconds")));
+    }
+    if !spec.clock_skew_s.is_finite() || !(0.0..=HANDOVER_MAX_SKEW_S).contains(&spec.clock_skew_s) {
+        return Err(ElectricsError::Invalid(format!(
+            "handover clock_skew_s must be 0 to {HANDOVER_MAX_SKEW_S} seconds (the chargers' leases trust their clocks to that)"
+        )));
+    }
+    // The skew is rounded up: the balancer must allow at least as much as the operator stated.
+    Ok(HandoverConfig { lead: Millis((spec.lead_s * 1000.0).round() as u64), clock_skew: Millis((spec.clock_skew_s * 1000.0).ceil() as u64) })
+}
+
 /// Stores checked electrics: the site's limits, its circuit tree (replaced whole) and its connectors'
 /// ratings and wiring, in one transaction.
 pub async fn store_electrics(db: &Db, checked: &SiteElectrics, spec: &ElectricsSpec) -> Result<(), StoreError> {
@@ -316,7 +360,7 @@ pub async fn store_electrics(db: &Db, checked: &SiteElectrics, spec: &ElectricsS
     let site = checked.site.0;
     sqlx::query(
         "UPDATE sites SET grid_limit_l1_da = $2, grid_limit_l2_da = $3, grid_limit_l3_da = $4, store_worst_case_da = $5, connector_fallback_da = $6, \
-         store_meter_charger_id = $7, site_meter = $8 WHERE id = $1",
+         store_meter_charger_id = $7, site_meter = $8, handover_lead_ms = $9, handover_clock_skew_ms = $10 WHERE id = $1",
     )
     .bind(site)
     .bind(checked.grid_limit_da[0])
@@ -329,6 +373,8 @@ pub async fn store_electrics(db: &Db, checked: &SiteElectrics, spec: &ElectricsS
         SiteMeter::Store => "store",
         SiteMeter::Incomer => "incomer",
     })
+    .bind(checked.handover.map(|h| i64::try_from(h.lead.0).unwrap_or(i64::MAX)))
+    .bind(checked.handover.map_or(0, |h| i64::try_from(h.clock_skew.0).unwrap_or(i64::MAX)))
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE connectors SET circuit_id = NULL WHERE charger_id IN (SELECT id FROM chargers WHERE site_id = $1)").bind(site).execute(&mut *tx).await?;

@@ -219,6 +219,10 @@ impl Limit {
     fn pending(self, now: Millis, skew: Millis) -> bool {
         self.then.is_some_and(|(from, _)| now < from + skew)
     }
+    /// A switch down still to come: a session giving way to another.
+    fn giving_way(self, now: Millis, skew: Millis) -> bool {
+        self.pending(now, skew) && self.last() < self.first
+    }
     /// Once its switch is surely past, the plain limit it has become.
     fn settled(self, now: Millis, skew: Millis) -> Limit {
         if self.then.is_some() && !self.pending(now, skew) { Limit::flat(self.last()) } else { self }
@@ -282,6 +286,10 @@ impl Conn {
     /// A handover accepted or in flight is still to come.
     fn switching(&self, now: Millis, skew: Millis) -> bool {
         self.acked.pending(now, skew) || self.inflight.iter().any(|x| x.limit.pending(now, skew))
+    }
+    /// A decrease scheduled ahead, accepted or in flight, is still to come.
+    fn giving_way(&self, now: Millis, skew: Millis) -> bool {
+        self.acked.giving_way(now, skew) || self.inflight.iter().any(|x| x.limit.giving_way(now, skew))
     }
     /// An accepted lease that is half gone: time to renew it.
     fn lease_due(&self, now: Millis, lease: Millis) -> bool {
@@ -1202,7 +1210,9 @@ impl Balancer {
             let renew = c.lease_due(now, lease);
             // An increase may start later, where a handover frees capacity, if it gets more then
             // and is in force before the next plan could see the store rise past what it assumes.
-            let can_wait = self.cfg.handover.is_some() && !c.switching(now, skew) && !c.resend;
+            // One already scheduled may be raised (more of the others' handovers accepted since);
+            // a session giving way itself is not raised behind its own decrease.
+            let can_wait = self.cfg.handover.is_some() && !c.giving_way(now, skew) && !c.resend;
             let held: Vec<i64> = moments.iter().map(|&t| i64::from(c.held(now, t, fallback, skew).get())).collect();
             let mut best: Option<(DeciAmps, usize)> = None;
             for (from, &start) in moments.iter().enumerate() {

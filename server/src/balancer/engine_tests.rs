@@ -877,8 +877,19 @@ fn a_newcomer_with_nothing_free_until_the_switch_is_scheduled_from_it() {
     }
     assert_eq!(limit_for(&cmds, 2), None, "2 A free now: below the minimum");
     h.sent.clear();
-    h.b.handle_all(giving_way.iter().map(|&(id, _, _)| Event::CommandAccepted { id }), h.now);
+    // One acceptance: what it frees from its switch (66 - 32 - 22 A) is scheduled for the newcomer.
+    h.b.ack(giving_way[0].0, h.now).expect("known command");
     let cmds = h.b.poll_commands(h.now);
-    let (_, first, then) = limit_for(&cmds, 2).expect("the newcomer's limit, scheduled once both have accepted");
+    let (partial, first, then) = limit_for(&cmds, 2).expect("the newcomer's limit, scheduled");
+    assert_eq!((first, then), (a(0), Some((t0 + Millis::from_secs(6), a(12)))));
+    // The other: the whole share, from the same moment, before the partial one is even answered.
+    h.b.ack(giving_way[1].0, h.now).expect("known command");
+    let cmds = h.b.poll_commands(h.now);
+    let (_, first, then) = limit_for(&cmds, 2).expect("the newcomer's limit, raised");
     assert_eq!((first, then), (a(0), Some((t0 + Millis::from_secs(6), a(22)))));
+    h.b.ack(partial, h.now).expect("known command");
+    for secs in [0, 3, 4, 5, 6, 7] {
+        let snap = h.b.snapshot(t0 + Millis::from_secs(secs));
+        assert!(snap.nodes[1].budgeted.get(L1) <= a(66), "{secs} s: {:?}", snap.nodes[1].budgeted);
+    }
 }

@@ -253,6 +253,9 @@ struct Conn {
     session: Option<Session>,
     /// The charger's state is unknown (it reconnected): send the plan even if unchanged.
     resend: bool,
+    /// It takes a schedule that switches (a handover); false once it refused one (a charger that
+    /// allows a single period only, say), so it is never sent another.
+    schedules: bool,
     /// After a rejection: profiles rejected in a row, and when to try again (`None` while
     /// the retry is in flight).
     retry: Option<(u32, Option<Millis>)>,
@@ -410,6 +413,7 @@ impl Balancer {
                 epoch: 0,
                 session: None,
                 resend: false,
+                schedules: true,
                 retry: None,
                 target: DeciAmps::ZERO,
                 measured: [DeciAmps::ZERO; 3],
@@ -716,6 +720,9 @@ impl Balancer {
                 let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
                 let c = &mut self.conns[i];
                 if c.epoch == epoch {
+                    if c.inflight.iter().any(|x| x.id == id && x.limit.then.is_some()) {
+                        c.schedules = false;
+                    }
                     // We no longer know what it draws: budget it at its maximum
                     // until the session ends or the charger reconnects.
                     c.inflight.retain(|x| x.id != id);
@@ -1181,7 +1188,9 @@ impl Balancer {
                 // Deferred, it keeps what it may run now (no more than that at any moment to come).
                 let keep = cur.min(floor);
                 let limit = match lead {
-                    Some(lead) if target < keep && !over && !switching && !c.resend => Limit { first: keep, then: Some((now + lead, target)) },
+                    Some(lead) if target < keep && !over && !switching && !c.resend && c.schedules => {
+                        Limit { first: keep, then: Some((now + lead, target)) }
+                    }
                     _ => Limit::flat(target.min(held)),
                 };
                 if limit.then.is_none() {
@@ -1212,7 +1221,7 @@ impl Balancer {
             // and is in force before the next plan could see the store rise past what it assumes.
             // One already scheduled may be raised (more of the others' handovers accepted since);
             // a session giving way itself is not raised behind its own decrease.
-            let can_wait = self.cfg.handover.is_some() && !c.giving_way(now, skew) && !c.resend;
+            let can_wait = self.cfg.handover.is_some() && c.schedules && !c.giving_way(now, skew) && !c.resend;
             let held: Vec<i64> = moments.iter().map(|&t| i64::from(c.held(now, t, fallback, skew).get())).collect();
             let mut best: Option<(DeciAmps, usize)> = None;
             for (from, &start) in moments.iter().enumerate() {

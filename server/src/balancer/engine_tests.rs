@@ -893,3 +893,27 @@ fn a_newcomer_with_nothing_free_until_the_switch_is_scheduled_from_it() {
         assert!(snap.nodes[1].budgeted.get(L1) <= a(66), "{secs} s: {:?}", snap.nodes[1].budgeted);
     }
 }
+
+#[test]
+fn a_charger_that_refuses_a_handover_is_sent_plain_limits_from_then_on() {
+    let mut h = H::new(handover_site());
+    h.start(0, three());
+    h.settle();
+    let cmds = h.start(1, three());
+    let (dec, _, then) = limit_for(&cmds, 0).expect("a limit for 0");
+    assert!(then.is_some(), "a handover first");
+    h.sent.clear();
+    // It allows one period only: refused. Counted at its maximum until a retry is accepted.
+    h.b.reject(dec, h.now).expect("known command");
+    assert_eq!(h.view(0).smart, SmartState::Rejected);
+    h.advance(30);
+    let retry = h.tick_commands();
+    let (id, first, then) = limit_for(&retry, 0).expect("the retry");
+    assert_eq!((first, then), (a(32), None));
+    h.sent.clear();
+    h.b.ack(id, h.now).expect("known command");
+    // Its share again, as a plain decrease this time.
+    let cmds = h.b.poll_commands(h.now);
+    let (_, first, then) = limit_for(&cmds, 0).expect("0 brought to its share");
+    assert_eq!((first, then), (a(20), None));
+}

@@ -555,6 +555,8 @@ def test_a_site_with_handovers_lets_a_car_giving_way_charge_until_the_newcomer_s
             assert abs(float(newcomer[-1]["charging_schedule_period"][1]["limit"]) - share) < 0.2, newcomer
             worst = max(sum(v for k, v in applied_at(t).items() if k in bay) for t in moments_to_check())
             assert worst <= feeder_a + 1e-9, (worst, SCHEDULES)
+            status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+            assert status == 200 and all(c["schedules"] for c in budget["snapshot"]["connectors"]), budget
             for cp, conn, tx in txs:
                 await cp.stop_tx(conn, tx)
 

@@ -370,6 +370,8 @@ pub struct ConnectorView {
     pub ev_phases: Option<EvPhases>,
     /// A session at 0 A.
     pub paused: bool,
+    /// Whether it is sent handovers (schedules that switch): false once its charger refused one.
+    pub schedules: bool,
 }
 
 /// The load balancer of one site.
@@ -1360,6 +1362,7 @@ impl Balancer {
                 learned_max: c.session.as_ref().and_then(|s| s.learned_max.map(|x| x.0)),
                 ev_phases: c.session.as_ref().and_then(Session::phases),
                 paused: c.session.is_some() && c.target == DeciAmps::ZERO,
+                schedules: c.schedules,
             });
         }
         let to_pp = |v: [u32; 3]| PerPhase(v.map(DeciAmps::new));

@@ -904,8 +904,9 @@ fn a_charger_that_refuses_a_handover_is_sent_plain_limits_from_then_on() {
     assert!(then.is_some(), "a handover first");
     h.sent.clear();
     // It allows one period only: refused. Counted at its maximum until a retry is accepted.
+    assert!(h.view(0).schedules);
     h.b.reject(dec, h.now).expect("known command");
-    assert_eq!(h.view(0).smart, SmartState::Rejected);
+    assert_eq!((h.view(0).smart, h.view(0).schedules), (SmartState::Rejected, false));
     h.advance(30);
     let retry = h.tick_commands();
     let (id, first, then) = limit_for(&retry, 0).expect("the retry");

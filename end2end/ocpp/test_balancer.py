@@ -498,6 +498,12 @@ def test_a_site_with_handovers_lets_a_car_giving_way_charge_until_the_newcomer_s
     exceeds it at any moment, switches included."""
     status, original = server.http("GET", "/api/v1/sites/1/electrics")
     assert status == 200 and original["handover"] is None, original
+    # The API document describes every field, the handover with its bounds.
+    status, doc = server.http("GET", "/api/openapi.json")
+    schema = doc["paths"]["/api/v1/sites/{id}/electrics"]["put"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(original) <= set(schema["properties"]), (sorted(original), sorted(schema["properties"]))
+    bounds = schema["properties"]["handover"]["properties"]
+    assert (bounds["lead_s"]["maximum"], bounds["clock_skew_s"]["maximum"]) == (300, 30), bounds
     for bad in ({"lead_s": 0, "clock_skew_s": 1}, {"lead_s": 4, "clock_skew_s": 31}, {"lead_s": 4}):
         status, body = server.http("PUT", "/api/v1/sites/1/electrics", {**original, "handover": bad})
         assert status in (400, 422) and ("handover" in body["error"] or "clock_skew_s" in body["error"]), (bad, body)

@@ -368,6 +368,9 @@ pub fn openapi_document() -> Value {
         "connector_fallback_a": {"type": "number", "minimum": 0},
         "store_meter_charger": {"type": ["string", "null"], "description": "a charger of the site whose connector 0 meter (MeterValues, Current.Import per phase) measures the site meter's readings"},
         "site_meter": {"enum": ["store", "incomer"], "description": "what the site meter measures: the store's own load (default) or the grid connection with the cars (main incomer); the cars' own readings are taken off"},
+        "handover": {"type": ["object", "null"], "required": ["lead_s", "clock_skew_s"], "additionalProperties": false,
+            "description": "handovers scheduled ahead (absent or null: off): a decrease that only frees capacity for another session switches lead_s after it is sent, and the increase it pays for starts two clock skews later; for chargers that take two-period schedules and keep their clocks within clock_skew_s of ours",
+            "properties": {"lead_s": {"type": "number", "minimum": 1, "maximum": balancing::HANDOVER_MAX_LEAD_S}, "clock_skew_s": {"type": "number", "minimum": 0, "maximum": balancing::HANDOVER_MAX_SKEW_S}}},
         "circuits": {"type": "array", "items": {"type": "object", "required": ["name", "limit_a"], "properties": {
             "name": {"type": "string"}, "parent": {"type": ["string", "null"]}, "limit_a": phases}}},
         "connectors": {"type": "array", "items": {"type": "object", "required": ["charger_id", "connector_no", "max_current_a", "phases", "rotation"], "properties": {

@@ -823,15 +823,21 @@ fn a_decrease_a_limit_needs_is_in_force_as_soon_as_it_lands() {
     }
 }
 
-#[test]
-fn a_handover_still_to_come_is_brought_forward_when_a_limit_needs_it() {
+/// Connector 0 at 32 A; 1 arrives and 0 is sent a handover (not yet answered): the driver and its id.
+fn handover_offered() -> (H, CommandId) {
     let mut h = H::new(handover_site());
     h.start(0, three());
     h.settle();
     let cmds = h.start(1, three());
     let (dec, _, then) = limit_for(&cmds, 0).expect("a limit for 0");
-    assert!(then.is_some(), "deferred");
+    assert!(then.is_some(), "a handover, deferred");
     h.sent.clear();
+    (h, dec)
+}
+
+#[test]
+fn a_handover_still_to_come_is_brought_forward_when_a_limit_needs_it() {
+    let (mut h, dec) = handover_offered();
     h.b.ack(dec, h.now).expect("known command");
     // Before the switch the store jumps: 0's decrease is needed now, and more of it.
     h.advance(5);
@@ -896,13 +902,7 @@ fn a_newcomer_with_nothing_free_until_the_switch_is_scheduled_from_it() {
 
 #[test]
 fn a_charger_that_refuses_a_handover_is_sent_plain_limits_from_then_on() {
-    let mut h = H::new(handover_site());
-    h.start(0, three());
-    h.settle();
-    let cmds = h.start(1, three());
-    let (dec, _, then) = limit_for(&cmds, 0).expect("a limit for 0");
-    assert!(then.is_some(), "a handover first");
-    h.sent.clear();
+    let (mut h, dec) = handover_offered();
     // It allows one period only: refused. Counted at its maximum until a retry is accepted.
     assert!(h.view(0).schedules);
     h.b.reject(dec, h.now).expect("known command");

@@ -491,6 +491,42 @@ def moments_to_check() -> list[float]:
     return sorted(moments + [m + 0.001 for m in moments])
 
 
+# Three connectors on one feeder, for the handover tests.
+BAY = [("FM-CAM-01", 1), ("FM-CAM-01", 2), ("FM-CAM-02", 1)]
+
+
+def handover_feeder(server, original: dict) -> float:
+    """Puts the bay's three connectors alone on a 66 A feeder, handovers on (lead 4 s, skew 1 s),
+    under a grid far above it: what earlier tests left behind (a store reading, a session's limit)
+    cannot make the grid the constraint. Returns the feeder's limit."""
+    feeder_a = 66.0
+    on_feeder = [{**c, "circuit": "Bay H"} for c in original["connectors"] if (c["charger_id"], c["connector_no"]) in BAY]
+    assert len(on_feeder) == 3, original
+    status, body = server.http("PUT", "/api/v1/sites/1/electrics", {
+        **original, "grid_limit_a": [300.0] * 3, "circuits": [{"name": "Bay H", "limit_a": [feeder_a] * 3}], "connectors": on_feeder,
+        "handover": {"lead_s": 4, "clock_skew_s": 1}})
+    assert status == 200 and body["electrics"]["handover"] == {"lead_s": 4.0, "clock_skew_s": 1.0}, body
+    return feeder_a
+
+
+async def only_cars_of(server, chargers):
+    """Ends the sessions earlier tests left open on these chargers, and forgets their schedules."""
+    for cp in chargers:
+        for tx in transactions(await server.acharger(cp.id)):
+            if tx.get("status") == "active":
+                await cp.stop_tx(tx["connector_no"], int(tx.get("ocpp_tx_id") or tx["id"]))
+    SCHEDULES.clear()
+
+
+async def applied_settles(expect, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if expect(applied_at(time.time())):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"limits did not settle: {applied_at(time.time())} from {SCHEDULES}")
+
+
 def test_a_site_with_handovers_lets_a_car_giving_way_charge_until_the_newcomer_starts(server):
     """With "handover" in the site's electrics, a car that gives way to a newcomer is told to keep its
     limit for `lead_s`, then drop; the newcomer's limit rises only from that moment plus twice the
@@ -507,39 +543,17 @@ def test_a_site_with_handovers_lets_a_car_giving_way_charge_until_the_newcomer_s
     for bad in ({"lead_s": 0, "clock_skew_s": 1}, {"lead_s": 4, "clock_skew_s": 31}, {"lead_s": 4}):
         status, body = server.http("PUT", "/api/v1/sites/1/electrics", {**original, "handover": bad})
         assert status in (400, 422) and ("handover" in body["error"] or "clock_skew_s" in body["error"]), (bad, body)
-    feeder_a = 66.0
-    bay = [("FM-CAM-01", 1), ("FM-CAM-01", 2), ("FM-CAM-02", 1)]
-    on_feeder = [{**c, "circuit": "Bay H"} for c in original["connectors"] if (c["charger_id"], c["connector_no"]) in bay]
-    assert len(on_feeder) == 3, original
-    # A grid far above the feeder: what earlier tests left behind (a store reading, a session's
-    # limit) cannot make the grid the constraint here.
-    status, body = server.http("PUT", "/api/v1/sites/1/electrics", {
-        **original, "grid_limit_a": [300.0] * 3, "circuits": [{"name": "Bay H", "limit_a": [feeder_a] * 3}], "connectors": on_feeder,
-        "handover": {"lead_s": 4, "clock_skew_s": 1}})
-    assert status == 200 and body["electrics"]["handover"] == {"lead_s": 4.0, "clock_skew_s": 1.0}, body
-
-    async def applied_settles(expect, timeout: float = 20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if expect(applied_at(time.time())):
-                return
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"limits did not settle: {applied_at(time.time())} from {SCHEDULES}")
+    feeder_a = handover_feeder(server, original)
 
     async def scenario():
         async with charger(server, "FM-CAM-01", cls=Scheduled16) as a, charger(server, "FM-CAM-02", cls=Scheduled16) as b:
-            # Earlier tests leave sessions open: end them, so the feeder's three are the site's only cars.
-            for cp in (a, b):
-                for tx in transactions(await server.acharger(cp.id)):
-                    if tx.get("status") == "active":
-                        await cp.stop_tx(tx["connector_no"], int(tx.get("ocpp_tx_id") or tx["id"]))
-            SCHEDULES.clear()
+            await only_cars_of(server, (a, b))
             txs = [(a, 1, await a.start_tx(1)), (a, 2, await a.start_tx(2))]
             await applied_settles(lambda l: l == {("FM-CAM-01", 1): CONNECTOR_MAX_A, ("FM-CAM-01", 2): CONNECTOR_MAX_A})
             mark = len(SCHEDULES)
             txs.append((b, 1, await b.start_tx(1)))
             share = feeder_a / 3
-            await applied_settles(lambda l: set(l) == set(bay) and all(abs(v - share) < 0.2 for v in l.values()))
+            await applied_settles(lambda l: set(l) == set(BAY) and all(abs(v - share) < 0.2 for v in l.values()))
 
             handovers = [(cp, s) for _, cp, conn, s in SCHEDULES[mark:] if s and len(s["charging_schedule_period"]) == 2]
             giving_way = [s for cp, s in handovers if cp == "FM-CAM-01"]
@@ -562,12 +576,66 @@ def test_a_site_with_handovers_lets_a_car_giving_way_charge_until_the_newcomer_s
                 assert first["limit"] == 0 and 6 <= then["limit"] <= share + 0.2, newcomer
                 assert switch_at(s) >= max(switch_at(g) for g in giving_way) + 2 - 1e-9, handovers
             assert abs(float(newcomer[-1]["charging_schedule_period"][1]["limit"]) - share) < 0.2, newcomer
-            worst = max(sum(v for k, v in applied_at(t).items() if k in bay) for t in moments_to_check())
+            worst = max(sum(v for k, v in applied_at(t).items() if k in BAY) for t in moments_to_check())
             assert worst <= feeder_a + 1e-9, (worst, SCHEDULES)
             status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
             assert status == 200 and all(c["schedules"] for c in budget["snapshot"]["connectors"]), budget
             for cp, conn, tx in txs:
                 await cp.stop_tx(conn, tx)
+
+    try:
+        run(scenario())
+    finally:
+        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
+        assert status == 200, body
+
+
+def test_a_charger_whose_clock_is_ahead_gets_plain_limits(server):
+    """Handovers and leases run on the charger's clock. A charger whose timestamp puts its clock a
+    minute ahead of ours (one message proves it: a message cannot be stamped after we receive it)
+    is sent plain limits: no switch to come, no lease ending on its clock; the budget says so; the
+    feeder still holds. (A late clock takes three messages: unit tests in `balancer/clock.rs`; a
+    charger left distrusted here would stay so for ten minutes, past this module.)"""
+    clock_off_s = 60
+    status, original = server.http("GET", "/api/v1/sites/1/electrics")
+    assert status == 200, original
+    feeder_a = handover_feeder(server, original)
+
+    async def clock_trusted(cp_id: str) -> list[bool]:
+        status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+        assert status == 200, budget
+        keys = {key for key, name, _ in budget["connectors"] if name == cp_id}
+        return [c["clock_trusted"] for c in budget["snapshot"]["connectors"] if c["connector"] in keys]
+
+    async def scenario():
+        async with charger(server, "FM-CAM-01", cls=Scheduled16) as a, charger(server, "FM-CAM-02", cls=Scheduled16) as b:
+            await only_cars_of(server, (a, b))
+            assert all(await clock_trusted("FM-CAM-02")), "nothing seen yet"
+            await b.req(call16.StatusNotification(connector_id=1, error_code="NoError", status="Preparing", timestamp=now_iso(clock_off_s)))
+            trusted_a, trusted_b = await clock_trusted("FM-CAM-01"), await clock_trusted("FM-CAM-02")
+            assert all(trusted_a) and trusted_b and not any(trusted_b), (trusted_a, trusted_b)
+            txs = [(a, 1, await a.start_tx(1)), (a, 2, await a.start_tx(2))]
+            await applied_settles(lambda l: l == {("FM-CAM-01", 1): CONNECTOR_MAX_A, ("FM-CAM-01", 2): CONNECTOR_MAX_A})
+            mark = len(SCHEDULES)
+            res = await b.req(call16.StartTransaction(connector_id=1, id_tag="DEMO-TAG-1", meter_start=0, timestamp=now_iso(clock_off_s)))
+            txs.append((b, 1, res.transaction_id))
+            share = feeder_a / 3
+            await applied_settles(lambda l: set(l) == set(BAY) and all(abs(v - share) < 0.2 for v in l.values()))
+            to_b = [s for _, cp, _, s in SCHEDULES[mark:] if cp == "FM-CAM-02"]
+            assert to_b, SCHEDULES[mark:]
+            for s in to_b:
+                assert len(s["charging_schedule_period"]) == 1 and "duration" not in s and "start_schedule" not in s, s
+            # The trusted chargers' limits are still leases.
+            to_a = [s for _, cp, _, s in SCHEDULES[mark:] if cp == "FM-CAM-01" and s]
+            assert to_a and all("duration" in s for s in to_a), to_a
+            worst = max(sum(v for k, v in applied_at(t).items() if k in BAY) for t in moments_to_check())
+            assert worst <= feeder_a + 1e-9, (worst, SCHEDULES)
+            for cp, conn, tx in txs:
+                await cp.stop_tx(conn, tx)
+            # Back to a clock that agrees with ours: trusted again only once it has stayed right
+            # for a while (ten minutes, longer than a test waits).
+            await b.req(call16.StatusNotification(connector_id=1, error_code="NoError", status="Available", timestamp=now_iso()))
+            assert not any(await clock_trusted("FM-CAM-02"))
 
     try:
         run(scenario())

@@ -92,6 +92,10 @@ pub enum Event {
     LimitUnknown { connector: ConnectorKey, up_to: DeciAmps },
     /// The charger does not support smart charging at all.
     SmartChargingUnsupported { charger: ChargerKey },
+    /// Whether the charger's clock can be trusted with schedules (see `clock.rs`): when not,
+    /// its limits are sent without leases or handovers, and what it accepted on its clock is
+    /// counted at the most it may mean until a plain limit replaces it.
+    ChargerClock { charger: ChargerKey, trusted: bool },
     /// The grid operator or the site owner changed the connection limit.
     GridLimitChanged { limit: PerPhase },
     /// Nothing happened, but time passed (meter may be stale, a dwell may have expired).
@@ -256,6 +260,8 @@ struct Conn {
     /// It takes a schedule that switches (a handover); false once it refused one (a charger that
     /// allows a single period only, say), so it is never sent another.
     schedules: bool,
+    /// Its charger's clock agrees with ours well enough for leases and handovers.
+    clock_trusted: bool,
     /// After a rejection: profiles rejected in a row, and when to try again (`None` while
     /// the retry is in flight).
     retry: Option<(u32, Option<Millis>)>,
@@ -297,6 +303,10 @@ impl Conn {
     /// An accepted lease that is half gone: time to renew it.
     fn lease_due(&self, now: Millis, lease: Millis) -> bool {
         self.inflight.is_empty() && self.acked_expires.is_some_and(|end| now + Millis(lease.0 / 2) >= end)
+    }
+    /// It may be sent a handover: its charger takes schedules that switch, on a clock we trust.
+    fn takes_handovers(&self) -> bool {
+        self.schedules && self.clock_trusted
     }
     /// The limit we last sent, as it ends up.
     fn commanded(&self) -> DeciAmps {
@@ -372,6 +382,8 @@ pub struct ConnectorView {
     pub paused: bool,
     /// Whether it is sent handovers (schedules that switch): false once its charger refused one.
     pub schedules: bool,
+    /// Whether its charger's clock is trusted with leases and handovers.
+    pub clock_trusted: bool,
 }
 
 /// The load balancer of one site.
@@ -416,6 +428,7 @@ impl Balancer {
                 session: None,
                 resend: false,
                 schedules: true,
+                clock_trusted: true,
                 retry: None,
                 target: DeciAmps::ZERO,
                 measured: [DeciAmps::ZERO; 3],
@@ -772,6 +785,28 @@ impl Balancer {
             Event::SmartChargingUnsupported { charger } => {
                 for i in self.charger(charger)? {
                     self.conns[i].smart = SmartState::Unsupported;
+                }
+            }
+            Event::ChargerClock { charger, trusted } => {
+                for i in self.charger(charger)? {
+                    let c = &mut self.conns[i];
+                    if c.clock_trusted == trusted {
+                        continue;
+                    }
+                    c.clock_trusted = trusted;
+                    if !trusted {
+                        // Its switches and lease ends may come at any time: count the most each
+                        // limit may mean from now on, for as long as it stands.
+                        c.acked = Limit::flat(c.acked.most_from(now, skew));
+                        c.acked_expires = None;
+                        for x in &mut c.inflight {
+                            x.limit = Limit::flat(x.limit.most_from(now, skew));
+                            x.expires = None;
+                        }
+                    }
+                    // Trusted: the limit it runs may be made a lease again (it protects us if
+                    // the charger loses us); not trusted: replace its schedules by a plain limit.
+                    c.resend = true;
                 }
             }
             Event::GridLimitChanged { limit } => {
@@ -1190,7 +1225,7 @@ impl Balancer {
                 // Deferred, it keeps what it may run now (no more than that at any moment to come).
                 let keep = cur.min(floor);
                 let limit = match lead {
-                    Some(lead) if target < keep && !over && !switching && !c.resend && c.schedules => {
+                    Some(lead) if target < keep && !over && !switching && !c.resend && c.takes_handovers() => {
                         Limit { first: keep, then: Some((now + lead, target)) }
                     }
                     _ => Limit::flat(target.min(held)),
@@ -1223,7 +1258,7 @@ impl Balancer {
             // and is in force before the next plan could see the store rise past what it assumes.
             // One already scheduled may be raised (more of the others' handovers accepted since);
             // a session giving way itself is not raised behind its own decrease.
-            let can_wait = self.cfg.handover.is_some() && c.schedules && !c.giving_way(now, skew) && !c.resend;
+            let can_wait = self.cfg.handover.is_some() && c.takes_handovers() && !c.giving_way(now, skew) && !c.resend;
             let held: Vec<i64> = moments.iter().map(|&t| i64::from(c.held(now, t, fallback, skew).get())).collect();
             let mut best: Option<(DeciAmps, usize)> = None;
             for (from, &start) in moments.iter().enumerate() {
@@ -1309,8 +1344,9 @@ impl Balancer {
         let id = CommandId(self.next_id);
         self.next_id += 1;
         let phases = self.footprint(i).count();
-        let expires = (self.cfg.lease > Millis(0)).then(|| now + self.cfg.lease);
         let c = &mut self.conns[i];
+        // A lease ends on the charger's clock: on one we do not trust, the limit holds until replaced.
+        let expires = (self.cfg.lease > Millis(0) && c.clock_trusted).then(|| now + self.cfg.lease);
         let Some(s) = &c.session else { return };
         c.resend = false;
         c.inflight.push(Sent { id, limit, expires });
@@ -1363,6 +1399,7 @@ impl Balancer {
                 ev_phases: c.session.as_ref().and_then(Session::phases),
                 paused: c.session.is_some() && c.target == DeciAmps::ZERO,
                 schedules: c.schedules,
+                clock_trusted: c.clock_trusted,
             });
         }
         let to_pp = |v: [u32; 3]| PerPhase(v.map(DeciAmps::new));

@@ -918,3 +918,58 @@ fn a_charger_that_refuses_a_handover_is_sent_plain_limits_from_then_on() {
     let (_, first, then) = limit_for(&cmds, 0).expect("0 brought to its share");
     assert_eq!((first, then), (a(20), None));
 }
+
+fn expires_for(cmds: &[Command], k: u32) -> Option<Option<Millis>> {
+    cmds.iter().rev().find_map(|c| match *c {
+        Command::SetLimit { connector, expires, .. } if connector == ConnectorKey(k) => Some(expires),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_charger_whose_clock_is_off_is_sent_plain_limits_and_its_handover_counts_at_its_most() {
+    let mut cfg = handover_site();
+    cfg.lease = Millis::from_secs(600);
+    let mut h = H::new(cfg);
+    h.start(0, three());
+    h.settle();
+    let t0 = h.now;
+    let cmds = h.start(1, three());
+    let (dec, _, then) = limit_for(&cmds, 0).expect("a limit for 0");
+    assert_eq!(then, Some((t0 + Millis::from_secs(20), a(20))), "a handover on 0's clock");
+    h.b.ack(dec, h.now).expect("known command");
+    h.sent.clear();
+    h.advance(2);
+    // 0's timestamps show its clock off: when it switches is unknown.
+    let cmds = h.ev(Event::ChargerClock { charger: ChargerKey(0), trusted: false });
+    assert!(!h.view(0).clock_trusted && h.view(1).clock_trusted);
+    let (dec, first, then) = limit_for(&cmds, 0).expect("a plain limit replaces the handover");
+    assert_eq!((first, then), (a(20), None));
+    assert_eq!(expires_for(&cmds, 0), Some(None), "no lease on a clock we do not trust");
+    // Until it is accepted, the handover counts at 32 A, even past its switch.
+    h.now = t0 + Millis::from_secs(40);
+    assert_eq!(h.view(0).budget, a(32));
+    assert_eq!(limit_for(&h.tick_commands(), 1), None, "1 waits for 0's plain decrease");
+    h.b.ack(dec, h.now).expect("known command");
+    let cmds = h.b.poll_commands(h.now);
+    let (_, first, then) = limit_for(&cmds, 1).expect("1 raised once 0 is down");
+    assert_eq!((first, then), (a(20), None));
+    assert!(expires_for(&cmds, 1).is_some_and(|e| e.is_some()), "1's clock is trusted: a lease");
+}
+
+#[test]
+fn a_clock_trusted_again_has_its_limit_sent_as_a_lease_again() {
+    let mut cfg = handover_site();
+    cfg.lease = Millis::from_secs(600);
+    let mut h = H::new(cfg);
+    h.ev(Event::ChargerClock { charger: ChargerKey(0), trusted: false });
+    let cmds = h.start(0, three());
+    assert_eq!(expires_for(&cmds, 0), Some(None));
+    h.settle();
+    // Never expiring, it is never renewed (the store meter still reporting).
+    h.advance(3600);
+    assert_eq!(limit_for(&h.store([0, 0, 0]), 0), None);
+    let cmds = h.ev(Event::ChargerClock { charger: ChargerKey(0), trusted: true });
+    assert_eq!(expires_for(&cmds, 0), Some(Some(h.now + Millis::from_secs(600))));
+    assert_eq!(limit_for(&cmds, 0).map(|x| (x.1, x.2)), Some((a(32), None)));
+}

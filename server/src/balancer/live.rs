@@ -4,6 +4,7 @@
 
 use super::config::{CircuitConfig, ConnectorConfig, SiteConfig, Wiring};
 use super::engine::{Balancer, Command, Event, SessionInfo, Snapshot};
+use super::clock::{ClockTolerance, ClockWatch, Stamp};
 use super::store::RiseLearning;
 use super::units::{ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey};
 use crate::ocpp::frame::OcppVersion;
@@ -32,6 +33,8 @@ enum Input {
     SessionEnded { session: SessionKey },
     SessionUpdated { connector: ConnectorKey, info: SessionInfo },
     Outcome { id: CommandId, accepted: bool },
+    /// A message from `charger` stamped `offset_ms` from the moment we received it.
+    Clock { charger: ChargerId, offset_ms: i64, stamp: Stamp },
     Snapshot(oneshot::Sender<SiteBudget>),
     /// The site's electrics changed (a charger or connector was added): carry on with this balancer.
     Replace(Box<Rebuilt>),
@@ -41,6 +44,8 @@ enum Input {
 struct Rebuilt {
     balancer: Balancer,
     targets: Vec<Target>,
+    /// The site's chargers, in `ChargerKey` order.
+    chargers: Vec<ChargerId>,
 }
 
 /// Where a balancer connector is in OCPP terms.
@@ -287,7 +292,7 @@ impl Hub {
         let running = self.maps().sites.get(&site.site).map(|e| e.input.clone());
         let input = match running {
             Some(input) if !at_start_up => {
-                let rebuilt = Rebuilt { balancer, targets: targets.clone() };
+                let rebuilt = Rebuilt { balancer, targets: targets.clone(), chargers: chargers.clone() };
                 if input.send(Input::Replace(Box::new(rebuilt))).await.is_err() {
                     tracing::error!(site.id = %site.site, "balancer task is gone; site not rebuilt");
                     return;
@@ -319,7 +324,17 @@ impl Hub {
                 self.learn_store_history(&mut balancer, site.site).await;
                 balancer.handle_all(events, now);
                 let (tx, rx) = mpsc::channel(1024);
-                let task = SiteTask { site: site.site, balancer, outcomes: tx.clone(), registry: self.inner.registry.clone(), epoch: self.inner.epoch, targets: targets.clone(), open };
+                let task = SiteTask {
+                    site: site.site,
+                    balancer,
+                    outcomes: tx.clone(),
+                    registry: self.inner.registry.clone(),
+                    epoch: self.inner.epoch,
+                    targets: targets.clone(),
+                    chargers: chargers.clone(),
+                    clocks: HashMap::new(),
+                    open,
+                };
                 tokio::spawn(task.run(rx));
                 tx
             }
@@ -524,6 +539,15 @@ impl Hub {
         true
     }
 
+    /// A message from the charger carried its own timestamp: how far its clock is from ours
+    /// decides whether leases and handovers may rest on it (`clock.rs`).
+    pub fn charger_clock(&self, charger: &ChargerId, stamped: chrono::DateTime<chrono::Utc>, stamp: Stamp) {
+        if let Some((site, _)) = self.charger(charger) {
+            let offset_ms = (stamped - chrono::Utc::now()).num_milliseconds();
+            self.send(site, Input::Clock { charger: charger.clone(), offset_ms, stamp });
+        }
+    }
+
     pub async fn budget(&self, site: SiteId) -> Option<SiteBudget> {
         let input = self.maps().sites.get(&site)?.input.clone();
         let (tx, rx) = oneshot::channel();
@@ -625,6 +649,15 @@ pub fn tx_profile(
     }
 }
 
+/// How far a site's chargers' clocks may be off: with handovers, the skew the site states (either
+/// way); without, only a late clock matters, to leases, by the margin they are sent with.
+fn clock_tolerance(config: &SiteConfig) -> ClockTolerance {
+    match config.handover {
+        Some(h) => ClockTolerance { ahead: Some(h.clock_skew), behind: h.clock_skew },
+        None => ClockTolerance { ahead: None, behind: Millis::from_secs(LEASE_CLOCK_MARGIN_S) },
+    }
+}
+
 /// A session the task is steering.
 struct OpenTx {
     connector: ConnectorKey,
@@ -648,6 +681,10 @@ struct SiteTask {
     registry: Registry,
     epoch: Instant,
     targets: Vec<Target>,
+    /// The site's chargers, in `ChargerKey` order.
+    chargers: Vec<ChargerId>,
+    /// What each charger's timestamps say of its clock.
+    clocks: HashMap<ChargerId, ClockWatch>,
     /// Open sessions: balancer key → (connector, OCPP transaction id).
     open: HashMap<SessionKey, OpenTx>,
 }
@@ -713,6 +750,10 @@ impl SiteTask {
         }
     }
 
+    fn charger_key(&self, charger: &ChargerId) -> Option<ChargerKey> {
+        self.chargers.iter().position(|c| c == charger).map(|i| ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)))
+    }
+
     /// What an input means to the balancer, keeping the map of open sessions.
     fn to_events(&mut self, input: Input, events: &mut Vec<Event>) {
         match input {
@@ -741,6 +782,23 @@ impl SiteTask {
             }
             Input::Outcome { id, accepted: true } => events.push(Event::CommandAccepted { id }),
             Input::Outcome { id, accepted: false } => events.push(Event::CommandRejected { id }),
+            Input::Clock { charger, offset_ms, stamp } => {
+                let Some(key) = self.charger_key(&charger) else { return };
+                let now = millis(self.epoch);
+                let tolerance = clock_tolerance(self.balancer.config());
+                let watch = self.clocks.entry(charger.clone()).or_default();
+                let was = watch.trusted(now, tolerance);
+                watch.observe(now, offset_ms, stamp);
+                let trusted = watch.trusted(now, tolerance);
+                if trusted != was {
+                    if trusted {
+                        tracing::info!(site.id = %self.site, charger.id = %charger, offset_ms, "charger clock agrees with ours again: leases and handovers resume");
+                    } else {
+                        tracing::warn!(site.id = %self.site, charger.id = %charger, offset_ms, "charger clock is off: its limits are sent without leases or handovers");
+                    }
+                    events.push(Event::ChargerClock { charger: key, trusted });
+                }
+            }
             Input::Snapshot(_) | Input::Replace(_) => {}
         }
     }
@@ -749,7 +807,13 @@ impl SiteTask {
     /// budgeted it at (its limit may be in flight) until the charger confirms the new plan; answers
     /// to the old balancer's commands are ignored by the new one.
     fn replace(&mut self, rebuilt: Rebuilt, now: Millis) {
-        let Rebuilt { mut balancer, targets } = rebuilt;
+        let Rebuilt { mut balancer, targets, chargers } = rebuilt;
+        // The new balancer trusts every clock: tell it the ones we do not.
+        let tolerance = clock_tolerance(balancer.config());
+        let distrusted = self.clocks.iter().filter(|(_, w)| !w.trusted(now, tolerance)).filter_map(|(id, _)| chargers.iter().position(|c| c == id));
+        let distrusted: Vec<Event> =
+            distrusted.map(|i| Event::ChargerClock { charger: ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)), trusted: false }).collect();
+        balancer.handle_all(distrusted, now);
         // First the store reading and its history, so the sessions taken over are planned
         // against it rather than the worst case.
         balancer.carry_store(&self.balancer);
@@ -770,6 +834,7 @@ impl SiteTask {
         }
         self.balancer = balancer;
         self.targets = targets;
+        self.chargers = chargers;
         self.open = open;
     }
 

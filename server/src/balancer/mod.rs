@@ -7,6 +7,7 @@
 //! SetChargingProfile), then reports each command's fate back. See `engine.rs` for the safety rules.
 
 mod alloc;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod live;

@@ -2,6 +2,7 @@
 
 use super::{actions, Registration, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample};
 use super::frame::{ErrorCode, RpcError};
+use crate::balancer::clock::Stamp;
 use crate::store::{self, ocpp as db};
 use chrono::Utc;
 use rust_ocpp::v1_6::messages as m;
@@ -163,6 +164,9 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             encode(&m::heart_beat::HeartbeatResponse { current_time: now })
         }
         Incoming::StatusNotification(r) => {
+            if let Some(stamped) = r.timestamp {
+                cs.hub.charger_clock(id, stamped, Stamp::Event);
+            }
             let change = db::StatusChange {
                 connector_no: i64::from(r.connector_id),
                 status: enum_text(&r.status),
@@ -179,6 +183,7 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             encode(&m::authorize::AuthorizeResponse { id_tag_info: id_tag_info(standing) })
         }
         Incoming::StartTransaction(r) => {
+            cs.hub.charger_clock(id, r.timestamp, Stamp::Event);
             let standing = judge_token(cs, link, &r.id_tag).await?;
             let start = db::TxStart {
                 connector_no: i64::from(r.connector_id),
@@ -200,6 +205,7 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             encode(&m::start_transaction::StartTransactionResponse { id_tag_info: id_tag_info(standing), transaction_id })
         }
         Incoming::StopTransaction(r) => {
+            cs.hub.charger_clock(id, r.timestamp, Stamp::Event);
             let data = samples(r.transaction_data.unwrap_or_default());
             let ocpp_tx_id = if super::quirks::is_placeholder_transaction_id(r.transaction_id) {
                 // Started offline, never got an id from us: keep it apart from every real one.
@@ -233,6 +239,9 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
                 Some(t) => db::find_transaction(&cs.db, id, &t.to_string()).await.map_err(internal)?,
                 None => None,
             };
+            if let Some(stamped) = r.meter_value.iter().map(|v| v.timestamp).max() {
+                cs.hub.charger_clock(id, stamped, Stamp::Sample);
+            }
             let data = samples(r.meter_value);
             db::record_samples(&cs.db, id, i64::from(r.connector_id), tx, &data).await.map_err(internal)?;
             if let Some(currents) = super::phase_currents_da(&data) {

@@ -2,6 +2,7 @@
 
 use super::{actions, Registration, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample};
 use super::frame::{ErrorCode, RpcError};
+use crate::balancer::clock::Stamp;
 use super::quirks;
 use crate::store::{self, ocpp as db};
 use chrono::Utc;
@@ -193,6 +194,7 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             encode(&m::heartbeat::HeartbeatResponse { current_time: now })
         }
         Incoming::StatusNotification(r) => {
+            cs.hub.charger_clock(id, r.timestamp, Stamp::Event);
             // We address connectors by EVSE: 2.0.1's (evse, connector) maps to our connector number = evse id.
             let change = db::StatusChange {
                 connector_no: i64::from(r.evse_id),
@@ -211,6 +213,9 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
         }
         Incoming::TransactionEvent(r) => transaction_event(cs, link, r).await,
         Incoming::MeterValues(r) => {
+            if let Some(stamped) = r.meter_value.iter().map(|v| v.timestamp).max() {
+                cs.hub.charger_clock(id, stamped, Stamp::Sample);
+            }
             let data = samples(r.meter_value);
             db::record_samples(&cs.db, id, i64::from(r.evse_id), None, &data).await.map_err(internal)?;
             encode(&m::meter_values::MeterValuesResponse {})
@@ -267,6 +272,10 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
 async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_event::TransactionEventRequest) -> Result<Value, RpcError> {
     let id = &link.charger;
     let received = store::now_ms();
+    if r.offline != Some(true) {
+        // One queued while offline says nothing of the clock now.
+        cs.hub.charger_clock(id, r.timestamp, Stamp::Event);
+    }
     let ocpp_tx_id = r.transaction_info.transaction_id.clone();
     let data = samples(r.meter_value.clone().unwrap_or_default());
     let charger_time = r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

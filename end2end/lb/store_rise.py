@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """How often the store would have risen past the bound our balancer learns, on generated days.
 
-The balancer (server/src/balancer/store.rs) learns, per phase, the largest rise of the store load over
-its blind spot (here meter lag 1 + latency 1 = two steps) above the higher of the two readings before,
-over a week of history, plus a headroom. This replays that rule on the referee's generated days, each
-with its own week (seeds 1000*i + seed, as compare.py gives the balancer), and counts the steps where the
-day's store rose past the bound, whether or not the grid was binding then.
+The balancer (server/src/balancer/store.rs) learns, per phase and per reference ("lens": the
+rank-th highest of the readings of a window), the largest rise of the store load over its blind spot
+(here meter lag 1 + latency 1 = two steps) above that reference, over a week of history, plus a
+headroom; it plans on the lowest over the lenses of reference plus rise. This replays that rule on the
+referee's generated days, each with its own week (seeds 1000*i + seed, as compare.py gives the
+balancer), and counts the steps where the day's store rose past the bound, whether or not the grid was
+binding then.
 
-    python3 end2end/lb/store_rise.py --days 1-40 --headroom 10,20
+    python3 end2end/lb/store_rise.py --days 1-40 --headroom 10,20 --lenses 1:1,10:3
 """
 import argparse
 import json
@@ -28,9 +30,20 @@ def day(bench, work, seed):
         return json.load(f)["site"]["base_load_a"]
 
 
-def rises(x, horizon=2, window=2):
-    """Each reading's rise above the highest of `window` readings `horizon` steps before it."""
-    return [x[k] - max(x[k - horizon - window + 1:k - horizon + 1]) for k in range(horizon + window - 1, len(x))]
+def reference(x, k, window, rank):
+    """The rank-th highest of the readings from `window` steps before k up to k (store.rs's Lens)."""
+    seen = sorted(x[max(k - window, 0):k + 1], reverse=True)
+    return seen[min(rank, len(seen)) - 1]
+
+
+def rises(x, lens, horizon=2):
+    """Each reading's rise above the lens's reference `horizon` steps before it."""
+    return [x[k] - reference(x, k - horizon, *lens) for k in range(horizon, len(x))]
+
+
+def bounds(x, lenses, allowances, horizon=2):
+    """For each reading from `horizon` on, the lowest over the lenses of reference + allowance."""
+    return [min(reference(x, k - horizon, *lens) + a for lens, a in zip(lenses, allowances)) for k in range(horizon, len(x))]
 
 
 def main():
@@ -39,24 +52,27 @@ def main():
     ap.add_argument("--days", default="1-40")
     ap.add_argument("--headroom", default="10,20", help="percent, comma-separated")
     ap.add_argument("--history-days", type=int, default=7)
+    ap.add_argument("--lenses", default="1:1,10:3", help="window steps:rank, comma-separated (store.rs's from_a_week)")
     ap.add_argument("--bench", default=os.path.join(root, "..", "shared", "lb-bench"))
     ap.add_argument("--work", default=None)
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="store-rise-")
     first, _, last = a.days.partition("-")
     seeds = range(int(first), int(last or first) + 1)
+    lenses = [tuple(int(v) for v in lens.split(":")) for lens in a.lenses.split(",")]
     for pct in [int(p) for p in a.headroom.split(",")]:
         exceeded, worst, steps = 0, float("-inf"), 0
         for s in seeds:
             today = day(a.bench, work, s)
             week = [day(a.bench, work, 1000 * i + s) for i in range(1, a.history_days + 1)]
             for p in PHASES:
-                bound = (1 + pct / 100) * max(max(rises(h[p])) for h in week)
-                r = rises(today[p])
-                steps += len(r)
-                exceeded += sum(1 for v in r if v > bound)
-                worst = max(worst, max(v - bound for v in r))
-        print(f"headroom {pct} %: the store rose past the learned bound on {exceeded} of {steps} phase-steps "
+                allowances = [(1 + pct / 100) * max(max(rises(h[p], lens)) for h in week) for lens in lenses]
+                x = today[p][2:]
+                b = bounds(today[p], lenses, allowances)
+                steps += len(x)
+                exceeded += sum(1 for v, limit in zip(x, b) if v > limit)
+                worst = max(worst, max(v - limit for v, limit in zip(x, b)))
+        print(f"lenses {a.lenses}, headroom {pct} %: the store rose past the learned bound on {exceeded} of {steps} phase-steps "
               f"({len(seeds)} days); closest {worst:+.1f} A")
 
 

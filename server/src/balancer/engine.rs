@@ -949,26 +949,15 @@ impl Balancer {
                 let blind = now.since(at).0 + sc.reaction_time.0 + sc.replan.0;
                 let rise = (u64::from(sc.rise_per_min.get()) * blind / 60_000).min(u64::from(sc.max_rise.get()));
                 let configured = PerPhase::uniform(DeciAmps::new(u32::try_from(rise).unwrap_or(u32::MAX)));
-                let learned = sc.learn_rise.as_ref().and_then(|l| Some((l, self.store_history.allowance(l)?)));
-                let (from, rise) = match learned {
-                    // Within the horizon it was learned over, the learned rise is the bound; past
-                    // it (a late reading) the configured one too, whichever is larger.
-                    Some((l, allowance)) => {
-                        let from = self.store_history.reference(l, at, reading);
-                        if Millis(blind) <= l.horizon {
-                            (from, allowance)
-                        } else {
-                            (from, PerPhase(Phase::ALL.map(|p| allowance.get(p).max(configured.get(p)))))
-                        }
-                    }
-                    None => (reading, configured),
-                };
-                let mut out = reading;
-                for p in Phase::ALL {
-                    let r = from.get(p);
-                    out.0[p.index()] = r.max((r + rise.get(p)).min(sc.worst_case.get(p)));
-                }
-                (out, false)
+                // Within the horizon it was learned over, the learned rise is the bound; past it
+                // (a late reading) the configured one too, whichever is larger.
+                let learned = sc.learn_rise.as_ref().and_then(|l| {
+                    let at_least = if Millis(blind) <= l.horizon { PerPhase::uniform(DeciAmps::ZERO) } else { configured };
+                    self.store_history.bound(l, at, reading, at_least)
+                });
+                let bound = learned.unwrap_or_else(|| PerPhase(Phase::ALL.map(|p| reading.get(p) + configured.get(p))));
+                // No more than the worst case, no less than the reading itself.
+                (PerPhase(Phase::ALL.map(|p| reading.get(p).max(bound.get(p).min(sc.worst_case.get(p))))), false)
             }
             _ => (sc.worst_case, true),
         }

@@ -335,19 +335,20 @@ fn the_store_rise_is_learned_from_a_day_of_meter_history() {
     // Fresh reading: 60 s reaction, inside the learned horizon: the learned rise, per phase.
     assert_eq!(snap.store_assumed, PerPhase([a(46), a(35), a(30)]), "not the configured 14 A on every phase");
     assert_eq!(h.acked(0), a(32));
-    // A reading of the usual age (60 s) plus the reaction is still the learned horizon; the
-    // plan starts from the higher of the latest two readings.
+    // A reading of the usual age (60 s) plus the reaction is still the learned horizon. The plan
+    // takes the lower of the two references' bounds: the higher of the latest two readings (44 A)
+    // plus its 6 A, or the third highest of the last ten minutes (40 A) plus its own 6 A.
     h.advance(60);
     h.store([44, 35, 30]);
     h.advance(60);
     h.store([41, 35, 30]);
     h.advance(60);
     h.ev(Event::Tick);
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase([a(50), a(35), a(30)]), "44 A two readings ago, + 6 A");
-    // Older than the learned horizon: the configured rise where it is larger.
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase([a(46), a(35), a(30)]), "40 A + 6 A, not 44 A + 6 A");
+    // Older than the learned horizon: the configured rise where it is larger (on 40 A).
     h.advance(60);
     h.ev(Event::Tick);
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase([a(60), a(51), a(46)]), "120 s old + 60 s: capped 16 A");
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase([a(56), a(51), a(46)]), "120 s old + 60 s: capped 16 A");
 }
 
 #[test]

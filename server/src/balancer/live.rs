@@ -186,7 +186,9 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     config.store.max_rise = DeciAmps::from_amps(16);
     config.store.reaction_time = Millis::from_secs(10);
     // After a day of readings the site's own meter says how far its store rises in a minute and a
-    // bit (a reading's usual age plus our reaction); until then, and for older readings, the above.
+    // bit (a reading's usual age plus our reaction), from the higher of its latest two readings and
+    // from the third highest of its last ten minutes (the lower bound counts); until then, and for
+    // older readings, the above.
     config.store.learn_rise = Some(RiseLearning::from_a_week(Millis::from_secs(75), Millis::from_secs(60)));
     // A charger that loses us drops our limit within ten minutes; renewed every five.
     config.lease = Millis::from_secs(600);

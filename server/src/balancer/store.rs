@@ -4,8 +4,14 @@
 //! reading's age plus our reaction time. What the store does in that blind spot is the site's own
 //! business (compressors cycling, ovens, a lift), so instead of one fixed allowance for every site
 //! the balancer keeps, per phase, the largest rise its meter has ever shown over that horizon in
-//! the recent past, and plans on the highest of the latest readings plus that rise (with
+//! the recent past, and plans on a reference taken from the latest readings plus that rise (with
 //! headroom). Until the meter's history is long enough to trust, the configured rise applies.
+//!
+//! A reference is a lens on the latest readings: the highest of the last minute, say, or the
+//! second highest of the last ten. Each lens learns its own rise, and each (reference plus its
+//! rise) bounded every moment of the history; so does the lowest of them, which is what the plan
+//! takes. A short lens follows a store whose load steps up or down; a long one, ranked below
+//! the top, is not fooled by a moment of noise low or high (a compressor's one-reading spike).
 //!
 //! Pure: readings in, an allowance out.
 
@@ -20,9 +26,8 @@ pub struct RiseLearning {
     /// While the latest reading is older than its usual age, the configured rise applies
     /// instead if it is larger.
     pub horizon: Millis,
-    /// The plan starts from the highest reading of this long before the latest (one spike in a
-    /// reading often comes back in the next).
-    pub window: Millis,
+    /// The references the plan may start from (at least one).
+    pub lenses: Vec<Lens>,
     /// The learned rise replaces the configured one once the meter's history spans this long.
     pub min_history: Millis,
     /// Rises older than this are forgotten (a store that changed its equipment).
@@ -32,13 +37,29 @@ pub struct RiseLearning {
     pub headroom_pct: u32,
 }
 
+/// A reference taken from the readings: the `rank`-th highest (1: the highest) of those of the
+/// `window` up to and including the latest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lens {
+    pub window: Millis,
+    pub rank: usize,
+}
+
+impl Lens {
+    /// The highest reading of this long before the latest.
+    pub fn highest(window: Millis) -> Lens {
+        Lens { window, rank: 1 }
+    }
+}
+
 impl RiseLearning {
     /// Our policy: trusted after a day of readings, a week remembered, 20 % above the worst seen
-    /// (on 40 generated days, never exceeded: `end2end/lb/store_rise.py`).
-    pub fn from_a_week(horizon: Millis, window: Millis) -> RiseLearning {
+    /// (on 40 generated days, never exceeded: `end2end/lb/store_rise.py`). References: the highest
+    /// reading of one `interval` (the latest two readings), and the third highest of ten intervals.
+    pub fn from_a_week(horizon: Millis, interval: Millis) -> RiseLearning {
         RiseLearning {
             horizon,
-            window,
+            lenses: vec![Lens::highest(interval), Lens { window: Millis(interval.0 * 10), rank: 3 }],
             min_history: Millis::from_secs(24 * 3600),
             memory: Millis::from_secs(7 * 24 * 3600),
             headroom_pct: 20,
@@ -54,8 +75,8 @@ const BUCKET: Millis = Millis(3_600_000);
 pub struct RiseHistory {
     /// Readings young enough to be a reference for a later one (time order).
     recent: VecDeque<(Millis, PerPhase)>,
-    /// (hour, largest rise per phase that hour), oldest first.
-    rises: VecDeque<(u64, [u32; 3])>,
+    /// (hour, largest rise per phase that hour over each lens's reference), oldest first.
+    rises: VecDeque<(u64, Vec<[u32; 3]>)>,
     first: Option<Millis>,
     last: Option<Millis>,
 }
@@ -69,26 +90,34 @@ impl RiseHistory {
         }
         self.first.get_or_insert(at);
         self.last = Some(at);
-        // The reference of this reading: the highest reading within `window` before `at - horizon`.
+        // Each lens's reference for this reading: as it was `horizon` before.
         if at.0 >= learn.horizon.0 {
             let until = Millis(at.0 - learn.horizon.0);
-            let from = Millis(until.0.saturating_sub(learn.window.0));
-            let mut reference: Option<[u32; 3]> = None;
-            for (_, r) in self.recent.iter().filter(|(t, _)| *t >= from && *t <= until) {
-                let r = Phase::ALL.map(|p| r.get(p).get());
-                reference = Some(reference.map_or(r, |m| [0, 1, 2].map(|k| m[k].max(r[k]))));
-            }
-            if let Some(reference) = reference {
-                let rise = Phase::ALL.map(|p| store.get(p).get().saturating_sub(reference[p.index()]));
+            let rises: Option<Vec<[u32; 3]>> = learn
+                .lenses
+                .iter()
+                .map(|lens| {
+                    let from = Millis(until.0.saturating_sub(lens.window.0));
+                    let seen = self.recent.iter().filter(|(t, _)| *t >= from && *t <= until).map(|(_, r)| *r);
+                    let reference = ranked(seen, lens.rank)?;
+                    Some(Phase::ALL.map(|p| store.get(p).get().saturating_sub(reference.get(p).get())))
+                })
+                .collect();
+            if let Some(rises) = rises {
                 let hour = at.0 / BUCKET.0;
                 match self.rises.back_mut() {
-                    Some((h, m)) if *h == hour => *m = [0, 1, 2].map(|k| m[k].max(rise[k])),
-                    _ => self.rises.push_back((hour, rise)),
+                    Some((h, m)) if *h == hour => {
+                        for (m, r) in m.iter_mut().zip(&rises) {
+                            *m = [0, 1, 2].map(|k| m[k].max(r[k]));
+                        }
+                    }
+                    _ => self.rises.push_back((hour, rises)),
                 }
             }
         }
         self.recent.push_back((at, store));
-        let keep_from = at.0.saturating_sub(learn.horizon.0 + learn.window.0);
+        let widest = learn.lenses.iter().map(|l| l.window.0).max().unwrap_or(0);
+        let keep_from = at.0.saturating_sub(learn.horizon.0 + widest);
         while self.recent.front().is_some_and(|(t, _)| t.0 < keep_from) {
             self.recent.pop_front();
         }
@@ -98,36 +127,66 @@ impl RiseHistory {
         }
     }
 
-    /// The learned rise per phase, with headroom; `None` while the history is too short.
-    pub fn allowance(&self, learn: &RiseLearning) -> Option<PerPhase> {
+    /// The learned rise per phase over each lens's reference, with headroom (in the lenses'
+    /// order); `None` while the history is too short.
+    pub fn allowances(&self, learn: &RiseLearning) -> Option<Vec<PerPhase>> {
         let (first, last) = (self.first?, self.last?);
         if last.since(first) < learn.min_history || self.rises.is_empty() {
             return None;
         }
-        let mut worst = [0u64; 3];
-        for (_, r) in &self.rises {
-            for k in 0..3 {
-                worst[k] = worst[k].max(u64::from(r[k]));
-            }
-        }
-        let raised = worst.map(|w| {
-            let w = (w * (100 + u64::from(learn.headroom_pct))).div_ceil(100);
-            DeciAmps::new(u32::try_from(w).unwrap_or(u32::MAX))
-        });
-        Some(PerPhase(raised))
+        let allowances = (0..learn.lenses.len())
+            .map(|lens| {
+                let mut worst = [0u64; 3];
+                for (_, r) in &self.rises {
+                    for k in 0..3 {
+                        worst[k] = worst[k].max(u64::from(r.get(lens).map_or(0, |r| r[k])));
+                    }
+                }
+                PerPhase(worst.map(|w| {
+                    let w = (w * (100 + u64::from(learn.headroom_pct))).div_ceil(100);
+                    DeciAmps::new(u32::try_from(w).unwrap_or(u32::MAX))
+                }))
+            })
+            .collect();
+        Some(allowances)
     }
 
-    /// The highest reading per phase within `window` before (and including) the reading at `at`.
-    pub fn reference(&self, learn: &RiseLearning, at: Millis, latest: PerPhase) -> PerPhase {
-        let from = Millis(at.0.saturating_sub(learn.window.0));
-        let mut out = latest;
-        for (_, r) in self.recent.iter().filter(|(t, _)| *t >= from && *t < at) {
-            for p in Phase::ALL {
-                out.0[p.index()] = out.get(p).max(r.get(p));
-            }
+    /// The learned rise over the first lens's reference (the one the budget shows).
+    pub fn allowance(&self, learn: &RiseLearning) -> Option<PerPhase> {
+        self.allowances(learn)?.into_iter().next()
+    }
+
+    /// A lens's reference per phase at the reading `latest` taken at `at`.
+    pub fn reference(&self, lens: Lens, at: Millis, latest: PerPhase) -> PerPhase {
+        let from = Millis(at.0.saturating_sub(lens.window.0));
+        let seen = self.recent.iter().filter(|(t, _)| *t >= from && *t < at).map(|(_, r)| *r);
+        ranked(seen.chain(std::iter::once(latest)), lens.rank).unwrap_or(latest)
+    }
+
+    /// The most the store may draw until our next decreases are in force, from the reading
+    /// `latest` taken at `at`: per phase the lowest over the lenses of its reference plus its rise
+    /// (each no less than `at_least`); `None` while nothing is learned.
+    pub fn bound(&self, learn: &RiseLearning, at: Millis, latest: PerPhase, at_least: PerPhase) -> Option<PerPhase> {
+        let allowances = self.allowances(learn)?;
+        let mut out: Option<PerPhase> = None;
+        for (lens, allowance) in learn.lenses.iter().zip(allowances) {
+            let from = self.reference(*lens, at, latest);
+            let this = PerPhase(Phase::ALL.map(|p| from.get(p) + allowance.get(p).max(at_least.get(p))));
+            out = Some(out.map_or(this, |o| PerPhase(Phase::ALL.map(|p| o.get(p).min(this.get(p))))));
         }
         out
     }
+}
+
+/// The `rank`-th highest of some readings, per phase (`None`: there are none).
+fn ranked(readings: impl Iterator<Item = PerPhase>, rank: usize) -> Option<PerPhase> {
+    let readings: Vec<PerPhase> = readings.collect();
+    let k = rank.max(1).min(readings.len()).checked_sub(1)?;
+    Some(PerPhase(Phase::ALL.map(|p| {
+        let mut v: Vec<DeciAmps> = readings.iter().map(|r| r.get(p)).collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v[k]
+    })))
 }
 
 #[cfg(test)]
@@ -137,7 +196,7 @@ mod tests {
     fn learn() -> RiseLearning {
         RiseLearning {
             horizon: Millis::from_secs(120),
-            window: Millis::from_secs(60),
+            lenses: vec![Lens::highest(Millis::from_secs(60))],
             min_history: Millis::from_secs(3600),
             memory: Millis::from_secs(2 * 3600),
             headroom_pct: 20,
@@ -187,7 +246,9 @@ mod tests {
         h.observe(&l, minute(1), pp(58, 38, 30));
         h.observe(&l, minute(2), pp(52, 41, 29));
         // At minute 2 the window reaches back to minute 1 (inclusive), not minute 0.
-        assert_eq!(h.reference(&l, minute(2), pp(52, 41, 29)), pp(58, 41, 30));
+        assert_eq!(h.reference(l.lenses[0], minute(2), pp(52, 41, 29)), pp(58, 41, 30));
+        let second = Lens { window: minute(2), rank: 2 };
+        assert_eq!(h.reference(second, minute(2), pp(52, 41, 29)), pp(52, 40, 30));
     }
 
     #[test]
@@ -216,5 +277,26 @@ mod tests {
         // A reading from the past changes nothing.
         h.observe(&l, minute(150), pp(90, 90, 90));
         assert_eq!(h.allowance(&l), Some(pp(0, 0, 0)));
+    }
+
+    #[test]
+    fn the_plan_takes_the_lowest_of_the_lenses_bounds() {
+        // A store at 50 A with a one-reading spike of 20 A every 20 minutes.
+        let mut l = learn();
+        l.lenses = vec![Lens::highest(minute(1)), Lens { window: minute(5), rank: 2 }];
+        let mut h = RiseHistory::default();
+        let v = |m: u64| if m % 20 == 10 { 70 } else { 50 };
+        for m in 0..=70 {
+            h.observe(&l, minute(m), pp(v(m), 50, 50));
+        }
+        // Both lenses saw the spike rise 20 A over their reference: 24 A with headroom.
+        assert_eq!(h.allowances(&l), Some(vec![pp(24, 0, 0), pp(24, 0, 0)]));
+        // Just after a spike, the highest-of-a-minute lens starts from it; the second highest of
+        // five minutes does not (one spike is one reading): 50 + 24, not 70 + 24.
+        h.observe(&l, minute(71), pp(50, 50, 50));
+        let none = pp(0, 0, 0);
+        assert_eq!(h.bound(&l, minute(71), pp(50, 50, 50), none), Some(pp(74, 50, 50)));
+        // At least the rise given (a late reading: the configured rise).
+        assert_eq!(h.bound(&l, minute(71), pp(50, 50, 50), pp(30, 30, 30)), Some(pp(80, 80, 80)));
     }
 }

@@ -642,3 +642,56 @@ def test_a_charger_whose_clock_is_ahead_gets_plain_limits(server):
     finally:
         status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
         assert status == 200, body
+
+
+class SinglePeriod16(Scheduled16):
+    """A charger whose schedules may have one period only (ChargingScheduleMaxPeriods = 1)."""
+
+    @on(Action16.get_configuration)
+    def on_get_configuration(self, key=None, **_):
+        self.incoming.append(("GetConfiguration", {"key": key}))
+        if key == ["ChargingScheduleMaxPeriods"]:
+            return result16.GetConfiguration(configuration_key=[{"key": "ChargingScheduleMaxPeriods", "readonly": True, "value": "1"}])
+        return result16.GetConfiguration(unknown_key=key or None)
+
+
+def test_a_charger_that_takes_one_schedule_period_is_asked_at_boot_and_never_sent_a_handover(server):
+    """At boot we read ChargingScheduleMaxPeriods; a charger that takes one period gives way with plain
+    decreases from the start, instead of refusing a handover first (and being counted at its maximum
+    until a plain limit is accepted). The budget shows it; the feeder holds at every moment."""
+    status, original = server.http("GET", "/api/v1/sites/1/electrics")
+    assert status == 200, original
+    feeder_a = handover_feeder(server, original)
+
+    async def schedules(cp_id: str) -> list[bool]:
+        status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+        assert status == 200, budget
+        keys = {key for key, name, _ in budget["connectors"] if name == cp_id}
+        return [c["schedules"] for c in budget["snapshot"]["connectors"] if c["connector"] in keys]
+
+    async def scenario():
+        async with charger(server, "FM-CAM-01", cls=SinglePeriod16) as a, charger(server, "FM-CAM-02", cls=Scheduled16) as b:
+            await only_cars_of(server, (a, b))
+            deadline = time.monotonic() + 10
+            while any(await schedules("FM-CAM-01")) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert ("GetConfiguration", {"key": ["ChargingScheduleMaxPeriods"]}) in a.incoming, a.incoming
+            assert not any(await schedules("FM-CAM-01")) and all(await schedules("FM-CAM-02"))
+            txs = [(a, 1, await a.start_tx(1)), (a, 2, await a.start_tx(2))]
+            await applied_settles(lambda l: l == {("FM-CAM-01", 1): CONNECTOR_MAX_A, ("FM-CAM-01", 2): CONNECTOR_MAX_A})
+            mark = len(SCHEDULES)
+            txs.append((b, 1, await b.start_tx(1)))
+            share = feeder_a / 3
+            await applied_settles(lambda l: set(l) == set(BAY) and all(abs(v - share) < 0.2 for v in l.values()))
+            to_a = [s for _, cp, _, s in SCHEDULES[mark:] if cp == "FM-CAM-01" and s]
+            assert to_a and all(len(s["charging_schedule_period"]) == 1 for s in to_a), to_a
+            worst = max(sum(v for k, v in applied_at(t).items() if k in BAY) for t in moments_to_check())
+            assert worst <= feeder_a + 1e-9, (worst, SCHEDULES)
+            for cp, conn, tx in txs:
+                await cp.stop_tx(conn, tx)
+
+    try:
+        run(scenario())
+    finally:
+        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
+        assert status == 200, body

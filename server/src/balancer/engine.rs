@@ -92,6 +92,9 @@ pub enum Event {
     LimitUnknown { connector: ConnectorKey, up_to: DeciAmps },
     /// The charger does not support smart charging at all.
     SmartChargingUnsupported { charger: ChargerKey },
+    /// The most periods a schedule may have on this charger (1.6 ChargingScheduleMaxPeriods, 2.0.1
+    /// SmartChargingCtrlr.PeriodsPerSchedule): under two, it is never sent a handover.
+    SchedulePeriods { charger: ChargerKey, max: u32 },
     /// Whether the charger's clock can be trusted with schedules (see `clock.rs`): when not,
     /// its limits are sent without leases or handovers, and what it accepted on its clock is
     /// counted at the most it may mean until a plain limit replaces it.
@@ -785,6 +788,13 @@ impl Balancer {
             Event::SmartChargingUnsupported { charger } => {
                 for i in self.charger(charger)? {
                     self.conns[i].smart = SmartState::Unsupported;
+                }
+            }
+            Event::SchedulePeriods { charger, max } => {
+                if max < 2 {
+                    for i in self.charger(charger)? {
+                        self.conns[i].schedules = false;
+                    }
                 }
             }
             Event::ChargerClock { charger, trusted } => {

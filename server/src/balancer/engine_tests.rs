@@ -974,3 +974,17 @@ fn a_clock_trusted_again_has_its_limit_sent_as_a_lease_again() {
     assert_eq!(expires_for(&cmds, 0), Some(Some(h.now + Millis::from_secs(600))));
     assert_eq!(limit_for(&cmds, 0).map(|x| (x.1, x.2)), Some((a(32), None)));
 }
+
+#[test]
+fn a_charger_that_takes_one_period_per_schedule_is_never_sent_a_handover() {
+    let mut h = H::new(handover_site());
+    h.ev(Event::SchedulePeriods { charger: ChargerKey(0), max: 1 });
+    h.ev(Event::SchedulePeriods { charger: ChargerKey(1), max: 24 });
+    assert!(!h.view(0).schedules && h.view(1).schedules);
+    h.start(0, three());
+    h.settle();
+    let cmds = h.start(1, three());
+    // 0 gives way with a plain decrease, not a handover it would refuse.
+    let (_, first, then) = limit_for(&cmds, 0).expect("a limit for 0");
+    assert_eq!((first, then), (a(20), None));
+}

@@ -33,6 +33,8 @@ enum Input {
     SessionEnded { session: SessionKey },
     SessionUpdated { connector: ConnectorKey, info: SessionInfo },
     Outcome { id: CommandId, accepted: bool },
+    /// The most periods a schedule may have on `charger`, as it told us.
+    SchedulePeriods { charger: ChargerId, max: u32 },
     /// A message from `charger` stamped `offset_ms` from the moment we received it.
     Clock { charger: ChargerId, offset_ms: i64, stamp: Stamp },
     Snapshot(oneshot::Sender<SiteBudget>),
@@ -335,6 +337,7 @@ impl Hub {
                     targets: targets.clone(),
                     chargers: chargers.clone(),
                     clocks: HashMap::new(),
+                    single_period: Default::default(),
                     open,
                 };
                 tokio::spawn(task.run(rx));
@@ -469,6 +472,19 @@ impl Hub {
         if !matches!(&outcome, Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted") {
             tracing::warn!(charger.id = %charger, ?outcome, "default profile refused: budgeting the charger at its maximum");
             let _ = input.send(Input::Event(Event::SmartChargingUnsupported { charger: key })).await;
+            return;
+        }
+        // How many periods its schedules may have: a handover takes two.
+        let (action, ask) = schedule_periods_query(version);
+        match self.inner.registry.call(charger, action, ask, CALL_WAIT).await {
+            Ok(CallOutcome::Answered(answer)) => match schedule_periods(version, &answer) {
+                Some(max) => {
+                    tracing::debug!(charger.id = %charger, max, "schedule periods the charger takes");
+                    let _ = input.send(Input::SchedulePeriods { charger: charger.clone(), max }).await;
+                }
+                None => tracing::debug!(charger.id = %charger, "charger did not say how many schedule periods it takes"),
+            },
+            other => tracing::debug!(charger.id = %charger, outcome = ?other, "schedule periods not read"),
         }
     }
 
@@ -556,6 +572,32 @@ impl Hub {
         input.send(Input::Snapshot(tx)).await.ok()?;
         rx.await.ok()
     }
+}
+
+/// The call that asks a charger how many periods a charging schedule may have.
+fn schedule_periods_query(version: OcppVersion) -> (&'static str, Value) {
+    match version {
+        OcppVersion::V16 => ("GetConfiguration", json!({"key": ["ChargingScheduleMaxPeriods"]})),
+        OcppVersion::V201 => (
+            "GetVariables",
+            json!({"getVariableData": [{"component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "PeriodsPerSchedule"}}]}),
+        ),
+    }
+}
+
+/// The number of periods from the answer to [`schedule_periods_query`] (`None`: not said).
+fn schedule_periods(version: OcppVersion, answer: &Value) -> Option<u32> {
+    let value = match version {
+        OcppVersion::V16 => answer["configurationKey"].as_array()?.iter().find(|k| k["key"] == "ChargingScheduleMaxPeriods")?["value"].as_str()?,
+        OcppVersion::V201 => {
+            let result = answer["getVariableResult"].as_array()?.first()?;
+            if result["attributeStatus"] != "Accepted" {
+                return None;
+            }
+            result["attributeValue"].as_str()?
+        }
+    };
+    value.trim().parse().ok()
 }
 
 /// The default (fallback) profile: 1.6 TxDefaultProfile on connector 0, or 2.0.1 on EVSE 0.
@@ -687,6 +729,8 @@ struct SiteTask {
     chargers: Vec<ChargerId>,
     /// What each charger's timestamps say of its clock.
     clocks: HashMap<ChargerId, ClockWatch>,
+    /// Chargers that take a single period per schedule (no handovers).
+    single_period: std::collections::HashSet<ChargerId>,
     /// Open sessions: balancer key → (connector, OCPP transaction id).
     open: HashMap<SessionKey, OpenTx>,
 }
@@ -784,6 +828,15 @@ impl SiteTask {
             }
             Input::Outcome { id, accepted: true } => events.push(Event::CommandAccepted { id }),
             Input::Outcome { id, accepted: false } => events.push(Event::CommandRejected { id }),
+            Input::SchedulePeriods { charger, max } => {
+                let Some(key) = self.charger_key(&charger) else { return };
+                if max < 2 {
+                    self.single_period.insert(charger);
+                } else {
+                    self.single_period.remove(&charger);
+                }
+                events.push(Event::SchedulePeriods { charger: key, max });
+            }
             Input::Clock { charger, offset_ms, stamp } => {
                 let Some(key) = self.charger_key(&charger) else { return };
                 let now = millis(self.epoch);
@@ -810,12 +863,14 @@ impl SiteTask {
     /// to the old balancer's commands are ignored by the new one.
     fn replace(&mut self, rebuilt: Rebuilt, now: Millis) {
         let Rebuilt { mut balancer, targets, chargers } = rebuilt;
-        // The new balancer trusts every clock: tell it the ones we do not.
+        // The new balancer trusts every clock and expects every charger to take handovers: tell it
+        // what we know otherwise.
         let tolerance = clock_tolerance(balancer.config());
-        let distrusted = self.clocks.iter().filter(|(_, w)| !w.trusted(now, tolerance)).filter_map(|(id, _)| chargers.iter().position(|c| c == id));
-        let distrusted: Vec<Event> =
-            distrusted.map(|i| Event::ChargerClock { charger: ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)), trusted: false }).collect();
-        balancer.handle_all(distrusted, now);
+        let key = |id: &ChargerId| chargers.iter().position(|c| c == id).map(|i| ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)));
+        let distrusted = self.clocks.iter().filter(|(_, w)| !w.trusted(now, tolerance)).filter_map(|(id, _)| key(id));
+        let mut known: Vec<Event> = distrusted.map(|charger| Event::ChargerClock { charger, trusted: false }).collect();
+        known.extend(self.single_period.iter().filter_map(key).map(|charger| Event::SchedulePeriods { charger, max: 1 }));
+        balancer.handle_all(known, now);
         // First the store reading and its history, so the sessions taken over are planned
         // against it rather than the worst case.
         balancer.carry_store(&self.balancer);
@@ -915,6 +970,25 @@ mod tests {
             };
             assert!(checked.is_ok(), "{payload}: {checked:?}");
         }
+    }
+
+    #[test]
+    fn the_schedule_periods_a_charger_takes_are_asked_in_its_version_and_read_from_its_answer() {
+        let (action, ask) = schedule_periods_query(OcppVersion::V16);
+        assert!(v16::command(action, ask).is_ok());
+        let (action, ask) = schedule_periods_query(OcppVersion::V201);
+        assert!(v201::command(action, ask).is_ok());
+        let v16_answer = |keys: Value| json!({"configurationKey": keys});
+        assert_eq!(schedule_periods(OcppVersion::V16, &v16_answer(json!([{"key": "ChargingScheduleMaxPeriods", "readonly": true, "value": "1"}]))), Some(1));
+        assert_eq!(schedule_periods(OcppVersion::V16, &v16_answer(json!([{"key": "ChargingScheduleMaxPeriods", "readonly": true, "value": " 24 "}]))), Some(24));
+        assert_eq!(schedule_periods(OcppVersion::V16, &json!({"unknownKey": ["ChargingScheduleMaxPeriods"]})), None);
+        assert_eq!(schedule_periods(OcppVersion::V16, &v16_answer(json!([{"key": "ChargingScheduleMaxPeriods", "readonly": true, "value": "many"}]))), None);
+        let v201_answer = |status: &str| {
+            json!({"getVariableResult": [{"attributeStatus": status, "attributeValue": "1",
+                "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "PeriodsPerSchedule"}}]})
+        };
+        assert_eq!(schedule_periods(OcppVersion::V201, &v201_answer("Accepted")), Some(1));
+        assert_eq!(schedule_periods(OcppVersion::V201, &v201_answer("UnknownVariable")), None);
     }
 
     fn switch() -> ProfileSwitch {

@@ -17,7 +17,7 @@
 
 use server::balancer::config::Wiring;
 use server::balancer::units::*;
-use server::balancer::{Balancer, CircuitConfig, Command, ConfigError, ConnectorConfig, Event, HandoverConfig, RiseHistory, RiseLearning, SessionInfo, SiteConfig};
+use server::balancer::{Balancer, CircuitConfig, Command, ConfigError, ConnectorConfig, Event, HandoverConfig, Lens, RiseHistory, RiseLearning, SessionInfo, SiteConfig};
 use server::balancer::EvPhases;
 use proptest::prelude::*;
 
@@ -184,18 +184,26 @@ impl World {
                 let blind = self.now - at + sc.reaction_time.0 + sc.replan.0;
                 let configured = (u64::from(sc.rise_per_min.get()) * blind / 60_000).min(u64::from(sc.max_rise.get())) as u32;
                 let worst = sc.worst_case.0.map(|x| x.get());
-                let learned = sc.learn_rise.as_ref().and_then(|l| Some((l, self.history.allowance(l)?)));
-                let (from, rise) = match learned {
-                    // Learned: from the highest of the latest readings, by the learned rise (and
-                    // by the configured one too where larger, once the reading is older than usual).
-                    Some((l, allowance)) => {
-                        let from = self.history.reference(l, Millis(at), PerPhase(a.map(DeciAmps::new))).0.map(|x| x.get());
-                        let rise = allowance.0.map(|x| if blind <= l.horizon.0 { x.get() } else { x.get().max(configured) });
-                        (from, rise)
+                let learned = sc.learn_rise.as_ref().and_then(|l| Some((l, self.history.allowances(l)?)));
+                let bound = match learned {
+                    // Learned: per lens, from its reference by its learned rise (and by the
+                    // configured one too where larger, once the reading is older than usual); the
+                    // lowest of the lenses.
+                    Some((l, allowances)) => {
+                        let mut bound = [u32::MAX; 3];
+                        for (lens, allowance) in l.lenses.iter().zip(&allowances) {
+                            let from = self.history.reference(*lens, Millis(at), PerPhase(a.map(DeciAmps::new))).0.map(|x| x.get());
+                            for p in 0..3 {
+                                let rise = allowance.0[p].get();
+                                let rise = if blind <= l.horizon.0 { rise } else { rise.max(configured) };
+                                bound[p] = bound[p].min(from[p] + rise);
+                            }
+                        }
+                        bound
                     }
-                    None => (a, [configured; 3]),
+                    None => [0, 1, 2].map(|p| a[p] + configured),
                 };
-                [0, 1, 2].map(|p| a[p].max((from[p] + rise[p]).min(worst[p])))
+                [0, 1, 2].map(|p| a[p].max(bound[p].min(worst[p])))
             }
             _ => sc.worst_case.0.map(|x| x.get()),
         }
@@ -328,7 +336,7 @@ fn build(
     // Learned quickly, so that a case's readings are history enough.
     cfg.store.learn_rise = learn.then(|| RiseLearning {
         horizon: Millis::from_secs(reaction_s + 30),
-        window: Millis::from_secs(300),
+        lenses: vec![Lens::highest(Millis::from_secs(300)), Lens { window: Millis::from_secs(600), rank: 2 }],
         min_history: Millis::from_secs(300),
         memory: Millis::from_secs(3600),
         headroom_pct: 20,

@@ -988,3 +988,26 @@ fn a_charger_that_takes_one_period_per_schedule_is_never_sent_a_handover() {
     let (_, first, then) = limit_for(&cmds, 0).expect("a limit for 0");
     assert_eq!((first, then), (a(20), None));
 }
+
+#[test]
+fn a_scheduled_increase_on_a_clock_found_off_counts_from_now_and_the_decrease_it_waits_on_comes_forward() {
+    let mut h = H::new(handover_site());
+    h.start(0, three());
+    h.settle();
+    let t0 = h.now;
+    let cmds = h.start(1, three());
+    assert!(limit_for(&cmds, 0).is_some_and(|(_, _, then)| then.is_some()), "0's handover");
+    // 0's handover and 1's 8 A accepted.
+    h.settle();
+    h.now = h.b.poll_timeout(h.now).expect("a wake-up for the handover");
+    let (inc, first, then) = limit_for(&h.tick_commands(), 1).expect("1's increase, scheduled");
+    assert_eq!((first, then), (a(8), Some((t0 + Millis::from_secs(20), a(20)))));
+    h.b.ack(inc, h.now).expect("known command");
+    h.sent.clear();
+    // 1's clock is found off before the switch: it may take its 20 A at any moment now.
+    h.advance(1);
+    let cmds = h.ev(Event::ChargerClock { charger: ChargerKey(1), trusted: false });
+    assert_eq!(h.view(1).budget, a(20));
+    let (_, first, then) = limit_for(&cmds, 0).expect("0's decrease brought forward");
+    assert_eq!((first, then), (a(20), None));
+}

@@ -42,6 +42,7 @@ enum Op {
     Offline { conn: usize },
     Online { conn: usize },
     Unsupported { conn: usize },
+    Clock { conn: usize, trusted: bool },
     Advance { secs: u64 },
     Grid { amps: [u32; 3] },
 }
@@ -59,6 +60,7 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
         1 => (0..n).prop_map(|conn| Op::Offline { conn }),
         1 => (0..n).prop_map(|conn| Op::Online { conn }),
         1 => (0..n).prop_map(|conn| Op::Unsupported { conn }),
+        1 => (0..n, any::<bool>()).prop_map(|(conn, trusted)| Op::Clock { conn, trusted }),
         3 => (1u64..400).prop_map(|secs| Op::Advance { secs }),
         1 => prop::array::uniform3(40u32..140).prop_map(|amps| Op::Grid { amps }),
     ]
@@ -112,6 +114,8 @@ struct Model {
     online: bool,
     smart_broken: bool, // rejected (until a profile is accepted, the session changes or it reconnects)
     unsupported: bool,
+    /// Its charger's clock is not trusted (the default, trusted, is `false` here).
+    clock_off: bool,
     acked: Lim,
     /// When the accepted limit's lease runs out (then the charger is back on its fallback).
     acked_expires: Option<u64>,
@@ -274,6 +278,7 @@ impl World {
             prop_assert!(then.is_none() || self.cfg.handover.is_some(), "a handover where none is configured");
             let m = &mut self.conns[i];
             prop_assert!(m.session.is_some() && m.online, "command to a connector without a live session");
+            prop_assert!(!m.clock_off || (then.is_none() && expires.is_none()), "a switch or lease end on a clock we do not trust");
             m.inflight.push((id.0, (a, then.map(|(at, v)| (at.0, v.get()))), expires.map(|e| e.0)));
             self.outstanding.push((id.0, i, m.epoch));
         }
@@ -499,6 +504,26 @@ proptest! {
                     let i = conn % n;
                     w.conns[i].unsupported = true;
                     Event::SmartChargingUnsupported { charger: ChargerKey(i as u32) }
+                }
+                Op::Clock { conn, trusted } => {
+                    let i = conn % n;
+                    let skew = w.skew();
+                    let now = w.now;
+                    let m = &mut w.conns[i];
+                    if m.clock_off == trusted {
+                        m.clock_off = !trusted;
+                        if !trusted {
+                            // When its switches and lease ends come is unknown: each limit counts at
+                            // the most it may mean from now on, for as long as it stands.
+                            let most = |l: Lim| lim_at(l, now, skew).max(l.1.map_or(l.0, |x| x.1));
+                            m.acked = (most(m.acked), None);
+                            m.acked_expires = None;
+                            for x in &mut m.inflight {
+                                *x = (x.0, (most(x.1), None), None);
+                            }
+                        }
+                    }
+                    Event::ChargerClock { charger: ChargerKey(i as u32), trusted }
                 }
                 Op::Advance { secs } => {
                     w.now += secs * 1000;

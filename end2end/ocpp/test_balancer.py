@@ -695,3 +695,64 @@ def test_a_charger_that_takes_one_schedule_period_is_asked_at_boot_and_never_sen
     finally:
         status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
         assert status == 200, body
+
+
+def test_an_operator_states_a_sessions_needs_and_a_priority_session_gets_the_larger_share(server):
+    """`PUT /api/v1/sessions/{id}/needs` takes when the car leaves, the energy it wants and a
+    priority; bad values get a 4xx with the reason. Two cars on a 40 A feeder share it 20/20;
+    given priority (and a need that keeps it urgent), one of them gets the larger share, the other
+    at least 6 A, and the budget shows the needs."""
+    status, original = server.http("GET", "/api/v1/sites/1/electrics")
+    assert status == 200, original
+    pair = [("FM-CAM-01", 1), ("FM-CAM-01", 2)]
+    on_feeder = [{**c, "circuit": "Bay P"} for c in original["connectors"] if (c["charger_id"], c["connector_no"]) in pair]
+    status, body = server.http("PUT", "/api/v1/sites/1/electrics", {
+        **original, "grid_limit_a": [300.0] * 3, "circuits": [{"name": "Bay P", "limit_a": [40.0] * 3}], "connectors": on_feeder})
+    assert status == 200, body
+
+    async def scenario():
+        async with charger(server, "FM-CAM-01", cls=Scheduled16) as a:
+            await only_cars_of(server, (a,))
+            first, second = await a.start_tx(1), await a.start_tx(2)
+            await applied_settles(lambda l: l == {("FM-CAM-01", 1): 20.0, ("FM-CAM-01", 2): 20.0})
+            later = datetime.now(timezone.utc).timestamp() + 3 * 3600
+            departure = datetime.fromtimestamp(later, timezone.utc).isoformat()
+            for bad, code, word in [
+                (b"{", 400, "expected"),
+                ({"priority": 1, "colour": "red"}, 400, "colour"),
+                ({"departure": "tomorrow"}, 422, "departure"),
+                ({"departure": "2020-01-01T00:00:00Z"}, 422, "future"),
+                ({"energy_kwh": 0}, 422, "energy_kwh"),
+                ({"energy_kwh": 5000}, 422, "energy_kwh"),
+                ({"priority": 4}, 422, "priority"),
+            ]:
+                status, body = await server.ahttp("PUT", f"/api/v1/sessions/{first}/needs", bad)
+                assert status == code and word in body["error"], (bad, status, body)
+            status, body = await server.ahttp("PUT", f"/api/v1/sessions/{first}/needs", {"priority": 1}, token=None)
+            assert status == 401, body
+            status, body = await server.ahttp("PUT", "/api/v1/sessions/999999/needs", {"priority": 1})
+            assert status == 404, body
+            status, body = await server.ahttp("PUT", f"/api/v1/sessions/{first}/needs", {"departure": departure, "energy_kwh": 60, "priority": 3})
+            assert status == 200 and body["priority"] == 3 and body["energy_kwh"] == 60.0, body
+            # The larger share (weights: priority 1 + 2 x 3, and its urgency), the other no less
+            # than 6 A, the feeder full and not over.
+            await applied_settles(lambda l: set(l) == set(pair) and l[pair[0]] >= l[pair[1]] + 10 and l[pair[1]] >= 6
+                                  and 39.8 <= l[pair[0]] + l[pair[1]] <= 40.0 + 1e-9)
+            status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+            view = next(c for c in budget["snapshot"]["connectors"] if c["session"] == first)
+            assert view["priority"] == 3 and 0 < view["energy_left_wh"] <= 60_000, view
+            assert 3 * 3600 - 120 <= view["departs_in_s"] <= 3 * 3600, view
+            # Back to normal: equal shares again.
+            status, body = await server.ahttp("PUT", f"/api/v1/sessions/{first}/needs", {})
+            assert status == 200 and body["priority"] == 0 and body["departure"] is None, body
+            await applied_settles(lambda l: l == {("FM-CAM-01", 1): 20.0, ("FM-CAM-01", 2): 20.0})
+            await a.stop_tx(2, second)
+            status, body = await server.ahttp("PUT", f"/api/v1/sessions/{second}/needs", {"priority": 1})
+            assert status == 409 and "ended" in body["error"], body
+            await a.stop_tx(1, first)
+
+    try:
+        run(scenario())
+    finally:
+        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
+        assert status == 200, body

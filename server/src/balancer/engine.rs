@@ -387,6 +387,12 @@ pub struct ConnectorView {
     pub schedules: bool,
     /// Whether its charger's clock is trusted with leases and handovers.
     pub clock_trusted: bool,
+    /// The session's priority (0 normal).
+    pub priority: Option<u8>,
+    /// The energy the session still wants, Wh, if its need is known.
+    pub energy_left_wh: Option<u32>,
+    /// Seconds until the car leaves, if known.
+    pub departs_in_s: Option<u64>,
 }
 
 /// The load balancer of one site.
@@ -1097,12 +1103,16 @@ impl Balancer {
             capacity[con(ROOT, p)] -= i64::from(store.get(p).get());
         }
         let mut ctl = Vec::new();
+        // What we cannot steer counts at the most it holds from now on: an offline charger may
+        // have accepted an increase that starts at a switch to come.
+        let moments = self.budget_moments(now);
         for i in 0..self.conns.len() {
             if self.controllable(i) {
                 ctl.push(i);
                 continue;
             }
-            let (a, fp) = self.budget(i, now);
+            let fp = self.budget(i, now).1;
+            let a = moments.iter().map(|&t| self.budget_at(i, now, t).0).fold(DeciAmps::ZERO, DeciAmps::max);
             for &n in &self.topo.paths[i] {
                 for p in fp.iter() {
                     capacity[con(n, p)] -= i64::from(a.get());
@@ -1197,7 +1207,6 @@ impl Balancer {
         // must wait).
         let lease = self.cfg.lease;
         let reaction = self.cfg.store.reaction_time;
-        let moments = self.budget_moments(now);
         let mut loads: Vec<Vec<i64>> = moments.iter().map(|&t| self.budget_loads(now, t, store)).collect();
         // How far each constraint is over at its worst moment (an exogenous change). Decreases that
         // cover it are in force as soon as they land, and so are handovers still to come on it; the
@@ -1399,6 +1408,9 @@ impl Balancer {
                 paused: c.session.is_some() && c.target == DeciAmps::ZERO,
                 schedules: c.schedules,
                 clock_trusted: c.clock_trusted,
+                priority: c.session.as_ref().map(|s| s.info.priority),
+                energy_left_wh: c.session.as_ref().and_then(|s| Some(s.info.energy_need_wh?.saturating_sub(self.delivered_estimate(s, now)))),
+                departs_in_s: c.session.as_ref().and_then(|s| Some(s.info.departure?.since(now).0 / 1000)),
             });
         }
         let to_pp = |v: [u32; 3]| PerPhase(v.map(DeciAmps::new));

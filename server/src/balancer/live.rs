@@ -32,6 +32,7 @@ enum Input {
     SessionStarted { connector: ConnectorKey, session: SessionKey, ocpp_tx_id: String, baseline_wh: Option<u32> },
     SessionEnded { session: SessionKey },
     SessionUpdated { connector: ConnectorKey, info: SessionInfo },
+    SessionDeclared { session: SessionKey, declared: Declared },
     Outcome { id: CommandId, accepted: bool },
     /// The most periods a schedule may have on `charger`, as it told us.
     SchedulePeriods { charger: ChargerId, max: u32 },
@@ -319,10 +320,12 @@ impl Hub {
                         continue;
                     }
                     let session = SessionKey(u64::try_from(s.transaction_id).unwrap_or(0));
-                    events.push(Event::SessionStarted { connector, session, info: SessionInfo::default() });
-                    events.push(Event::LimitUnknown { connector, up_to: maxima[index] });
                     let baseline_wh = s.meter_start_wh.and_then(|wh| u32::try_from(wh).ok());
-                    open.insert(session, OpenTx { connector, ocpp_tx_id: s.ocpp_tx_id.clone(), baseline_wh });
+                    // With what the driver or an operator stated about it, kept with the transaction.
+                    let tx = OpenTx::new(connector, s.ocpp_tx_id.clone(), baseline_wh, self.declared(&s.needs));
+                    events.push(Event::SessionStarted { connector, session, info: tx.info() });
+                    events.push(Event::LimitUnknown { connector, up_to: maxima[index] });
+                    open.insert(session, tx);
                 }
                 // The store first, so the sessions are planned against its latest reading.
                 self.learn_store_history(&mut balancer, site.site).await;
@@ -502,13 +505,33 @@ impl Hub {
     /// when it leaves (UTC milliseconds) and how much energy it wants.
     pub fn session_needs(&self, charger: &ChargerId, connector_no: u32, ev_max_a: Option<u32>, departure_utc_ms: Option<i64>, energy_wh: Option<u32>) {
         let Some((site, connector)) = self.connector(charger, connector_no) else { return };
-        // Our clock is monotonic from start-up: carry the departure over as "this long from now".
-        let departure = departure_utc_ms.map(|at| {
-            let from_now = u64::try_from((at - crate::store::now_ms()).max(0)).unwrap_or(0);
-            Millis(self.now().0.saturating_add(from_now))
-        });
+        let departure = departure_utc_ms.map(|at| self.at_utc_ms(at));
         let info = SessionInfo { departure, energy_need_wh: energy_wh, ev_max: ev_max_a.map(DeciAmps::from_amps), ..SessionInfo::default() };
         self.send(site, Input::SessionUpdated { connector, info });
+    }
+
+    /// What the driver or an operator stated about a running session (stored already).
+    pub fn session_declared(&self, charger: &ChargerId, transaction: i64, needs: &balancing::SessionNeeds) {
+        if let Some((site, _)) = self.charger(charger) {
+            let session = SessionKey(u64::try_from(transaction).unwrap_or(0));
+            self.send(site, Input::SessionDeclared { session, declared: self.declared(needs) });
+        }
+    }
+
+    /// Stored needs on the balancer's clock.
+    fn declared(&self, needs: &balancing::SessionNeeds) -> Declared {
+        Declared {
+            departure: needs.departure_at_ms.map(|at| self.at_utc_ms(at)),
+            energy_need_wh: needs.energy_need_wh.and_then(|wh| u32::try_from(wh).ok()),
+            priority: u8::try_from(needs.priority.clamp(0, balancing::MAX_SESSION_PRIORITY)).unwrap_or(0),
+        }
+    }
+
+    /// A UTC moment on the balancer's clock, which is monotonic from start-up: "this long from now"
+    /// (a moment past is now).
+    fn at_utc_ms(&self, at: i64) -> Millis {
+        let from_now = u64::try_from((at - crate::store::now_ms()).max(0)).unwrap_or(0);
+        Millis(self.now().0.saturating_add(from_now))
     }
 
     pub fn session_ended(&self, charger: &ChargerId, transaction: i64) {
@@ -708,6 +731,36 @@ struct OpenTx {
     ocpp_tx_id: String,
     /// The energy register when the session began (from meterStart, or its first reading).
     baseline_wh: Option<u32>,
+    /// What the car said of itself (2.0.1 NotifyEVChargingNeeds).
+    from_ev: SessionInfo,
+    /// What the driver or an operator stated (`PUT /api/v1/sessions/{id}/needs`).
+    declared: Declared,
+}
+
+/// A session's needs as the driver or an operator stated them, on the balancer's clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Declared {
+    pub departure: Option<Millis>,
+    pub energy_need_wh: Option<u32>,
+    pub priority: u8,
+}
+
+impl OpenTx {
+    fn new(connector: ConnectorKey, ocpp_tx_id: String, baseline_wh: Option<u32>, declared: Declared) -> OpenTx {
+        OpenTx { connector, ocpp_tx_id, baseline_wh, from_ev: SessionInfo::default(), declared }
+    }
+
+    /// What the balancer is told: the person's word on departure and energy where they gave it
+    /// (they know when they leave and what they paid for), the car's otherwise; the car's own
+    /// maximum and phases; the priority an operator set.
+    fn info(&self) -> SessionInfo {
+        SessionInfo {
+            departure: self.declared.departure.or(self.from_ev.departure),
+            energy_need_wh: self.declared.energy_need_wh.or(self.from_ev.energy_need_wh),
+            priority: self.declared.priority,
+            ..self.from_ev.clone()
+        }
+    }
 }
 
 /// The session's energy from a reading of the charger's energy register: counted from the register
@@ -817,10 +870,21 @@ impl SiteTask {
                     self.open.remove(&old);
                     events.push(Event::SessionEnded { connector });
                 }
-                self.open.insert(session, OpenTx { connector, ocpp_tx_id, baseline_wh });
+                self.open.insert(session, OpenTx::new(connector, ocpp_tx_id, baseline_wh, Declared::default()));
                 events.push(Event::SessionStarted { connector, session, info: SessionInfo::default() });
             }
-            Input::SessionUpdated { connector, info } => events.push(Event::SessionUpdated { connector, info }),
+            Input::SessionUpdated { connector, info } => {
+                if let Some(o) = self.open.values_mut().find(|o| o.connector == connector) {
+                    o.from_ev = info;
+                    events.push(Event::SessionUpdated { connector, info: o.info() });
+                }
+            }
+            Input::SessionDeclared { session, declared } => {
+                if let Some(o) = self.open.get_mut(&session) {
+                    o.declared = declared;
+                    events.push(Event::SessionUpdated { connector: o.connector, info: o.info() });
+                }
+            }
             Input::SessionEnded { session } => {
                 if let Some(o) = self.open.remove(&session) {
                     events.push(Event::SessionEnded { connector: o.connector });

@@ -12,7 +12,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -90,6 +90,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/sites/{id}/budget", get(site_budget))
         .route("/api/v1/sites/{id}/meter", post(site_meter))
         .route("/api/v1/sites/{id}/electrics", get(site_electrics).put(put_site_electrics))
+        .route("/api/v1/sessions/{id}/needs", put(put_session_needs))
         .route("/api/v1/charger-models", get(list_models).put(put_model))
         .route("/api/v1/charger-requests", get(list_requests))
         .route("/api/v1/charger-requests/{id}/accept", post(accept_request))
@@ -113,6 +114,66 @@ async fn site_budget(_: Operator, State(state): State<AppState>, Path(site): Pat
         tracing::error!(error = %e, "budget did not serialize");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NeedsBody {
+    /// When the car leaves: RFC 3339, with an offset.
+    #[serde(default)]
+    departure: Option<String>,
+    #[serde(default)]
+    energy_kwh: Option<f64>,
+    #[serde(default)]
+    priority: i64,
+}
+
+/// The most energy a session may be said to want: more than any car's battery.
+const MAX_ENERGY_NEED_KWH: f64 = 1000.0;
+
+/// What the driver or an operator states about a running session: when the car leaves, how much
+/// energy it wants, its priority. Stored with the transaction and given to the balancer at once.
+async fn put_session_needs(_: Operator, State(state): State<AppState>, Path(session): Path<i64>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let body: NeedsBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"departure\", \"energy_kwh\", \"priority\"}}: {e}")))?;
+    let now = crate::store::now_ms();
+    let departure_at_ms = match body.departure.as_deref() {
+        None => None,
+        Some(text) => {
+            let at = chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("departure {text:?} is not an RFC 3339 time with an offset: {e}")))?
+                .timestamp_millis();
+            if at <= now {
+                return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("departure {text} is not in the future")));
+            }
+            Some(at)
+        }
+    };
+    let energy_need_wh = match body.energy_kwh {
+        None => None,
+        Some(kwh) if kwh.is_finite() && kwh > 0.0 && kwh <= MAX_ENERGY_NEED_KWH => Some((kwh * 1000.0).round() as i64),
+        Some(kwh) => return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("energy_kwh {kwh} is not above 0 and at most {MAX_ENERGY_NEED_KWH}"))),
+    };
+    if !(0..=balancing::MAX_SESSION_PRIORITY).contains(&body.priority) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("priority {} is not between 0 and {}", body.priority, balancing::MAX_SESSION_PRIORITY)));
+    }
+    let needs = balancing::SessionNeeds { departure_at_ms, energy_need_wh, priority: body.priority };
+    match balancing::set_session_needs(&state.db, session, &needs).await? {
+        balancing::NeedsStored::Running { charger_id, connector_no } => {
+            if let Ok(charger) = ChargerId::parse(&charger_id) {
+                state.ocpp.hub.session_declared(&charger, session, &needs);
+            }
+            tracing::info!(session.id = session, charger.id = %charger_id, connector = connector_no, ?needs, "session needs stated");
+            Ok(Json(json!({
+                "session": session, "charger_id": charger_id, "connector_no": connector_no,
+                "departure": departure_at_ms.map_or(Value::Null, iso),
+                "energy_kwh": energy_need_wh.map(|wh| wh as f64 / 1000.0),
+                "priority": needs.priority,
+            })))
+        }
+        balancing::NeedsStored::Ended => Err(ApiError::new(StatusCode::CONFLICT, format!("session {session} has ended"))),
+        balancing::NeedsStored::Unknown => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no session {session}"))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -444,6 +505,14 @@ pub fn openapi_document() -> Value {
                 "put": {"summary": "Replace the site's electrics (checked; the balancer is rebuilt at once, running sessions carry on)", "parameters": [site_param],
                     "requestBody": {"required": true, "content": {"application/json": {"schema": electrics}}},
                     "responses": {"200": {"description": "the stored electrics and the balancer's warnings"}, "400": {"description": "not a site's electrics"}, "404": {"description": "no such site"}, "422": {"description": "values out of range, unknown circuits or connectors, or a tree the balancer refuses"}}}},
+            "/api/v1/sessions/{id}/needs": {"put": {"summary": "What the driver or an operator states about a running session, for the load balancer (replaces what was stated before; the car's own word, 2.0.1 NotifyEVChargingNeeds, fills what is not stated)",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}, "description": "the session (transaction) id"}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
+                    "departure": {"type": ["string", "null"], "format": "date-time", "description": "when the car leaves; in the future, with an offset"},
+                    "energy_kwh": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": MAX_ENERGY_NEED_KWH, "description": "energy wanted in the session"},
+                    "priority": {"type": "integer", "minimum": 0, "maximum": balancing::MAX_SESSION_PRIORITY, "default": 0, "description": "a larger share, and paused last"}}}}}},
+                "responses": {"200": {"description": "stored and given to the balancer"}, "400": {"description": "not a session's needs"}, "404": {"description": "no such session"},
+                    "409": {"description": "the session has ended"}, "422": {"description": "a departure in the past or not a time, an energy or priority out of range"}}}},
             "/api/v1/charger-requests": {"get": {"summary": "Unknown chargers waiting for an operator", "responses": {"200": {"description": "the requests"}}}},
             "/api/v1/charger-requests/{id}/accept": {"post": {"summary": "Accept a waiting charger onto a site", "parameters": [id_param],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["site_id"], "properties": {"site_id": {"type": "integer"}}}}}},

@@ -4,6 +4,7 @@ use super::{Db, StoreError};
 use app::domain::SiteId;
 use crate::balancer::{HandoverConfig, Millis, SiteMeter};
 use sqlx::Row;
+use serde::Serialize;
 
 #[derive(Debug, Clone)]
 pub struct CircuitRow {
@@ -29,6 +30,51 @@ pub struct OpenSession {
     pub connector_no: i64,
     pub ocpp_tx_id: String,
     pub meter_start_wh: Option<i64>,
+    pub needs: SessionNeeds,
+}
+
+/// What the driver or an operator stated about a session, for the balancer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SessionNeeds {
+    /// When the car leaves, UTC milliseconds.
+    pub departure_at_ms: Option<i64>,
+    /// Energy the driver wants in the session.
+    pub energy_need_wh: Option<i64>,
+    /// 0 normal, up to [`MAX_SESSION_PRIORITY`].
+    pub priority: i64,
+}
+
+/// The highest priority a session may be given.
+pub const MAX_SESSION_PRIORITY: i64 = 3;
+
+/// Where a session whose needs were stated runs, or why it cannot take them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NeedsStored {
+    /// Stored for the running session on this charger's connector.
+    Running { charger_id: String, connector_no: i64 },
+    /// The session has ended: nothing stored.
+    Ended,
+    /// No such session.
+    Unknown,
+}
+
+/// Stores what was stated about a running session.
+pub async fn set_session_needs(db: &Db, transaction_id: i64, needs: &SessionNeeds) -> Result<NeedsStored, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE transactions SET departure_at_ms = $1, energy_need_wh = $2, priority = $3 WHERE id = $4 AND status = 'active' \
+             RETURNING charger_id, connector_no",
+    )
+    .bind(needs.departure_at_ms)
+    .bind(needs.energy_need_wh)
+    .bind(needs.priority)
+    .bind(transaction_id)
+    .fetch_optional(db.pool())
+    .await?;
+    if let Some(r) = updated {
+        return Ok(NeedsStored::Running { charger_id: r.try_get("charger_id")?, connector_no: r.try_get("connector_no")? });
+    }
+    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM transactions WHERE id = $1").bind(transaction_id).fetch_optional(db.pool()).await?;
+    Ok(if exists.is_some() { NeedsStored::Ended } else { NeedsStored::Unknown })
 }
 
 #[derive(Debug, Clone)]
@@ -105,7 +151,8 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     let open_sessions = sqlx::query(
-        "SELECT t.id, t.charger_id, t.connector_no, t.ocpp_tx_id, t.meter_start_wh FROM transactions t JOIN chargers ch ON ch.id = t.charger_id \
+        "SELECT t.id, t.charger_id, t.connector_no, t.ocpp_tx_id, t.meter_start_wh, t.departure_at_ms, t.energy_need_wh, t.priority \
+             FROM transactions t JOIN chargers ch ON ch.id = t.charger_id \
              WHERE ch.site_id = $1 AND t.status = 'active' ORDER BY t.id",
     )
     .bind(site)
@@ -119,6 +166,11 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
             connector_no: r.try_get("connector_no")?,
             ocpp_tx_id: r.try_get("ocpp_tx_id")?,
             meter_start_wh: r.try_get("meter_start_wh")?,
+            needs: SessionNeeds {
+                departure_at_ms: r.try_get("departure_at_ms")?,
+                energy_need_wh: r.try_get("energy_need_wh")?,
+                priority: r.try_get("priority")?,
+            },
         })
     })
     .collect::<Result<Vec<_>, StoreError>>()?;

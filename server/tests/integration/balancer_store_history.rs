@@ -71,3 +71,28 @@ on_both_backends! {
         assert_eq!(kept.iter().map(|r| r.da).collect::<Vec<_>>(), [[210, 210, 210]]);
     }
 }
+
+on_both_backends! {
+    async fn a_sessions_stated_needs_outlive_a_restart(t: &TestDb) {
+        use server::store::ocpp::{self as db, TxStart};
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let electrics = balancing::all_sites(&t.db).await.expect("sites").remove(0);
+        let site = electrics.site;
+        let first = electrics.connectors.iter().find(|c| c.connector_no == 1).expect("a connector 1 at the site");
+        let charger = app::domain::ChargerId::parse(&first.charger_id).expect("a charger id");
+        let start = TxStart { connector_no: 1, id_tag: "DEMO-TAG-1".into(), started_at: now_ms(), started_at_charger: "2026-11-30T12:00:00Z".into(), meter_start_wh: Some(0) };
+        let (tx, _) = db::start_transaction_v16(&t.db, &charger, &start).await.expect("start");
+        let departure = now_ms() + 2 * 3600 * 1000;
+        let needs = balancing::SessionNeeds { departure_at_ms: Some(departure), energy_need_wh: Some(30_000), priority: 2 };
+        let stored = balancing::set_session_needs(&t.db, tx.0, &needs).await.expect("stored");
+        assert_eq!(stored, balancing::NeedsStored::Running { charger_id: charger.to_string(), connector_no: 1 });
+        assert_eq!(balancing::set_session_needs(&t.db, 987_654, &needs).await.expect("asked"), balancing::NeedsStored::Unknown);
+        // After a restart the balancer starts the open session with what was stated.
+        let hub = Hub::start(&t.db, Registry::default()).await.expect("hub");
+        let budget = hub.budget(site).await.expect("the site is balanced");
+        let view = budget.snapshot.connectors.iter().find(|c| c.session.is_some_and(|s| s.0 == u64::try_from(tx.0).unwrap_or(0))).expect("the session");
+        assert_eq!((view.priority, view.energy_left_wh), (Some(2), Some(30_000)), "{view:?}");
+        let departs = view.departs_in_s.expect("a departure");
+        assert!((2 * 3600 - 60..=2 * 3600).contains(&departs), "{departs}");
+    }
+}

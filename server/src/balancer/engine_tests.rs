@@ -1011,3 +1011,30 @@ fn a_scheduled_increase_on_a_clock_found_off_counts_from_now_and_the_decrease_it
     let (_, first, then) = limit_for(&cmds, 0).expect("0's decrease brought forward");
     assert_eq!((first, then), (a(20), None));
 }
+
+#[test]
+fn an_offline_chargers_increase_at_a_switch_to_come_is_counted_when_the_store_rises() {
+    let mut h = H::new(handover_site());
+    h.start(0, three());
+    h.settle();
+    let t0 = h.now;
+    h.start(1, three());
+    h.settle();
+    h.now = h.b.poll_timeout(h.now).expect("a wake-up for the handover");
+    let (inc, first, then) = limit_for(&h.tick_commands(), 1).expect("1's increase, scheduled");
+    assert_eq!((first, then), (a(8), Some((t0 + Millis::from_secs(20), a(20)))));
+    h.b.ack(inc, h.now).expect("known command");
+    h.sent.clear();
+    // 1 loses us with its switch to come; then the store rises by 5 A.
+    h.advance(1);
+    h.ev(Event::ChargerOffline { charger: ChargerKey(1) });
+    let cmds = h.store([5, 5, 5]);
+    // From the switch 1 runs 20 A whatever we say: 0 must be at 15 A by then.
+    let (_, first, then) = limit_for(&cmds, 0).expect("0 lowered");
+    assert!(first <= a(15) && then.is_none_or(|(_, v)| v <= a(15)), "{first:?} {then:?}");
+    h.settle();
+    for secs in [12, 19, 20, 30] {
+        let snap = h.b.snapshot(t0 + Millis::from_secs(secs));
+        assert!(snap.nodes[0].budgeted.get(L1) <= a(40), "{secs} s: {:?}", snap.nodes[0].budgeted);
+    }
+}

@@ -170,6 +170,15 @@ def test_an_ev_that_says_it_takes_10_a_is_offered_10_a_and_201_profiles_flow(ser
         async with charger(server, "UP-ZUI-01", "2.0.1", cls=Balanced201) as cp:
             await asyncio.sleep(0.5)
             assert (0, "TxDefaultProfile", 0.0) in cp.profiles, cp.profiles
+            # After its default profile, the station is asked how many periods a schedule may have.
+            periods = {"component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "PeriodsPerSchedule"}}
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if periods in [d["get_variable_data"][0] for name, d in cp.incoming if name == "GetVariables"]:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"not asked for PeriodsPerSchedule: {cp.incoming}")
             await cp.req(call201.TransactionEvent(
                 event_type="Started", timestamp=now_iso(), trigger_reason="Authorized", seq_no=0,
                 transaction_info={"transactionId": "bal-201-1"}, id_token={"idToken": "DEMO-TAG-1", "type": "ISO14443"},

@@ -527,6 +527,14 @@ async def only_cars_of(server, chargers):
     SCHEDULES.clear()
 
 
+async def connector_flags(server, cp_id: str, flag: str) -> list:
+    """A field of the live budget for each of the charger's connectors at FreshMart."""
+    status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+    assert status == 200, budget
+    keys = {key for key, name, _ in budget["connectors"] if name == cp_id}
+    return [c[flag] for c in budget["snapshot"]["connectors"] if c["connector"] in keys]
+
+
 async def applied_settles(expect, timeout: float = 20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -611,10 +619,7 @@ def test_a_charger_whose_clock_is_ahead_gets_plain_limits(server):
     feeder_a = handover_feeder(server, original)
 
     async def clock_trusted(cp_id: str) -> list[bool]:
-        status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
-        assert status == 200, budget
-        keys = {key for key, name, _ in budget["connectors"] if name == cp_id}
-        return [c["clock_trusted"] for c in budget["snapshot"]["connectors"] if c["connector"] in keys]
+        return await connector_flags(server, cp_id, "clock_trusted")
 
     async def scenario():
         async with charger(server, "FM-CAM-01", cls=Scheduled16) as a, charger(server, "FM-CAM-02", cls=Scheduled16) as b:
@@ -673,10 +678,7 @@ def test_a_charger_that_takes_one_schedule_period_is_asked_at_boot_and_never_sen
     feeder_a = handover_feeder(server, original)
 
     async def schedules(cp_id: str) -> list[bool]:
-        status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
-        assert status == 200, budget
-        keys = {key for key, name, _ in budget["connectors"] if name == cp_id}
-        return [c["schedules"] for c in budget["snapshot"]["connectors"] if c["connector"] in keys]
+        return await connector_flags(server, cp_id, "schedules")
 
     async def scenario():
         async with charger(server, "FM-CAM-01", cls=SinglePeriod16) as a, charger(server, "FM-CAM-02", cls=Scheduled16) as b:

@@ -989,8 +989,9 @@ fn a_charger_that_takes_one_period_per_schedule_is_never_sent_a_handover() {
     assert_eq!((first, then), (a(20), None));
 }
 
-#[test]
-fn a_scheduled_increase_on_a_clock_found_off_counts_from_now_and_the_decrease_it_waits_on_comes_forward() {
+/// Connector 0 at 32 A gives way to 1 (32 -> 20 A at 20 s, accepted) and 1's increase from 8 to
+/// 20 A at that switch is accepted too: the driver, 1 s after the increase was planned.
+fn increase_scheduled() -> H {
     let mut h = H::new(handover_site());
     h.start(0, three());
     h.settle();
@@ -1004,8 +1005,14 @@ fn a_scheduled_increase_on_a_clock_found_off_counts_from_now_and_the_decrease_it
     assert_eq!((first, then), (a(8), Some((t0 + Millis::from_secs(20), a(20)))));
     h.b.ack(inc, h.now).expect("known command");
     h.sent.clear();
-    // 1's clock is found off before the switch: it may take its 20 A at any moment now.
     h.advance(1);
+    h
+}
+
+#[test]
+fn a_scheduled_increase_on_a_clock_found_off_counts_from_now_and_the_decrease_it_waits_on_comes_forward() {
+    let mut h = increase_scheduled();
+    // 1's clock is found off before the switch: it may take its 20 A at any moment now.
     let cmds = h.ev(Event::ChargerClock { charger: ChargerKey(1), trusted: false });
     assert_eq!(h.view(1).budget, a(20));
     let (_, first, then) = limit_for(&cmds, 0).expect("0's decrease brought forward");
@@ -1014,19 +1021,10 @@ fn a_scheduled_increase_on_a_clock_found_off_counts_from_now_and_the_decrease_it
 
 #[test]
 fn an_offline_chargers_increase_at_a_switch_to_come_is_counted_when_the_store_rises() {
-    let mut h = H::new(handover_site());
-    h.start(0, three());
-    h.settle();
-    let t0 = h.now;
-    h.start(1, three());
-    h.settle();
-    h.now = h.b.poll_timeout(h.now).expect("a wake-up for the handover");
-    let (inc, first, then) = limit_for(&h.tick_commands(), 1).expect("1's increase, scheduled");
-    assert_eq!((first, then), (a(8), Some((t0 + Millis::from_secs(20), a(20)))));
-    h.b.ack(inc, h.now).expect("known command");
-    h.sent.clear();
+    let mut h = increase_scheduled();
+    // The handover was planned at time zero (the test driver's clock starts there).
+    let t0 = Millis(0);
     // 1 loses us with its switch to come; then the store rises by 5 A.
-    h.advance(1);
     h.ev(Event::ChargerOffline { charger: ChargerKey(1) });
     let cmds = h.store([5, 5, 5]);
     // From the switch 1 runs 20 A whatever we say: 0 must be at 15 A by then.

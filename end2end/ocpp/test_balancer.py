@@ -56,6 +56,15 @@ class Balanced16(Charger16):
         await self.req(call16.StopTransaction(transaction_id=transaction_id, meter_stop=1000, timestamp=now_iso()))
 
 
+def run_then_restore(server, original: dict, scenario):
+    """Runs a scenario that changed FreshMart's electrics, then puts them back as they were."""
+    try:
+        run(scenario())
+    finally:
+        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
+        assert status == 200, body
+
+
 def tx_limits(until: float | None = None) -> dict[tuple[str, int], float]:
     """The TxProfile limit each connector is applying, from what the chargers received."""
     limits: dict[tuple[str, int], float] = {}
@@ -321,11 +330,7 @@ def test_a_charger_wired_to_the_store_meter_reports_the_store_load(server):
                 await asyncio.sleep(0.2)
             assert await budget_store() == [125, 130, 110]
 
-    try:
-        run(scenario())
-    finally:
-        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
-        assert status == 200, body
+    run_then_restore(server, original, scenario)
 
 
 class Leased16(Balanced16):
@@ -405,11 +410,7 @@ def test_a_meter_on_the_main_incomer_counts_the_store_as_what_the_cars_did_not_d
             assert all(300 <= a <= 360 for a in store), store
             await cp.stop_tx(1, tx)
 
-    try:
-        run(scenario())
-    finally:
-        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
-        assert status == 200, body
+    run_then_restore(server, original, scenario)
 
 
 def test_a_lifetime_energy_register_is_not_taken_for_the_session_energy(server):
@@ -498,6 +499,13 @@ def moments_to_check() -> list[float]:
             moments += [start + p["start_period"] for p in schedule["charging_schedule_period"]]
     # Just after each as well: a switch is in force from its moment on.
     return sorted(moments + [m + 0.001 for m in moments])
+
+
+def assert_bay_never_over(feeder_a: float):
+    """The bay's chargers, applying every schedule they received, never exceed the feeder at any
+    arrival or switch moment."""
+    worst = max(sum(v for k, v in applied_at(t).items() if k in BAY) for t in moments_to_check())
+    assert worst <= feeder_a + 1e-9, (worst, SCHEDULES)
 
 
 # Three connectors on one feeder, for the handover tests.
@@ -593,18 +601,13 @@ def test_a_site_with_handovers_lets_a_car_giving_way_charge_until_the_newcomer_s
                 assert first["limit"] == 0 and 6 <= then["limit"] <= share + 0.2, newcomer
                 assert switch_at(s) >= max(switch_at(g) for g in giving_way) + 2 - 1e-9, handovers
             assert abs(float(newcomer[-1]["charging_schedule_period"][1]["limit"]) - share) < 0.2, newcomer
-            worst = max(sum(v for k, v in applied_at(t).items() if k in BAY) for t in moments_to_check())
-            assert worst <= feeder_a + 1e-9, (worst, SCHEDULES)
+            assert_bay_never_over(feeder_a)
             status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
             assert status == 200 and all(c["schedules"] for c in budget["snapshot"]["connectors"]), budget
             for cp, conn, tx in txs:
                 await cp.stop_tx(conn, tx)
 
-    try:
-        run(scenario())
-    finally:
-        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
-        assert status == 200, body
+    run_then_restore(server, original, scenario)
 
 
 def test_a_charger_whose_clock_is_ahead_gets_plain_limits(server):
@@ -642,8 +645,7 @@ def test_a_charger_whose_clock_is_ahead_gets_plain_limits(server):
             # The trusted chargers' limits are still leases.
             to_a = [s for _, cp, _, s in SCHEDULES[mark:] if cp == "FM-CAM-01" and s]
             assert to_a and all("duration" in s for s in to_a), to_a
-            worst = max(sum(v for k, v in applied_at(t).items() if k in BAY) for t in moments_to_check())
-            assert worst <= feeder_a + 1e-9, (worst, SCHEDULES)
+            assert_bay_never_over(feeder_a)
             for cp, conn, tx in txs:
                 await cp.stop_tx(conn, tx)
             # Back to a clock that agrees with ours: trusted again only once it has stayed right
@@ -651,11 +653,7 @@ def test_a_charger_whose_clock_is_ahead_gets_plain_limits(server):
             await b.req(call16.StatusNotification(connector_id=1, error_code="NoError", status="Available", timestamp=now_iso()))
             assert not any(await clock_trusted("FM-CAM-02"))
 
-    try:
-        run(scenario())
-    finally:
-        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
-        assert status == 200, body
+    run_then_restore(server, original, scenario)
 
 
 class SinglePeriod16(Scheduled16):
@@ -696,16 +694,11 @@ def test_a_charger_that_takes_one_schedule_period_is_asked_at_boot_and_never_sen
             await applied_settles(lambda l: set(l) == set(BAY) and all(abs(v - share) < 0.2 for v in l.values()))
             to_a = [s for _, cp, _, s in SCHEDULES[mark:] if cp == "FM-CAM-01" and s]
             assert to_a and all(len(s["charging_schedule_period"]) == 1 for s in to_a), to_a
-            worst = max(sum(v for k, v in applied_at(t).items() if k in BAY) for t in moments_to_check())
-            assert worst <= feeder_a + 1e-9, (worst, SCHEDULES)
+            assert_bay_never_over(feeder_a)
             for cp, conn, tx in txs:
                 await cp.stop_tx(conn, tx)
 
-    try:
-        run(scenario())
-    finally:
-        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
-        assert status == 200, body
+    run_then_restore(server, original, scenario)
 
 
 def test_an_operator_states_a_sessions_needs_and_a_priority_session_gets_the_larger_share(server):
@@ -762,8 +755,4 @@ def test_an_operator_states_a_sessions_needs_and_a_priority_session_gets_the_lar
             assert status == 409 and "ended" in body["error"], body
             await a.stop_tx(1, first)
 
-    try:
-        run(scenario())
-    finally:
-        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
-        assert status == 200, body
+    run_then_restore(server, original, scenario)

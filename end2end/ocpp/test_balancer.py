@@ -621,15 +621,12 @@ def test_a_charger_whose_clock_is_ahead_gets_plain_limits(server):
     assert status == 200, original
     feeder_a = handover_feeder(server, original)
 
-    async def clock_trusted(cp_id: str) -> list[bool]:
-        return await connector_flags(server, cp_id, "clock_trusted")
-
     async def scenario():
         async with charger(server, "FM-CAM-01", cls=Scheduled16) as a, charger(server, "FM-CAM-02", cls=Scheduled16) as b:
             await only_cars_of(server, (a, b))
-            assert all(await clock_trusted("FM-CAM-02")), "nothing seen yet"
+            assert all(await connector_flags(server, "FM-CAM-02", "clock_trusted")), "nothing seen yet"
             await b.req(call16.StatusNotification(connector_id=1, error_code="NoError", status="Preparing", timestamp=now_iso(clock_off_s)))
-            trusted_a, trusted_b = await clock_trusted("FM-CAM-01"), await clock_trusted("FM-CAM-02")
+            trusted_a, trusted_b = await connector_flags(server, "FM-CAM-01", "clock_trusted"), await connector_flags(server, "FM-CAM-02", "clock_trusted")
             assert all(trusted_a) and trusted_b and not any(trusted_b), (trusted_a, trusted_b)
             txs = [(a, 1, await a.start_tx(1)), (a, 2, await a.start_tx(2))]
             await applied_settles(lambda l: l == {("FM-CAM-01", 1): CONNECTOR_MAX_A, ("FM-CAM-01", 2): CONNECTOR_MAX_A})
@@ -651,7 +648,7 @@ def test_a_charger_whose_clock_is_ahead_gets_plain_limits(server):
             # Back to a clock that agrees with ours: trusted again only once it has stayed right
             # for a while (ten minutes, longer than a test waits).
             await b.req(call16.StatusNotification(connector_id=1, error_code="NoError", status="Available", timestamp=now_iso()))
-            assert not any(await clock_trusted("FM-CAM-02"))
+            assert not any(await connector_flags(server, "FM-CAM-02", "clock_trusted"))
 
     run_then_restore(server, original, scenario)
 
@@ -675,17 +672,14 @@ def test_a_charger_that_takes_one_schedule_period_is_asked_at_boot_and_never_sen
     assert status == 200, original
     feeder_a = handover_feeder(server, original)
 
-    async def schedules(cp_id: str) -> list[bool]:
-        return await connector_flags(server, cp_id, "schedules")
-
     async def scenario():
         async with charger(server, "FM-CAM-01", cls=SinglePeriod16) as a, charger(server, "FM-CAM-02", cls=Scheduled16) as b:
             await only_cars_of(server, (a, b))
             deadline = time.monotonic() + 10
-            while any(await schedules("FM-CAM-01")) and time.monotonic() < deadline:
+            while any(await connector_flags(server, "FM-CAM-01", "schedules")) and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
             assert ("GetConfiguration", {"key": ["ChargingScheduleMaxPeriods"]}) in a.incoming, a.incoming
-            assert not any(await schedules("FM-CAM-01")) and all(await schedules("FM-CAM-02"))
+            assert not any(await connector_flags(server, "FM-CAM-01", "schedules")) and all(await connector_flags(server, "FM-CAM-02", "schedules"))
             txs = [(a, 1, await a.start_tx(1)), (a, 2, await a.start_tx(2))]
             await applied_settles(lambda l: l == {("FM-CAM-01", 1): CONNECTOR_MAX_A, ("FM-CAM-01", 2): CONNECTOR_MAX_A})
             mark = len(SCHEDULES)

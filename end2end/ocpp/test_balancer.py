@@ -56,6 +56,13 @@ class Balanced16(Charger16):
         await self.req(call16.StopTransaction(transaction_id=transaction_id, meter_stop=1000, timestamp=now_iso()))
 
 
+def freshmart_electrics(server) -> dict:
+    """FreshMart's electrics as stored (to change for a test and put back after)."""
+    status, original = server.http("GET", "/api/v1/sites/1/electrics")
+    assert status == 200, original
+    return original
+
+
 def run_then_restore(server, original: dict, scenario):
     """Runs a scenario that changed FreshMart's electrics, then puts them back as they were."""
     try:
@@ -244,8 +251,7 @@ def test_an_operator_states_the_site_circuits_and_the_balancer_obeys_at_once(ser
     """GET/PUT /api/v1/sites/1/electrics: a 20 A feeder over FM-CAM-01's two connectors takes effect
     on running sessions without a restart; what the balancer cannot run safely is refused with 422."""
     RECEIVED.clear()
-    status, original = server.http("GET", "/api/v1/sites/1/electrics")
-    assert status == 200, original
+    original = freshmart_electrics(server)
     assert original["grid_limit_a"] == [GRID_A] * 3 and original["store_worst_case_a"] == STORE_WORST_CASE_A, original
     cam1 = [c for c in original["connectors"] if c["charger_id"] == "FM-CAM-01"]
     assert [c["connector_no"] for c in cam1] == [1, 2], original
@@ -617,8 +623,7 @@ def test_a_charger_whose_clock_is_ahead_gets_plain_limits(server):
     feeder still holds. (A late clock takes three messages: unit tests in `balancer/clock.rs`; a
     charger left distrusted here would stay so for ten minutes, past this module.)"""
     clock_off_s = 60
-    status, original = server.http("GET", "/api/v1/sites/1/electrics")
-    assert status == 200, original
+    original = freshmart_electrics(server)
     feeder_a = handover_feeder(server, original)
 
     async def scenario():
@@ -668,8 +673,7 @@ def test_a_charger_that_takes_one_schedule_period_is_asked_at_boot_and_never_sen
     """At boot we read ChargingScheduleMaxPeriods; a charger that takes one period gives way with plain
     decreases from the start, instead of refusing a handover first (and being counted at its maximum
     until a plain limit is accepted). The budget shows it; the feeder holds at every moment."""
-    status, original = server.http("GET", "/api/v1/sites/1/electrics")
-    assert status == 200, original
+    original = freshmart_electrics(server)
     feeder_a = handover_feeder(server, original)
 
     async def scenario():
@@ -700,8 +704,7 @@ def test_an_operator_states_a_sessions_needs_and_a_priority_session_gets_the_lar
     priority; bad values get a 4xx with the reason. Two cars on a 40 A feeder share it 20/20;
     given priority (and a need that keeps it urgent), one of them gets the larger share, the other
     at least 6 A, and the budget shows the needs."""
-    status, original = server.http("GET", "/api/v1/sites/1/electrics")
-    assert status == 200, original
+    original = freshmart_electrics(server)
     pair = [("FM-CAM-01", 1), ("FM-CAM-01", 2)]
     on_feeder = [{**c, "circuit": "Bay P"} for c in original["connectors"] if (c["charger_id"], c["connector_no"]) in pair]
     status, body = server.http("PUT", "/api/v1/sites/1/electrics", {

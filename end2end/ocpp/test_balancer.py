@@ -549,6 +549,19 @@ async def connector_flags(server, cp_id: str, flag: str) -> list:
     return [c[flag] for c in budget["snapshot"]["connectors"] if c["connector"] in keys]
 
 
+async def newcomer_joins_the_bay(a, b, feeder_a: float, start_b):
+    """Two cars on FM-CAM-01 (`a`) take 32 A each; a third arrives on FM-CAM-02 (`b`, started with
+    `start_b(1)`) and the three settle at a third of the feeder each. Returns the sessions, where the
+    schedules sent from the newcomer's arrival on begin in SCHEDULES, and the share."""
+    txs = [(a, 1, await a.start_tx(1)), (a, 2, await a.start_tx(2))]
+    await applied_settles(lambda l: l == {("FM-CAM-01", 1): CONNECTOR_MAX_A, ("FM-CAM-01", 2): CONNECTOR_MAX_A})
+    mark = len(SCHEDULES)
+    txs.append((b, 1, await start_b(1)))
+    share = feeder_a / 3
+    await applied_settles(lambda l: set(l) == set(BAY) and all(abs(v - share) < 0.2 for v in l.values()))
+    return txs, mark, share
+
+
 async def applied_settles(expect, timeout: float = 20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -579,12 +592,7 @@ def test_a_site_with_handovers_lets_a_car_giving_way_charge_until_the_newcomer_s
     async def scenario():
         async with charger(server, "FM-CAM-01", cls=Scheduled16) as a, charger(server, "FM-CAM-02", cls=Scheduled16) as b:
             await only_cars_of(server, (a, b))
-            txs = [(a, 1, await a.start_tx(1)), (a, 2, await a.start_tx(2))]
-            await applied_settles(lambda l: l == {("FM-CAM-01", 1): CONNECTOR_MAX_A, ("FM-CAM-01", 2): CONNECTOR_MAX_A})
-            mark = len(SCHEDULES)
-            txs.append((b, 1, await b.start_tx(1)))
-            share = feeder_a / 3
-            await applied_settles(lambda l: set(l) == set(BAY) and all(abs(v - share) < 0.2 for v in l.values()))
+            txs, mark, share = await newcomer_joins_the_bay(a, b, feeder_a, b.start_tx)
 
             handovers = [(cp, s) for _, cp, conn, s in SCHEDULES[mark:] if s and len(s["charging_schedule_period"]) == 2]
             giving_way = [s for cp, s in handovers if cp == "FM-CAM-01"]
@@ -633,13 +641,11 @@ def test_a_charger_whose_clock_is_ahead_gets_plain_limits(server):
             await b.req(call16.StatusNotification(connector_id=1, error_code="NoError", status="Preparing", timestamp=now_iso(clock_off_s)))
             trusted_a, trusted_b = await connector_flags(server, "FM-CAM-01", "clock_trusted"), await connector_flags(server, "FM-CAM-02", "clock_trusted")
             assert all(trusted_a) and trusted_b and not any(trusted_b), (trusted_a, trusted_b)
-            txs = [(a, 1, await a.start_tx(1)), (a, 2, await a.start_tx(2))]
-            await applied_settles(lambda l: l == {("FM-CAM-01", 1): CONNECTOR_MAX_A, ("FM-CAM-01", 2): CONNECTOR_MAX_A})
-            mark = len(SCHEDULES)
-            res = await b.req(call16.StartTransaction(connector_id=1, id_tag="DEMO-TAG-1", meter_start=0, timestamp=now_iso(clock_off_s)))
-            txs.append((b, 1, res.transaction_id))
-            share = feeder_a / 3
-            await applied_settles(lambda l: set(l) == set(BAY) and all(abs(v - share) < 0.2 for v in l.values()))
+            async def start_on_its_clock(connector_id: int) -> int:
+                res = await b.req(call16.StartTransaction(connector_id=connector_id, id_tag="DEMO-TAG-1", meter_start=0, timestamp=now_iso(clock_off_s)))
+                return res.transaction_id
+
+            txs, mark, _ = await newcomer_joins_the_bay(a, b, feeder_a, start_on_its_clock)
             to_b = [s for _, cp, _, s in SCHEDULES[mark:] if cp == "FM-CAM-02"]
             assert to_b, SCHEDULES[mark:]
             for s in to_b:
@@ -684,12 +690,7 @@ def test_a_charger_that_takes_one_schedule_period_is_asked_at_boot_and_never_sen
                 await asyncio.sleep(0.2)
             assert ("GetConfiguration", {"key": ["ChargingScheduleMaxPeriods"]}) in a.incoming, a.incoming
             assert not any(await connector_flags(server, "FM-CAM-01", "schedules")) and all(await connector_flags(server, "FM-CAM-02", "schedules"))
-            txs = [(a, 1, await a.start_tx(1)), (a, 2, await a.start_tx(2))]
-            await applied_settles(lambda l: l == {("FM-CAM-01", 1): CONNECTOR_MAX_A, ("FM-CAM-01", 2): CONNECTOR_MAX_A})
-            mark = len(SCHEDULES)
-            txs.append((b, 1, await b.start_tx(1)))
-            share = feeder_a / 3
-            await applied_settles(lambda l: set(l) == set(BAY) and all(abs(v - share) < 0.2 for v in l.values()))
+            txs, mark, share = await newcomer_joins_the_bay(a, b, feeder_a, b.start_tx)
             to_a = [s for _, cp, _, s in SCHEDULES[mark:] if cp == "FM-CAM-01" and s]
             assert to_a and all(len(s["charging_schedule_period"]) == 1 for s in to_a), to_a
             assert_bay_never_over(feeder_a)

@@ -270,9 +270,13 @@ struct Conn {
     retry: Option<(u32, Option<Millis>)>,
     target: DeciAmps,
     measured: [DeciAmps; 3],
-    /// The session's last two readings, newest first, for an incomer meter's arithmetic.
-    readings: [Option<([DeciAmps; 3], Millis)>; 2],
+    /// The session's latest readings, newest first, for an incomer meter's arithmetic (enough
+    /// to reach back past a late incomer reading).
+    readings: [Option<([DeciAmps; 3], Millis)>; READINGS_KEPT],
 }
+
+/// Readings kept per session for an incomer meter: at one every 10 s, 80 s back.
+const READINGS_KEPT: usize = 8;
 
 impl Conn {
     /// The most the charger may be applying at `now`: the accepted limit until its lease runs
@@ -441,7 +445,7 @@ impl Balancer {
                 retry: None,
                 target: DeciAmps::ZERO,
                 measured: [DeciAmps::ZERO; 3],
-                readings: [None; 2],
+                readings: [None; READINGS_KEPT],
             })
             .collect();
         Ok(Balancer {
@@ -695,7 +699,7 @@ impl Balancer {
                 c.acked_expires = None;
                 c.target = DeciAmps::ZERO;
                 c.measured = [DeciAmps::ZERO; 3];
-                c.readings = [None; 2];
+                c.readings = [None; READINGS_KEPT];
                 if c.smart == SmartState::Rejected {
                     c.smart = SmartState::Ok;
                 }
@@ -840,7 +844,8 @@ impl Balancer {
         let c = &mut self.conns[i];
         c.measured = currents;
         if c.session.is_some() && c.readings[0].is_none_or(|(_, at)| measured_at >= at) {
-            c.readings = [Some((currents, measured_at)), c.readings[0]];
+            c.readings.rotate_right(1);
+            c.readings[0] = Some((currents, measured_at));
         }
         let (acked, acked_at, settled) = (c.acked.first, c.acked_at, c.inflight.is_empty() && c.acked.then.is_none());
         let Some(s) = c.session.as_mut() else { return };
@@ -924,10 +929,12 @@ impl Balancer {
     }
 
     /// The store's load behind an incomer reading taken at `at`: the reading less what the cars
-    /// surely drew then. Each car counts at the lower of its two latest readings within the
-    /// meter's age of `at` (it may have changed between them); a car without such readings
-    /// counts as nothing. So the store is never taken for smaller than it was, unless a car
-    /// dropped after both its readings were taken.
+    /// surely drew then. Each car counts at the lowest of its two latest readings taken by `at`
+    /// and its first one after (it may have changed between them), all within the meter's age of
+    /// `at`. A car with no reading by `at` counts as nothing: it may have been drawing less then
+    /// (it started, or was raised, since), and a late incomer reading must not take the store
+    /// for smaller by what the car drew after it. So the store is never taken for smaller than
+    /// it was, unless a car dropped after its latest reading and before `at`.
     fn store_behind_incomer(&self, reading: PerPhase, at: Millis) -> PerPhase {
         let window = self.cfg.store.max_age;
         let mut cars = [0u32; 3];
@@ -936,15 +943,14 @@ impl Balancer {
                 continue;
             }
             let cc = &self.cfg.connectors[i];
-            let near = c.readings.iter().flatten().filter(|(_, t)| t.since(at).max(at.since(*t)) <= window);
-            let mut lower: Option<[DeciAmps; 3]> = None;
-            for (currents, _) in near {
-                lower = Some(match lower {
-                    None => *currents,
-                    Some(l) => [0, 1, 2].map(|k| l[k].min(currents[k])),
-                });
+            let near = || c.readings.iter().flatten().filter(|(_, t)| t.since(at).max(at.since(*t)) <= window);
+            let mut by = near().filter(|(_, t)| *t <= at).take(2).peekable();
+            if by.peek().is_none() {
+                continue;
             }
-            let Some(lower) = lower else { continue };
+            // Newest first: the first reading after `at` is the last of those after it.
+            let after = near().filter(|(_, t)| *t > at).last();
+            let lower = by.chain(after).fold([DeciAmps::new(u32::MAX); 3], |l, (currents, _)| [0, 1, 2].map(|k| l[k].min(currents[k])));
             let wired = if cc.wiring == Wiring::OnePhase { 1 } else { 3 };
             for (k, amps) in lower.iter().enumerate().take(wired) {
                 cars[cc.rotation.0[k].index()] += amps.get();

@@ -736,6 +736,40 @@ fn an_incomer_meter_counts_the_store_as_what_the_cars_did_not_draw() {
 }
 
 #[test]
+fn a_late_incomer_reading_is_not_lessened_by_what_a_car_drew_after_it() {
+    let mut cfg = site([60; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);
+    cfg.store.meter = crate::balancer::config::SiteMeter::Incomer;
+    let mut h = H::new(cfg);
+    h.start(0, SessionInfo { ev_max: Some(a(16)), ..three() });
+    h.start(1, SessionInfo { ev_max: Some(a(16)), ..three() });
+    h.settle();
+    let meter = |h: &mut H, k: u32, amps: u32| {
+        let m = Event::ConnectorMeter { connector: ConnectorKey(k), currents: [a(amps); 3], energy_wh: None, measured_at: h.now };
+        h.ev(m);
+    };
+    // Readings every 10 s: car 0 draws 16 A throughout, car 1 nothing at first and 16 A from
+    // its second reading on. The store draws 20 A.
+    let start = h.now;
+    for (car0, car1) in [(16, 0), (16, 16), (16, 16), (16, 16)] {
+        h.advance(10);
+        meter(&mut h, 0, car0);
+        meter(&mut h, 1, car1);
+    }
+    // An incomer reading from before either car's first reading counts neither: the store may
+    // have been all of it.
+    let before_any = Event::StoreMeter { currents: PerPhase::uniform(a(36)), measured_at: start + Millis::from_secs(5) };
+    h.ev(before_any);
+    h.settle();
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(36)));
+    // The incomer's reading of 15 s after the start (20 + 16 + 0 A) arrives only now, when both
+    // cars' two latest readings show 16 A: car 1 drew nothing then, so the store is 20 A, not 4.
+    let late = Event::StoreMeter { currents: PerPhase::uniform(a(36)), measured_at: start + Millis::from_secs(15) };
+    h.ev(late);
+    h.settle();
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)));
+}
+
+#[test]
 fn a_pause_forced_by_the_worst_case_store_is_not_held_by_the_dwell() {
     // No reading yet (as after a restart): the worst case leaves nothing, every session waits.
     let mut cfg = site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);

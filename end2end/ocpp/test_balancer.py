@@ -388,7 +388,8 @@ def test_a_session_limit_is_a_lease_the_charger_drops_if_it_loses_us(server):
 
 def test_a_meter_on_the_main_incomer_counts_the_store_as_what_the_cars_did_not_draw(server):
     """With site_meter "incomer", the site meter reads the whole connection: the store's load is the
-    reading less the cars' own MeterValues, not the reading itself."""
+    reading less the cars' own MeterValues, not the reading itself; a car its charger says is suspended
+    is not taken off."""
     status, original = server.http("GET", "/api/v1/sites/1/electrics")
     assert status == 200 and original["site_meter"] == "store", original
     status, body = server.http("PUT", "/api/v1/sites/1/electrics", {**original, "site_meter": "basement"})
@@ -417,6 +418,18 @@ def test_a_meter_on_the_main_incomer_counts_the_store_as_what_the_cars_did_not_d
             while time.monotonic() < deadline:
                 store = await store_assumed()
                 # 30 A, plus the few amps the store may have risen by since (deciamps).
+                if all(300 <= a <= 360 for a in store):
+                    break
+                await asyncio.sleep(0.2)
+            assert all(300 <= a <= 360 for a in store), store
+            # The car is full and the charger says so before the car's next reading: the incomer's
+            # 30 A is then the store alone, not 16 A less.
+            await cp.req(call16.StatusNotification(connector_id=1, error_code="NoError", status="SuspendedEV"))
+            status, body = await server.ahttp("POST", "/api/v1/sites/1/meter", {"l1_a": 30, "l2_a": 30, "l3_a": 30})
+            assert status in (200, 202, 204), body
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                store = await store_assumed()
                 if all(300 <= a <= 360 for a in store):
                     break
                 await asyncio.sleep(0.2)

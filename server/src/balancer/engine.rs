@@ -81,6 +81,10 @@ pub enum Event {
     /// A connector's measured current on its own L1, L2, L3, and the energy delivered
     /// in the session so far.
     ConnectorMeter { connector: ConnectorKey, currents: [DeciAmps; 3], energy_wh: Option<u32>, measured_at: Millis },
+    /// The charger says the car stopped drawing at `at` (suspended by the car or the charger,
+    /// finishing): for an incomer meter's arithmetic, a reading of nothing then. Nothing is
+    /// learned from it (the car may resume).
+    DrawStopped { connector: ConnectorKey, at: Millis },
     /// The charger accepted a command (SetChargingProfile.conf status Accepted).
     CommandAccepted { id: CommandId },
     /// The charger rejected it, or it timed out: the charger's limit is unknown.
@@ -279,6 +283,13 @@ struct Conn {
 const READINGS_KEPT: usize = 8;
 
 impl Conn {
+    /// Keeps a session's reading for an incomer meter's arithmetic (none older than the latest).
+    fn keep_reading(&mut self, currents: [DeciAmps; 3], at: Millis) {
+        if self.session.is_some() && self.readings[0].is_none_or(|(_, latest)| at >= latest) {
+            self.readings.rotate_right(1);
+            self.readings[0] = Some((currents, at));
+        }
+    }
     /// The most the charger may be applying at `now`: the accepted limit until its lease runs
     /// out (then its TxDefaultProfile, `fallback`), or any limit in flight whose lease runs.
     /// At a moment `t` to come, leases are as they are `now`: an online charger's is renewed, and
@@ -722,6 +733,10 @@ impl Balancer {
                 let i = self.idx(connector)?;
                 self.learn(i, currents, energy_wh, measured_at);
             }
+            Event::DrawStopped { connector, at } => {
+                let i = self.idx(connector)?;
+                self.conns[i].keep_reading([DeciAmps::ZERO; 3], at);
+            }
             Event::CommandAccepted { id } => {
                 let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
                 let c = &mut self.conns[i];
@@ -843,10 +858,7 @@ impl Balancer {
         let lc = self.cfg.learning.clone();
         let c = &mut self.conns[i];
         c.measured = currents;
-        if c.session.is_some() && c.readings[0].is_none_or(|(_, at)| measured_at >= at) {
-            c.readings.rotate_right(1);
-            c.readings[0] = Some((currents, measured_at));
-        }
+        c.keep_reading(currents, measured_at);
         let (acked, acked_at, settled) = (c.acked.first, c.acked_at, c.inflight.is_empty() && c.acked.then.is_none());
         let Some(s) = c.session.as_mut() else { return };
         if let Some(e) = energy_wh {

@@ -770,6 +770,33 @@ fn a_late_incomer_reading_is_not_lessened_by_what_a_car_drew_after_it() {
 }
 
 #[test]
+fn a_car_its_charger_says_stopped_drawing_counts_as_nothing_behind_the_incomer() {
+    let mut cfg = site([60; 3], vec![], vec![conn(0, None, ST, 0)]);
+    cfg.store.meter = crate::balancer::config::SiteMeter::Incomer;
+    let mut h = H::new(cfg);
+    h.start(0, SessionInfo { ev_max: Some(a(16)), ..three() });
+    h.settle();
+    h.advance(10);
+    h.ev(Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(16); 3], energy_wh: None, measured_at: h.now });
+    // The car is full: its charger says so (SuspendedEV) before its next reading. The incomer
+    // then reads the store's 20 A alone, which is not 16 A less than that.
+    h.advance(5);
+    h.ev(Event::DrawStopped { connector: ConnectorKey(0), at: h.now });
+    h.advance(5);
+    h.store([20; 3]);
+    h.settle();
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)));
+    // Drawing again, it counts once its readings show it.
+    for _ in 0..2 {
+        h.advance(10);
+        h.ev(Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(16); 3], energy_wh: None, measured_at: h.now });
+    }
+    h.store([36; 3]);
+    h.settle();
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)));
+}
+
+#[test]
 fn a_pause_forced_by_the_worst_case_store_is_not_held_by_the_dwell() {
     // No reading yet (as after a restart): the worst case leaves nothing, every session waits.
     let mut cfg = site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);

@@ -556,6 +556,14 @@ impl Hub {
         }
     }
 
+    /// The charger says the car on a connector stopped drawing (suspended, finishing): an incomer
+    /// meter's reading from then on does not count that car's last current as the cars'.
+    pub fn draw_stopped(&self, charger: &ChargerId, connector_no: u32) {
+        if let Some((site, connector)) = self.connector(charger, connector_no) {
+            self.send(site, Input::Event(Event::DrawStopped { connector, at: self.now() }));
+        }
+    }
+
     /// The store's own load per site phase, from the site meter.
     pub fn store_meter(&self, site: SiteId, currents: [DeciAmps; 3]) -> bool {
         if !self.maps().sites.contains_key(&site) {

@@ -6,7 +6,7 @@ use crate::balancer::clock::Stamp;
 use crate::store::{self, ocpp as db};
 use chrono::Utc;
 use rust_ocpp::v1_6::messages as m;
-use rust_ocpp::v1_6::types::{AuthorizationStatus, DataTransferStatus, IdTagInfo, MeterValue, RegistrationStatus};
+use rust_ocpp::v1_6::types::{AuthorizationStatus, ChargePointStatus, DataTransferStatus, IdTagInfo, MeterValue, RegistrationStatus};
 use serde_json::Value;
 
 actions! {
@@ -176,6 +176,9 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             };
             db::record_status(&cs.db, id, &change).await.map_err(internal)?;
             cs.hub.connector_seen(id, link.site, u32::try_from(change.connector_no).unwrap_or(0));
+            if matches!(r.status, ChargePointStatus::SuspendedEV | ChargePointStatus::SuspendedEVSE | ChargePointStatus::Finishing) {
+                cs.hub.draw_stopped(id, r.connector_id);
+            }
             encode(&m::status_notification::StatusNotificationResponse {})
         }
         Incoming::Authorize(r) => {

@@ -9,6 +9,7 @@ use chrono::Utc;
 use rust_ocpp::v2_0_1::datatypes::id_token_info_type::IdTokenInfoType;
 use rust_ocpp::v2_0_1::datatypes::meter_value_type::MeterValueType;
 use rust_ocpp::v2_0_1::enumerations::authorization_status_enum_type::AuthorizationStatusEnumType;
+use rust_ocpp::v2_0_1::enumerations::charging_state_enum_type::ChargingStateEnumType;
 use rust_ocpp::v2_0_1::enumerations::data_transfer_status_enum_type::DataTransferStatusEnumType;
 use rust_ocpp::v2_0_1::enumerations::notify_ev_charging_needs_status_enum_type::NotifyEVChargingNeedsStatusEnumType;
 use rust_ocpp::v2_0_1::enumerations::registration_status_enum_type::RegistrationStatusEnumType;
@@ -327,6 +328,13 @@ async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_ev
                 // Without a Transaction.Begin reading, a register that restarts each session starts at 0.
                 let meter_start = start.meter_start_wh.or(link.session_register.then_some(0));
                 cs.hub.session_started(id, u32::try_from(connector_no).unwrap_or(0), tx.0, &ocpp_tx_id, meter_start);
+            }
+            let not_drawing = matches!(
+                r.transaction_info.charging_state,
+                Some(ChargingStateEnumType::EVConnected | ChargingStateEnumType::SuspendedEV | ChargingStateEnumType::SuspendedEVSE | ChargingStateEnumType::Idle)
+            );
+            if not_drawing && !offline && !matches!(r.event_type, TransactionEventEnumType::Ended) {
+                cs.hub.draw_stopped(id, u32::try_from(connector_no).unwrap_or(0));
             }
         }
     }

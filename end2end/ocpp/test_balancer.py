@@ -63,12 +63,12 @@ def freshmart_electrics(server) -> dict:
     return original
 
 
-def run_then_restore(server, original: dict, scenario):
-    """Runs a scenario that changed FreshMart's electrics, then puts them back as they were."""
+def run_then_restore(server, original: dict, scenario, site: int = 1):
+    """Runs a scenario that changed a site's electrics (FreshMart's unless told), then puts them back."""
     try:
         run(scenario())
     finally:
-        status, body = server.http("PUT", "/api/v1/sites/1/electrics", original)
+        status, body = server.http("PUT", f"/api/v1/sites/{site}/electrics", original)
         assert status == 200, body
 
 
@@ -437,6 +437,55 @@ def test_a_meter_on_the_main_incomer_counts_the_store_as_what_the_cars_did_not_d
             await cp.stop_tx(1, tx)
 
     run_then_restore(server, original, scenario)
+
+
+def test_a_201_car_suspended_is_not_taken_off_the_incomer(server):
+    """UrbanPod with its site meter on the main incomer: a 2.0.1 TransactionEvent whose chargingState
+    says the car is suspended makes the incomer's next reading count that car as drawing nothing."""
+    from ocpp_kit import meter_value_201
+
+    status, original = server.http("GET", "/api/v1/sites/2/electrics")
+    assert status == 200, original
+    status, body = server.http("PUT", "/api/v1/sites/2/electrics", {**original, "site_meter": "incomer"})
+    assert status == 200 and body["electrics"]["site_meter"] == "incomer", body
+
+    async def store_settles_at(incomer_a: int, low_da: int, high_da: int):
+        status, body = await server.ahttp("POST", "/api/v1/sites/2/meter", {"l1_a": incomer_a, "l2_a": incomer_a, "l3_a": incomer_a})
+        assert status in (200, 202, 204), body
+        deadline = time.monotonic() + 10
+        while True:
+            status, budget = await server.ahttp("GET", "/api/v1/sites/2/budget")
+            assert status == 200, budget
+            store = budget["snapshot"]["store_assumed"]
+            if all(low_da <= a <= high_da for a in store) or time.monotonic() > deadline:
+                return store
+            await asyncio.sleep(0.2)
+
+    async def scenario():
+        async with charger(server, "UP-ZUI-01", "2.0.1", cls=Balanced201) as cp:
+            tx = {"transactionId": f"incomer-{time.monotonic_ns()}", "chargingState": "Charging"}
+            await cp.req(call201.TransactionEvent(
+                event_type="Started", timestamp=now_iso(), trigger_reason="Authorized", seq_no=0, transaction_info=tx,
+                id_token={"idToken": "DEMO-TAG-1", "type": "ISO14443"}, evse={"id": 1, "connectorId": 1},
+                meter_value=[meter_value_201(now_iso(), 0, "Transaction.Begin", current_a=(16.0, 16.0, 16.0))],
+            ))
+            # The car draws 16 A and the incomer reads 22 A: the store is 6 A (plus the rise it may
+            # take; within the site's 8 A worst case, so the tests after this one see no difference).
+            store = await store_settles_at(22, 60, 100)
+            assert all(60 <= a <= 100 for a in store), store
+            await cp.req(call201.TransactionEvent(
+                event_type="Updated", timestamp=now_iso(), trigger_reason="ChargingStateChanged", seq_no=1,
+                transaction_info={**tx, "chargingState": "SuspendedEV"},
+            ))
+            # Suspended: the incomer's 6 A is the store alone, not 16 A less.
+            store = await store_settles_at(6, 60, 100)
+            assert all(60 <= a <= 100 for a in store), store
+            await cp.req(call201.TransactionEvent(
+                event_type="Ended", timestamp=now_iso(), trigger_reason="EVDeparted", seq_no=2,
+                transaction_info={**tx, "chargingState": "Idle", "stoppedReason": "EVDisconnected"},
+            ))
+
+    run_then_restore(server, original, scenario, site=2)
 
 
 def test_a_lifetime_energy_register_is_not_taken_for_the_session_energy(server):

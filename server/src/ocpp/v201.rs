@@ -307,11 +307,11 @@ async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_ev
             db::enrich_transaction(&cs.db, tx, token.as_deref(), start.meter_start_wh).await.map_err(internal)?;
             if !data.is_empty() {
                 db::record_samples(&cs.db, id, connector_no, Some(tx), &data).await.map_err(internal)?;
-                if let Some(currents) = super::phase_currents_da(&data) {
-                    let energy = super::energy_register_wh(&data, "").and_then(|wh| u32::try_from(wh).ok());
-                    cs.hub.connector_meter(id, u32::try_from(connector_no).unwrap_or(0), currents, energy);
-                }
             }
+            // The balancer hears of the reading once it knows the session (a Started event's own
+            // reading counts too), and of a suspended car after the reading.
+            let reading = super::phase_currents_da(&data)
+                .map(|currents| (currents, super::energy_register_wh(&data, "").and_then(|wh| u32::try_from(wh).ok())));
             if matches!(r.event_type, TransactionEventEnumType::Ended) {
                 let stop = db::TxStop {
                     stopped_at: quirks::effective_time(r.timestamp, received),
@@ -328,6 +328,9 @@ async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_ev
                 // Without a Transaction.Begin reading, a register that restarts each session starts at 0.
                 let meter_start = start.meter_start_wh.or(link.session_register.then_some(0));
                 cs.hub.session_started(id, u32::try_from(connector_no).unwrap_or(0), tx.0, &ocpp_tx_id, meter_start);
+            }
+            if let (Some((currents, energy)), false) = (reading, matches!(r.event_type, TransactionEventEnumType::Ended)) {
+                cs.hub.connector_meter(id, u32::try_from(connector_no).unwrap_or(0), currents, energy);
             }
             let not_drawing = matches!(
                 r.transaction_info.charging_state,

@@ -961,7 +961,7 @@ impl Balancer {
                 continue;
             }
             // Newest first: the first reading after `at` is the last of those after it.
-            let after = near().filter(|(_, t)| *t > at).last();
+            let after = near().filter(|(_, t)| *t > at).next_back();
             let lower = by.chain(after).fold([DeciAmps::new(u32::MAX); 3], |l, (currents, _)| [0, 1, 2].map(|k| l[k].min(currents[k])));
             let wired = if cc.wiring == Wiring::OnePhase { 1 } else { 3 };
             for (k, amps) in lower.iter().enumerate().take(wired) {

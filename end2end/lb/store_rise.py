@@ -10,6 +10,7 @@ balancer), and counts the steps where the day's store rose past the bound, wheth
 binding then.
 
     python3 end2end/lb/store_rise.py --days 1-40 --headroom 10,20 --lenses 1:1,10:3
+    python3 end2end/lb/store_rise.py --days 1-12 --step-s 10 --horizon 7 --lenses 1:1,10:3,60:6
 """
 import argparse
 import json
@@ -21,11 +22,11 @@ import tempfile
 PHASES = ["L1", "L2", "L3"]
 
 
-def day(bench, work, seed):
-    path = os.path.join(work, f"day-s{seed}-c16-100kw.json")
+def day(bench, work, seed, step_s=60):
+    path = os.path.join(work, f"day-s{seed}-c16-100kw-{step_s}s.json")
     if not os.path.exists(path):
         subprocess.run([sys.executable, os.path.join(bench, "gen_workload.py"), "--seed", str(seed), "--connectors",
-                        "16", "--grid-kw", "100", "-o", path], check=True, stdout=subprocess.DEVNULL)
+                        "16", "--grid-kw", "100", "--step-s", str(step_s), "-o", path], check=True, stdout=subprocess.DEVNULL)
     with open(path) as f:
         return json.load(f)["site"]["base_load_a"]
 
@@ -52,6 +53,8 @@ def main():
     ap.add_argument("--days", default="1-40")
     ap.add_argument("--headroom", default="10,20", help="percent, comma-separated")
     ap.add_argument("--history-days", type=int, default=7)
+    ap.add_argument("--step-s", type=int, default=60, help="the days' step (compare.py --step-s)")
+    ap.add_argument("--horizon", type=int, default=2, help="the blind spot in steps: meter lag + latency")
     ap.add_argument("--lenses", default="1:1,10:3", help="window steps:rank, comma-separated (store.rs's from_a_week)")
     ap.add_argument("--bench", default=os.path.join(root, "..", "shared", "lb-bench"))
     ap.add_argument("--work", default=None)
@@ -63,12 +66,12 @@ def main():
     for pct in [int(p) for p in a.headroom.split(",")]:
         exceeded, worst, steps = 0, float("-inf"), 0
         for s in seeds:
-            today = day(a.bench, work, s)
-            week = [day(a.bench, work, 1000 * i + s) for i in range(1, a.history_days + 1)]
+            today = day(a.bench, work, s, a.step_s)
+            week = [day(a.bench, work, 1000 * i + s, a.step_s) for i in range(1, a.history_days + 1)]
             for p in PHASES:
-                allowances = [(1 + pct / 100) * max(max(rises(h[p], lens)) for h in week) for lens in lenses]
-                x = today[p][2:]
-                b = bounds(today[p], lenses, allowances)
+                allowances = [(1 + pct / 100) * max(max(rises(h[p], lens, a.horizon)) for h in week) for lens in lenses]
+                x = today[p][a.horizon:]
+                b = bounds(today[p], lenses, allowances, a.horizon)
                 steps += len(x)
                 exceeded += sum(1 for v, limit in zip(x, b) if v > limit)
                 worst = max(worst, max(v - limit for v, limit in zip(x, b)))

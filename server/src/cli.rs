@@ -111,10 +111,29 @@ struct LbBenchArgs {
     /// Use only the configured store rise (--rise, --max-rise), never a learned one.
     #[arg(long)]
     fixed_rise: bool,
+    /// The references the store's rise is learned over, as WINDOW_STEPS:RANK, comma-separated
+    /// (the rank-th highest reading of that many steps; default: our policy, 1:1,10:3).
+    #[arg(long)]
+    lenses: Option<String>,
     /// Never schedule handovers ahead: a decrease is in force as soon as it lands, and the
     /// increase it pays for waits for its acknowledgement.
     #[arg(long)]
     no_handover: bool,
+}
+
+/// `1:1,10:3` as [(1, 1), (10, 3)]: lenses of (window in steps, rank).
+fn parse_lenses(text: &str) -> Result<Vec<(u64, usize)>, String> {
+    text.split(',')
+        .map(|lens| {
+            let (window, rank) = lens.split_once(':').ok_or_else(|| format!("'{lens}' is not WINDOW_STEPS:RANK"))?;
+            let window: u64 = window.trim().parse().map_err(|_| format!("'{window}' is not a number of steps"))?;
+            let rank: usize = rank.trim().parse().map_err(|_| format!("'{rank}' is not a rank"))?;
+            if window == 0 || rank == 0 {
+                return Err(format!("'{lens}': window and rank start at 1"));
+            }
+            Ok((window, rank))
+        })
+        .collect()
 }
 
 #[derive(Debug, Args)]
@@ -357,6 +376,7 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
         lease_steps: args.lease_steps.unwrap_or(defaults.lease_steps),
         batch: !args.per_event,
         learn_store_rise: !args.fixed_rise,
+        store_lenses: args.lenses.as_deref().map(parse_lenses).transpose().map_err(|e| anyhow::anyhow!("--lenses: {e}"))?.unwrap_or_default(),
         handover: !args.no_handover,
         ..defaults
     };
@@ -485,4 +505,17 @@ fn print_welcome(addr: SocketAddr, tls: bool) {
         println!("    {:<9} {} / {}", r.slug, r.login, r.password);
     }
     println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_lenses;
+
+    #[test]
+    fn lenses_are_window_steps_and_rank() {
+        assert_eq!(parse_lenses("1:1, 10:3").unwrap(), vec![(1, 1), (10, 3)]);
+        assert!(parse_lenses("10").unwrap_err().contains("WINDOW_STEPS:RANK"));
+        assert!(parse_lenses("0:1").unwrap_err().contains("start at 1"));
+        assert!(parse_lenses("a:1").unwrap_err().contains("number of steps"));
+    }
 }

@@ -19,7 +19,7 @@
 //! latency: the referee's `--latency-steps` applies the delay itself, so its replay is exactly
 //! this physics (jitter and outages included, which it cannot model alone).
 
-use crate::balancer::store::RiseLearning;
+use crate::balancer::store::{Lens, RiseLearning};
 use crate::balancer::engine::{Balancer, Command, EvPhases, Event, SessionInfo};
 use crate::balancer::config::{CircuitConfig, ConfigError, ConnectorConfig, HandoverConfig, LearningConfig, SiteConfig, SiteMeter, StoreConfig, Wiring};
 use crate::balancer::units::{ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, Phase, PerPhase, Rotation, SessionKey};
@@ -112,6 +112,9 @@ pub struct SimOptions {
     /// Learn the store's rise from its meter (used once the history spans a day: see
     /// [`DaySim::learn_store_history`]) rather than only the configured rise.
     pub learn_store_rise: bool,
+    /// The references the rise is learned over, as (window in steps, rank); empty: our policy
+    /// ([`RiseLearning::from_a_week`]).
+    pub store_lenses: Vec<(u64, usize)>,
     /// Schedule handovers ahead (a decrease for another session's sake switches when that
     /// session's increase can land, two latencies on): the simulated chargers' clocks agree with ours.
     pub handover: bool,
@@ -142,6 +145,7 @@ impl Default for SimOptions {
             outages_per_day: 0,
             lease_steps: 10,
             learn_store_rise: true,
+            store_lenses: Vec::new(),
             handover: true,
             batch: true,
         }
@@ -295,7 +299,11 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
             // none to learn).
             learn_rise: (o.learn_store_rise && o.meter_lag_steps + o.latency_steps > 0).then(|| {
                 // Over the highest of the latest two readings, and the third highest of eleven.
-                RiseLearning::from_a_week(Millis(step.0 * (o.meter_lag_steps + o.latency_steps + o.latency_jitter_steps)), step)
+                let mut learn = RiseLearning::from_a_week(Millis(step.0 * (o.meter_lag_steps + o.latency_steps + o.latency_jitter_steps)), step);
+                if !o.store_lenses.is_empty() {
+                    learn.lenses = o.store_lenses.iter().map(|&(steps, rank)| Lens { window: Millis(step.0 * steps), rank }).collect();
+                }
+                learn
             }),
         },
         learning: LearningConfig {

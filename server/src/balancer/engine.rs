@@ -282,6 +282,9 @@ struct Conn {
 /// Readings kept per session for an incomer meter: at one every 10 s, 80 s back.
 const READINGS_KEPT: usize = 8;
 
+/// A car follows a lower pilot within this (IEC 61851-1 allows it 5 s).
+const CAR_FOLLOWS: Millis = Millis(5_000);
+
 impl Conn {
     /// Keeps a session's reading for an incomer meter's arithmetic (none older than the latest).
     fn keep_reading(&mut self, currents: [DeciAmps; 3], at: Millis) {
@@ -722,7 +725,7 @@ impl Balancer {
                     self.store = Some((currents, measured_at));
                     if let Some(learn) = &self.cfg.store.learn_rise {
                         let store = match self.cfg.store.meter {
-                            SiteMeter::Incomer => self.store_behind_incomer(currents, measured_at),
+                            SiteMeter::Incomer => self.store_behind_incomer(currents, measured_at, now),
                             SiteMeter::Store => currents,
                         };
                         self.store_history.observe(learn, measured_at, store);
@@ -945,9 +948,12 @@ impl Balancer {
     /// and its first one after (it may have changed between them), all within the meter's age of
     /// `at`. A car with no reading by `at` counts as nothing: it may have been drawing less then
     /// (it started, or was raised, since), and a late incomer reading must not take the store
-    /// for smaller by what the car drew after it. So the store is never taken for smaller than
-    /// it was, unless a car dropped after its latest reading and before `at`.
-    fn store_behind_incomer(&self, reading: PerPhase, at: Millis) -> PerPhase {
+    /// for smaller by what the car drew after it. Nor does a car count above the most our limits
+    /// let it draw at `at` (once it had followed them): a reading from before a decrease of ours
+    /// is not what it drew after.
+    /// So the store is never taken for smaller than it was, unless a car dropped by itself after
+    /// its latest reading and before `at` without its charger saying so.
+    fn store_behind_incomer(&self, reading: PerPhase, at: Millis, now: Millis) -> PerPhase {
         let window = self.cfg.store.max_age;
         let mut cars = [0u32; 3];
         for (i, c) in self.conns.iter().enumerate() {
@@ -962,7 +968,9 @@ impl Balancer {
             }
             // Newest first: the first reading after `at` is the last of those after it.
             let after = near().filter(|(_, t)| *t > at).next_back();
-            let lower = by.chain(after).fold([DeciAmps::new(u32::MAX); 3], |l, (currents, _)| [0, 1, 2].map(|k| l[k].min(currents[k])));
+            // Our limits bound what it drew only once the car had followed the latest of them.
+            let allowed = if c.acked_at + CAR_FOLLOWS <= at { self.budget_at(i, now, at).0 } else { DeciAmps::new(u32::MAX) };
+            let lower = by.chain(after).fold([allowed; 3], |l, (currents, _)| [0, 1, 2].map(|k| l[k].min(currents[k])));
             let wired = if cc.wiring == Wiring::OnePhase { 1 } else { 3 };
             for (k, amps) in lower.iter().enumerate().take(wired) {
                 cars[cc.rotation.0[k].index()] += amps.get();
@@ -975,7 +983,7 @@ impl Balancer {
     fn store_assumed(&self, now: Millis) -> (PerPhase, bool) {
         let sc = &self.cfg.store;
         let store = match (self.store, sc.meter) {
-            (Some((reading, at)), SiteMeter::Incomer) => Some((self.store_behind_incomer(reading, at), at)),
+            (Some((reading, at)), SiteMeter::Incomer) => Some((self.store_behind_incomer(reading, at, now), at)),
             (other, _) => other,
         };
         match store {

@@ -770,6 +770,33 @@ fn a_late_incomer_reading_is_not_lessened_by_what_a_car_drew_after_it() {
 }
 
 #[test]
+fn a_reading_from_before_our_decrease_is_not_taken_off_the_incomer() {
+    let mut cfg = site([60; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);
+    cfg.store.meter = crate::balancer::config::SiteMeter::Incomer;
+    let mut h = H::new(cfg);
+    h.start(0, SessionInfo { ev_max: Some(a(32)), ..three() });
+    h.advance(10);
+    h.store([20; 3]);
+    h.settle();
+    assert_eq!(h.acked(0), a(32));
+    h.advance(10);
+    h.ev(Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(32); 3], energy_wh: None, measured_at: h.now });
+    h.store([52; 3]);
+    h.settle();
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)));
+    // A second car: the first is lowered to share the 40 A, before its next reading.
+    h.start(1, SessionInfo { ev_max: Some(a(32)), ..three() });
+    h.settle();
+    assert_eq!(h.acked(0), a(20));
+    // The incomer reads the store's 20 A and the first car's 20 A (the second has not begun):
+    // its 32 A reading is from before our decrease, so it counts at 20 A and the store stays 20 A.
+    h.advance(5);
+    h.store([40; 3]);
+    h.settle();
+    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)));
+}
+
+#[test]
 fn a_car_its_charger_says_stopped_drawing_counts_as_nothing_behind_the_incomer() {
     let mut cfg = site([60; 3], vec![], vec![conn(0, None, ST, 0)]);
     cfg.store.meter = crate::balancer::config::SiteMeter::Incomer;

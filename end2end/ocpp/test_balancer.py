@@ -386,6 +386,21 @@ def test_a_session_limit_is_a_lease_the_charger_drops_if_it_loses_us(server):
     run(scenario())
 
 
+async def store_after_incomer_reading(server, site: int, incomer_a: int, low_da: int, high_da: int) -> list[int]:
+    """Posts an incomer reading of `incomer_a` on every phase, then the store the balancer assumes
+    (deciamps per phase) once it lies within [low_da, high_da], or as it is after 10 s."""
+    status, body = await server.ahttp("POST", f"/api/v1/sites/{site}/meter", {"l1_a": incomer_a, "l2_a": incomer_a, "l3_a": incomer_a})
+    assert status in (200, 202, 204), body
+    deadline = time.monotonic() + 10
+    while True:
+        status, budget = await server.ahttp("GET", f"/api/v1/sites/{site}/budget")
+        assert status == 200, budget
+        store = budget["snapshot"]["store_assumed"]
+        if all(low_da <= a <= high_da for a in store) or time.monotonic() > deadline:
+            return store
+        await asyncio.sleep(0.2)
+
+
 def test_a_meter_on_the_main_incomer_counts_the_store_as_what_the_cars_did_not_draw(server):
     """With site_meter "incomer", the site meter reads the whole connection: the store's load is the
     reading less the cars' own MeterValues, not the reading itself; a car its charger says is suspended
@@ -402,37 +417,18 @@ def test_a_meter_on_the_main_incomer_counts_the_store_as_what_the_cars_did_not_d
             {"value": str(amps), "measurand": "Current.Import", "phase": ph, "unit": "A", "location": "Outlet"}
             for ph in ("L1", "L2", "L3")]}]
 
-    async def store_assumed():
-        status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
-        assert status == 200, budget
-        return budget["snapshot"]["store_assumed"]
-
     async def scenario():
         async with charger(server, "FM-CAM-01", cls=Balanced16) as cp:
             tx = await cp.start_tx(1)
-            # The car draws 16 A; the incomer reads 46 A: the store itself is 30 A.
+            # The car draws 16 A; the incomer reads 46 A: the store itself is 30 A (plus the few
+            # amps the store may have risen by since).
             await cp.req(call16.MeterValues(connector_id=1, transaction_id=tx, meter_value=car_draws(16)))
-            status, body = await server.ahttp("POST", "/api/v1/sites/1/meter", {"l1_a": 46, "l2_a": 46, "l3_a": 46})
-            assert status in (200, 202, 204), body
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                store = await store_assumed()
-                # 30 A, plus the few amps the store may have risen by since (deciamps).
-                if all(300 <= a <= 360 for a in store):
-                    break
-                await asyncio.sleep(0.2)
+            store = await store_after_incomer_reading(server, 1, 46, 300, 360)
             assert all(300 <= a <= 360 for a in store), store
             # The car is full and the charger says so before the car's next reading: the incomer's
             # 30 A is then the store alone, not 16 A less.
             await cp.req(call16.StatusNotification(connector_id=1, error_code="NoError", status="SuspendedEV"))
-            status, body = await server.ahttp("POST", "/api/v1/sites/1/meter", {"l1_a": 30, "l2_a": 30, "l3_a": 30})
-            assert status in (200, 202, 204), body
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                store = await store_assumed()
-                if all(300 <= a <= 360 for a in store):
-                    break
-                await asyncio.sleep(0.2)
+            store = await store_after_incomer_reading(server, 1, 30, 300, 360)
             assert all(300 <= a <= 360 for a in store), store
             await cp.stop_tx(1, tx)
 
@@ -449,18 +445,6 @@ def test_a_201_car_suspended_is_not_taken_off_the_incomer(server):
     status, body = server.http("PUT", "/api/v1/sites/2/electrics", {**original, "site_meter": "incomer"})
     assert status == 200 and body["electrics"]["site_meter"] == "incomer", body
 
-    async def store_settles_at(incomer_a: int, low_da: int, high_da: int):
-        status, body = await server.ahttp("POST", "/api/v1/sites/2/meter", {"l1_a": incomer_a, "l2_a": incomer_a, "l3_a": incomer_a})
-        assert status in (200, 202, 204), body
-        deadline = time.monotonic() + 10
-        while True:
-            status, budget = await server.ahttp("GET", "/api/v1/sites/2/budget")
-            assert status == 200, budget
-            store = budget["snapshot"]["store_assumed"]
-            if all(low_da <= a <= high_da for a in store) or time.monotonic() > deadline:
-                return store
-            await asyncio.sleep(0.2)
-
     async def scenario():
         async with charger(server, "UP-ZUI-01", "2.0.1", cls=Balanced201) as cp:
             tx = {"transactionId": f"incomer-{time.monotonic_ns()}", "chargingState": "Charging"}
@@ -471,14 +455,14 @@ def test_a_201_car_suspended_is_not_taken_off_the_incomer(server):
             ))
             # The car draws 16 A and the incomer reads 22 A: the store is 6 A (plus the rise it may
             # take; within the site's 8 A worst case, so the tests after this one see no difference).
-            store = await store_settles_at(22, 60, 100)
+            store = await store_after_incomer_reading(server, 2, 22, 60, 100)
             assert all(60 <= a <= 100 for a in store), store
             await cp.req(call201.TransactionEvent(
                 event_type="Updated", timestamp=now_iso(), trigger_reason="ChargingStateChanged", seq_no=1,
                 transaction_info={**tx, "chargingState": "SuspendedEV"},
             ))
             # Suspended: the incomer's 6 A is the store alone, not 16 A less.
-            store = await store_settles_at(6, 60, 100)
+            store = await store_after_incomer_reading(server, 2, 6, 60, 100)
             assert all(60 <= a <= 100 for a in store), store
             await cp.req(call201.TransactionEvent(
                 event_type="Ended", timestamp=now_iso(), trigger_reason="EVDeparted", seq_no=2,

@@ -90,6 +90,11 @@ impl H {
     fn view(&self, k: u32) -> ConnectorView {
         self.b.snapshot(self.now).connectors.into_iter().find(|c| c.connector == ConnectorKey(k)).expect("connector exists")
     }
+    /// Connector `k`'s car draws `amps` on each phase, read now.
+    fn car_reads(&mut self, k: u32, amps: u32) {
+        let reading = Event::ConnectorMeter { connector: ConnectorKey(k), currents: [a(amps); 3], energy_wh: None, measured_at: self.now };
+        self.ev(reading);
+    }
     fn acked(&self, k: u32) -> DeciAmps {
         self.view(k).acked
     }
@@ -703,26 +708,27 @@ fn limits_are_leases_renewed_while_we_talk_and_dropped_by_a_charger_that_lost_us
     assert_eq!(h.acked(0), a(32), "the freed capacity goes to the car we can steer");
 }
 
+/// `cars` three-phase connectors on 60 A, the site meter on the main incomer.
+fn incomer_site(cars: u32) -> H {
+    let mut cfg = site([60; 3], vec![], (0..cars).map(|k| conn(k, None, ST, 0)).collect());
+    cfg.store.meter = crate::balancer::config::SiteMeter::Incomer;
+    H::new(cfg)
+}
+
 #[test]
 fn an_incomer_meter_counts_the_store_as_what_the_cars_did_not_draw() {
-    let mut cfg = site([60; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);
-    cfg.store.meter = crate::balancer::config::SiteMeter::Incomer;
-    let mut h = H::new(cfg);
+    let mut h = incomer_site(2);
     h.start(0, SessionInfo { ev_max: Some(a(16)), ..three() });
     h.start(1, SessionInfo { ev_max: Some(a(16)), ..three() });
     h.settle();
-    let meter = |h: &mut H, k: u32, amps: u32| {
-        let m = Event::ConnectorMeter { connector: ConnectorKey(k), currents: [a(amps); 3], energy_wh: None, measured_at: h.now };
-        h.ev(m);
-    };
     // (car 0, car 1, incomer reading, store assumed), ten seconds apart. The store draws 20 A.
     // Car 1 stops, then draws again: between two readings it may have drawn as little as the
     // lower, so that one counts and the store is taken for more than it is, never for less.
     let steps = [(16, 16, 52, 20), (16, 0, 36, 20), (16, 16, 52, 36)];
     for (k, (car0, car1, incomer, store)) in steps.into_iter().enumerate() {
         h.advance(10);
-        meter(&mut h, 0, car0);
-        meter(&mut h, 1, car1);
+        h.car_reads(0, car0);
+        h.car_reads(1, car1);
         h.store([incomer; 3]);
         h.settle();
         assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(store)), "step {k}");
@@ -737,23 +743,17 @@ fn an_incomer_meter_counts_the_store_as_what_the_cars_did_not_draw() {
 
 #[test]
 fn a_late_incomer_reading_is_not_lessened_by_what_a_car_drew_after_it() {
-    let mut cfg = site([60; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);
-    cfg.store.meter = crate::balancer::config::SiteMeter::Incomer;
-    let mut h = H::new(cfg);
+    let mut h = incomer_site(2);
     h.start(0, SessionInfo { ev_max: Some(a(16)), ..three() });
     h.start(1, SessionInfo { ev_max: Some(a(16)), ..three() });
     h.settle();
-    let meter = |h: &mut H, k: u32, amps: u32| {
-        let m = Event::ConnectorMeter { connector: ConnectorKey(k), currents: [a(amps); 3], energy_wh: None, measured_at: h.now };
-        h.ev(m);
-    };
     // Readings every 10 s: car 0 draws 16 A throughout, car 1 nothing at first and 16 A from
     // its second reading on. The store draws 20 A.
     let start = h.now;
     for (car0, car1) in [(16, 0), (16, 16), (16, 16), (16, 16)] {
         h.advance(10);
-        meter(&mut h, 0, car0);
-        meter(&mut h, 1, car1);
+        h.car_reads(0, car0);
+        h.car_reads(1, car1);
     }
     // An incomer reading from before either car's first reading counts neither: the store may
     // have been all of it.
@@ -771,16 +771,14 @@ fn a_late_incomer_reading_is_not_lessened_by_what_a_car_drew_after_it() {
 
 #[test]
 fn a_reading_from_before_our_decrease_is_not_taken_off_the_incomer() {
-    let mut cfg = site([60; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);
-    cfg.store.meter = crate::balancer::config::SiteMeter::Incomer;
-    let mut h = H::new(cfg);
+    let mut h = incomer_site(2);
     h.start(0, SessionInfo { ev_max: Some(a(32)), ..three() });
     h.advance(10);
     h.store([20; 3]);
     h.settle();
     assert_eq!(h.acked(0), a(32));
     h.advance(10);
-    h.ev(Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(32); 3], energy_wh: None, measured_at: h.now });
+    h.car_reads(0, 32);
     h.store([52; 3]);
     h.settle();
     assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)));
@@ -798,13 +796,11 @@ fn a_reading_from_before_our_decrease_is_not_taken_off_the_incomer() {
 
 #[test]
 fn a_car_its_charger_says_stopped_drawing_counts_as_nothing_behind_the_incomer() {
-    let mut cfg = site([60; 3], vec![], vec![conn(0, None, ST, 0)]);
-    cfg.store.meter = crate::balancer::config::SiteMeter::Incomer;
-    let mut h = H::new(cfg);
+    let mut h = incomer_site(1);
     h.start(0, SessionInfo { ev_max: Some(a(16)), ..three() });
     h.settle();
     h.advance(10);
-    h.ev(Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(16); 3], energy_wh: None, measured_at: h.now });
+    h.car_reads(0, 16);
     // The car is full: its charger says so (SuspendedEV) before its next reading. The incomer
     // then reads the store's 20 A alone, which is not 16 A less than that.
     h.advance(5);
@@ -816,7 +812,7 @@ fn a_car_its_charger_says_stopped_drawing_counts_as_nothing_behind_the_incomer()
     // Drawing again, it counts once its readings show it.
     for _ in 0..2 {
         h.advance(10);
-        h.ev(Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(16); 3], energy_wh: None, measured_at: h.now });
+        h.car_reads(0, 16);
     }
     h.store([36; 3]);
     h.settle();

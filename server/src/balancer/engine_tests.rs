@@ -90,6 +90,10 @@ impl H {
     fn view(&self, k: u32) -> ConnectorView {
         self.b.snapshot(self.now).connectors.into_iter().find(|c| c.connector == ConnectorKey(k)).expect("connector exists")
     }
+    /// The store load the balancer plans with now.
+    fn store_assumed(&self) -> PerPhase {
+        self.b.snapshot(self.now).store_assumed
+    }
     /// Connector `k`'s car draws `amps` on each phase, read now.
     fn car_reads(&mut self, k: u32, amps: u32) {
         let reading = Event::ConnectorMeter { connector: ConnectorKey(k), currents: [a(amps); 3], energy_wh: None, measured_at: self.now };
@@ -279,7 +283,7 @@ fn stale_meter_means_worst_case_store() {
     h.settle();
     assert_eq!(h.acked(0), a(20), "stale: worst case 80 A assumed, not the last 70 A");
     assert!(h.b.snapshot(h.now).store_worst_case);
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(80)));
+    assert_eq!(h.store_assumed(), PerPhase::uniform(a(80)));
 }
 
 #[test]
@@ -294,15 +298,15 @@ fn the_store_may_have_risen_since_an_old_reading() {
     h.start(0, three());
     h.settle();
     assert_eq!(h.acked(0), a(32));
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(51)), "fresh: only what it may rise until the next plan");
+    assert_eq!(h.store_assumed(), PerPhase::uniform(a(51)), "fresh: only what it may rise until the next plan");
     assert_eq!(h.b.poll_timeout(h.now), Some(h.now + Millis::from_secs(6)), "the plan is renewed while the reading ages");
     h.advance(60);
     h.ev(Event::Tick);
     h.settle();
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(61)), "60 s old + 6 s to the next plan, at 10 A/min");
+    assert_eq!(h.store_assumed(), PerPhase::uniform(a(61)), "60 s old + 6 s to the next plan, at 10 A/min");
     h.advance(120);
     h.ev(Event::Tick);
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(65)), "rise capped");
+    assert_eq!(h.store_assumed(), PerPhase::uniform(a(65)), "rise capped");
     assert_eq!(h.b.poll_timeout(h.now), Some(h.now + Millis::from_secs(6)));
 }
 
@@ -349,11 +353,11 @@ fn the_store_rise_is_learned_from_a_day_of_meter_history() {
     h.store([41, 35, 30]);
     h.advance(60);
     h.ev(Event::Tick);
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase([a(46), a(35), a(30)]), "40 A + 6 A, not 44 A + 6 A");
+    assert_eq!(h.store_assumed(), PerPhase([a(46), a(35), a(30)]), "40 A + 6 A, not 44 A + 6 A");
     // Older than the learned horizon: the configured rise where it is larger (on 40 A).
     h.advance(60);
     h.ev(Event::Tick);
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase([a(56), a(51), a(46)]), "120 s old + 60 s: capped 16 A");
+    assert_eq!(h.store_assumed(), PerPhase([a(56), a(51), a(46)]), "120 s old + 60 s: capped 16 A");
 }
 
 #[test]
@@ -363,7 +367,7 @@ fn without_a_day_of_history_the_configured_rise_applies() {
     assert_eq!(h.b.learned_store_rise(), None);
     h.now = Millis::from_secs(60 * 600);
     h.store([40, 40, 40]);
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(54)), "60 s reaction at 14 A/min");
+    assert_eq!(h.store_assumed(), PerPhase::uniform(a(54)), "60 s reaction at 14 A/min");
     assert_eq!(h.b.snapshot(h.now).store_rise_learned, None);
 }
 
@@ -731,14 +735,14 @@ fn an_incomer_meter_counts_the_store_as_what_the_cars_did_not_draw() {
         h.car_reads(1, car1);
         h.store([incomer; 3]);
         h.settle();
-        assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(store)), "step {k}");
+        assert_eq!(h.store_assumed(), PerPhase::uniform(a(store)), "step {k}");
     }
 
     // A car with no reading near the incomer's counts as nothing: the store may be that large.
     h.advance(300);
     h.store([52; 3]);
     h.settle();
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(52)));
+    assert_eq!(h.store_assumed(), PerPhase::uniform(a(52)));
 }
 
 #[test]
@@ -760,13 +764,13 @@ fn a_late_incomer_reading_is_not_lessened_by_what_a_car_drew_after_it() {
     let before_any = Event::StoreMeter { currents: PerPhase::uniform(a(36)), measured_at: start + Millis::from_secs(5) };
     h.ev(before_any);
     h.settle();
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(36)));
+    assert_eq!(h.store_assumed(), PerPhase::uniform(a(36)));
     // The incomer's reading of 15 s after the start (20 + 16 + 0 A) arrives only now, when both
     // cars' two latest readings show 16 A: car 1 drew nothing then, so the store is 20 A, not 4.
     let late = Event::StoreMeter { currents: PerPhase::uniform(a(36)), measured_at: start + Millis::from_secs(15) };
     h.ev(late);
     h.settle();
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)));
+    assert_eq!(h.store_assumed(), PerPhase::uniform(a(20)));
 }
 
 #[test]
@@ -781,7 +785,7 @@ fn a_reading_from_before_our_decrease_is_not_taken_off_the_incomer() {
     h.car_reads(0, 32);
     h.store([52; 3]);
     h.settle();
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)));
+    assert_eq!(h.store_assumed(), PerPhase::uniform(a(20)));
     // A second car: the first is lowered to share the 40 A, before its next reading.
     h.start(1, SessionInfo { ev_max: Some(a(32)), ..three() });
     h.settle();
@@ -791,7 +795,7 @@ fn a_reading_from_before_our_decrease_is_not_taken_off_the_incomer() {
     h.advance(5);
     h.store([40; 3]);
     h.settle();
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)));
+    assert_eq!(h.store_assumed(), PerPhase::uniform(a(20)));
 }
 
 #[test]
@@ -808,7 +812,7 @@ fn a_car_its_charger_says_stopped_drawing_counts_as_nothing_behind_the_incomer()
     h.advance(5);
     h.store([20; 3]);
     h.settle();
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)));
+    assert_eq!(h.store_assumed(), PerPhase::uniform(a(20)));
     // Drawing again, it counts once its readings show it.
     for _ in 0..2 {
         h.advance(10);
@@ -816,7 +820,7 @@ fn a_car_its_charger_says_stopped_drawing_counts_as_nothing_behind_the_incomer()
     }
     h.store([36; 3]);
     h.settle();
-    assert_eq!(h.b.snapshot(h.now).store_assumed, PerPhase::uniform(a(20)));
+    assert_eq!(h.store_assumed(), PerPhase::uniform(a(20)));
 }
 
 #[test]

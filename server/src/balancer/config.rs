@@ -97,8 +97,9 @@ pub struct LearningConfig {
     pub window: Millis,
     /// "Clearly less" means at least this much below the offer.
     pub margin: DeciAmps,
-    /// A learned maximum is forgotten after this long (the car may want more again,
-    /// e.g. after pre-conditioning); the next offer probes upward.
+    /// A learned maximum is probed after this long (the car may want more again, e.g. after
+    /// pre-conditioning): the car is offered twice `margin` more, and forgets the maximum if it
+    /// takes it.
     pub probe_after: Millis,
 }
 

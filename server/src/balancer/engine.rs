@@ -1086,9 +1086,14 @@ impl Balancer {
             cap = cap.min(m);
         }
         if let Some((l, at)) = s.learned_max {
-            if now.since(at) < self.cfg.learning.probe_after {
-                cap = cap.min(l);
-            }
+            let lc = &self.cfg.learning;
+            // Past `probe_after` the car may take more again (warmed up, preconditioning done):
+            // a little more is offered, not its whole share, which would hold the others' capacity
+            // for a round trip when, as most often, it still takes what it did. Twice the margin:
+            // a car that still cannot take more stays clearly below it and is learned again; one
+            // that can draws past its maximum, which is then forgotten (see `learn`).
+            let probe = if now.since(at) < lc.probe_after { DeciAmps::ZERO } else { lc.margin + lc.margin };
+            cap = cap.min(l + probe);
         }
         if cap < DeciAmps::from_amps(1) {
             // It draws nothing: pause it until the learned maximum expires and we probe again.
@@ -1109,14 +1114,10 @@ impl Balancer {
                 x.limit = x.limit.settled(now, skew);
             }
         }
-        let probe = self.cfg.learning.probe_after;
         for c in &mut self.conns {
             let target = c.target;
             if let Some(s) = c.session.as_mut() {
                 s.served += u64::from(target.get()) * dt;
-                if s.learned_max.is_some_and(|(_, at)| now.since(at) >= probe) {
-                    s.learned_max = None;
-                }
             }
         }
         let nc = self.topo.nodes() * 3;

@@ -219,11 +219,31 @@ fn a_car_with_a_low_maximum_leaves_capacity_to_others() {
         assert_eq!(h.view(0).learned_max, None);
         assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
     }
-    // It is forgotten after probe_after, and the car is offered its fair share again.
+    // After probe_after the car is offered a little more (twice the 2 A margin), not its whole
+    // share: the other car keeps the rest.
     h.advance(901);
     h.tick();
     h.settle();
-    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+    assert_eq!((h.acked(0), h.acked(1)), (DeciAmps::new(165), DeciAmps::new(235)), "probed upward by 4 A");
+    let read = |h: &mut H, amps: DeciAmps| {
+        h.advance(60);
+        h.tick();
+        h.ev(Event::ConnectorMeter { connector: ConnectorKey(0), currents: [amps; 3], energy_wh: None, measured_at: h.now });
+        h.settle();
+    };
+    // A car that takes it wants more: its maximum is forgotten and it gets its share again.
+    {
+        let mut h = H { b: h.b.clone(), now: h.now, sent: Vec::new() };
+        read(&mut h, DeciAmps::new(165));
+        assert_eq!(h.view(0).learned_max, None);
+        assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+    }
+    // One that still draws 12 A is learned again and held there for another probe_after.
+    for _ in 0..3 {
+        read(&mut h, a(12));
+    }
+    assert_eq!(h.view(0).learned_max, Some(DeciAmps::new(125)));
+    assert_eq!((h.acked(0), h.acked(1)), (DeciAmps::new(125), DeciAmps::new(275)), "back at its maximum");
 }
 
 #[test]

@@ -90,6 +90,8 @@ cmd_run() {
 }
 
 cmd_test() {
+  say "formatting (cargo fmt --check)"
+  cargo fmt --check
   setup_build_tools
   setup_test_tools
   say "building the server and the browser bundle (dev profile, once)"

@@ -21,10 +21,7 @@ pub struct DriverConnector {
 impl DriverConnector {
     /// Example prices a driver can compare: a small top-up and a big charge.
     pub fn example_costs(&self) -> Vec<(u32, Money)> {
-        [10u32, 30]
-            .into_iter()
-            .map(|kwh| (kwh, self.tariff.session_cost(i64::from(kwh) * 1000)))
-            .collect()
+        [10u32, 30].into_iter().map(|kwh| (kwh, self.tariff.session_cost(i64::from(kwh) * 1000))).collect()
     }
 }
 
@@ -150,7 +147,11 @@ pub mod ssr {
     /// Implemented by the server crate; the pages know nothing of databases.
     #[async_trait::async_trait]
     pub trait Backend: Send + Sync + 'static {
-        async fn connector_page(&self, charger: &ChargerId, connector: ConnectorNo) -> anyhow_like::Result<Option<DriverConnector>>;
+        async fn connector_page(
+            &self,
+            charger: &ChargerId,
+            connector: ConnectorNo,
+        ) -> anyhow_like::Result<Option<DriverConnector>>;
         async fn sign_in(&self, email: &str, password: &str) -> anyhow_like::Result<Option<NewSession>>;
         async fn sign_out(&self, token: &str) -> anyhow_like::Result<()>;
         async fn principal(&self, token: &str) -> anyhow_like::Result<Option<Principal>>;
@@ -168,7 +169,8 @@ pub mod ssr {
     pub type SharedBackend = Arc<dyn Backend>;
 
     pub fn backend() -> Result<SharedBackend, ServerFnError> {
-        use_context::<SharedBackend>().ok_or_else(|| ServerFnError::new("server misconfigured: no backend in context"))
+        use_context::<SharedBackend>()
+            .ok_or_else(|| ServerFnError::new("server misconfigured: no backend in context"))
     }
 
     pub fn set_status(status: http::StatusCode) {

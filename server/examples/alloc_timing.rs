@@ -5,21 +5,34 @@
 //!
 //! `cargo run --release --example alloc_timing -- 10,100,1000,10000`
 
-use server::balancer::EvPhases;
 use server::balancer::config::Wiring;
 use server::balancer::units::*;
+use server::balancer::EvPhases;
 use server::balancer::{Balancer, CircuitConfig, ConnectorConfig, Event, SessionInfo, SiteConfig};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sizes: Vec<usize> = std::env::args().nth(1).unwrap_or_else(|| "10,100,1000,10000".into()).split(',').map(str::parse).collect::<Result<_, _>>()?;
-    let rots = [Rotation([Phase::L1, Phase::L2, Phase::L3]), Rotation([Phase::L2, Phase::L3, Phase::L1]), Rotation([Phase::L3, Phase::L1, Phase::L2])];
+    let sizes: Vec<usize> = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "10,100,1000,10000".into())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let rots = [
+        Rotation([Phase::L1, Phase::L2, Phase::L3]),
+        Rotation([Phase::L2, Phase::L3, Phase::L1]),
+        Rotation([Phase::L3, Phase::L1, Phase::L2]),
+    ];
     println!("| connectors | recompute mean ms | p99 ms | max ms | allocated kW | limit kW |");
     println!("|---|---|---|---|---|---|");
     for n in sizes {
         let feeders = n.div_ceil(8);
         let circuits = (0..feeders)
-            .map(|f| CircuitConfig { id: CircuitId(f as u32), parent: None, limit: PerPhase::uniform(DeciAmps::from_amps(63)) })
+            .map(|f| CircuitConfig {
+                id: CircuitId(f as u32),
+                parent: None,
+                limit: PerPhase::uniform(DeciAmps::from_amps(63)),
+            })
             .collect();
         let connectors = (0..n)
             .map(|i| ConnectorConfig {
@@ -52,13 +65,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 departure: Some(Millis::from_secs(1200 + (seed >> 45) % 4200)),
                 priority: 0,
             };
-            arrivals.push(Event::SessionStarted { connector: ConnectorKey(i as u32), session: SessionKey(i as u64), info });
+            arrivals.push(Event::SessionStarted {
+                connector: ConnectorKey(i as u32),
+                session: SessionKey(i as u64),
+                info,
+            });
         }
         let refused = b.handle_all(arrivals, now);
         assert!(refused.is_empty(), "{refused:?}");
-        let acks: Vec<Event> = b.poll_commands(now).iter().map(|c| Event::CommandAccepted { id: c.id() }).collect();
+        let acks: Vec<Event> =
+            b.poll_commands(now).iter().map(|c| Event::CommandAccepted { id: c.id() }).collect();
         b.handle_all(acks, now);
-        let iters = if n >= 10_000 { 40 } else if n >= 1000 { 200 } else { 2000 };
+        let iters = if n >= 10_000 {
+            40
+        } else if n >= 1000 {
+            200
+        } else {
+            2000
+        };
         let mut t = Vec::with_capacity(iters);
         for k in 0..iters {
             now = now + Millis(1000);

@@ -125,8 +125,10 @@ struct LbBenchArgs {
 fn parse_lenses(text: &str) -> Result<Vec<(u64, usize)>, String> {
     text.split(',')
         .map(|lens| {
-            let (window, rank) = lens.split_once(':').ok_or_else(|| format!("'{lens}' is not WINDOW_STEPS:RANK"))?;
-            let window: u64 = window.trim().parse().map_err(|_| format!("'{window}' is not a number of steps"))?;
+            let (window, rank) =
+                lens.split_once(':').ok_or_else(|| format!("'{lens}' is not WINDOW_STEPS:RANK"))?;
+            let window: u64 =
+                window.trim().parse().map_err(|_| format!("'{window}' is not a number of steps"))?;
             let rank: usize = rank.trim().parse().map_err(|_| format!("'{rank}' is not a rank"))?;
             if window == 0 || rank == 0 {
                 return Err(format!("'{lens}': window and rank start at 1"));
@@ -264,7 +266,9 @@ impl GlobalArgs {
                 unknown_chargers: serve.unknown_chargers,
             },
             tls: match (&serve.tls_cert, &serve.tls_key) {
-                (Some(cert), Some(key)) => Some(crate::settings::TlsFiles { cert: cert.clone(), key: key.clone() }),
+                (Some(cert), Some(key)) => {
+                    Some(crate::settings::TlsFiles { cert: cert.clone(), key: key.clone() })
+                }
                 _ => None,
             },
         })
@@ -339,7 +343,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (RoleArg::Operator, _) => Role::Operator,
                 (RoleArg::Retailer, Some(slug)) => {
                     let slug = Slug::parse(slug)?;
-                    let id = catalog::retailer_by_slug(&db, &slug).await?.with_context(|| format!("no retailer {slug}"))?;
+                    let id = catalog::retailer_by_slug(&db, &slug)
+                        .await?
+                        .with_context(|| format!("no retailer {slug}"))?;
                     Role::Retailer(id)
                 }
                 (RoleArg::Retailer, None) => anyhow::bail!("--retailer is required for a retailer account"),
@@ -376,17 +382,25 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
         lease_steps: args.lease_steps.unwrap_or(defaults.lease_steps),
         batch: !args.per_event,
         learn_store_rise: !args.fixed_rise,
-        store_lenses: args.lenses.as_deref().map(parse_lenses).transpose().map_err(|e| anyhow::anyhow!("--lenses: {e}"))?.unwrap_or_default(),
+        store_lenses: args
+            .lenses
+            .as_deref()
+            .map(parse_lenses)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--lenses: {e}"))?
+            .unwrap_or_default(),
         handover: !args.no_handover,
         ..defaults
     };
     let read = |path: &PathBuf| -> anyhow::Result<Workload> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not an lb-workload/1 file", path.display()))
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an lb-workload/1 file", path.display()))
     };
     let workload = read(&args.workload)?;
     let history = args.store_history.iter().map(read).collect::<anyhow::Result<Vec<_>>>()?;
-    let mut sim = DaySim::new(&workload, options.clone()).map_err(|e| anyhow::anyhow!("the workload's site is not usable: {e}"))?;
+    let mut sim = DaySim::new(&workload, options.clone())
+        .map_err(|e| anyhow::anyhow!("the workload's site is not usable: {e}"))?;
     sim.learn_store_history(&history).map_err(|e| anyhow::anyhow!("the store history is not usable: {e}"))?;
     for warning in sim.balancer.warnings() {
         eprintln!("warning: {warning}");
@@ -403,7 +417,8 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
     let sim_rise = sim.balancer.learned_store_rise();
     let (metrics, pilots) = sim.finish();
     if let Some(out) = &args.out {
-        std::fs::write(out, serde_json::to_string(&pilots)?).with_context(|| format!("writing {}", out.display()))?;
+        std::fs::write(out, serde_json::to_string(&pilots)?)
+            .with_context(|| format!("writing {}", out.display()))?;
     }
     let summary = |mut t: Vec<f64>| {
         t.sort_by(f64::total_cmp);
@@ -437,7 +452,10 @@ async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     let chargers: Vec<(String, u32)> = if let Some(n) = args.load {
         (1..=n).map(|i| (format!("{}{i:05}", args.load_prefix), 1)).collect()
     } else if args.chargers.is_empty() {
-        seed::RETAILERS.iter().flat_map(|r| r.chargers.iter().map(|(id, n, _, _)| ((*id).to_owned(), *n))).collect()
+        seed::RETAILERS
+            .iter()
+            .flat_map(|r| r.chargers.iter().map(|(id, n, _, _)| ((*id).to_owned(), *n)))
+            .collect()
     } else {
         args.chargers
             .iter()

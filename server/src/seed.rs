@@ -89,7 +89,8 @@ pub async fn seed_if_empty(db: &Db) -> Result<bool, StoreError> {
     api::create_token(db, &auth::token_hash(OPERATOR_API_TOKEN), "demo operator", &Role::Operator).await?;
     ocpp::create_token(db, ACCEPTED_TAG, false, None, "demo").await?;
     ocpp::create_token(db, BLOCKED_TAG, true, None, "demo: blocked").await?;
-    ocpp::create_token(db, EXPIRED_TAG, false, Some(crate::store::now_ms() - 86_400_000), "demo: expired").await?;
+    ocpp::create_token(db, EXPIRED_TAG, false, Some(crate::store::now_ms() - 86_400_000), "demo: expired")
+        .await?;
     let charger_hash = hash(CHARGER_PASSWORD)?;
     for r in &RETAILERS {
         let slug = parse(Slug::parse(r.slug))?;
@@ -97,7 +98,11 @@ pub async fn seed_if_empty(db: &Db) -> Result<bool, StoreError> {
         users::create(db, r.login, &hash(r.password)?, &Role::Retailer(retailer)).await?;
         let tariff = catalog::create_tariff(
             db,
-            &Tariff { currency: r.currency, per_kwh_minor: r.per_kwh_minor, session_fee_minor: r.session_fee_minor },
+            &Tariff {
+                currency: r.currency,
+                per_kwh_minor: r.per_kwh_minor,
+                session_fee_minor: r.session_fee_minor,
+            },
         )
         .await?;
         let site = catalog::create_site(
@@ -121,7 +126,11 @@ pub async fn seed_if_empty(db: &Db) -> Result<bool, StoreError> {
             let id = parse(ChargerId::parse(id))?;
             catalog::create_charger(db, &id, site, Some(&charger_hash)).await?;
             for n in 1..=*connectors {
-                let spec = catalog::ConnectorSpec { max_current_a: *amps, phases: *phases, max_power_w: amps * phases * 230 };
+                let spec = catalog::ConnectorSpec {
+                    max_current_a: *amps,
+                    phases: *phases,
+                    max_power_w: amps * phases * 230,
+                };
                 catalog::create_connector(db, &id, parse(ConnectorNo::new(n))?, spec).await?;
             }
         }

@@ -3,11 +3,11 @@
 
 use crate::http::{self, AppState};
 use crate::ocpp::CentralSystem;
-use crate::store::ocpp as ocpp_store;
+use crate::seed;
 use crate::settings::{self, Backend, Settings};
+use crate::store::ocpp as ocpp_store;
 use crate::store::{catalog, Db};
 use crate::themes::Themes;
-use crate::seed;
 use anyhow::Context;
 use leptos::config::{Env, LeptosOptions};
 use std::net::SocketAddr;
@@ -84,7 +84,9 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     if stale > 0 {
         tracing::info!(chargers = stale, "marked chargers offline until they reconnect");
     }
-    let ocpp = CentralSystem::start(db.clone(), settings.ocpp.clone()).await.context("starting the load balancers")?;
+    let ocpp = CentralSystem::start(db.clone(), settings.ocpp.clone())
+        .await
+        .context("starting the load balancers")?;
     let housekeeping = {
         let ocpp = ocpp.clone();
         tokio::spawn(async move {
@@ -109,16 +111,25 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
                 housekeeping.abort();
                 served
             });
-            (Box::new(move || {
-                let _ = stop.send(());
-            }), task)
+            (
+                Box::new(move || {
+                    let _ = stop.send(());
+                }),
+                task,
+            )
         }
         Some(tls) => {
             // One process-wide crypto provider; a second install (tests) keeps the first.
             let _ = rustls::crypto::ring::default_provider().install_default();
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                 .await
-                .with_context(|| format!("cannot load the TLS certificate {} and key {}", tls.cert.display(), tls.key.display()))?;
+                .with_context(|| {
+                    format!(
+                        "cannot load the TLS certificate {} and key {}",
+                        tls.cert.display(),
+                        tls.key.display()
+                    )
+                })?;
             let listener = listener.into_std().context("preparing the TLS listener")?;
             let handle = axum_server::Handle::new();
             let server = axum_server::from_tcp_rustls(listener, config).handle(handle.clone());

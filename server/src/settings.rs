@@ -52,7 +52,10 @@ impl DatabaseUrl {
     /// The embedded default: a SQLite file in the data directory, created on first start.
     pub fn sqlite_in(data_dir: &Path) -> Self {
         let path = data_dir.join("forecourt.db");
-        Self { url: SecretString::from(format!("sqlite://{}?mode=rwc", path.display())), backend: Backend::Sqlite }
+        Self {
+            url: SecretString::from(format!("sqlite://{}?mode=rwc", path.display())),
+            backend: Backend::Sqlite,
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -151,7 +151,9 @@ impl Link {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().map_err(|_| anyhow::anyhow!("lock"))?.insert(id.clone(), tx);
         let started = Instant::now();
-        self.out.send(frame::call(&id, action, &payload)).map_err(|_| anyhow::anyhow!("connection closed"))?;
+        self.out
+            .send(frame::call(&id, action, &payload))
+            .map_err(|_| anyhow::anyhow!("connection closed"))?;
         let answer = tokio::time::timeout(Duration::from_secs(60), rx).await??;
         self.stats.record(started.elapsed());
         answer.map_err(|e| {
@@ -189,7 +191,9 @@ impl Schedule {
         periods.sort_by_key(|p| p.0);
         let absolute = profile.get("chargingProfileKind").and_then(Value::as_str) == Some("Absolute");
         let start = match schedule.get("startSchedule").and_then(Value::as_str) {
-            Some(at) if absolute => chrono::DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&chrono::Utc),
+            Some(at) if absolute => {
+                chrono::DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&chrono::Utc)
+            }
             _ => now,
         };
         Some(Schedule { start, periods, duration_s: schedule.get("duration").and_then(Value::as_i64) })
@@ -218,7 +222,9 @@ impl Limits {
     /// The limit on connector `c` at `now`, in amps per phase (None: no limit of ours).
     fn for_connector(&self, c: u32, now: chrono::DateTime<chrono::Utc>) -> Option<f64> {
         let in_force = |s: Option<&Schedule>| s.and_then(|s| s.limit_at(now));
-        let limit = in_force(self.tx.get(&c)).or_else(|| in_force(self.default.get(&c))).or_else(|| in_force(self.default.get(&0)));
+        let limit = in_force(self.tx.get(&c))
+            .or_else(|| in_force(self.default.get(&c)))
+            .or_else(|| in_force(self.default.get(&0)));
         match (limit, in_force(self.charger_max.as_ref())) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -239,7 +245,13 @@ impl Limits {
     }
 }
 
-async fn charger(config: &Arc<SimConfig>, id: &str, connectors: u32, seed: u64, stats: &Arc<SimStats>) -> anyhow::Result<()> {
+async fn charger(
+    config: &Arc<SimConfig>,
+    id: &str,
+    connectors: u32,
+    seed: u64,
+    stats: &Arc<SimStats>,
+) -> anyhow::Result<()> {
     let url = format!("{}/{id}", config.url.trim_end_matches('/'));
     let mut request = url.as_str().into_client_request()?;
     let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{}", config.password));
@@ -247,7 +259,9 @@ async fn charger(config: &Arc<SimConfig>, id: &str, connectors: u32, seed: u64, 
     request.headers_mut().insert("Sec-WebSocket-Protocol", config.version.subprotocol().parse()?);
     // Small buffers (OCPP frames are small; the defaults are 128 KiB each way per connection), and a
     // bounded number of handshakes at once: thousands of chargers powering up together queue.
-    let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(0);
+    let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0);
     let (socket, _) = {
         let _turn = CONNECTING.acquire().await?;
         tokio_tungstenite::connect_async_with_config(request, Some(ws_config), false).await?
@@ -255,7 +269,12 @@ async fn charger(config: &Arc<SimConfig>, id: &str, connectors: u32, seed: u64, 
     stats.connected.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
-    let link = Link { out: out_tx, pending: Arc::default(), next: Arc::new(AtomicU64::new(1)), stats: stats.clone() };
+    let link = Link {
+        out: out_tx,
+        pending: Arc::default(),
+        next: Arc::new(AtomicU64::new(1)),
+        stats: stats.clone(),
+    };
     let limits: Arc<Mutex<Limits>> = Arc::default();
 
     let writer = tokio::spawn(async move {
@@ -340,8 +359,12 @@ fn answer_call(version: OcppVersion, action: &str, payload: &Value, limits: &Mut
     match action {
         "SetChargingProfile" => {
             let (connector, profile) = match version {
-                OcppVersion::V16 => (payload.get("connectorId").and_then(Value::as_u64), payload.get("csChargingProfiles")),
-                OcppVersion::V201 => (payload.get("evseId").and_then(Value::as_u64), payload.get("chargingProfile")),
+                OcppVersion::V16 => {
+                    (payload.get("connectorId").and_then(Value::as_u64), payload.get("csChargingProfiles"))
+                }
+                OcppVersion::V201 => {
+                    (payload.get("evseId").and_then(Value::as_u64), payload.get("chargingProfile"))
+                }
             };
             if let (Some(connector), Some(profile), Ok(mut l)) = (connector, profile, limits.lock()) {
                 l.set(u32::try_from(connector).unwrap_or(0), profile, chrono::Utc::now());
@@ -359,9 +382,17 @@ fn answer_call(version: OcppVersion, action: &str, payload: &Value, limits: &Mut
         "GetCompositeSchedule" => json!({"status": "Rejected"}),
         "GetLocalListVersion" => json!({"listVersion": 0}),
         "DataTransfer" => json!({"status": "UnknownVendorId"}),
-        "UnlockConnector" => json!({"status": if version == OcppVersion::V16 { "Unlocked" } else { "Unlocked" }}),
+        "UnlockConnector" => {
+            json!({"status": if version == OcppVersion::V16 { "Unlocked" } else { "Unlocked" }})
+        }
         "GetDiagnostics" => json!({}),
-        "UpdateFirmware" => if version == OcppVersion::V16 { json!({}) } else { json!({"status": "Accepted"}) },
+        "UpdateFirmware" => {
+            if version == OcppVersion::V16 {
+                json!({})
+            } else {
+                json!({"status": "Accepted"})
+            }
+        }
         _ => json!({"status": "Accepted"}),
     }
 }
@@ -369,13 +400,23 @@ fn answer_call(version: OcppVersion, action: &str, payload: &Value, limits: &Mut
 async fn status(link: &Link, version: OcppVersion, connector: u32, state: &str) -> anyhow::Result<()> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match version {
-        OcppVersion::V16 => link.call("StatusNotification", json!({"connectorId": connector, "errorCode": "NoError", "status": state, "timestamp": now})).await?,
+        OcppVersion::V16 => {
+            link.call(
+                "StatusNotification",
+                json!({"connectorId": connector, "errorCode": "NoError", "status": state, "timestamp": now}),
+            )
+            .await?
+        }
         OcppVersion::V201 => {
             let state = match state {
                 "Charging" | "Preparing" | "Finishing" | "SuspendedEV" => "Occupied",
                 other => other,
             };
-            link.call("StatusNotification", json!({"timestamp": now, "connectorStatus": state, "evseId": connector, "connectorId": 1})).await?
+            link.call(
+                "StatusNotification",
+                json!({"timestamp": now, "connectorStatus": state, "evseId": connector, "connectorId": 1}),
+            )
+            .await?
         }
     };
     Ok(())
@@ -387,7 +428,13 @@ fn exp_sample(rng: &mut StdRng, mean: Duration) -> Duration {
 }
 
 /// Cars arriving at one connector, charging and leaving, forever.
-async fn connector_loop(link: &Link, config: &SimConfig, connector: u32, limits: &Mutex<Limits>, rng: &mut StdRng) -> anyhow::Result<()> {
+async fn connector_loop(
+    link: &Link,
+    config: &SimConfig,
+    connector: u32,
+    limits: &Mutex<Limits>,
+    rng: &mut StdRng,
+) -> anyhow::Result<()> {
     let mut register_wh: f64 = f64::from(rng.gen_range(100_000..2_000_000u32));
     let mut session_no = 0u32;
     loop {
@@ -448,7 +495,13 @@ async fn connector_loop(link: &Link, config: &SimConfig, connector: u32, limits:
                     link.call("MeterValues", json!({"connectorId": connector, "transactionId": tx, "meterValue": [{"timestamp": now(), "sampledValue": sampled}]})).await?;
                 }
                 OcppVersion::V201 => {
-                    let sampled: Vec<Value> = sampled.as_array().cloned().unwrap_or_default().into_iter().map(strip_unit_for_201).collect();
+                    let sampled: Vec<Value> = sampled
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(strip_unit_for_201)
+                        .collect();
                     link.call("TransactionEvent", json!({
                         "eventType": "Updated", "timestamp": now(), "triggerReason": "MeterValuePeriodic", "seqNo": seq,
                         "transactionInfo": {"transactionId": tx_ref, "chargingState": if amps > 0.0 { "Charging" } else { "SuspendedEVSE" }},
@@ -506,9 +559,24 @@ mod tests {
     fn profiles_become_amp_limits() {
         let now = at("2026-11-30T12:00:00Z");
         let limit = |p: Value| Schedule::of_profile(&p, now).and_then(|s| s.limit_at(now));
-        assert_eq!(limit(json!({"chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.5}]}})), Some(10.5));
-        assert_eq!(limit(json!({"chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6900.0}]}})), Some(10.0));
-        assert_eq!(limit(json!({"chargingSchedule": [{"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8.0}]}]})), Some(8.0));
+        assert_eq!(
+            limit(
+                json!({"chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.5}]}})
+            ),
+            Some(10.5)
+        );
+        assert_eq!(
+            limit(
+                json!({"chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6900.0}]}})
+            ),
+            Some(10.0)
+        );
+        assert_eq!(
+            limit(
+                json!({"chargingSchedule": [{"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8.0}]}]})
+            ),
+            Some(8.0)
+        );
     }
 
     #[test]
@@ -531,16 +599,31 @@ mod tests {
     #[test]
     fn a_car_never_draws_more_than_the_limit_in_force() {
         let limits = Mutex::new(Limits::default());
-        let profile = |connector: u32, purpose: &str, limit: f64| json!({"connectorId": connector, "csChargingProfiles": {"chargingProfilePurpose": purpose,
-            "chargingProfileKind": "Relative", "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}}});
-        assert_eq!(answer_call(OcppVersion::V16, "SetChargingProfile", &profile(0, "TxDefaultProfile", 9.0), &limits), json!({"status": "Accepted"}));
+        let profile = |connector: u32, purpose: &str, limit: f64| {
+            json!({"connectorId": connector, "csChargingProfiles": {"chargingProfilePurpose": purpose,
+            "chargingProfileKind": "Relative", "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}}})
+        };
+        assert_eq!(
+            answer_call(
+                OcppVersion::V16,
+                "SetChargingProfile",
+                &profile(0, "TxDefaultProfile", 9.0),
+                &limits
+            ),
+            json!({"status": "Accepted"})
+        );
         let now = chrono::Utc::now();
         assert_eq!(limits.lock().expect("lock").for_connector(1, now), Some(9.0));
         // A TxProfile overrides the default on its connector only; a ChargePointMaxProfile caps all.
         answer_call(OcppVersion::V16, "SetChargingProfile", &profile(1, "TxProfile", 12.0), &limits);
         assert_eq!(limits.lock().expect("lock").for_connector(1, now), Some(12.0));
         assert_eq!(limits.lock().expect("lock").for_connector(2, now), Some(9.0));
-        answer_call(OcppVersion::V16, "SetChargingProfile", &profile(0, "ChargePointMaxProfile", 10.0), &limits);
+        answer_call(
+            OcppVersion::V16,
+            "SetChargingProfile",
+            &profile(0, "ChargePointMaxProfile", 10.0),
+            &limits,
+        );
         assert_eq!(limits.lock().expect("lock").for_connector(1, now), Some(10.0));
         assert_eq!(limits.lock().expect("lock").for_connector(2, now), Some(9.0));
     }

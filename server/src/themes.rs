@@ -26,10 +26,12 @@ pub struct Themes {
 
 impl Themes {
     pub fn load(dir: &Path) -> Result<Self, ThemeLoadError> {
-        let entries = std::fs::read_dir(dir).map_err(|e| ThemeLoadError::Dir { dir: dir.to_owned(), reason: e.to_string() })?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| ThemeLoadError::Dir { dir: dir.to_owned(), reason: e.to_string() })?;
         let mut by_slug = BTreeMap::new();
         for entry in entries {
-            let entry = entry.map_err(|e| ThemeLoadError::Dir { dir: dir.to_owned(), reason: e.to_string() })?;
+            let entry =
+                entry.map_err(|e| ThemeLoadError::Dir { dir: dir.to_owned(), reason: e.to_string() })?;
             let folder = entry.path();
             let file = folder.join("theme.toml");
             if !folder.is_dir() || !file.exists() {
@@ -39,7 +41,8 @@ impl Themes {
             let name = entry.file_name().to_string_lossy().into_owned();
             let slug = Slug::parse(&name).map_err(|e| fail(format!("folder name: {e}")))?;
             let text = std::fs::read_to_string(&file).map_err(|e| fail(e.to_string()))?;
-            let raw: ThemeFile = toml::from_str(&text).map_err(|e| fail(e.to_string().trim_end().to_owned()))?;
+            let raw: ThemeFile =
+                toml::from_str(&text).map_err(|e| fail(e.to_string().trim_end().to_owned()))?;
             let theme = Theme::from_file(slug.clone(), raw).map_err(|e| fail(e.to_string()))?;
             if let Some(logo) = &theme.logo {
                 if !folder.join(logo).is_file() {

@@ -18,8 +18,14 @@ pub struct WebBackend {
 
 #[async_trait::async_trait]
 impl Backend for WebBackend {
-    async fn connector_page(&self, charger: &ChargerId, connector: ConnectorNo) -> Result<Option<DriverConnector>> {
-        let Some(facts) = catalog::connector_facts(&self.db, charger, connector).await? else { return Ok(None) };
+    async fn connector_page(
+        &self,
+        charger: &ChargerId,
+        connector: ConnectorNo,
+    ) -> Result<Option<DriverConnector>> {
+        let Some(facts) = catalog::connector_facts(&self.db, charger, connector).await? else {
+            return Ok(None);
+        };
         Ok(Some(DriverConnector {
             theme: self.themes.get(&facts.retailer_theme).clone(),
             site_name: facts.site_name,
@@ -78,7 +84,9 @@ impl Backend for WebBackend {
     }
 
     async fn retailer_overview(&self, retailer: RetailerId) -> Result<RetailerSummary> {
-        let found = catalog::retailer_sites(&self.db, retailer).await?.ok_or("retailer of a signed-in user is missing")?;
+        let found = catalog::retailer_sites(&self.db, retailer)
+            .await?
+            .ok_or("retailer of a signed-in user is missing")?;
         Ok(RetailerSummary {
             retailer_name: found.name,
             theme: self.themes.get(&found.theme).clone(),

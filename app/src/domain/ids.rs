@@ -35,9 +35,8 @@ impl ChargerId {
         if raw.chars().count() > Self::MAX_LEN {
             return Err(IdError::TooLong { kind: KIND, max: Self::MAX_LEN });
         }
-        if let Some(found) = raw
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+        if let Some(found) =
+            raw.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
         {
             return Err(IdError::BadCharacter { kind: KIND, found });
         }
@@ -82,9 +81,8 @@ impl Slug {
         if raw.len() > 64 {
             return Err(IdError::TooLong { kind: KIND, max: 64 });
         }
-        if let Some(found) = raw
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        if let Some(found) =
+            raw.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
         {
             return Err(IdError::BadCharacter { kind: KIND, found });
         }

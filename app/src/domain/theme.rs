@@ -117,16 +117,17 @@ impl Theme {
                 && !logo.starts_with('.')
                 && [".svg", ".png", ".webp"].iter().any(|ext| logo.ends_with(ext));
             if !ok_name {
-                return Err(field_error("logo", "must be a file name in the theme folder ending .svg, .png or .webp"));
+                return Err(field_error(
+                    "logo",
+                    "must be a file name in the theme folder ending .svg, .png or .webp",
+                ));
             }
         }
         if file.languages.is_empty() {
             return Err(field_error("languages", "must list at least one language"));
         }
-        if let Some(bad) = file
-            .languages
-            .iter()
-            .find(|l| !(l.len() == 2 && l.chars().all(|c| c.is_ascii_lowercase())))
+        if let Some(bad) =
+            file.languages.iter().find(|l| !(l.len() == 2 && l.chars().all(|c| c.is_ascii_lowercase())))
         {
             return Err(field_error("languages", format!("{bad:?} is not a two-letter ISO 639-1 code")));
         }

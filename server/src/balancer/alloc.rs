@@ -110,7 +110,13 @@ impl Fill {
 ///    heap, so O(n·depth·log n) rather than one pass per saturated constraint.
 /// 3. Floor to `gran`, repair any float excess, then hand out the leftover
 ///    granules in admission order.
-pub(crate) fn allocate(capacity: &mut [i64], demands: &[Demand], cons: &[usize], min: u32, gran: u32) -> Vec<u32> {
+pub(crate) fn allocate(
+    capacity: &mut [i64],
+    demands: &[Demand],
+    cons: &[usize],
+    min: u32,
+    gran: u32,
+) -> Vec<u32> {
     let n = demands.len();
     let mut out = vec![0u32; n];
     let gran = gran.max(1);
@@ -206,7 +212,8 @@ pub(crate) fn allocate(capacity: &mut [i64], demands: &[Demand], cons: &[usize],
         let mut progress = false;
         for &i in &admitted {
             let d = &demands[i];
-            if out[i] + gran <= d.cap && cons[d.cons.clone()].iter().all(|&c| capacity[c] >= i64::from(gran)) {
+            if out[i] + gran <= d.cap && cons[d.cons.clone()].iter().all(|&c| capacity[c] >= i64::from(gran))
+            {
                 out[i] += gran;
                 for &c in &cons[d.cons.clone()] {
                     capacity[c] -= i64::from(gran);

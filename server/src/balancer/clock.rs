@@ -73,7 +73,8 @@ impl ClockWatch {
         let events = self.seen.iter().filter(|(at, _, stamp)| at.0 >= from && *stamp == Stamp::Event).count();
         let Some(ahead) = self.ahead_at_least(now) else { return true };
         let too_early = tolerance.ahead.is_some_and(|tol| ahead > i64::try_from(tol.0).unwrap_or(i64::MAX));
-        let behind_tol = i64::try_from(tolerance.behind.0).unwrap_or(i64::MAX).saturating_add(STAMP_RESOLUTION_MS);
+        let behind_tol =
+            i64::try_from(tolerance.behind.0).unwrap_or(i64::MAX).saturating_add(STAMP_RESOLUTION_MS);
         let too_late = events >= BEHIND_EVIDENCE && ahead < -behind_tol;
         !(too_early || too_late)
     }

@@ -5,7 +5,9 @@
 //! cannot be balanced safely.
 
 use crate::balancer::store::RiseLearning;
-use crate::balancer::units::{ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, Phase, PerPhase, PhaseSet, Rotation};
+use crate::balancer::units::{
+    ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, PhaseSet, Rotation,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -159,7 +161,11 @@ pub struct HandoverConfig {
 
 impl SiteConfig {
     /// A config with the usual defaults around the given physical site.
-    pub fn with_defaults(grid_limit: PerPhase, circuits: Vec<CircuitConfig>, connectors: Vec<ConnectorConfig>) -> Self {
+    pub fn with_defaults(
+        grid_limit: PerPhase,
+        circuits: Vec<CircuitConfig>,
+        connectors: Vec<ConnectorConfig>,
+    ) -> Self {
         SiteConfig {
             grid_limit,
             circuits,
@@ -306,7 +312,9 @@ impl Topology {
             }
             let leaf = match c.circuit {
                 None => ROOT,
-                Some(cid) => *idx.get(&cid).ok_or(ConfigError::UnknownCircuit { connector: c.key, circuit: cid })?,
+                Some(cid) => {
+                    *idx.get(&cid).ok_or(ConfigError::UnknownCircuit { connector: c.key, circuit: cid })?
+                }
             };
             let path = path_of(leaf)?;
             for &n in &path {

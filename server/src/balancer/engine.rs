@@ -37,9 +37,11 @@
 //! again whenever the store's own load leaves room for the fallbacks.
 
 use crate::balancer::alloc::{self, Demand};
-use crate::balancer::store::RiseHistory;
 use crate::balancer::config::{wiring_phases, ConfigError, SiteConfig, SiteMeter, Topology, Wiring, ROOT};
-use crate::balancer::units::{ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, Phase, PerPhase, PhaseSet, SessionKey};
+use crate::balancer::store::RiseHistory;
+use crate::balancer::units::{
+    ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, PhaseSet, SessionKey,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -71,40 +73,81 @@ pub struct SessionInfo {
 /// Something that happened. Every event triggers a recompute.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    SessionStarted { connector: ConnectorKey, session: SessionKey, info: SessionInfo },
+    SessionStarted {
+        connector: ConnectorKey,
+        session: SessionKey,
+        info: SessionInfo,
+    },
     /// New information about the running session (replaces the old).
-    SessionUpdated { connector: ConnectorKey, info: SessionInfo },
-    SessionEnded { connector: ConnectorKey },
+    SessionUpdated {
+        connector: ConnectorKey,
+        info: SessionInfo,
+    },
+    SessionEnded {
+        connector: ConnectorKey,
+    },
     /// The site meter's reading per site phase, taken at `measured_at`: the store's own load, or
     /// with [`SiteMeter::Incomer`] the whole connection's.
-    StoreMeter { currents: PerPhase, measured_at: Millis },
+    StoreMeter {
+        currents: PerPhase,
+        measured_at: Millis,
+    },
     /// A connector's measured current on its own L1, L2, L3, and the energy delivered
     /// in the session so far.
-    ConnectorMeter { connector: ConnectorKey, currents: [DeciAmps; 3], energy_wh: Option<u32>, measured_at: Millis },
+    ConnectorMeter {
+        connector: ConnectorKey,
+        currents: [DeciAmps; 3],
+        energy_wh: Option<u32>,
+        measured_at: Millis,
+    },
     /// The charger says the car stopped drawing at `at` (suspended by the car or the charger,
     /// finishing): for an incomer meter's arithmetic, a reading of nothing then. Nothing is
     /// learned from it (the car may resume).
-    DrawStopped { connector: ConnectorKey, at: Millis },
+    DrawStopped {
+        connector: ConnectorKey,
+        at: Millis,
+    },
     /// The charger accepted a command (SetChargingProfile.conf status Accepted).
-    CommandAccepted { id: CommandId },
+    CommandAccepted {
+        id: CommandId,
+    },
     /// The charger rejected it, or it timed out: the charger's limit is unknown.
-    CommandRejected { id: CommandId },
-    ChargerOnline { charger: ChargerKey },
-    ChargerOffline { charger: ChargerKey },
+    CommandRejected {
+        id: CommandId,
+    },
+    ChargerOnline {
+        charger: ChargerKey,
+    },
+    ChargerOffline {
+        charger: ChargerKey,
+    },
     /// The connector may be running any limit up to `up_to` that we did not set (our state
     /// was lost in a restart or rebuilt): budget that until our plan is acknowledged.
-    LimitUnknown { connector: ConnectorKey, up_to: DeciAmps },
+    LimitUnknown {
+        connector: ConnectorKey,
+        up_to: DeciAmps,
+    },
     /// The charger does not support smart charging at all.
-    SmartChargingUnsupported { charger: ChargerKey },
+    SmartChargingUnsupported {
+        charger: ChargerKey,
+    },
     /// The most periods a schedule may have on this charger (1.6 ChargingScheduleMaxPeriods, 2.0.1
     /// SmartChargingCtrlr.PeriodsPerSchedule): under two, it is never sent a handover.
-    SchedulePeriods { charger: ChargerKey, max: u32 },
+    SchedulePeriods {
+        charger: ChargerKey,
+        max: u32,
+    },
     /// Whether the charger's clock can be trusted with schedules (see `clock.rs`): when not,
     /// its limits are sent without leases or handovers, and what it accepted on its clock is
     /// counted at the most it may mean until a plain limit replaces it.
-    ChargerClock { charger: ChargerKey, trusted: bool },
+    ChargerClock {
+        charger: ChargerKey,
+        trusted: bool,
+    },
     /// The grid operator or the site owner changed the connection limit.
-    GridLimitChanged { limit: PerPhase },
+    GridLimitChanged {
+        limit: PerPhase,
+    },
     /// Nothing happened, but time passed (meter may be stale, a dwell may have expired).
     /// Drive it from [`Balancer::poll_timeout`].
     Tick,
@@ -236,7 +279,11 @@ impl Limit {
     }
     /// Once its switch is surely past, the plain limit it has become.
     fn settled(self, now: Millis, skew: Millis) -> Limit {
-        if self.then.is_some() && !self.pending(now, skew) { Limit::flat(self.last()) } else { self }
+        if self.then.is_some() && !self.pending(now, skew) {
+            Limit::flat(self.last())
+        } else {
+            self
+        }
     }
 }
 
@@ -302,7 +349,11 @@ impl Conn {
             Some(end) if now >= end => fallback,
             _ => self.acked.at(t, skew),
         };
-        self.inflight.iter().filter(|x| x.expires.is_none_or(|end| now < end)).map(|x| x.limit.at(t, skew)).fold(acked, DeciAmps::max)
+        self.inflight
+            .iter()
+            .filter(|x| x.expires.is_none_or(|end| now < end))
+            .map(|x| x.limit.at(t, skew))
+            .fold(acked, DeciAmps::max)
     }
     /// The most the charger may apply at `now` or later, as far as our limits go (for a reset:
     /// what it runs is unknown, a handover it accepted may still be to come).
@@ -311,7 +362,11 @@ impl Conn {
             Some(end) if now >= end => fallback,
             _ => self.acked.most_from(now, skew),
         };
-        self.inflight.iter().filter(|x| x.expires.is_none_or(|end| now < end)).map(|x| x.limit.most_from(now, skew)).fold(acked, DeciAmps::max)
+        self.inflight
+            .iter()
+            .filter(|x| x.expires.is_none_or(|end| now < end))
+            .map(|x| x.limit.most_from(now, skew))
+            .fold(acked, DeciAmps::max)
     }
     /// A handover accepted or in flight is still to come.
     fn switching(&self, now: Millis, skew: Millis) -> bool {
@@ -505,10 +560,17 @@ impl Balancer {
     /// the old one budgeted until its charger accepts our plan, like [`Event::LimitUnknown`].
     /// Give the store reading first, or the plan assumes the worst-case store. Sessions that
     /// cannot be placed are returned with the reason; the others are taken over.
-    pub fn adopt(&mut self, sessions: impl IntoIterator<Item = (ConnectorKey, CarriedSession)>, now: Millis) -> Vec<(ConnectorKey, EventError)> {
+    pub fn adopt(
+        &mut self,
+        sessions: impl IntoIterator<Item = (ConnectorKey, CarriedSession)>,
+        now: Millis,
+    ) -> Vec<(ConnectorKey, EventError)> {
         let mut failed = Vec::new();
         for (connector, CarriedSession { session, up_to }) in sessions {
-            let started = self.apply(Event::SessionStarted { connector, session: session.key, info: session.info.clone() }, now);
+            let started = self.apply(
+                Event::SessionStarted { connector, session: session.key, info: session.info.clone() },
+                now,
+            );
             if let Err(err) = started {
                 failed.push((connector, err));
                 continue;
@@ -568,7 +630,11 @@ impl Balancer {
     /// readings, say) and recomputes once: at 10,000 connectors one recompute costs
     /// ~10 ms, so per-reading recomputes would not keep up. Events that fail are
     /// skipped and returned with their error; the others still apply.
-    pub fn handle_all(&mut self, events: impl IntoIterator<Item = Event>, now: Millis) -> Vec<(Event, EventError)> {
+    pub fn handle_all(
+        &mut self,
+        events: impl IntoIterator<Item = Event>,
+        now: Millis,
+    ) -> Vec<(Event, EventError)> {
         let mut failed = Vec::new();
         for ev in events {
             if let Err(e) = self.apply(ev.clone(), now) {
@@ -862,7 +928,8 @@ impl Balancer {
         let c = &mut self.conns[i];
         c.measured = currents;
         c.keep_reading(currents, measured_at);
-        let (acked, acked_at, settled) = (c.acked.first, c.acked_at, c.inflight.is_empty() && c.acked.then.is_none());
+        let (acked, acked_at, settled) =
+            (c.acked.first, c.acked_at, c.inflight.is_empty() && c.acked.then.is_none());
         let Some(s) = c.session.as_mut() else { return };
         if let Some(e) = energy_wh {
             s.delivered_wh = s.delivered_wh.max(e);
@@ -912,7 +979,9 @@ impl Balancer {
     fn footprint(&self, i: usize) -> PhaseSet {
         let cc = &self.cfg.connectors[i];
         match (cc.wiring, self.conns[i].session.as_ref().and_then(Session::phases)) {
-            (Wiring::OnePhase, _) | (Wiring::ThreePhase, Some(EvPhases::One)) => PhaseSet::single(cc.rotation.0[0]),
+            (Wiring::OnePhase, _) | (Wiring::ThreePhase, Some(EvPhases::One)) => {
+                PhaseSet::single(cc.rotation.0[0])
+            }
             _ => PhaseSet::ALL,
         }
     }
@@ -961,7 +1030,8 @@ impl Balancer {
                 continue;
             }
             let cc = &self.cfg.connectors[i];
-            let near = || c.readings.iter().flatten().filter(|(_, t)| t.since(at).max(at.since(*t)) <= window);
+            let near =
+                || c.readings.iter().flatten().filter(|(_, t)| t.since(at).max(at.since(*t)) <= window);
             let mut by = near().filter(|(_, t)| *t <= at).take(2).peekable();
             if by.peek().is_none() {
                 continue;
@@ -969,8 +1039,14 @@ impl Balancer {
             // Newest first: the first reading after `at` is the last of those after it.
             let after = near().filter(|(_, t)| *t > at).next_back();
             // Our limits bound what it drew only once the car had followed the latest of them.
-            let allowed = if c.acked_at + CAR_FOLLOWS <= at { self.budget_at(i, now, at).0 } else { DeciAmps::new(u32::MAX) };
-            let lower = by.chain(after).fold([allowed; 3], |l, (currents, _)| [0, 1, 2].map(|k| l[k].min(currents[k])));
+            let allowed = if c.acked_at + CAR_FOLLOWS <= at {
+                self.budget_at(i, now, at).0
+            } else {
+                DeciAmps::new(u32::MAX)
+            };
+            let lower = by
+                .chain(after)
+                .fold([allowed; 3], |l, (currents, _)| [0, 1, 2].map(|k| l[k].min(currents[k])));
             let wired = if cc.wiring == Wiring::OnePhase { 1 } else { 3 };
             for (k, amps) in lower.iter().enumerate().take(wired) {
                 cars[cc.rotation.0[k].index()] += amps.get();
@@ -983,23 +1059,34 @@ impl Balancer {
     fn store_assumed(&self, now: Millis) -> (PerPhase, bool) {
         let sc = &self.cfg.store;
         let store = match (self.store, sc.meter) {
-            (Some((reading, at)), SiteMeter::Incomer) => Some((self.store_behind_incomer(reading, at, now), at)),
+            (Some((reading, at)), SiteMeter::Incomer) => {
+                Some((self.store_behind_incomer(reading, at, now), at))
+            }
             (other, _) => other,
         };
         match store {
             Some((reading, at)) if now.since(at) <= sc.max_age => {
                 let blind = now.since(at).0 + sc.reaction_time.0 + sc.replan.0;
-                let rise = (u64::from(sc.rise_per_min.get()) * blind / 60_000).min(u64::from(sc.max_rise.get()));
+                let rise =
+                    (u64::from(sc.rise_per_min.get()) * blind / 60_000).min(u64::from(sc.max_rise.get()));
                 let configured = PerPhase::uniform(DeciAmps::new(u32::try_from(rise).unwrap_or(u32::MAX)));
                 // Within the horizon it was learned over, the learned rise is the bound; past it
                 // (a late reading) the configured one too, whichever is larger.
                 let learned = sc.learn_rise.as_ref().and_then(|l| {
-                    let at_least = if Millis(blind) <= l.horizon { PerPhase::uniform(DeciAmps::ZERO) } else { configured };
+                    let at_least = if Millis(blind) <= l.horizon {
+                        PerPhase::uniform(DeciAmps::ZERO)
+                    } else {
+                        configured
+                    };
                     self.store_history.bound(l, at, reading, at_least)
                 });
-                let bound = learned.unwrap_or_else(|| PerPhase(Phase::ALL.map(|p| reading.get(p) + configured.get(p))));
+                let bound = learned
+                    .unwrap_or_else(|| PerPhase(Phase::ALL.map(|p| reading.get(p) + configured.get(p))));
                 // No more than the worst case, no less than the reading itself.
-                (PerPhase(Phase::ALL.map(|p| reading.get(p).max(bound.get(p).min(sc.worst_case.get(p))))), false)
+                (
+                    PerPhase(Phase::ALL.map(|p| reading.get(p).max(bound.get(p).min(sc.worst_case.get(p))))),
+                    false,
+                )
             }
             _ => (sc.worst_case, true),
         }
@@ -1036,7 +1123,11 @@ impl Balancer {
                 let rem = f64::from(need.saturating_sub(self.delivered_estimate(s, now)));
                 let hours = dep.since(now).0 as f64 / 3.6e6;
                 // The current that would just finish by departure, relative to what it can take.
-                let req_da = if hours > 1e-3 { rem / (f64::from(self.cfg.voltage_ln) * phases * hours) * 10.0 } else { f64::INFINITY };
+                let req_da = if hours > 1e-3 {
+                    rem / (f64::from(self.cfg.voltage_ln) * phases * hours) * 10.0
+                } else {
+                    f64::INFINITY
+                };
                 (req_da / f64::from(cap.get().max(1))).clamp(0.02, 4.0)
             }
             _ => 1.0,
@@ -1150,7 +1241,8 @@ impl Balancer {
         // Demands in admission order: sessions that must keep running (dwell), then the
         // rest by priority and least served; sessions that must stay paused are left out.
         let dwell = self.cfg.min_dwell;
-        let mut cand: Vec<(u8, std::cmp::Reverse<u8>, u64, usize, DeciAmps, f64)> = Vec::with_capacity(ctl.len());
+        let mut cand: Vec<(u8, std::cmp::Reverse<u8>, u64, usize, DeciAmps, f64)> =
+            Vec::with_capacity(ctl.len());
         for &i in &ctl {
             let cap = self.demand_cap(i, now);
             let Some(s) = &self.conns[i].session else { continue };
@@ -1178,7 +1270,13 @@ impl Balancer {
             let cap = if class == 2 { 0 } else { cap.get() };
             demands.push(Demand { cons: start..cons.len(), cap, weight: w });
         }
-        let plan = alloc::allocate(&mut capacity, &demands, &cons, DeciAmps::IEC_MIN.get(), self.cfg.granularity.get());
+        let plan = alloc::allocate(
+            &mut capacity,
+            &demands,
+            &cons,
+            DeciAmps::IEC_MIN.get(),
+            self.cfg.granularity.get(),
+        );
         let mut plan: Vec<(usize, DeciAmps, usize)> =
             cand.iter().zip(plan).enumerate().map(|(k, (c, a))| (c.3, DeciAmps::new(a), k)).collect();
 
@@ -1239,7 +1337,8 @@ impl Balancer {
         // cover it are in force as soon as they land, and so are handovers still to come on it; the
         // other decreases, only for the others' sake, keep their sessions charging until the
         // increases they pay for can start (scheduled ahead).
-        let mut excess: Vec<Vec<i64>> = loads.iter().map(|l| (0..nc).map(|k| (l[k] - self.limit(k)).max(0)).collect()).collect();
+        let mut excess: Vec<Vec<i64>> =
+            loads.iter().map(|l| (0..nc).map(|k| (l[k] - self.limit(k)).max(0)).collect()).collect();
         let lead = self.cfg.handover.map(|h| h.lead);
         let mut increases = Vec::new();
         for &(i, target, k) in &plan {
@@ -1252,15 +1351,22 @@ impl Balancer {
             let again = c.resend || c.lease_due(now, lease);
             let switching = c.switching(now, skew);
             let fp = self.budget(i, now).1;
-            let over = excess.iter().any(|e| self.topo.paths[i].iter().any(|&n| fp.iter().any(|p| e[con(n, p)] > 0)));
+            let over = excess
+                .iter()
+                .any(|e| self.topo.paths[i].iter().any(|&n| fp.iter().any(|p| e[con(n, p)] > 0)));
             // A handover to come on a constraint that is over is brought forward, once.
-            let forward = switching && over && target <= cur && c.inflight.last().is_none_or(|x| x.limit.then.is_some());
+            let forward = switching
+                && over
+                && target <= cur
+                && c.inflight.last().is_none_or(|x| x.limit.then.is_some());
             let lowering = target < cur || forward;
             if lowering || (again && target <= floor) {
                 // Deferred, it keeps what it may run now (no more than that at any moment to come).
                 let keep = cur.min(floor);
                 let limit = match lead {
-                    Some(lead) if target < keep && !over && !switching && !c.resend && c.takes_handovers() => {
+                    Some(lead)
+                        if target < keep && !over && !switching && !c.resend && c.takes_handovers() =>
+                    {
                         Limit { first: keep, then: Some((now + lead, target)) }
                     }
                     _ => Limit::flat(target.min(held)),
@@ -1268,7 +1374,8 @@ impl Balancer {
                 if limit.then.is_none() {
                     // What it frees at each moment, once it lands.
                     for (m, e) in excess.iter_mut().enumerate() {
-                        let freed = i64::from(c.held(now, moments[m], fallback, skew).get()) - i64::from(limit.first.get());
+                        let freed = i64::from(c.held(now, moments[m], fallback, skew).get())
+                            - i64::from(limit.first.get());
                         for &n in &self.topo.paths[i] {
                             for p in fp.iter() {
                                 e[con(n, p)] -= freed.max(0);
@@ -1293,8 +1400,10 @@ impl Balancer {
             // and is in force before the next plan could see the store rise past what it assumes.
             // One already scheduled may be raised (more of the others' handovers accepted since);
             // a session giving way itself is not raised behind its own decrease.
-            let can_wait = self.cfg.handover.is_some() && c.takes_handovers() && !c.giving_way(now, skew) && !c.resend;
-            let held: Vec<i64> = moments.iter().map(|&t| i64::from(c.held(now, t, fallback, skew).get())).collect();
+            let can_wait =
+                self.cfg.handover.is_some() && c.takes_handovers() && !c.giving_way(now, skew) && !c.resend;
+            let held: Vec<i64> =
+                moments.iter().map(|&t| i64::from(c.held(now, t, fallback, skew).get())).collect();
             let mut best: Option<(DeciAmps, usize)> = None;
             for (from, &start) in moments.iter().enumerate() {
                 if from > 0 && (!can_wait || start > now + reaction) {
@@ -1311,7 +1420,8 @@ impl Balancer {
                     }
                     reach = reach.min(held[m] + room.max(0));
                 }
-                let v = DeciAmps::new(u32::try_from(reach.min(i64::from(target.get()))).unwrap_or(0)).floor_to(gran);
+                let v = DeciAmps::new(u32::try_from(reach.min(i64::from(target.get()))).unwrap_or(0))
+                    .floor_to(gran);
                 if best.is_none_or(|(b, _)| v > b) {
                     best = Some((v, from));
                 }
@@ -1325,8 +1435,14 @@ impl Balancer {
                 continue;
             }
             // Until it starts, no more than it may run now or at any moment before.
-            let keep = DeciAmps::new(u32::try_from(held[..from].iter().copied().fold(i64::from(cur.get()), i64::min)).unwrap_or(0));
-            let limit = if from == 0 { Limit::flat(v) } else { Limit { first: keep, then: Some((moments[from] + skew, v)) } };
+            let keep = DeciAmps::new(
+                u32::try_from(held[..from].iter().copied().fold(i64::from(cur.get()), i64::min)).unwrap_or(0),
+            );
+            let limit = if from == 0 {
+                Limit::flat(v)
+            } else {
+                Limit { first: keep, then: Some((moments[from] + skew, v)) }
+            };
             self.emit(i, limit, now);
             for (m, load) in loads.iter_mut().enumerate().skip(from) {
                 let delta = i64::from(v.get()) - held[m];
@@ -1366,7 +1482,9 @@ impl Balancer {
         for c in &self.conns {
             for limit in std::iter::once(c.acked).chain(c.inflight.iter().map(|x| x.limit)) {
                 if let Some((from, _)) = limit.then {
-                    moments.extend([Millis(from.0.saturating_sub(skew.0)), from + skew].into_iter().filter(|&t| t > now));
+                    moments.extend(
+                        [Millis(from.0.saturating_sub(skew.0)), from + skew].into_iter().filter(|&t| t > now),
+                    );
                 }
             }
         }
@@ -1436,7 +1554,9 @@ impl Balancer {
                 schedules: c.schedules,
                 clock_trusted: c.clock_trusted,
                 priority: c.session.as_ref().map(|s| s.info.priority),
-                energy_left_wh: c.session.as_ref().and_then(|s| Some(s.info.energy_need_wh?.saturating_sub(self.delivered_estimate(s, now)))),
+                energy_left_wh: c.session.as_ref().and_then(|s| {
+                    Some(s.info.energy_need_wh?.saturating_sub(self.delivered_estimate(s, now)))
+                }),
                 departs_in_s: c.session.as_ref().and_then(|s| Some(s.info.departure?.since(now).0 / 1000)),
             });
         }

@@ -41,7 +41,8 @@ struct H {
 
 impl H {
     fn new(cfg: SiteConfig) -> H {
-        let mut h = H { b: Balancer::new(cfg).expect("test config is valid"), now: Millis(0), sent: Vec::new() };
+        let mut h =
+            H { b: Balancer::new(cfg).expect("test config is valid"), now: Millis(0), sent: Vec::new() };
         h.store([0, 0, 0]);
         h
     }
@@ -88,7 +89,12 @@ impl H {
         self.view(k).target
     }
     fn view(&self, k: u32) -> ConnectorView {
-        self.b.snapshot(self.now).connectors.into_iter().find(|c| c.connector == ConnectorKey(k)).expect("connector exists")
+        self.b
+            .snapshot(self.now)
+            .connectors
+            .into_iter()
+            .find(|c| c.connector == ConnectorKey(k))
+            .expect("connector exists")
     }
     /// The store load the balancer plans with now.
     fn store_assumed(&self) -> PerPhase {
@@ -96,7 +102,12 @@ impl H {
     }
     /// Connector `k`'s car draws `amps` on each phase, read now.
     fn car_reads(&mut self, k: u32, amps: u32) {
-        let reading = Event::ConnectorMeter { connector: ConnectorKey(k), currents: [a(amps); 3], energy_wh: None, measured_at: self.now };
+        let reading = Event::ConnectorMeter {
+            connector: ConnectorKey(k),
+            currents: [a(amps); 3],
+            energy_wh: None,
+            measured_at: self.now,
+        };
         self.ev(reading);
     }
     fn acked(&self, k: u32) -> DeciAmps {
@@ -116,7 +127,8 @@ const R2: [Phase; 3] = [L2, L3, L1];
 #[test]
 fn grid_limit_is_shared_equally() {
     // (grid per phase, store per phase, sessions, expected each)
-    let table: &[(u32, u32, u32, u32)] = &[(64, 0, 2, 32), (60, 0, 3, 20), (60, 20, 2, 20), (100, 0, 2, 32), (40, 10, 5, 6)];
+    let table: &[(u32, u32, u32, u32)] =
+        &[(64, 0, 2, 32), (60, 0, 3, 20), (60, 20, 2, 20), (100, 0, 2, 32), (40, 10, 5, 6)];
     for &(grid, store, n, want) in table {
         let mut h = H::new(site([grid; 3], vec![], (0..n).map(|k| conn(k, None, ST, 0)).collect()));
         h.store([store; 3]);
@@ -156,7 +168,12 @@ fn learned_single_phase_frees_the_other_phases() {
     h.settle();
     assert_eq!((h.acked(0), h.acked(1)), (a(10), a(10)), "unknown phases: both on all phases");
     h.advance(10);
-    let m = Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(10), a(0), a(0)], energy_wh: None, measured_at: h.now };
+    let m = Event::ConnectorMeter {
+        connector: ConnectorKey(0),
+        currents: [a(10), a(0), a(0)],
+        energy_wh: None,
+        measured_at: h.now,
+    };
     h.ev(m);
     h.settle();
     // Car 0 loads L1 only now; car 1 (still unknown) is held by... nothing shared on
@@ -173,7 +190,8 @@ fn nested_circuits_bind_at_each_level() {
         CircuitConfig { id: CircuitId(1), parent: None, limit: PerPhase::uniform(a(40)) },
         CircuitConfig { id: CircuitId(2), parent: Some(CircuitId(1)), limit: PerPhase::uniform(a(20)) },
     ];
-    let conns = vec![conn(0, Some(2), ST, 0), conn(1, Some(2), ST, 0), conn(2, Some(1), ST, 0), conn(3, None, ST, 0)];
+    let conns =
+        vec![conn(0, Some(2), ST, 0), conn(1, Some(2), ST, 0), conn(2, Some(1), ST, 0), conn(3, None, ST, 0)];
     let mut h = H::new(site([100; 3], circuits, conns));
     for k in 0..4 {
         h.start(k, three());
@@ -202,7 +220,12 @@ fn a_car_with_a_low_maximum_leaves_capacity_to_others() {
     for _ in 0..4 {
         h.advance(60);
         h.tick();
-        let m = Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(12); 3], energy_wh: None, measured_at: h.now };
+        let m = Event::ConnectorMeter {
+            connector: ConnectorKey(0),
+            currents: [a(12); 3],
+            energy_wh: None,
+            measured_at: h.now,
+        };
         h.ev(m);
         h.settle();
     }
@@ -213,7 +236,12 @@ fn a_car_with_a_low_maximum_leaves_capacity_to_others() {
         let mut h = H { b: h.b.clone(), now: h.now, sent: Vec::new() };
         h.advance(60);
         h.tick();
-        let m = Event::ConnectorMeter { connector: ConnectorKey(0), currents: [DeciAmps::new(125); 3], energy_wh: None, measured_at: h.now };
+        let m = Event::ConnectorMeter {
+            connector: ConnectorKey(0),
+            currents: [DeciAmps::new(125); 3],
+            energy_wh: None,
+            measured_at: h.now,
+        };
         h.ev(m);
         h.settle();
         assert_eq!(h.view(0).learned_max, None);
@@ -228,7 +256,12 @@ fn a_car_with_a_low_maximum_leaves_capacity_to_others() {
     let read = |h: &mut H, amps: DeciAmps| {
         h.advance(60);
         h.tick();
-        h.ev(Event::ConnectorMeter { connector: ConnectorKey(0), currents: [amps; 3], energy_wh: None, measured_at: h.now });
+        h.ev(Event::ConnectorMeter {
+            connector: ConnectorKey(0),
+            currents: [amps; 3],
+            energy_wh: None,
+            measured_at: h.now,
+        });
         h.settle();
     };
     // A car that takes it wants more: its maximum is forgotten and it gets its share again.
@@ -318,8 +351,16 @@ fn the_store_may_have_risen_since_an_old_reading() {
     h.start(0, three());
     h.settle();
     assert_eq!(h.acked(0), a(32));
-    assert_eq!(h.store_assumed(), PerPhase::uniform(a(51)), "fresh: only what it may rise until the next plan");
-    assert_eq!(h.b.poll_timeout(h.now), Some(h.now + Millis::from_secs(6)), "the plan is renewed while the reading ages");
+    assert_eq!(
+        h.store_assumed(),
+        PerPhase::uniform(a(51)),
+        "fresh: only what it may rise until the next plan"
+    );
+    assert_eq!(
+        h.b.poll_timeout(h.now),
+        Some(h.now + Millis::from_secs(6)),
+        "the plan is renewed while the reading ages"
+    );
     h.advance(60);
     h.ev(Event::Tick);
     h.settle();
@@ -399,11 +440,19 @@ fn in_flight_changes_count_the_larger_and_increases_wait_for_the_decrease_ack() 
     assert_eq!(h.acked(0), a(32));
     // A second session arrives: connector 0 must come down to 20 before 1 may go up.
     let cmds = h.start(1, three());
-    let dec = cmds.iter().find(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(0), .. })).expect("decrease sent at once").clone();
+    let dec = cmds
+        .iter()
+        .find(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(0), .. }))
+        .expect("decrease sent at once")
+        .clone();
     assert!(matches!(dec, Command::SetLimit { amps_per_phase, .. } if amps_per_phase == a(20)));
     // Only 8 A are free while the decrease is in flight: 1 may get its floor at most.
-    let inc: Vec<_> = cmds.iter().filter(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })).collect();
-    assert!(inc.iter().all(|c| matches!(c, Command::SetLimit { amps_per_phase, .. } if *amps_per_phase <= a(8))), "{inc:?}");
+    let inc: Vec<_> =
+        cmds.iter().filter(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })).collect();
+    assert!(
+        inc.iter().all(|c| matches!(c, Command::SetLimit { amps_per_phase, .. } if *amps_per_phase <= a(8))),
+        "{inc:?}"
+    );
     assert_eq!(h.view(0).budget, a(32), "in flight: max(old 32, new 20)");
     let snap = h.b.snapshot(h.now);
     assert!(snap.nodes[0].budgeted.get(L1) <= a(40));
@@ -451,7 +500,8 @@ fn a_rejected_profile_budgets_the_connector_at_its_maximum() {
     h.start(0, three());
     h.settle();
     let cmds = h.start(1, three());
-    let to1 = cmds.iter().rfind(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })).cloned();
+    let to1 =
+        cmds.iter().rfind(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })).cloned();
     let to1 = to1.expect("connector 1 got a limit");
     h.sent.retain(|c| c.id() != to1.id());
     h.b.reject(to1.id(), h.now).expect("known command");
@@ -496,7 +546,12 @@ fn unreachable_need_and_finished_cars_get_nothing() {
     h.start(1, three());
     h.settle();
     assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
-    let m = Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(20); 3], energy_wh: Some(1000), measured_at: h.now };
+    let m = Event::ConnectorMeter {
+        connector: ConnectorKey(0),
+        currents: [a(20); 3],
+        energy_wh: Some(1000),
+        measured_at: h.now,
+    };
     h.ev(m);
     h.settle();
     assert_eq!((h.acked(0), h.acked(1)), (DeciAmps::ZERO, a(32)));
@@ -509,7 +564,10 @@ fn invalid_configurations_are_refused() {
     let b = Balancer::new(tight).expect("30 A of fallbacks fit in 40 A");
     assert_eq!(b.warnings().len(), 3, "but not with 11 A of store on top, on any phase");
     let too_many = (0..5).map(|k| conn(k, None, ST, 10)).collect();
-    assert!(matches!(Balancer::new(site([40; 3], vec![], too_many)), Err(ConfigError::InfeasibleFallbacks { .. })));
+    assert!(matches!(
+        Balancer::new(site([40; 3], vec![], too_many)),
+        Err(ConfigError::InfeasibleFallbacks { .. })
+    ));
     let cyc = vec![
         CircuitConfig { id: CircuitId(1), parent: Some(CircuitId(2)), limit: PerPhase::uniform(a(40)) },
         CircuitConfig { id: CircuitId(2), parent: Some(CircuitId(1)), limit: PerPhase::uniform(a(40)) },
@@ -518,7 +576,10 @@ fn invalid_configurations_are_refused() {
     let unknown = vec![conn(0, Some(9), ST, 0)];
     assert!(matches!(Balancer::new(site([40; 3], vec![], unknown)), Err(ConfigError::UnknownCircuit { .. })));
     let mut b = Balancer::new(site([40; 3], vec![], vec![conn(0, None, ST, 0)])).expect("valid");
-    assert_eq!(b.handle(Event::SessionEnded { connector: ConnectorKey(0) }, Millis(0)), Err(EventError::NoSession(ConnectorKey(0))));
+    assert_eq!(
+        b.handle(Event::SessionEnded { connector: ConnectorKey(0) }, Millis(0)),
+        Err(EventError::NoSession(ConnectorKey(0)))
+    );
     assert_eq!(b.ack(CommandId(77), Millis(0)), Err(EventError::UnknownCommand(CommandId(77))));
 }
 
@@ -573,7 +634,10 @@ fn a_car_that_states_its_needs_later_is_believed() {
     h.settle();
     assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
     // NotifyEVChargingNeeds: the car on 0 takes at most 8 A.
-    h.ev(Event::SessionUpdated { connector: ConnectorKey(0), info: SessionInfo { ev_max: Some(a(8)), ..three() } });
+    h.ev(Event::SessionUpdated {
+        connector: ConnectorKey(0),
+        info: SessionInfo { ev_max: Some(a(8)), ..three() },
+    });
     h.settle();
     assert_eq!((h.acked(0), h.acked(1)), (a(8), a(32)));
     // ...and later says it can take more again.
@@ -607,7 +671,11 @@ fn a_rejected_profile_is_retried_with_backoff_until_the_charger_takes_it() {
     h.start(0, three());
     h.settle();
     let cmds = h.start(1, three());
-    let first = cmds.iter().rfind(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })).cloned().expect("a limit for 1");
+    let first = cmds
+        .iter()
+        .rfind(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. }))
+        .cloned()
+        .expect("a limit for 1");
     h.sent.retain(|c| c.id() != first.id());
     h.b.reject(first.id(), h.now).expect("known command");
     h.sent.extend(h.b.poll_commands(h.now));
@@ -617,9 +685,16 @@ fn a_rejected_profile_is_retried_with_backoff_until_the_charger_takes_it() {
 
     // Not before its time; then at the maximum it is budgeted at anyway.
     h.advance(29);
-    assert!(h.tick_commands().iter().all(|c| !matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })));
+    assert!(h
+        .tick_commands()
+        .iter()
+        .all(|c| !matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })));
     h.advance(1);
-    let retry = h.tick_commands().into_iter().find(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. })).expect("retried");
+    let retry = h
+        .tick_commands()
+        .into_iter()
+        .find(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), .. }))
+        .expect("retried");
     assert!(matches!(retry, Command::SetLimit { amps_per_phase, .. } if amps_per_phase == a(32)));
     assert_eq!(h.view(1).budget, a(32), "still budgeted at its maximum while the retry is in flight");
 
@@ -650,7 +725,10 @@ fn a_limit_we_did_not_set_is_budgeted_until_our_plan_is_acknowledged() {
     // Rebuilt after a restart: connector 0 may be running anything up to its maximum.
     let c = h.ev(Event::LimitUnknown { connector: ConnectorKey(0), up_to: a(32) });
     assert_eq!(h.view(0).budget, a(32));
-    assert!(c.iter().any(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(0), .. })), "our plan goes out again: {c:?}");
+    assert!(
+        c.iter().any(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(0), .. })),
+        "our plan goes out again: {c:?}"
+    );
     assert!(!c.iter().any(|c| matches!(c, Command::SetLimit { connector: ConnectorKey(1), amps_per_phase, .. } if *amps_per_phase > a(8))));
     h.settle();
     assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
@@ -665,7 +743,12 @@ fn a_rebuilt_balancer_keeps_what_was_learned_about_the_cars() {
     for _ in 0..4 {
         h.advance(60);
         h.tick();
-        let m = Event::ConnectorMeter { connector: ConnectorKey(0), currents: [a(12), a(0), a(0)], energy_wh: Some(2_000), measured_at: h.now };
+        let m = Event::ConnectorMeter {
+            connector: ConnectorKey(0),
+            currents: [a(12), a(0), a(0)],
+            energy_wh: Some(2_000),
+            measured_at: h.now,
+        };
         h.ev(m);
         h.settle();
     }
@@ -714,7 +797,9 @@ fn limits_are_leases_renewed_while_we_talk_and_dropped_by_a_charger_that_lost_us
     h.advance(1);
     let renewed = h.tick_commands();
     assert_eq!(renewed.len(), 2, "{renewed:?}");
-    assert!(renewed.iter().all(|c| matches!(c, Command::SetLimit { amps_per_phase, .. } if *amps_per_phase == a(20))));
+    assert!(renewed
+        .iter()
+        .all(|c| matches!(c, Command::SetLimit { amps_per_phase, .. } if *amps_per_phase == a(20))));
     assert!(renewed.iter().all(|c| expires(c) == Some(Millis::from_secs(90))));
     h.settle();
 
@@ -781,13 +866,15 @@ fn a_late_incomer_reading_is_not_lessened_by_what_a_car_drew_after_it() {
     }
     // An incomer reading from before either car's first reading counts neither: the store may
     // have been all of it.
-    let before_any = Event::StoreMeter { currents: PerPhase::uniform(a(36)), measured_at: start + Millis::from_secs(5) };
+    let before_any =
+        Event::StoreMeter { currents: PerPhase::uniform(a(36)), measured_at: start + Millis::from_secs(5) };
     h.ev(before_any);
     h.settle();
     assert_eq!(h.store_assumed(), PerPhase::uniform(a(36)));
     // The incomer's reading of 15 s after the start (20 + 16 + 0 A) arrives only now, when both
     // cars' two latest readings show 16 A: car 1 drew nothing then, so the store is 20 A, not 4.
-    let late = Event::StoreMeter { currents: PerPhase::uniform(a(36)), measured_at: start + Millis::from_secs(15) };
+    let late =
+        Event::StoreMeter { currents: PerPhase::uniform(a(36)), measured_at: start + Millis::from_secs(15) };
     h.ev(late);
     h.settle();
     assert_eq!(h.store_assumed(), PerPhase::uniform(a(20)));
@@ -864,7 +951,8 @@ fn a_pause_forced_by_the_worst_case_store_is_not_held_by_the_dwell() {
 fn handover_site() -> SiteConfig {
     let mut c = site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]);
     c.store.reaction_time = Millis::from_secs(10);
-    c.handover = Some(crate::balancer::config::HandoverConfig { lead: Millis::from_secs(20), clock_skew: Millis(0) });
+    c.handover =
+        Some(crate::balancer::config::HandoverConfig { lead: Millis::from_secs(20), clock_skew: Millis(0) });
     c
 }
 
@@ -873,7 +961,9 @@ type SentLimit = (CommandId, DeciAmps, Option<(Millis, DeciAmps)>);
 
 fn limit_for(cmds: &[Command], k: u32) -> Option<SentLimit> {
     cmds.iter().rev().find_map(|c| match *c {
-        Command::SetLimit { id, connector, amps_per_phase, then, .. } if connector == ConnectorKey(k) => Some((id, amps_per_phase, then)),
+        Command::SetLimit { id, connector, amps_per_phase, then, .. } if connector == ConnectorKey(k) => {
+            Some((id, amps_per_phase, then))
+        }
         _ => None,
     })
 }
@@ -975,7 +1065,10 @@ fn a_newcomer_with_nothing_free_until_the_switch_is_scheduled_from_it() {
     let feeder = CircuitConfig { id: CircuitId(1), parent: None, limit: PerPhase::uniform(a(66)) };
     let mut cfg = site([300; 3], vec![feeder], (0..3).map(|k| conn(k, Some(1), ST, 0)).collect());
     cfg.store.reaction_time = Millis::from_secs(10);
-    cfg.handover = Some(crate::balancer::config::HandoverConfig { lead: Millis::from_secs(4), clock_skew: Millis::from_secs(1) });
+    cfg.handover = Some(crate::balancer::config::HandoverConfig {
+        lead: Millis::from_secs(4),
+        clock_skew: Millis::from_secs(1),
+    });
     cfg.store.worst_case = PerPhase::uniform(a(30));
     cfg.lease = Millis::from_secs(600);
     // No store reading: the worst case (the grid has room for it).

@@ -2,11 +2,13 @@
 //! [`Hub`] what happened; each site's task feeds its balancer, carries the limits it decides to the
 //! chargers as OCPP SetChargingProfile (TxProfile), and reports each answer back.
 
+use super::clock::{ClockTolerance, ClockWatch, Stamp};
 use super::config::{CircuitConfig, ConnectorConfig, SiteConfig, Wiring};
 use super::engine::{Balancer, Command, Event, SessionInfo, Snapshot};
-use super::clock::{ClockTolerance, ClockWatch, Stamp};
 use super::store::RiseLearning;
-use super::units::{ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey};
+use super::units::{
+    ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey,
+};
 use crate::ocpp::frame::OcppVersion;
 use crate::ocpp::registry::{CallOutcome, Registry};
 use crate::store::{balancing, Db, StoreError};
@@ -29,15 +31,38 @@ const BATCH: usize = 512;
 
 enum Input {
     Event(Event),
-    SessionStarted { connector: ConnectorKey, session: SessionKey, ocpp_tx_id: String, baseline_wh: Option<u32> },
-    SessionEnded { session: SessionKey },
-    SessionUpdated { connector: ConnectorKey, info: SessionInfo },
-    SessionDeclared { session: SessionKey, declared: Declared },
-    Outcome { id: CommandId, accepted: bool },
+    SessionStarted {
+        connector: ConnectorKey,
+        session: SessionKey,
+        ocpp_tx_id: String,
+        baseline_wh: Option<u32>,
+    },
+    SessionEnded {
+        session: SessionKey,
+    },
+    SessionUpdated {
+        connector: ConnectorKey,
+        info: SessionInfo,
+    },
+    SessionDeclared {
+        session: SessionKey,
+        declared: Declared,
+    },
+    Outcome {
+        id: CommandId,
+        accepted: bool,
+    },
     /// The most periods a schedule may have on `charger`, as it told us.
-    SchedulePeriods { charger: ChargerId, max: u32 },
+    SchedulePeriods {
+        charger: ChargerId,
+        max: u32,
+    },
     /// A message from `charger` stamped `offset_ms` from the moment we received it.
-    Clock { charger: ChargerId, offset_ms: i64, stamp: Stamp },
+    Clock {
+        charger: ChargerId,
+        offset_ms: i64,
+        stamp: Stamp,
+    },
     Snapshot(oneshot::Sender<SiteBudget>),
     /// The site's electrics changed (a charger or connector was added): carry on with this balancer.
     Replace(Box<Rebuilt>),
@@ -144,7 +169,11 @@ fn rotation(text: &str) -> Rotation {
         "L3" => Phase::L3,
         _ => Phase::L1,
     };
-    Rotation([phase(&text[0..2.min(text.len())]), phase(text.get(2..4).unwrap_or("L2")), phase(text.get(4..6).unwrap_or("L3"))])
+    Rotation([
+        phase(&text[0..2.min(text.len())]),
+        phase(text.get(2..4).unwrap_or("L2")),
+        phase(text.get(4..6).unwrap_or("L3")),
+    ])
 }
 
 /// The balancer configuration of one site, from what storage knows.
@@ -168,7 +197,8 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
             max: DeciAmps::from_amps(u32::try_from(c.max_current_a.max(0)).unwrap_or(0)),
             wiring: if c.phases == 1 { Wiring::OnePhase } else { Wiring::ThreePhase },
             rotation: rotation(&c.rotation),
-            fallback: da(site.connector_fallback_da).min(DeciAmps::from_amps(u32::try_from(c.max_current_a.max(0)).unwrap_or(0))),
+            fallback: da(site.connector_fallback_da)
+                .min(DeciAmps::from_amps(u32::try_from(c.max_current_a.max(0)).unwrap_or(0))),
         });
         targets.push(Target { charger, connector_no: u32::try_from(c.connector_no).unwrap_or(0) });
     }
@@ -292,7 +322,9 @@ impl Hub {
             .iter()
             .enumerate()
             .filter(|(_, charger)| !self.inner.registry.is_connected(charger))
-            .map(|(i, _)| Event::ChargerOffline { charger: ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)) });
+            .map(|(i, _)| Event::ChargerOffline {
+                charger: ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)),
+            });
         balancer.handle_all(offline, now);
         let running = self.maps().sites.get(&site.site).map(|e| e.input.clone());
         let input = match running {
@@ -307,7 +339,8 @@ impl Hub {
             }
             _ => {
                 // Sessions open before a restart go on; whatever limit their chargers still run is unknown.
-                let index_of: HashMap<&Target, usize> = targets.iter().enumerate().map(|(i, t)| (t, i)).collect();
+                let index_of: HashMap<&Target, usize> =
+                    targets.iter().enumerate().map(|(i, t)| (t, i)).collect();
                 let mut open: HashMap<SessionKey, OpenTx> = HashMap::new();
                 let mut events = Vec::new();
                 // Newest first: where storage has two open on one connector, the older ended unseen.
@@ -322,7 +355,8 @@ impl Hub {
                     let session = SessionKey(u64::try_from(s.transaction_id).unwrap_or(0));
                     let baseline_wh = s.meter_start_wh.and_then(|wh| u32::try_from(wh).ok());
                     // With what the driver or an operator stated about it, kept with the transaction.
-                    let tx = OpenTx::new(connector, s.ocpp_tx_id.clone(), baseline_wh, self.declared(&s.needs));
+                    let tx =
+                        OpenTx::new(connector, s.ocpp_tx_id.clone(), baseline_wh, self.declared(&s.needs));
                     events.push(Event::SessionStarted { connector, session, info: tx.info() });
                     events.push(Event::LimitUnknown { connector, up_to: maxima[index] });
                     open.insert(session, tx);
@@ -422,7 +456,11 @@ impl Hub {
 
     pub fn charger_online(&self, charger: &ChargerId, online: bool) {
         if let Some((site, key)) = self.charger(charger) {
-            let event = if online { Event::ChargerOnline { charger: key } } else { Event::ChargerOffline { charger: key } };
+            let event = if online {
+                Event::ChargerOnline { charger: key }
+            } else {
+                Event::ChargerOffline { charger: key }
+            };
             self.send(site, Input::Event(event));
         }
     }
@@ -462,7 +500,9 @@ impl Hub {
                 tracing::error!(charger.id = %charger, connector = connector_no, error = %err, "could not add the connector to its site's balancer");
                 return;
             }
-            if let (false, true, Some(version)) = (charger_was_known, hub.charger(&charger).is_some(), hub.inner.registry.version_of(&charger)) {
+            if let (false, true, Some(version)) =
+                (charger_was_known, hub.charger(&charger).is_some(), hub.inner.registry.version_of(&charger))
+            {
                 hub.send_default_profile(&charger, version).await;
             }
         });
@@ -470,8 +510,15 @@ impl Hub {
 
     async fn send_default_profile(&self, charger: &ChargerId, version: OcppVersion) {
         let Some((site, key)) = self.charger(charger) else { return };
-        let Some((input, fallback)) = self.maps().sites.get(&site).map(|e| (e.input.clone(), e.fallback)) else { return };
-        let outcome = self.inner.registry.call(charger, "SetChargingProfile", default_profile(version, fallback), CALL_WAIT).await;
+        let Some((input, fallback)) = self.maps().sites.get(&site).map(|e| (e.input.clone(), e.fallback))
+        else {
+            return;
+        };
+        let outcome = self
+            .inner
+            .registry
+            .call(charger, "SetChargingProfile", default_profile(version, fallback), CALL_WAIT)
+            .await;
         if !matches!(&outcome, Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted") {
             tracing::warn!(charger.id = %charger, ?outcome, "default profile refused: budgeting the charger at its maximum");
             let _ = input.send(Input::Event(Event::SmartChargingUnsupported { charger: key })).await;
@@ -485,7 +532,9 @@ impl Hub {
                     tracing::debug!(charger.id = %charger, max, "schedule periods the charger takes");
                     let _ = input.send(Input::SchedulePeriods { charger: charger.clone(), max }).await;
                 }
-                None => tracing::debug!(charger.id = %charger, "charger did not say how many schedule periods it takes"),
+                None => {
+                    tracing::debug!(charger.id = %charger, "charger did not say how many schedule periods it takes")
+                }
             },
             other => tracing::debug!(charger.id = %charger, outcome = ?other, "schedule periods not read"),
         }
@@ -493,20 +542,42 @@ impl Hub {
 
     /// A session began; `meter_start_wh` is the energy register at its start, when the charger said
     /// (the session's energy is counted from there).
-    pub fn session_started(&self, charger: &ChargerId, connector_no: u32, transaction: i64, ocpp_tx_id: &str, meter_start_wh: Option<i64>) {
+    pub fn session_started(
+        &self,
+        charger: &ChargerId,
+        connector_no: u32,
+        transaction: i64,
+        ocpp_tx_id: &str,
+        meter_start_wh: Option<i64>,
+    ) {
         if let Some((site, connector)) = self.connector(charger, connector_no) {
             let session = SessionKey(u64::try_from(transaction).unwrap_or(0));
             let baseline_wh = meter_start_wh.and_then(|wh| u32::try_from(wh).ok());
-            self.send(site, Input::SessionStarted { connector, session, ocpp_tx_id: ocpp_tx_id.to_owned(), baseline_wh });
+            self.send(
+                site,
+                Input::SessionStarted { connector, session, ocpp_tx_id: ocpp_tx_id.to_owned(), baseline_wh },
+            );
         }
     }
 
     /// What the car told us about itself (OCPP 2.0.1 NotifyEVChargingNeeds): its maximum current,
     /// when it leaves (UTC milliseconds) and how much energy it wants.
-    pub fn session_needs(&self, charger: &ChargerId, connector_no: u32, ev_max_a: Option<u32>, departure_utc_ms: Option<i64>, energy_wh: Option<u32>) {
+    pub fn session_needs(
+        &self,
+        charger: &ChargerId,
+        connector_no: u32,
+        ev_max_a: Option<u32>,
+        departure_utc_ms: Option<i64>,
+        energy_wh: Option<u32>,
+    ) {
         let Some((site, connector)) = self.connector(charger, connector_no) else { return };
         let departure = departure_utc_ms.map(|at| self.at_utc_ms(at));
-        let info = SessionInfo { departure, energy_need_wh: energy_wh, ev_max: ev_max_a.map(DeciAmps::from_amps), ..SessionInfo::default() };
+        let info = SessionInfo {
+            departure,
+            energy_need_wh: energy_wh,
+            ev_max: ev_max_a.map(DeciAmps::from_amps),
+            ..SessionInfo::default()
+        };
         self.send(site, Input::SessionUpdated { connector, info });
     }
 
@@ -536,12 +607,21 @@ impl Hub {
 
     pub fn session_ended(&self, charger: &ChargerId, transaction: i64) {
         if let Some((site, _)) = self.charger(charger) {
-            self.send(site, Input::SessionEnded { session: SessionKey(u64::try_from(transaction).unwrap_or(0)) });
+            self.send(
+                site,
+                Input::SessionEnded { session: SessionKey(u64::try_from(transaction).unwrap_or(0)) },
+            );
         }
     }
 
     /// Currents a connector measured on its own L1, L2, L3 (tenths of an amp).
-    pub fn connector_meter(&self, charger: &ChargerId, connector_no: u32, currents_da: [u32; 3], energy_wh: Option<u32>) {
+    pub fn connector_meter(
+        &self,
+        charger: &ChargerId,
+        connector_no: u32,
+        currents_da: [u32; 3],
+        energy_wh: Option<u32>,
+    ) {
         if connector_no == 0 {
             // Connector 0 is the charger as a whole; on the site's store meter charger, the store.
             let site = self.maps().store_meters.get(charger).copied();
@@ -551,7 +631,12 @@ impl Hub {
             return;
         }
         if let Some((site, connector)) = self.connector(charger, connector_no) {
-            let event = Event::ConnectorMeter { connector, currents: currents_da.map(DeciAmps::new), energy_wh, measured_at: self.now() };
+            let event = Event::ConnectorMeter {
+                connector,
+                currents: currents_da.map(DeciAmps::new),
+                energy_wh,
+                measured_at: self.now(),
+            };
             self.send(site, Input::Event(event));
         }
     }
@@ -569,16 +654,23 @@ impl Hub {
         if !self.maps().sites.contains_key(&site) {
             return false;
         }
-        self.send(site, Input::Event(Event::StoreMeter { currents: PerPhase(currents), measured_at: self.now() }));
+        self.send(
+            site,
+            Input::Event(Event::StoreMeter { currents: PerPhase(currents), measured_at: self.now() }),
+        );
         if let Some(db) = self.inner.db.clone() {
-            let reading = balancing::StoreReading { measured_at_ms: crate::store::now_ms(), da: currents.map(|a| i64::from(a.get())) };
+            let reading = balancing::StoreReading {
+                measured_at_ms: crate::store::now_ms(),
+                da: currents.map(|a| i64::from(a.get())),
+            };
             let prune = self.prune_due(site);
             tokio::spawn(async move {
                 if let Err(err) = balancing::record_store_reading(&db, site, reading).await {
                     tracing::warn!(site.id = %site, error = %err, "store meter reading not kept (the balancer has it)");
                 }
                 if prune {
-                    let before = reading.measured_at_ms - i64::try_from(STORE_HISTORY.as_millis()).unwrap_or(i64::MAX);
+                    let before =
+                        reading.measured_at_ms - i64::try_from(STORE_HISTORY.as_millis()).unwrap_or(i64::MAX);
                     if let Err(err) = balancing::forget_store_readings(&db, site, before).await {
                         tracing::warn!(site.id = %site, error = %err, "old store meter readings not forgotten");
                     }
@@ -619,7 +711,11 @@ fn schedule_periods_query(version: OcppVersion) -> (&'static str, Value) {
 /// The number of periods from the answer to [`schedule_periods_query`] (`None`: not said).
 fn schedule_periods(version: OcppVersion, answer: &Value) -> Option<u32> {
     let value = match version {
-        OcppVersion::V16 => answer["configurationKey"].as_array()?.iter().find(|k| k["key"] == "ChargingScheduleMaxPeriods")?["value"].as_str()?,
+        OcppVersion::V16 => answer["configurationKey"]
+            .as_array()?
+            .iter()
+            .find(|k| k["key"] == "ChargingScheduleMaxPeriods")?["value"]
+            .as_str()?,
         OcppVersion::V201 => {
             let result = answer["getVariableResult"].as_array()?.first()?;
             if result["attributeStatus"] != "Accepted" {
@@ -754,7 +850,12 @@ pub struct Declared {
 }
 
 impl OpenTx {
-    fn new(connector: ConnectorKey, ocpp_tx_id: String, baseline_wh: Option<u32>, declared: Declared) -> OpenTx {
+    fn new(
+        connector: ConnectorKey,
+        ocpp_tx_id: String,
+        baseline_wh: Option<u32>,
+        declared: Declared,
+    ) -> OpenTx {
         OpenTx { connector, ocpp_tx_id, baseline_wh, from_ev: SessionInfo::default(), declared }
     }
 
@@ -834,9 +935,15 @@ impl SiteTask {
                         .targets
                         .iter()
                         .enumerate()
-                        .map(|(i, t)| (u32::try_from(i).unwrap_or(u32::MAX), t.charger.to_string(), t.connector_no))
+                        .map(|(i, t)| {
+                            (u32::try_from(i).unwrap_or(u32::MAX), t.charger.to_string(), t.connector_no)
+                        })
                         .collect();
-                    let _ = reply.send(SiteBudget { site: self.site.0, snapshot: self.balancer.snapshot(now), connectors });
+                    let _ = reply.send(SiteBudget {
+                        site: self.site.0,
+                        snapshot: self.balancer.snapshot(now),
+                        connectors,
+                    });
                 }
                 Input::Replace(rebuilt) => {
                     self.flush(&mut events);
@@ -858,7 +965,10 @@ impl SiteTask {
     }
 
     fn charger_key(&self, charger: &ChargerId) -> Option<ChargerKey> {
-        self.chargers.iter().position(|c| c == charger).map(|i| ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)))
+        self.chargers
+            .iter()
+            .position(|c| c == charger)
+            .map(|i| ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)))
     }
 
     /// What an input means to the balancer, keeping the map of open sessions.
@@ -867,18 +977,25 @@ impl SiteTask {
             Input::Event(Event::ConnectorMeter { connector, currents, energy_wh, measured_at }) => {
                 // Chargers report their energy register; the balancer wants the session's energy.
                 let session = self.open.values_mut().find(|o| o.connector == connector);
-                let energy_wh = energy_wh.zip(session).map(|(register, o)| session_energy(&mut o.baseline_wh, register));
+                let energy_wh =
+                    energy_wh.zip(session).map(|(register, o)| session_energy(&mut o.baseline_wh, register));
                 events.push(Event::ConnectorMeter { connector, currents, energy_wh, measured_at });
             }
             Input::Event(event) => events.push(event),
             Input::SessionStarted { connector, session, ocpp_tx_id, baseline_wh } => {
                 // A connector runs one session: an older one there ended unseen.
-                let stale: Vec<SessionKey> = self.open.iter().filter(|(k, o)| o.connector == connector && **k != session).map(|(k, _)| *k).collect();
+                let stale: Vec<SessionKey> = self
+                    .open
+                    .iter()
+                    .filter(|(k, o)| o.connector == connector && **k != session)
+                    .map(|(k, _)| *k)
+                    .collect();
                 for old in stale {
                     self.open.remove(&old);
                     events.push(Event::SessionEnded { connector });
                 }
-                self.open.insert(session, OpenTx::new(connector, ocpp_tx_id, baseline_wh, Declared::default()));
+                self.open
+                    .insert(session, OpenTx::new(connector, ocpp_tx_id, baseline_wh, Declared::default()));
                 events.push(Event::SessionStarted { connector, session, info: SessionInfo::default() });
             }
             Input::SessionUpdated { connector, info } => {
@@ -938,10 +1055,19 @@ impl SiteTask {
         // The new balancer trusts every clock and expects every charger to take handovers: tell it
         // what we know otherwise.
         let tolerance = clock_tolerance(balancer.config());
-        let key = |id: &ChargerId| chargers.iter().position(|c| c == id).map(|i| ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)));
-        let distrusted = self.clocks.iter().filter(|(_, w)| !w.trusted(now, tolerance)).filter_map(|(id, _)| key(id));
-        let mut known: Vec<Event> = distrusted.map(|charger| Event::ChargerClock { charger, trusted: false }).collect();
-        known.extend(self.single_period.iter().filter_map(key).map(|charger| Event::SchedulePeriods { charger, max: 1 }));
+        let key = |id: &ChargerId| {
+            chargers.iter().position(|c| c == id).map(|i| ChargerKey(u32::try_from(i).unwrap_or(u32::MAX)))
+        };
+        let distrusted =
+            self.clocks.iter().filter(|(_, w)| !w.trusted(now, tolerance)).filter_map(|(id, _)| key(id));
+        let mut known: Vec<Event> =
+            distrusted.map(|charger| Event::ChargerClock { charger, trusted: false }).collect();
+        known.extend(
+            self.single_period
+                .iter()
+                .filter_map(key)
+                .map(|charger| Event::SchedulePeriods { charger, max: 1 }),
+        );
         balancer.handle_all(known, now);
         // First the store reading and its history, so the sessions taken over are planned
         // against it rather than the worst case.
@@ -979,7 +1105,10 @@ impl SiteTask {
             // little before now, so it drops it sooner still).
             let lease = expires.map(|end| ProfileLease {
                 start,
-                duration_s: u32::try_from((end.0.saturating_sub(now.0) / 1000).saturating_sub(LEASE_CLOCK_MARGIN_S).max(1)).unwrap_or(u32::MAX),
+                duration_s: u32::try_from(
+                    (end.0.saturating_sub(now.0) / 1000).saturating_sub(LEASE_CLOCK_MARGIN_S).max(1),
+                )
+                .unwrap_or(u32::MAX),
             });
             let switch = then.map(|(at, later)| ProfileSwitch {
                 start,
@@ -999,7 +1128,8 @@ impl SiteTask {
                 let _ = self.outcomes.try_send(Input::Outcome { id, accepted: false });
                 continue;
             };
-            let payload = tx_profile(version, target.connector_no, &ocpp_tx_id, amps_per_phase, phases, lease, switch);
+            let payload =
+                tx_profile(version, target.connector_no, &ocpp_tx_id, amps_per_phase, phases, lease, switch);
             let pending = match self.registry.enqueue(&target.charger, "SetChargingProfile", payload) {
                 Ok(pending) => pending,
                 Err(err) => {
@@ -1028,10 +1158,22 @@ mod tests {
     fn profiles_fit_the_official_schemas() {
         for (version, payload) in [
             (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, None, None)),
-            (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, Some(lease()), None)),
-            (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(160), 3, Some(lease()), Some(switch()))),
-            (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(160), 3, None, Some(switch()))),
-            (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, Some(lease()), None)),
+            (
+                OcppVersion::V16,
+                tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, Some(lease()), None),
+            ),
+            (
+                OcppVersion::V16,
+                tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(160), 3, Some(lease()), Some(switch())),
+            ),
+            (
+                OcppVersion::V201,
+                tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(160), 3, None, Some(switch())),
+            ),
+            (
+                OcppVersion::V201,
+                tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, Some(lease()), None),
+            ),
             (OcppVersion::V16, default_profile(OcppVersion::V16, DeciAmps::from_amps(6))),
             (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, None, None)),
             (OcppVersion::V201, default_profile(OcppVersion::V201, DeciAmps::ZERO)),
@@ -1051,10 +1193,35 @@ mod tests {
         let (action, ask) = schedule_periods_query(OcppVersion::V201);
         assert!(v201::command(action, ask).is_ok());
         let v16_answer = |keys: Value| json!({"configurationKey": keys});
-        assert_eq!(schedule_periods(OcppVersion::V16, &v16_answer(json!([{"key": "ChargingScheduleMaxPeriods", "readonly": true, "value": "1"}]))), Some(1));
-        assert_eq!(schedule_periods(OcppVersion::V16, &v16_answer(json!([{"key": "ChargingScheduleMaxPeriods", "readonly": true, "value": " 24 "}]))), Some(24));
-        assert_eq!(schedule_periods(OcppVersion::V16, &json!({"unknownKey": ["ChargingScheduleMaxPeriods"]})), None);
-        assert_eq!(schedule_periods(OcppVersion::V16, &v16_answer(json!([{"key": "ChargingScheduleMaxPeriods", "readonly": true, "value": "many"}]))), None);
+        assert_eq!(
+            schedule_periods(
+                OcppVersion::V16,
+                &v16_answer(json!([{"key": "ChargingScheduleMaxPeriods", "readonly": true, "value": "1"}]))
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            schedule_periods(
+                OcppVersion::V16,
+                &v16_answer(
+                    json!([{"key": "ChargingScheduleMaxPeriods", "readonly": true, "value": " 24 "}])
+                )
+            ),
+            Some(24)
+        );
+        assert_eq!(
+            schedule_periods(OcppVersion::V16, &json!({"unknownKey": ["ChargingScheduleMaxPeriods"]})),
+            None
+        );
+        assert_eq!(
+            schedule_periods(
+                OcppVersion::V16,
+                &v16_answer(
+                    json!([{"key": "ChargingScheduleMaxPeriods", "readonly": true, "value": "many"}])
+                )
+            ),
+            None
+        );
         let v201_answer = |status: &str| {
             json!({"getVariableResult": [{"attributeStatus": status, "attributeValue": "1",
                 "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "PeriodsPerSchedule"}}]})
@@ -1064,20 +1231,41 @@ mod tests {
     }
 
     fn switch() -> ProfileSwitch {
-        ProfileSwitch { start: chrono::DateTime::from_timestamp(1_764_000_000, 0).expect("valid time"), after_s: 90, amps: DeciAmps::from_amps(6) }
+        ProfileSwitch {
+            start: chrono::DateTime::from_timestamp(1_764_000_000, 0).expect("valid time"),
+            after_s: 90,
+            amps: DeciAmps::from_amps(6),
+        }
     }
 
     #[test]
     fn a_site_with_handovers_schedules_the_newcomer_once_those_giving_way_accept() {
         let row = |charger: &str, no: i64| balancing::ConnectorRow {
-            charger_id: charger.into(), connector_no: no, max_current_a: 32, phases: 3, rotation: "L1L2L3".into(), circuit: (no == 1 || charger == "FM-CAM-01").then_some(7),
+            charger_id: charger.into(),
+            connector_no: no,
+            max_current_a: 32,
+            phases: 3,
+            rotation: "L1L2L3".into(),
+            circuit: (no == 1 || charger == "FM-CAM-01").then_some(7),
         };
         let site = balancing::SiteElectrics {
-            site: SiteId(1), grid_limit_da: [3000; 3], store_worst_case_da: 300, connector_fallback_da: 0, store_meter_charger: None,
+            site: SiteId(1),
+            grid_limit_da: [3000; 3],
+            store_worst_case_da: 300,
+            connector_fallback_da: 0,
+            store_meter_charger: None,
             site_meter: super::super::SiteMeter::Store,
-            handover: Some(super::super::HandoverConfig { lead: Millis::from_secs(4), clock_skew: Millis::from_secs(1) }),
+            handover: Some(super::super::HandoverConfig {
+                lead: Millis::from_secs(4),
+                clock_skew: Millis::from_secs(1),
+            }),
             circuits: vec![balancing::CircuitRow { id: 7, parent: None, limit_da: [660; 3] }],
-            connectors: vec![row("FM-CAM-01", 1), row("FM-CAM-01", 2), row("FM-CAM-02", 1), row("FM-CAM-02", 2)],
+            connectors: vec![
+                row("FM-CAM-01", 1),
+                row("FM-CAM-01", 2),
+                row("FM-CAM-02", 1),
+                row("FM-CAM-02", 2),
+            ],
             open_sessions: vec![],
         };
         let (config, _, _) = site_config(&site);
@@ -1089,12 +1277,28 @@ mod tests {
             b.handle(Event::ChargerOnline { charger: ChargerKey(k) }, t).expect("a valid event");
         }
         for k in [0, 1] {
-            b.handle(Event::SessionStarted { connector: ConnectorKey(k), session: SessionKey(u64::from(k)), info: SessionInfo::default() }, t).expect("a valid event");
+            b.handle(
+                Event::SessionStarted {
+                    connector: ConnectorKey(k),
+                    session: SessionKey(u64::from(k)),
+                    info: SessionInfo::default(),
+                },
+                t,
+            )
+            .expect("a valid event");
             for c in b.poll_commands(t) {
                 b.ack(c.id(), t).expect("a valid event");
             }
         }
-        b.handle(Event::SessionStarted { connector: ConnectorKey(2), session: SessionKey(2), info: SessionInfo::default() }, t).expect("a valid event");
+        b.handle(
+            Event::SessionStarted {
+                connector: ConnectorKey(2),
+                session: SessionKey(2),
+                info: SessionInfo::default(),
+            },
+            t,
+        )
+        .expect("a valid event");
         let handovers = b.poll_commands(t);
         assert_eq!(handovers.len(), 2, "{handovers:?}");
         let mut cmds = Vec::new();
@@ -1104,7 +1308,9 @@ mod tests {
             cmds.extend(b.poll_commands(at));
         }
         // Scheduled from the switch (4 s on, two skews later), not held back until it.
-        let Some(Command::SetLimit { amps_per_phase, then: Some((from, _)), .. }) = cmds.first() else { panic!("nothing scheduled for the newcomer: {cmds:?}") };
+        let Some(Command::SetLimit { amps_per_phase, then: Some((from, _)), .. }) = cmds.first() else {
+            panic!("nothing scheduled for the newcomer: {cmds:?}")
+        };
         assert_eq!((*amps_per_phase, *from), (DeciAmps::ZERO, t + Millis::from_secs(6)));
     }
 
@@ -1116,7 +1322,9 @@ mod tests {
         assert_eq!(switch_after_s(20_000, true), 20);
         assert_eq!(switch_after_s(20_000, false), 20);
         assert_eq!(switch_after_s(999, true), 0);
-        let t = chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:05.750Z").expect("a valid time").with_timezone(&chrono::Utc);
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:05.750Z")
+            .expect("a valid time")
+            .with_timezone(&chrono::Utc);
         let (start, into) = whole_second(t);
         assert_eq!(start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "2026-11-30T12:00:05.000Z");
         assert_eq!(into, 750);
@@ -1124,18 +1332,25 @@ mod tests {
 
     #[test]
     fn a_handover_is_a_second_period_of_the_same_schedule() {
-        let p = tx_profile(OcppVersion::V16, 2, "17", DeciAmps::from_amps(16), 3, Some(lease()), Some(switch()));
+        let p =
+            tx_profile(OcppVersion::V16, 2, "17", DeciAmps::from_amps(16), 3, Some(lease()), Some(switch()));
         let periods = &p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"];
         assert_eq!(periods[0]["limit"], 16.0);
         assert_eq!((periods[1]["startPeriod"].as_u64(), periods[1]["limit"].as_f64()), (Some(90), Some(6.0)));
         assert_eq!(p["csChargingProfiles"]["chargingProfileKind"], "Absolute");
         let p = tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::from_amps(16), 3, None, Some(switch()));
         assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["startSchedule"], "2025-11-24T16:00:00Z");
-        assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][1]["startPeriod"], 90);
+        assert_eq!(
+            p["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][1]["startPeriod"],
+            90
+        );
     }
 
     fn lease() -> ProfileLease {
-        ProfileLease { start: chrono::DateTime::from_timestamp(1_764_000_000, 0).expect("valid time"), duration_s: 570 }
+        ProfileLease {
+            start: chrono::DateTime::from_timestamp(1_764_000_000, 0).expect("valid time"),
+            duration_s: 570,
+        }
     }
 
     #[test]
@@ -1163,13 +1378,25 @@ mod tests {
     #[test]
     fn session_energy_counts_from_the_start_of_the_session() {
         let mut from_meter_start = Some(1_000_000);
-        assert_eq!(session_energy(&mut from_meter_start, 1_004_500), 4_500, "a lifetime register, meterStart known");
+        assert_eq!(
+            session_energy(&mut from_meter_start, 1_004_500),
+            4_500,
+            "a lifetime register, meterStart known"
+        );
         let mut unknown = None;
-        assert_eq!(session_energy(&mut unknown, 2_000_300), 0, "no start given: the first reading is the start");
+        assert_eq!(
+            session_energy(&mut unknown, 2_000_300),
+            0,
+            "no start given: the first reading is the start"
+        );
         assert_eq!(session_energy(&mut unknown, 2_001_300), 1_000);
         let mut per_session = Some(0);
         assert_eq!(session_energy(&mut per_session, 750), 750, "a register that restarts each session");
-        assert_eq!(session_energy(&mut Some(500), 400), 0, "a register that went backwards counts nothing, not a wrap");
+        assert_eq!(
+            session_energy(&mut Some(500), 400),
+            0,
+            "a register that went backwards counts nothing, not a wrap"
+        );
     }
 
     #[test]

@@ -15,7 +15,13 @@ pub mod sim;
 pub mod store;
 pub mod units;
 
-pub use config::{CircuitConfig, ConfigError, ConfigWarning, ConnectorConfig, HandoverConfig, LearningConfig, SiteConfig, SiteMeter, StoreConfig, Wiring};
-pub use engine::{Balancer, CarriedSession, Command, ConnectorView, EvPhases, Event, EventError, NodeView, SessionInfo, SmartState, Snapshot};
+pub use config::{
+    CircuitConfig, ConfigError, ConfigWarning, ConnectorConfig, HandoverConfig, LearningConfig, SiteConfig,
+    SiteMeter, StoreConfig, Wiring,
+};
+pub use engine::{
+    Balancer, CarriedSession, Command, ConnectorView, EvPhases, Event, EventError, NodeView, SessionInfo,
+    SmartState, Snapshot,
+};
 pub use store::{Lens, RiseHistory, RiseLearning};
 pub use units::*;

@@ -19,10 +19,15 @@
 //! latency: the referee's `--latency-steps` applies the delay itself, so its replay is exactly
 //! this physics (jitter and outages included, which it cannot model alone).
 
-use crate::balancer::store::{Lens, RiseLearning};
+use crate::balancer::config::{
+    CircuitConfig, ConfigError, ConnectorConfig, HandoverConfig, LearningConfig, SiteConfig, SiteMeter,
+    StoreConfig, Wiring,
+};
 use crate::balancer::engine::{Balancer, Command, EvPhases, Event, SessionInfo};
-use crate::balancer::config::{CircuitConfig, ConfigError, ConnectorConfig, HandoverConfig, LearningConfig, SiteConfig, SiteMeter, StoreConfig, Wiring};
-use crate::balancer::units::{ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, Phase, PerPhase, Rotation, SessionKey};
+use crate::balancer::store::{Lens, RiseLearning};
+use crate::balancer::units::{
+    ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -243,7 +248,8 @@ fn outage_plan(connectors: usize, steps: u64, per_day: u32, seed: u64) -> Vec<Ve
 
 /// Builds the balancer's site from a workload: feeders become circuits under the grid.
 pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError> {
-    let feeders: HashMap<&str, u32> = wl.site.feeders.iter().enumerate().map(|(i, f)| (f.id.as_str(), i as u32 + 1)).collect();
+    let feeders: HashMap<&str, u32> =
+        wl.site.feeders.iter().enumerate().map(|(i, f)| (f.id.as_str(), i as u32 + 1)).collect();
     let circuits = wl
         .site
         .feeders
@@ -299,9 +305,16 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
             // none to learn).
             learn_rise: (o.learn_store_rise && o.meter_lag_steps + o.latency_steps > 0).then(|| {
                 // Over the highest of the latest two readings, and the third highest of eleven.
-                let mut learn = RiseLearning::from_a_week(Millis(step.0 * (o.meter_lag_steps + o.latency_steps + o.latency_jitter_steps)), step);
+                let mut learn = RiseLearning::from_a_week(
+                    Millis(step.0 * (o.meter_lag_steps + o.latency_steps + o.latency_jitter_steps)),
+                    step,
+                );
                 if !o.store_lenses.is_empty() {
-                    learn.lenses = o.store_lenses.iter().map(|&(steps, rank)| Lens { window: Millis(step.0 * steps), rank }).collect();
+                    learn.lenses = o
+                        .store_lenses
+                        .iter()
+                        .map(|&(steps, rank)| Lens { window: Millis(step.0 * steps), rank })
+                        .collect();
                 }
                 learn
             }),
@@ -320,8 +333,10 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
         need_horizon: step,
         profile_retry: Millis::from_secs(30),
         lease: Millis(step.0 * o.lease_steps),
-        handover: (o.handover && o.latency_steps + o.latency_jitter_steps > 0)
-            .then(|| HandoverConfig { lead: Millis(2 * step.0 * (o.latency_steps + o.latency_jitter_steps)), clock_skew: Millis(0) }),
+        handover: (o.handover && o.latency_steps + o.latency_jitter_steps > 0).then(|| HandoverConfig {
+            lead: Millis(2 * step.0 * (o.latency_steps + o.latency_jitter_steps)),
+            clock_skew: Millis(0),
+        }),
     })
 }
 
@@ -387,8 +402,10 @@ impl<'a> DaySim<'a> {
             }
             base[p.index()] = v.clone();
         }
-        let fidx: HashMap<&str, usize> = wl.site.feeders.iter().enumerate().map(|(i, f)| (f.id.as_str(), i)).collect();
-        let cidx: HashMap<&str, usize> = wl.site.connectors.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
+        let fidx: HashMap<&str, usize> =
+            wl.site.feeders.iter().enumerate().map(|(i, f)| (f.id.as_str(), i)).collect();
+        let cidx: HashMap<&str, usize> =
+            wl.site.connectors.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
         let mut rot = Vec::new();
         let mut feeder_of = Vec::new();
         for c in &wl.site.connectors {
@@ -399,7 +416,8 @@ impl<'a> DaySim<'a> {
             rot.push(r);
             feeder_of.push(fidx.get(c.feeder.as_str()).copied().unwrap_or(0));
         }
-        let outages = outage_plan(wl.site.connectors.len(), wl.site.horizon_steps as u64, o.outages_per_day, o.seed);
+        let outages =
+            outage_plan(wl.site.connectors.len(), wl.site.horizon_steps as u64, o.outages_per_day, o.seed);
         let mut conn_of = Vec::new();
         for s in &wl.sessions {
             conn_of.push(*cidx.get(s.connector.as_str()).ok_or_else(|| SimError::UnknownConnector {
@@ -461,7 +479,8 @@ impl<'a> DaySim<'a> {
             }
             let [l1, l2, l3] = phases;
             for ((a, b), c) in l1.iter().zip(l2).zip(l3) {
-                readings.push((Millis(j * self.step_ms()), PerPhase([*a, *b, *c].map(DeciAmps::from_f64_ceil))));
+                readings
+                    .push((Millis(j * self.step_ms()), PerPhase([*a, *b, *c].map(DeciAmps::from_f64_ceil))));
                 j += 1;
             }
             // The days are not consecutive: an hour without readings keeps one day's end from
@@ -529,7 +548,8 @@ impl<'a> DaySim<'a> {
 
         // 1. acknowledgements of commands that land now, oldest first; a charger that is away
         //    never got its command, and the call times out
-        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().partition(|(at, _)| *at <= k);
+        let (due, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|(at, _)| *at <= k);
         self.pending = rest;
         for (_, cmd) in due {
             self.deliver(&cmd, now);
@@ -557,7 +577,11 @@ impl<'a> DaySim<'a> {
                 } else {
                     None
                 },
-                energy_need_wh: if self.o.use_departure_and_need { Some((s.energy_kwh * 1000.0).round() as u32) } else { None },
+                energy_need_wh: if self.o.use_departure_and_need {
+                    Some((s.energy_kwh * 1000.0).round() as u32)
+                } else {
+                    None
+                },
                 priority: s.priority,
                 ev_max: if self.o.ev_max_known { Some(DeciAmps::from_f64_floor(s.ev_max_a)) } else { None },
                 ev_phases: if self.o.ev_phases_known {
@@ -568,12 +592,30 @@ impl<'a> DaySim<'a> {
             };
             self.live.insert(
                 w,
-                Live { w, conn, arr, dep, in_force: f64::from(self.o.default_a), expires: None, then: None, delivered_kwh: 0.0, history: Vec::new() },
+                Live {
+                    w,
+                    conn,
+                    arr,
+                    dep,
+                    in_force: f64::from(self.o.default_a),
+                    expires: None,
+                    then: None,
+                    delivered_kwh: 0.0,
+                    history: Vec::new(),
+                },
             );
             self.by_key.insert(w as u64, w);
             // What the referee replays for the first step if we send nothing now.
             self.pilots.insert(s.id.clone(), vec![(k * dt, self.o.default_a)]);
-            self.tell(conn, Event::SessionStarted { connector: ConnectorKey(conn as u32), session: SessionKey(w as u64), info }, now);
+            self.tell(
+                conn,
+                Event::SessionStarted {
+                    connector: ConnectorKey(conn as u32),
+                    session: SessionKey(w as u64),
+                    info,
+                },
+                now,
+            );
         }
 
         // 3. meters, as late as their lags say
@@ -623,7 +665,8 @@ impl<'a> DaySim<'a> {
             for cmd in cmds {
                 self.m.commands += 1;
                 let Command::SetLimit { connector, .. } = &cmd;
-                let at = (k + lat + self.jitter()).max(self.last_landing.get(&connector.0).copied().unwrap_or(0));
+                let at =
+                    (k + lat + self.jitter()).max(self.last_landing.get(&connector.0).copied().unwrap_or(0));
                 self.last_landing.insert(connector.0, at);
                 if at <= k {
                     self.deliver(&cmd, now);
@@ -644,7 +687,11 @@ impl<'a> DaySim<'a> {
         for l in self.live.values_mut() {
             if let Some((_, amps)) = l.then.take_if(|(at, _)| now >= *at) {
                 l.in_force = f64::from(amps) / 10.0;
-                record_pilot(self.pilots.entry(self.wl.sessions[l.w].id.clone()).or_default(), pilot_t, amps / 10);
+                record_pilot(
+                    self.pilots.entry(self.wl.sessions[l.w].id.clone()).or_default(),
+                    pilot_t,
+                    amps / 10,
+                );
             }
             if l.expires.is_some_and(|end| now >= end) {
                 // The lease ran out: the charger is back on its TxDefaultProfile (and the referee
@@ -663,7 +710,8 @@ impl<'a> DaySim<'a> {
             l.history.push((draw, l.delivered_kwh));
             ev_kw += draw * v * ph / 1000.0;
             let f = self.feeder_of[l.conn];
-            let phases: Vec<Phase> = if s.ev_phases == 1 { vec![self.rot[l.conn][0]] } else { Phase::ALL.to_vec() };
+            let phases: Vec<Phase> =
+                if s.ev_phases == 1 { vec![self.rot[l.conn][0]] } else { Phase::ALL.to_vec() };
             for p in phases {
                 grid[p.index()] += draw;
                 feeders[f][p.index()] += draw;
@@ -777,7 +825,14 @@ impl<'a> DaySim<'a> {
         let pilots: serde_json::Map<String, serde_json::Value> = self
             .pilots
             .into_iter()
-            .map(|(id, v)| (id, serde_json::Value::from(v.into_iter().map(|(t, a)| vec![t, u64::from(a)]).collect::<Vec<_>>())))
+            .map(|(id, v)| {
+                (
+                    id,
+                    serde_json::Value::from(
+                        v.into_iter().map(|(t, a)| vec![t, u64::from(a)]).collect::<Vec<_>>(),
+                    ),
+                )
+            })
             .collect();
         (self.m, serde_json::json!({ "pilots": pilots }))
     }

@@ -166,7 +166,13 @@ impl RiseHistory {
     /// The most the store may draw until our next decreases are in force, from the reading
     /// `latest` taken at `at`: per phase the lowest over the lenses of its reference plus its rise
     /// (each no less than `at_least`); `None` while nothing is learned.
-    pub fn bound(&self, learn: &RiseLearning, at: Millis, latest: PerPhase, at_least: PerPhase) -> Option<PerPhase> {
+    pub fn bound(
+        &self,
+        learn: &RiseLearning,
+        at: Millis,
+        latest: PerPhase,
+        at_least: PerPhase,
+    ) -> Option<PerPhase> {
         let allowances = self.allowances(learn)?;
         let mut out: Option<PerPhase> = None;
         for (lens, allowance) in learn.lenses.iter().zip(allowances) {

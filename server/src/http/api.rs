@@ -44,7 +44,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, format!("{what} already exists")),
+            StoreError::Conflict(what) => {
+                ApiError::new(StatusCode::CONFLICT, format!("{what} already exists"))
+            }
             other => {
                 tracing::error!(error = %other, "API request failed in storage");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -60,7 +62,12 @@ impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "an API token (Authorization: Bearer …) or an operator session is required");
+        let unauthorized = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "an API token (Authorization: Bearer …) or an operator session is required",
+            )
+        };
         let role = if let Some(token) = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -69,7 +76,10 @@ impl FromRequestParts<AppState> for Operator {
         {
             repo::token_role(&state.db, &auth::token_hash(token.trim())).await?.ok_or_else(unauthorized)?
         } else if let Some(session) = app::api::ssr::session_token_from(&parts.headers) {
-            users::session_user(&state.db, &auth::token_hash(&session), store::now_ms()).await?.ok_or_else(unauthorized)?.role
+            users::session_user(&state.db, &auth::token_hash(&session), store::now_ms())
+                .await?
+                .ok_or_else(unauthorized)?
+                .role
         } else {
             return Err(unauthorized());
         };
@@ -98,18 +108,23 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn iso(ms: i64) -> Value {
-    chrono::DateTime::from_timestamp_millis(ms).map_or(Value::Null, |t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or(Value::Null, |t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
 }
 
 /// A site's live load-balancing budget: limit, store load, allocated and measured per phase,
 /// per node of the circuit tree and per connector.
-async fn site_budget(_: Operator, State(state): State<AppState>, Path(site): Path<i64>) -> Result<Json<Value>, ApiError> {
-    let budget = state
-        .ocpp
-        .hub
-        .budget(app::domain::SiteId(site))
-        .await
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("site {site} is not balanced (unknown, or its configuration is unsafe)")))?;
+async fn site_budget(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(site): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let budget = state.ocpp.hub.budget(app::domain::SiteId(site)).await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("site {site} is not balanced (unknown, or its configuration is unsafe)"),
+        )
+    })?;
     serde_json::to_value(budget).map(Json).map_err(|e| {
         tracing::error!(error = %e, "budget did not serialize");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -133,29 +148,56 @@ const MAX_ENERGY_NEED_KWH: f64 = 1000.0;
 
 /// What the driver or an operator states about a running session: when the car leaves, how much
 /// energy it wants, its priority. Stored with the transaction and given to the balancer at once.
-async fn put_session_needs(_: Operator, State(state): State<AppState>, Path(session): Path<i64>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
-    let body: NeedsBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"departure\", \"energy_kwh\", \"priority\"}}: {e}")))?;
+async fn put_session_needs(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(session): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: NeedsBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"departure\", \"energy_kwh\", \"priority\"}}: {e}"),
+        )
+    })?;
     let now = crate::store::now_ms();
     let departure_at_ms = match body.departure.as_deref() {
         None => None,
         Some(text) => {
             let at = chrono::DateTime::parse_from_rfc3339(text)
-                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("departure {text:?} is not an RFC 3339 time with an offset: {e}")))?
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("departure {text:?} is not an RFC 3339 time with an offset: {e}"),
+                    )
+                })?
                 .timestamp_millis();
             if at <= now {
-                return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("departure {text} is not in the future")));
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("departure {text} is not in the future"),
+                ));
             }
             Some(at)
         }
     };
     let energy_need_wh = match body.energy_kwh {
         None => None,
-        Some(kwh) if kwh.is_finite() && kwh > 0.0 && kwh <= MAX_ENERGY_NEED_KWH => Some((kwh * 1000.0).round() as i64),
-        Some(kwh) => return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("energy_kwh {kwh} is not above 0 and at most {MAX_ENERGY_NEED_KWH}"))),
+        Some(kwh) if kwh.is_finite() && kwh > 0.0 && kwh <= MAX_ENERGY_NEED_KWH => {
+            Some((kwh * 1000.0).round() as i64)
+        }
+        Some(kwh) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("energy_kwh {kwh} is not above 0 and at most {MAX_ENERGY_NEED_KWH}"),
+            ))
+        }
     };
     if !(0..=balancing::MAX_SESSION_PRIORITY).contains(&body.priority) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("priority {} is not between 0 and {}", body.priority, balancing::MAX_SESSION_PRIORITY)));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("priority {} is not between 0 and {}", body.priority, balancing::MAX_SESSION_PRIORITY),
+        ));
     }
     let needs = balancing::SessionNeeds { departure_at_ms, energy_need_wh, priority: body.priority };
     match balancing::set_session_needs(&state.db, session, &needs).await? {
@@ -171,8 +213,12 @@ async fn put_session_needs(_: Operator, State(state): State<AppState>, Path(sess
                 "priority": needs.priority,
             })))
         }
-        balancing::NeedsStored::Ended => Err(ApiError::new(StatusCode::CONFLICT, format!("session {session} has ended"))),
-        balancing::NeedsStored::Unknown => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no session {session}"))),
+        balancing::NeedsStored::Ended => {
+            Err(ApiError::new(StatusCode::CONFLICT, format!("session {session} has ended")))
+        }
+        balancing::NeedsStored::Unknown => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, format!("no session {session}")))
+        }
     }
 }
 
@@ -185,13 +231,25 @@ struct StoreReading {
 }
 
 /// The site meter's reading of the store's own load, amps per phase.
-async fn site_meter(_: Operator, State(state): State<AppState>, Path(site): Path<i64>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
-    let reading: StoreReading = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"l1_a\", \"l2_a\", \"l3_a\"}} in amps: {e}")))?;
+async fn site_meter(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(site): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let reading: StoreReading = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"l1_a\", \"l2_a\", \"l3_a\"}} in amps: {e}"),
+        )
+    })?;
     let mut currents = [crate::balancer::DeciAmps::ZERO; 3];
     for (slot, amps) in currents.iter_mut().zip([reading.l1_a, reading.l2_a, reading.l3_a]) {
         if !amps.is_finite() || !(0.0..=10_000.0).contains(&amps) {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "each phase's current must be between 0 and 10000 A"));
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "each phase's current must be between 0 and 10000 A",
+            ));
         }
         // Round up: the store may be drawing a little more than the meter says, never assume less.
         *slot = crate::balancer::DeciAmps::from_f64_ceil(amps);
@@ -203,26 +261,46 @@ async fn site_meter(_: Operator, State(state): State<AppState>, Path(site): Path
 }
 
 /// The site's electrics: grid limit, store worst case, fallback current, circuit tree, connectors.
-async fn site_electrics(_: Operator, State(state): State<AppState>, Path(site): Path<i64>) -> Result<Json<Value>, ApiError> {
-    let spec = balancing::electrics_spec(&state.db, SiteId(site)).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no site {site}")))?;
+async fn site_electrics(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(site): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let spec = balancing::electrics_spec(&state.db, SiteId(site))
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no site {site}")))?;
     Ok(Json(json!(spec)))
 }
 
 /// Replaces the site's electrics after checking the balancer can run them safely; the site's
 /// balancer is rebuilt at once and the running sessions carry on.
-async fn put_site_electrics(_: Operator, State(state): State<AppState>, Path(site): Path<i64>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+async fn put_site_electrics(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(site): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     // The error names the field it is about (`site_meter: unknown variant ...`).
-    let spec: balancing::ElectricsSpec = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("not a site's electrics: {e}")))?;
-    let current = balancing::site(&state.db, SiteId(site)).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no site {site}")))?;
+    let spec: balancing::ElectricsSpec =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("not a site's electrics: {e}")))?;
+    let current = balancing::site(&state.db, SiteId(site))
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no site {site}")))?;
     let checked = balancing::electrics_from_spec(&spec, &current).map_err(|e| match e {
         balancing::ElectricsError::Invalid(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why),
         balancing::ElectricsError::Store(e) => e.into(),
     })?;
-    let warnings = crate::balancer::live::check_site(&checked)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the site cannot be balanced safely: {e}")))?;
+    let warnings = crate::balancer::live::check_site(&checked).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the site cannot be balanced safely: {e}"))
+    })?;
     balancing::store_electrics(&state.db, &checked, &spec).await?;
-    tracing::info!(site.id = site, circuits = spec.circuits.len(), connectors = spec.connectors.len(), "site electrics changed");
+    tracing::info!(
+        site.id = site,
+        circuits = spec.circuits.len(),
+        connectors = spec.connectors.len(),
+        "site electrics changed"
+    );
     state.ocpp.hub.rebuild_site(SiteId(site)).await?;
     let stored = balancing::electrics_spec(&state.db, SiteId(site)).await?;
     Ok(Json(json!({ "electrics": stored, "warnings": warnings })))
@@ -235,14 +313,24 @@ async fn list_models(_: Operator, State(state): State<AppState>) -> Result<Json<
 }
 
 /// Creates or replaces one model's settings; its chargers pick them up at their next boot.
-async fn put_model(_: Operator, State(state): State<AppState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+async fn put_model(
+    _: Operator,
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let settings: crate::store::ocpp::ModelSettings = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"vendor\", \"model\", \"lenient\", \"meter_in_kwh\", \"note\"}}: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"vendor\", \"model\", \"lenient\", \"meter_in_kwh\", \"note\"}}: {e}"),
+        )
     })?;
     // As BootNotification bounds them (chargePointVendor 20, chargePointModel 20; 2.0.1 50 each).
     for (field, value) in [("vendor", &settings.vendor), ("model", &settings.model)] {
         if value.trim().is_empty() || value.chars().count() > 50 {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{field} must be 1 to 50 characters")));
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{field} must be 1 to 50 characters"),
+            ));
         }
     }
     crate::store::ocpp::put_model_settings(&state.db, &settings).await?;
@@ -295,14 +383,20 @@ async fn accept_request(
         let registry = state.ocpp.registry.clone();
         let wait = state.ocpp.settings.call_timeout;
         tokio::spawn(async move {
-            let outcome = registry.call(&id, "TriggerMessage", json!({"requestedMessage": "BootNotification"}), wait).await;
+            let outcome = registry
+                .call(&id, "TriggerMessage", json!({"requestedMessage": "BootNotification"}), wait)
+                .await;
             tracing::info!(charger.id = %id, ?outcome, "asked the accepted charger to boot again");
         });
     }
     Ok(Json(json!({ "status": "accepted", "site_id": site_id, "boot_requested": connected })))
 }
 
-async fn reject_request(_: Operator, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn reject_request(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = charger_id(&id)?;
     if !crate::store::ocpp::reject_charger_request(&state.db, &id).await? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no charger {id} is waiting")));
@@ -326,9 +420,15 @@ async fn list_chargers(_: Operator, State(state): State<AppState>) -> Result<Jso
     Ok(Json(Value::Array(rows)))
 }
 
-async fn charger_detail(_: Operator, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn charger_detail(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = charger_id(&id)?;
-    let mut detail = repo::charger_detail(&state.db, &id).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such charger"))?;
+    let mut detail = repo::charger_detail(&state.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such charger"))?;
     detail["connected"] = json!(state.ocpp.registry.is_connected(&id));
     Ok(Json(detail))
 }
@@ -338,7 +438,12 @@ struct FramesQuery {
     limit: Option<i64>,
 }
 
-async fn charger_frames(_: Operator, State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<FramesQuery>) -> Result<Json<Value>, ApiError> {
+async fn charger_frames(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<FramesQuery>,
+) -> Result<Json<Value>, ApiError> {
     let id = charger_id(&id)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(Value::Array(repo::frames(&state.db, &id, limit).await?)))
@@ -355,10 +460,14 @@ async fn send_command(
     let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?
     };
     let Some(version) = state.ocpp.registry.version_of(&id) else {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("charger {id} is offline; the command was not sent")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("charger {id} is offline; the command was not sent"),
+        ));
     };
     let known = match version {
         OcppVersion::V16 => v16::Command::NAMES,
@@ -375,12 +484,20 @@ async fn send_command(
         OcppVersion::V16 => v16::command(&action, payload).and_then(|c| c.payload()),
         OcppVersion::V201 => v201::command(&action, payload).and_then(|c| c.payload()),
     }
-    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the payload does not fit {action}: {}", e.description)))?;
-    tracing::info!(charger.id = %id, action, "command sent by operator");
-    let outcome = state.ocpp.registry.call(&id, &action, checked, state.ocpp.settings.call_timeout).await.map_err(|e| match e {
-        CommandError::NotConnected(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-        CommandError::Busy(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the payload does not fit {action}: {}", e.description),
+        )
     })?;
+    tracing::info!(charger.id = %id, action, "command sent by operator");
+    let outcome =
+        state.ocpp.registry.call(&id, &action, checked, state.ocpp.settings.call_timeout).await.map_err(
+            |e| match e {
+                CommandError::NotConnected(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+                CommandError::Busy(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+            },
+        )?;
     match outcome {
         CallOutcome::Answered(response) => {
             // Passed on either way (the operator needs to see it), but flagged when it breaks the schema.
@@ -398,7 +515,9 @@ async fn send_command(
         CallOutcome::CallError { code, description, details } => Err(ApiError {
             status: StatusCode::BAD_GATEWAY,
             message: format!("the charger answered with {code}: {description}"),
-            extra: Some(json!({ "status": "call_error", "code": code, "description": description, "details": details })),
+            extra: Some(
+                json!({ "status": "call_error", "code": code, "description": description, "details": details }),
+            ),
         }),
         CallOutcome::Timeout => Err(ApiError {
             status: StatusCode::GATEWAY_TIMEOUT,
@@ -420,7 +539,8 @@ async fn openapi() -> Json<Value> {
 /// The API's description (OpenAPI 3.1), written by hand next to the routes it describes.
 pub fn openapi_document() -> Value {
     let error = json!({"$ref": "#/components/schemas/Error"});
-    let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 48}});
+    let id_param =
+        json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 48}});
     let site_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}});
     let phases = json!({"type": "array", "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 10000}, "minItems": 3, "maxItems": 3, "description": "amps on L1, L2, L3"});
     let electrics = json!({"type": "object", "required": ["grid_limit_a", "store_worst_case_a", "connector_fallback_a"], "additionalProperties": false, "properties": {
@@ -447,7 +567,10 @@ pub fn openapi_document() -> Value {
     let errors = |codes: &[(&str, &str)]| -> Value {
         let mut map = serde_json::Map::new();
         for (code, what) in codes {
-            map.insert((*code).into(), json!({"description": what, "content": {"application/json": {"schema": error}}}));
+            map.insert(
+                (*code).into(),
+                json!({"description": what, "content": {"application/json": {"schema": error}}}),
+            );
         }
         Value::Object(map)
     };

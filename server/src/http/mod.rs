@@ -80,7 +80,8 @@ async fn observe(req: Request<Body>, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    metrics::counter!("http_requests_total", "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    metrics::counter!("http_requests_total", "method" => method.to_string(), "status" => status.to_string())
+        .increment(1);
     metrics::histogram!("http_request_duration_seconds").record(elapsed.as_secs_f64());
     tracing::debug!(http.method = %method, http.path = %path, http.status = status, elapsed_ms = elapsed.as_millis() as u64, "request");
     response
@@ -96,7 +97,10 @@ async fn theme_asset(State(state): State<AppState>, Path((slug, file)): Path<(St
         _ => "image/webp",
     };
     match tokio::fs::read(&path).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], bytes).into_response(),
+        Ok(bytes) => {
+            ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], bytes)
+                .into_response()
+        }
         Err(err) => {
             tracing::warn!(file = %path.display(), error = %err, "theme asset unreadable");
             (StatusCode::NOT_FOUND, "no such theme asset").into_response()

@@ -161,7 +161,8 @@ where
                     let _ = call.reply.send(CallOutcome::Disconnected);
                     break;
                 }
-                in_flight = Some(InFlight { id, action: call.action, sent: Instant::now(), reply: call.reply });
+                in_flight =
+                    Some(InFlight { id, action: call.action, sent: Instant::now(), reply: call.reply });
                 break;
             }
         }
@@ -186,7 +187,12 @@ where
     tracing::info!(charger.id = %charger, reason, "disconnected");
 }
 
-fn settle(charger: &app::domain::ChargerId, in_flight: &mut Option<InFlight>, id: &str, outcome: CallOutcome) {
+fn settle(
+    charger: &app::domain::ChargerId,
+    in_flight: &mut Option<InFlight>,
+    id: &str,
+    outcome: CallOutcome,
+) {
     match in_flight.take() {
         Some(f) if f.id == id => {
             let _ = f.reply.send(outcome);

@@ -135,10 +135,16 @@ pub fn decode(text: &str) -> Result<Frame, BadFrame> {
         return Err(unreadable(ErrorCode::RpcFrameworkError, "an OCPP-J message is a JSON array"));
     };
     let Some(type_id) = items.first().and_then(Value::as_u64) else {
-        return Err(unreadable(ErrorCode::RpcFrameworkError, "the first element must be the message type number"));
+        return Err(unreadable(
+            ErrorCode::RpcFrameworkError,
+            "the first element must be the message type number",
+        ));
     };
     let Some(id) = items.get(1).and_then(Value::as_str) else {
-        return Err(unreadable(ErrorCode::RpcFrameworkError, "the second element must be the message id string"));
+        return Err(unreadable(
+            ErrorCode::RpcFrameworkError,
+            "the second element must be the message id string",
+        ));
     };
     let bad = |code, description: &str, answerable| BadFrame {
         message_id: id.to_owned(),
@@ -174,9 +180,17 @@ pub fn decode(text: &str) -> Result<Frame, BadFrame> {
                 description: description.clone(),
                 details: details.clone(),
             }),
-            _ => Err(bad(ErrorCode::FormatViolation, "a CALLERROR is [4, id, code, description, details]", false)),
+            _ => Err(bad(
+                ErrorCode::FormatViolation,
+                "a CALLERROR is [4, id, code, description, details]",
+                false,
+            )),
         },
-        other => Err(bad(ErrorCode::MessageTypeNotSupported, &format!("message type {other} is not 2, 3 or 4"), true)),
+        other => Err(bad(
+            ErrorCode::MessageTypeNotSupported,
+            &format!("message type {other} is not 2, 3 or 4"),
+            true,
+        )),
     }
 }
 
@@ -197,7 +211,10 @@ pub fn classify_payload_error(err: &serde_json::Error) -> ErrorCode {
     let text = err.to_string();
     if text.starts_with("missing field") {
         ErrorCode::OccurrenceConstraintViolation
-    } else if text.starts_with("unknown variant") || text.starts_with("unknown field") || text.starts_with("invalid value") {
+    } else if text.starts_with("unknown variant")
+        || text.starts_with("unknown field")
+        || text.starts_with("invalid value")
+    {
         ErrorCode::PropertyConstraintViolation
     } else if text.starts_with("invalid type") || text.starts_with("invalid number") {
         // "invalid number": a number that does not fit the field's integer type (e.g. -1 for a count).
@@ -226,7 +243,10 @@ mod tests {
             decode(r#"[2,"a1","Heartbeat",{}]"#),
             Ok(Frame::Call { id: "a1".into(), action: "Heartbeat".into(), payload: json!({}) })
         );
-        assert_eq!(decode(r#"[3,"a1",{"x":1}]"#), Ok(Frame::CallResult { id: "a1".into(), payload: json!({"x":1}) }));
+        assert_eq!(
+            decode(r#"[3,"a1",{"x":1}]"#),
+            Ok(Frame::CallResult { id: "a1".into(), payload: json!({"x":1}) })
+        );
         assert!(matches!(decode(r#"[4,"a1","NotSupported","no",{}]"#), Ok(Frame::CallError { .. })));
     }
 
@@ -257,9 +277,15 @@ mod tests {
     #[test]
     fn version_specific_spellings() {
         assert_eq!(ErrorCode::FormatViolation.as_str(OcppVersion::V16), "FormationViolation");
-        assert_eq!(ErrorCode::OccurrenceConstraintViolation.as_str(OcppVersion::V16), "OccurenceConstraintViolation");
+        assert_eq!(
+            ErrorCode::OccurrenceConstraintViolation.as_str(OcppVersion::V16),
+            "OccurenceConstraintViolation"
+        );
         assert_eq!(ErrorCode::MessageTypeNotSupported.as_str(OcppVersion::V16), "FormationViolation");
-        assert_eq!(ErrorCode::OccurrenceConstraintViolation.as_str(OcppVersion::V201), "OccurrenceConstraintViolation");
+        assert_eq!(
+            ErrorCode::OccurrenceConstraintViolation.as_str(OcppVersion::V201),
+            "OccurrenceConstraintViolation"
+        );
     }
 
     #[test]

@@ -18,7 +18,10 @@ const MIN_CHARGER_PASSWORD: usize = 8;
 fn refuse(status: StatusCode, reason: &str) -> Response {
     let mut response = (status, reason.to_owned()).into_response();
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"forecourt-ocpp\""));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"forecourt-ocpp\""),
+        );
     }
     response
 }
@@ -115,7 +118,14 @@ pub async fn upgrade(
                 return refuse(StatusCode::UNAUTHORIZED, "this charger was rejected by an operator");
             }
             let site = (auth.registration == "accepted").then_some(auth.site);
-            Link { charger: charger.clone(), version, site, lenient: auth.lenient, meter_in_kwh: auth.meter_in_kwh, session_register: auth.session_register }
+            Link {
+                charger: charger.clone(),
+                version,
+                site,
+                lenient: auth.lenient,
+                meter_in_kwh: auth.meter_in_kwh,
+                session_register: auth.session_register,
+            }
         }
         None => match unknown_charger(&cs, &charger, version, password).await {
             Ok(link) => link,
@@ -132,7 +142,12 @@ pub async fn upgrade(
 }
 
 /// An unknown charger: auto-registered to a site that allows it, else pending or refused by policy.
-async fn unknown_charger(cs: &CentralSystem, charger: &ChargerId, version: OcppVersion, password: String) -> Result<Link, Response> {
+async fn unknown_charger(
+    cs: &CentralSystem,
+    charger: &ChargerId,
+    version: OcppVersion,
+    password: String,
+) -> Result<Link, Response> {
     let unavailable = |err: crate::store::StoreError| {
         tracing::error!(charger.id = %charger, error = %err, "handshake: storage failed");
         refuse(StatusCode::SERVICE_UNAVAILABLE, "try again later")
@@ -156,13 +171,25 @@ async fn unknown_charger(cs: &CentralSystem, charger: &ChargerId, version: OcppV
             if !cs.credentials.verify(charger, password, r.password_hash.clone()).await {
                 return Err(refuse(StatusCode::UNAUTHORIZED, "wrong credentials"));
             }
-            db::upsert_charger_request(&cs.db, charger, &r.password_hash, &version.to_string()).await.map_err(unavailable)?;
-            return Ok(Link { charger: charger.clone(), version, site: None, lenient: false, meter_in_kwh: false, session_register: false });
+            db::upsert_charger_request(&cs.db, charger, &r.password_hash, &version.to_string())
+                .await
+                .map_err(unavailable)?;
+            return Ok(Link {
+                charger: charger.clone(),
+                version,
+                site: None,
+                lenient: false,
+                meter_in_kwh: false,
+                session_register: false,
+            });
         }
         None => {}
     }
     if password.chars().count() < MIN_CHARGER_PASSWORD {
-        return Err(refuse(StatusCode::UNAUTHORIZED, "a new charger's password must be at least 8 characters"));
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "a new charger's password must be at least 8 characters",
+        ));
     }
     let Ok(hashed) = auth::hash_password_bounded(password).await else {
         return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "could not register the charger"));
@@ -171,12 +198,28 @@ async fn unknown_charger(cs: &CentralSystem, charger: &ChargerId, version: OcppV
         Some(site) => {
             db::auto_register(&cs.db, charger, site, &hashed).await.map_err(unavailable)?;
             tracing::info!(charger.id = %charger, site.id = %site, "unknown charger registered automatically");
-            Ok(Link { charger: charger.clone(), version, site: Some(site), lenient: false, meter_in_kwh: false, session_register: false })
+            Ok(Link {
+                charger: charger.clone(),
+                version,
+                site: Some(site),
+                lenient: false,
+                meter_in_kwh: false,
+                session_register: false,
+            })
         }
         None => {
-            db::upsert_charger_request(&cs.db, charger, &hashed, &version.to_string()).await.map_err(unavailable)?;
+            db::upsert_charger_request(&cs.db, charger, &hashed, &version.to_string())
+                .await
+                .map_err(unavailable)?;
             tracing::info!(charger.id = %charger, "unknown charger waits for an operator (Pending)");
-            Ok(Link { charger: charger.clone(), version, site: None, lenient: false, meter_in_kwh: false, session_register: false })
+            Ok(Link {
+                charger: charger.clone(),
+                version,
+                site: None,
+                lenient: false,
+                meter_in_kwh: false,
+                session_register: false,
+            })
         }
     }
 }
@@ -195,7 +238,10 @@ mod tests {
 
     #[test]
     fn negotiation_prefers_201_and_refuses_strangers() {
-        assert_eq!(negotiate(&headers(&[("sec-websocket-protocol", "ocpp1.6, ocpp2.0.1")])), Some(OcppVersion::V201));
+        assert_eq!(
+            negotiate(&headers(&[("sec-websocket-protocol", "ocpp1.6, ocpp2.0.1")])),
+            Some(OcppVersion::V201)
+        );
         assert_eq!(negotiate(&headers(&[("sec-websocket-protocol", "ocpp1.6")])), Some(OcppVersion::V16));
         assert_eq!(negotiate(&headers(&[("sec-websocket-protocol", "ocpp1.5, mqtt")])), None);
         assert_eq!(negotiate(&headers(&[])), None);
@@ -203,8 +249,12 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_read() {
-        let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("CP-1:s3cret:with:colons"));
-        assert_eq!(basic_credentials(&headers(&[("authorization", &value)])), Some(("CP-1".into(), "s3cret:with:colons".into())));
+        let value =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("CP-1:s3cret:with:colons"));
+        assert_eq!(
+            basic_credentials(&headers(&[("authorization", &value)])),
+            Some(("CP-1".into(), "s3cret:with:colons".into()))
+        );
         assert_eq!(basic_credentials(&headers(&[("authorization", "Bearer x")])), None);
     }
 }

@@ -104,14 +104,28 @@ impl CentralSystem {
     pub fn new(db: Db, settings: OcppSettings) -> Self {
         let registry = registry::Registry::default();
         let hub = crate::balancer::live::Hub::empty(registry.clone());
-        Self { db, registry, settings, hub, credentials: Default::default(), shutting_down: tokio::sync::watch::Sender::new(false) }
+        Self {
+            db,
+            registry,
+            settings,
+            hub,
+            credentials: Default::default(),
+            shutting_down: tokio::sync::watch::Sender::new(false),
+        }
     }
 
     /// The central system with every site's load balancer running.
     pub async fn start(db: Db, settings: OcppSettings) -> Result<Self, crate::store::StoreError> {
         let registry = registry::Registry::default();
         let hub = crate::balancer::live::Hub::start(&db, registry.clone()).await?;
-        Ok(Self { db, registry, settings, hub, credentials: Default::default(), shutting_down: tokio::sync::watch::Sender::new(false) })
+        Ok(Self {
+            db,
+            registry,
+            settings,
+            hub,
+            credentials: Default::default(),
+            shutting_down: tokio::sync::watch::Sender::new(false),
+        })
     }
 
     /// Asks every connection to close (WebSocket close 1001, "going away").
@@ -125,7 +139,12 @@ impl CentralSystem {
     }
 
     /// Answers one CALL from a charger: typed decoding, then the version's handler.
-    pub async fn handle_call(&self, link: &mut Link, action: &str, payload: Value) -> Result<Value, RpcError> {
+    pub async fn handle_call(
+        &self,
+        link: &mut Link,
+        action: &str,
+        payload: Value,
+    ) -> Result<Value, RpcError> {
         if link.site.is_none() {
             // An operator may have accepted this charger since it connected.
             if let Some(auth) = store::charger_auth(&self.db, &link.charger).await.map_err(internal)? {
@@ -171,10 +190,22 @@ impl CentralSystem {
 
     /// A BootNotification from an admitted charger, in either version: recorded whole, answered with
     /// its registration, and an accepted charger gets its default charging profile.
-    pub(crate) async fn boot(&self, link: &Link, info: &store::BootInfo, raw_payload: &str) -> Result<Registration, RpcError> {
+    pub(crate) async fn boot(
+        &self,
+        link: &Link,
+        info: &store::BootInfo,
+        raw_payload: &str,
+    ) -> Result<Registration, RpcError> {
         let id = &link.charger;
-        store::record_boot(&self.db, id, &link.version.to_string(), info, raw_payload).await.map_err(internal)?;
-        let registration = match store::charger_auth(&self.db, id).await.map_err(internal)?.as_ref().map(|a| a.registration.as_str()) {
+        store::record_boot(&self.db, id, &link.version.to_string(), info, raw_payload)
+            .await
+            .map_err(internal)?;
+        let registration = match store::charger_auth(&self.db, id)
+            .await
+            .map_err(internal)?
+            .as_ref()
+            .map(|a| a.registration.as_str())
+        {
             Some("accepted") => Registration::Accepted,
             Some("pending") => Registration::Pending,
             _ => Registration::Rejected,
@@ -192,7 +223,10 @@ impl CentralSystem {
         let grace = i64::try_from(self.settings.ghost_grace.as_millis()).unwrap_or(i64::MAX);
         match store::close_ghost_sessions(&self.db, now - grace).await {
             Ok(0) => {}
-            Ok(n) => tracing::warn!(closed = n, "closed ghost sessions: connectors Available while a transaction was open"),
+            Ok(n) => tracing::warn!(
+                closed = n,
+                "closed ghost sessions: connectors Available while a transaction was open"
+            ),
             Err(err) => tracing::error!(error = %err, "ghost session sweep failed"),
         }
         let keep = i64::try_from(self.settings.frame_retention.as_millis()).unwrap_or(i64::MAX);
@@ -211,7 +245,10 @@ pub(crate) fn internal(err: crate::store::StoreError) -> RpcError {
 /// While a charger is pending, OCPP lets it send only BootNotification (and we answer Heartbeat).
 pub(crate) fn refuse_while_pending(link: &Link, action: &str) -> Result<(), RpcError> {
     if link.site.is_none() && !matches!(action, "BootNotification" | "Heartbeat") {
-        return Err(RpcError::new(ErrorCode::SecurityError, "this charger has not been accepted by an operator yet"));
+        return Err(RpcError::new(
+            ErrorCode::SecurityError,
+            "this charger has not been accepted by an operator yet",
+        ));
     }
     Ok(())
 }
@@ -233,7 +270,11 @@ fn payload_error(action: &str, path: &str, e: &serde_json::Error) -> RpcError {
 
 /// As [`decode`], for a lenient charger: misspelt enum values are repaired (and meter samples of
 /// unknown kinds dropped) first; what was done is added to `repairs`.
-pub(crate) fn decode_repairing<T: serde::de::DeserializeOwned>(action: &str, mut payload: Value, repairs: &mut Vec<String>) -> Result<T, RpcError> {
+pub(crate) fn decode_repairing<T: serde::de::DeserializeOwned>(
+    action: &str,
+    mut payload: Value,
+    repairs: &mut Vec<String>,
+) -> Result<T, RpcError> {
     // Each round repairs one value; a payload with more bends than this is not a known model's.
     for _ in 0..16 {
         match decode_at(payload.clone()) {
@@ -382,7 +423,11 @@ macro_rules! actions {
 pub(crate) use actions;
 
 /// How an id token is judged at a site.
-pub(crate) async fn judge_token(cs: &CentralSystem, link: &Link, token: &str) -> Result<store::TokenStanding, RpcError> {
+pub(crate) async fn judge_token(
+    cs: &CentralSystem,
+    link: &Link,
+    token: &str,
+) -> Result<store::TokenStanding, RpcError> {
     let now = crate::store::now_ms();
     let standing = store::token_standing(&cs.db, token, now).await.map_err(internal)?;
     if standing == store::TokenStanding::Unknown {
@@ -407,7 +452,10 @@ pub(crate) struct RawSample {
     pub value: String,
 }
 
-pub(crate) fn to_samples(charger_time: chrono::DateTime<chrono::Utc>, raw: Vec<RawSample>) -> Vec<store::Sample> {
+pub(crate) fn to_samples(
+    charger_time: chrono::DateTime<chrono::Utc>,
+    raw: Vec<RawSample>,
+) -> Vec<store::Sample> {
     let received = crate::store::now_ms();
     let sampled_at = quirks::effective_time(charger_time, received);
     let charger_time = charger_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -416,7 +464,9 @@ pub(crate) fn to_samples(charger_time: chrono::DateTime<chrono::Utc>, raw: Vec<R
             let measurand = r.measurand.unwrap_or_else(|| "Energy.Active.Import.Register".to_owned());
             let default_unit = if measurand.starts_with("Energy") { "Wh" } else { "" };
             let unit = r.unit.unwrap_or_else(|| default_unit.to_owned());
-            let (value_milli, unit) = match quirks::parse_milli(&r.value).and_then(|v| quirks::scale_by_power_of_ten(v, r.multiplier)) {
+            let (value_milli, unit) = match quirks::parse_milli(&r.value)
+                .and_then(|v| quirks::scale_by_power_of_ten(v, r.multiplier))
+            {
                 Some(v) => {
                     let (v, u) = quirks::normalise(v, &unit);
                     (Some(v), u)

@@ -22,7 +22,8 @@ pub fn repair_naive_timestamps(value: &mut Value) -> usize {
 }
 
 fn is_naive_timestamp(s: &str) -> bool {
-    let looks_like = s.len() >= 19 && s.as_bytes().get(10) == Some(&b'T') && s.as_bytes().get(4) == Some(&b'-');
+    let looks_like =
+        s.len() >= 19 && s.as_bytes().get(10) == Some(&b'T') && s.as_bytes().get(4) == Some(&b'-');
     looks_like
         && (NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
             || NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").is_ok())
@@ -97,8 +98,12 @@ pub fn is_placeholder_transaction_id(id: i32) -> bool {
 /// have. Returns what was done, for the warning; `None` when there is nothing safe to do.
 pub fn repair_enum(payload: &mut Value, path: &str, decoder_message: &str) -> Option<String> {
     let mut quoted = decoder_message.split('`').skip(1).step_by(2);
-    let (true, Some(bad)) = (decoder_message.starts_with("unknown variant"), quoted.next()) else { return None };
-    let normal = |s: &str| s.chars().filter(|c| !matches!(c, ' ' | '_' | '-')).flat_map(char::to_lowercase).collect::<String>();
+    let (true, Some(bad)) = (decoder_message.starts_with("unknown variant"), quoted.next()) else {
+        return None;
+    };
+    let normal = |s: &str| {
+        s.chars().filter(|c| !matches!(c, ' ' | '_' | '-')).flat_map(char::to_lowercase).collect::<String>()
+    };
     let matches: Vec<&str> = quoted.filter(|allowed| normal(allowed) == normal(bad)).collect();
     let segments = parse_path(path)?;
     if let [only] = matches.as_slice() {
@@ -177,8 +182,18 @@ mod tests {
 
     #[test]
     fn decimals_parse_exactly() {
-        let cases = [("12.5", Some(12_500)), ("0", Some(0)), ("-3.25", Some(-3_250)), ("7", Some(7_000)),
-                     (".5", Some(500)), ("1.23456", Some(1_234)), ("abc", None), ("", None), ("1e3", None), ("+2", Some(2_000))];
+        let cases = [
+            ("12.5", Some(12_500)),
+            ("0", Some(0)),
+            ("-3.25", Some(-3_250)),
+            ("7", Some(7_000)),
+            (".5", Some(500)),
+            ("1.23456", Some(1_234)),
+            ("abc", None),
+            ("", None),
+            ("1e3", None),
+            ("+2", Some(2_000)),
+        ];
         for (raw, want) in cases {
             assert_eq!(parse_milli(raw), want, "{raw}");
         }
@@ -202,7 +217,10 @@ mod tests {
     fn a_misspelt_enum_value_is_read_as_the_one_it_means() {
         let mut p = serde_json::json!({"connectorId": 1, "status": "charging", "errorCode": "NoError"});
         let msg = "unknown variant `charging`, expected one of `Available`, `Preparing`, `Charging`, `SuspendedEVSE`";
-        assert_eq!(repair_enum(&mut p, "status", msg).as_deref(), Some(r#"status: "charging" read as "Charging""#));
+        assert_eq!(
+            repair_enum(&mut p, "status", msg).as_deref(),
+            Some(r#"status: "charging" read as "Charging""#)
+        );
         assert_eq!(p["status"], "Charging");
         let mut p = serde_json::json!({"a": [{"b": "Suspended_EV"}]});
         let msg = "unknown variant `Suspended_EV`, expected one of `SuspendedEV`, `SuspendedEVSE`";
@@ -227,7 +245,18 @@ mod tests {
         let ambiguous = "unknown variant `ab`, expected one of `A_B`, `A-B`";
         assert_eq!(repair_enum(&mut serde_json::json!({"x": "ab"}), "x", ambiguous), None);
         let only = serde_json::json!({"meterValue": [{"sampledValue": [{"value": "1", "measurand": "X"}]}]});
-        assert_eq!(repair_enum(&mut only.clone(), "meterValue[0].sampledValue[0].measurand", "unknown variant `X`, expected one of `SoC`"), None);
-        assert_eq!(repair_enum(&mut serde_json::json!({"n": 1}), "n", "invalid type: integer"), None, "not an enum problem");
+        assert_eq!(
+            repair_enum(
+                &mut only.clone(),
+                "meterValue[0].sampledValue[0].measurand",
+                "unknown variant `X`, expected one of `SoC`"
+            ),
+            None
+        );
+        assert_eq!(
+            repair_enum(&mut serde_json::json!({"n": 1}), "n", "invalid type: integer"),
+            None,
+            "not an enum problem"
+        );
     }
 }

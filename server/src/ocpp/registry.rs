@@ -14,7 +14,11 @@ use tokio::sync::{mpsc, oneshot, Notify};
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallOutcome {
     Answered(Value),
-    CallError { code: String, description: String, details: Value },
+    CallError {
+        code: String,
+        description: String,
+        details: Value,
+    },
     Timeout,
     /// The connection went away before the charger answered.
     Disconnected,
@@ -106,14 +110,29 @@ impl Registry {
     }
 
     /// Sends a CALL and waits for the charger's answer (the connection applies the timeout).
-    pub async fn call(&self, charger: &ChargerId, action: &str, payload: Value, wait: Duration) -> Result<CallOutcome, CommandError> {
+    pub async fn call(
+        &self,
+        charger: &ChargerId,
+        action: &str,
+        payload: Value,
+        wait: Duration,
+    ) -> Result<CallOutcome, CommandError> {
         Ok(self.enqueue(charger, action, payload)?.outcome(wait).await)
     }
 
     /// Queues a CALL now, without waiting: calls queued one after the other reach the charger in
     /// that order (a lower limit must not overtake a higher one sent later).
-    pub fn enqueue(&self, charger: &ChargerId, action: &str, payload: Value) -> Result<PendingCall, CommandError> {
-        let sender = self.live().get(charger).map(|e| e.calls.clone()).ok_or_else(|| CommandError::NotConnected(charger.clone()))?;
+    pub fn enqueue(
+        &self,
+        charger: &ChargerId,
+        action: &str,
+        payload: Value,
+    ) -> Result<PendingCall, CommandError> {
+        let sender = self
+            .live()
+            .get(charger)
+            .map(|e| e.calls.clone())
+            .ok_or_else(|| CommandError::NotConnected(charger.clone()))?;
         let (reply, answer) = oneshot::channel();
         sender.try_send(OutgoingCall { action: action.to_owned(), payload, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => CommandError::Busy(charger.clone()),
@@ -178,7 +197,9 @@ mod tests {
             assert_eq!(call.action, "Reset");
             let _ = call.reply.send(CallOutcome::Answered(serde_json::json!({"status": "Accepted"})));
         });
-        let outcome = registry.call(&id("C"), "Reset", serde_json::json!({"type": "Soft"}), Duration::from_secs(1)).await;
+        let outcome = registry
+            .call(&id("C"), "Reset", serde_json::json!({"type": "Soft"}), Duration::from_secs(1))
+            .await;
         assert_eq!(outcome, Ok(CallOutcome::Answered(serde_json::json!({"status": "Accepted"}))));
         task.await.expect("task");
     }
@@ -187,16 +208,26 @@ mod tests {
     async fn calls_queued_in_turn_arrive_in_that_order() {
         let registry = Registry::default();
         let mut reg = registry.register(&id("D"), OcppVersion::V16);
-        let first = registry.enqueue(&id("D"), "SetChargingProfile", serde_json::json!({"n": 1})).expect("queued");
-        let second = registry.enqueue(&id("D"), "SetChargingProfile", serde_json::json!({"n": 2})).expect("queued");
+        let first =
+            registry.enqueue(&id("D"), "SetChargingProfile", serde_json::json!({"n": 1})).expect("queued");
+        let second =
+            registry.enqueue(&id("D"), "SetChargingProfile", serde_json::json!({"n": 2})).expect("queued");
         // The later call's waiter is polled first; the order on the wire is still the queue's.
-        let waits = tokio::spawn(async move { (second.outcome(Duration::from_secs(1)).await, first.outcome(Duration::from_secs(1)).await) });
+        let waits = tokio::spawn(async move {
+            (second.outcome(Duration::from_secs(1)).await, first.outcome(Duration::from_secs(1)).await)
+        });
         for n in [1, 2] {
             let call = reg.calls.recv().await.expect("a call");
             assert_eq!(call.payload["n"], n);
             let _ = call.reply.send(CallOutcome::Answered(serde_json::json!({"n": n})));
         }
         let (second, first) = waits.await.expect("task");
-        assert_eq!((first, second), (CallOutcome::Answered(serde_json::json!({"n": 1})), CallOutcome::Answered(serde_json::json!({"n": 2}))));
+        assert_eq!(
+            (first, second),
+            (
+                CallOutcome::Answered(serde_json::json!({"n": 1})),
+                CallOutcome::Answered(serde_json::json!({"n": 2}))
+            )
+        );
     }
 }

@@ -1,12 +1,17 @@
 //! OCPP 1.6J: typed dispatch of what chargers send, and the commands we can send them.
 
-use super::{actions, Registration, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample};
 use super::frame::{ErrorCode, RpcError};
+use super::{
+    actions, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample,
+    Registration,
+};
 use crate::balancer::clock::Stamp;
 use crate::store::{self, ocpp as db};
 use chrono::Utc;
 use rust_ocpp::v1_6::messages as m;
-use rust_ocpp::v1_6::types::{AuthorizationStatus, ChargePointStatus, DataTransferStatus, IdTagInfo, MeterValue, RegistrationStatus};
+use rust_ocpp::v1_6::types::{
+    AuthorizationStatus, ChargePointStatus, DataTransferStatus, IdTagInfo, MeterValue, RegistrationStatus,
+};
 use serde_json::Value;
 
 actions! {
@@ -112,7 +117,12 @@ fn register_wh(link: &Link, value: i32) -> i64 {
     i64::from(value) * if link.meter_in_kwh { 1000 } else { 1 }
 }
 
-pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Value) -> Result<Value, RpcError> {
+pub async fn handle(
+    cs: &CentralSystem,
+    link: &Link,
+    action: &str,
+    payload: Value,
+) -> Result<Value, RpcError> {
     let raw_payload = payload.to_string();
     let Some(request) = Incoming::decode_from(link, action, payload)? else {
         return Err(RpcError::new(ErrorCode::NotImplemented, format!("unknown action {action}")));
@@ -129,7 +139,9 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
     let now = Utc::now();
     match request {
         Incoming::BootNotification(r) if link.site.is_none() => {
-            db::note_request_boot(&cs.db, id, &r.charge_point_vendor, &r.charge_point_model).await.map_err(internal)?;
+            db::note_request_boot(&cs.db, id, &r.charge_point_vendor, &r.charge_point_model)
+                .await
+                .map_err(internal)?;
             tracing::info!(charger.id = %id, "boot of a charger waiting for an operator: Pending");
             encode(&m::boot_notification::BootNotificationResponse {
                 current_time: now,
@@ -171,12 +183,21 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
                 connector_no: i64::from(r.connector_id),
                 status: enum_text(&r.status),
                 error_code: enum_text(&r.error_code),
-                info: [r.info, r.vendor_id, r.vendor_error_code].into_iter().flatten().collect::<Vec<_>>().join(" / "),
+                info: [r.info, r.vendor_id, r.vendor_error_code]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" / "),
                 charger_time: r.timestamp.map(|t| super::quirks::effective_time(t, store::now_ms())),
             };
             db::record_status(&cs.db, id, &change).await.map_err(internal)?;
             cs.hub.connector_seen(id, link.site, u32::try_from(change.connector_no).unwrap_or(0));
-            if matches!(r.status, ChargePointStatus::SuspendedEV | ChargePointStatus::SuspendedEVSE | ChargePointStatus::Finishing) {
+            if matches!(
+                r.status,
+                ChargePointStatus::SuspendedEV
+                    | ChargePointStatus::SuspendedEVSE
+                    | ChargePointStatus::Finishing
+            ) {
                 cs.hub.draw_stopped(id, r.connector_id);
             }
             encode(&m::status_notification::StatusNotificationResponse {})
@@ -204,8 +225,12 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             } else {
                 tracing::info!(charger.id = %id, transaction.id = %tx, "replayed StartTransaction: same transaction");
             }
-            let transaction_id = i32::try_from(tx.0).map_err(|_| RpcError::new(ErrorCode::InternalError, "transaction id overflow"))?;
-            encode(&m::start_transaction::StartTransactionResponse { id_tag_info: id_tag_info(standing), transaction_id })
+            let transaction_id = i32::try_from(tx.0)
+                .map_err(|_| RpcError::new(ErrorCode::InternalError, "transaction id overflow"))?;
+            encode(&m::start_transaction::StartTransactionResponse {
+                id_tag_info: id_tag_info(standing),
+                transaction_id,
+            })
         }
         Incoming::StopTransaction(r) => {
             cs.hub.charger_clock(id, r.timestamp, Stamp::Event);
@@ -223,7 +248,8 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
                 reason: r.reason.as_ref().map(enum_text),
                 id_tag: r.id_tag.clone(),
             };
-            let (tx, seen) = db::stop_transaction(&cs.db, id, &ocpp_tx_id, 0, &stop).await.map_err(internal)?;
+            let (tx, seen) =
+                db::stop_transaction(&cs.db, id, &ocpp_tx_id, 0, &stop).await.map_err(internal)?;
             if !seen {
                 tracing::warn!(charger.id = %id, ocpp.transaction = %ocpp_tx_id, "StopTransaction for a transaction we never saw; recorded");
             }
@@ -254,15 +280,24 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
             encode(&m::meter_values::MeterValuesResponse {})
         }
         Incoming::DataTransfer(r) => {
-            db::record_event(&cs.db, id, "data_transfer", &r.vendor_string, &raw_payload).await.map_err(internal)?;
-            encode(&m::data_transfer::DataTransferResponse { status: DataTransferStatus::UnknownVendorId, data: None })
+            db::record_event(&cs.db, id, "data_transfer", &r.vendor_string, &raw_payload)
+                .await
+                .map_err(internal)?;
+            encode(&m::data_transfer::DataTransferResponse {
+                status: DataTransferStatus::UnknownVendorId,
+                data: None,
+            })
         }
         Incoming::DiagnosticsStatusNotification(r) => {
-            db::record_event(&cs.db, id, "diagnostics", &enum_text(&r.status), &raw_payload).await.map_err(internal)?;
+            db::record_event(&cs.db, id, "diagnostics", &enum_text(&r.status), &raw_payload)
+                .await
+                .map_err(internal)?;
             encode(&m::diagnostics_status_notification::DiagnosticsStatusNotificationResponse {})
         }
         Incoming::FirmwareStatusNotification(r) => {
-            db::record_event(&cs.db, id, "firmware", &enum_text(&r.status), &raw_payload).await.map_err(internal)?;
+            db::record_event(&cs.db, id, "firmware", &enum_text(&r.status), &raw_payload)
+                .await
+                .map_err(internal)?;
             encode(&m::firmware_status_notification::FirmwareStatusNotificationResponse {})
         }
     }
@@ -270,12 +305,15 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
 
 /// Checks an operator's command against the action's schema before it goes out.
 pub fn command(action: &str, payload: Value) -> Result<Command, RpcError> {
-    Command::decode_strict(action, payload)?.ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 1.6 command {action}")))
+    Command::decode_strict(action, payload)?
+        .ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 1.6 command {action}")))
 }
 
 /// Checks a charger's answer to one of our commands against the action's response schema.
 pub fn check_answer(action: &str, payload: Value) -> Result<(), RpcError> {
-    Answer::decode_strict(action, payload)?.map(|_| ()).ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 1.6 command {action}")))
+    Answer::decode_strict(action, payload)?
+        .map(|_| ())
+        .ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 1.6 command {action}")))
 }
 
 #[cfg(test)]
@@ -294,9 +332,11 @@ mod tests {
 
     #[test]
     fn lengths_beyond_the_schema_are_caught() {
-        let long = Incoming::decode("Authorize", json!({"idTag": "X".repeat(21)})).expect("decodes").expect("known");
+        let long =
+            Incoming::decode("Authorize", json!({"idTag": "X".repeat(21)})).expect("decodes").expect("known");
         assert_eq!(long.check().expect_err("too long").code, ErrorCode::PropertyConstraintViolation);
-        let fine = Incoming::decode("Authorize", json!({"idTag": "X".repeat(20)})).expect("decodes").expect("known");
+        let fine =
+            Incoming::decode("Authorize", json!({"idTag": "X".repeat(20)})).expect("decodes").expect("known");
         assert!(fine.check().is_ok());
     }
 
@@ -306,7 +346,10 @@ mod tests {
         assert_eq!(code("Authorize", json!({})), ErrorCode::OccurrenceConstraintViolation);
         assert_eq!(code("Authorize", json!({"idTag": 5})), ErrorCode::TypeConstraintViolation);
         assert_eq!(
-            code("StatusNotification", json!({"connectorId": 1, "errorCode": "NoError", "status": "Dancing"})),
+            code(
+                "StatusNotification",
+                json!({"connectorId": 1, "errorCode": "NoError", "status": "Dancing"})
+            ),
             ErrorCode::PropertyConstraintViolation
         );
         assert!(matches!(Incoming::decode("Heartbeat", json!({})), Ok(Some(Incoming::Heartbeat(_)))));
@@ -316,11 +359,16 @@ mod tests {
     #[test]
     fn commands_are_checked_before_they_leave() {
         assert!(command("RemoteStartTransaction", json!({"idTag": "T1", "connectorId": 1})).is_ok());
-        assert_eq!(command("RemoteStartTransaction", json!({})).expect_err("missing").code, ErrorCode::OccurrenceConstraintViolation);
+        assert_eq!(
+            command("RemoteStartTransaction", json!({})).expect_err("missing").code,
+            ErrorCode::OccurrenceConstraintViolation
+        );
         assert_eq!(command("Dance", json!({})).expect_err("unknown").code, ErrorCode::NotImplemented);
-        let too_long = command("RemoteStartTransaction", json!({"idTag": "X".repeat(21)})).expect_err("idTag is CiString20");
+        let too_long = command("RemoteStartTransaction", json!({"idTag": "X".repeat(21)}))
+            .expect_err("idTag is CiString20");
         assert_eq!(too_long.code, ErrorCode::PropertyConstraintViolation);
-        let extra = command("RemoteStartTransaction", json!({"idTag": "T", "surprise": true})).expect_err("additional property");
+        let extra = command("RemoteStartTransaction", json!({"idTag": "T", "surprise": true}))
+            .expect_err("additional property");
         assert!(extra.description.contains("surprise"), "{}", extra.description);
         assert!(command("RemoteStartTransaction", json!({"idTag": "T", "connectorId": null})).is_ok());
     }

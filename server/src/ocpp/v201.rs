@@ -1,9 +1,12 @@
 //! OCPP 2.0.1: typed dispatch of what charging stations send, and the commands we can send them.
 
-use super::{actions, Registration, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample};
 use super::frame::{ErrorCode, RpcError};
-use crate::balancer::clock::Stamp;
 use super::quirks;
+use super::{
+    actions, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample,
+    Registration,
+};
+use crate::balancer::clock::Stamp;
 use crate::store::{self, ocpp as db};
 use chrono::Utc;
 use rust_ocpp::v2_0_1::datatypes::id_token_info_type::IdTokenInfoType;
@@ -38,9 +41,18 @@ actions! {
 
 /// 2.0.1 actions a station may send that we recognise but do not support yet.
 const RECOGNISED_UNSUPPORTED: &[&str] = &[
-    "ClearedChargingLimit", "Get15118EVCertificate", "GetCertificateStatus", "NotifyChargingLimit",
-    "NotifyCustomerInformation", "NotifyDisplayMessages", "NotifyEVChargingSchedule", "NotifyMonitoringReport",
-    "PublishFirmwareStatusNotification", "ReportChargingProfiles", "ReservationStatusUpdate", "SignCertificate",
+    "ClearedChargingLimit",
+    "Get15118EVCertificate",
+    "GetCertificateStatus",
+    "NotifyChargingLimit",
+    "NotifyCustomerInformation",
+    "NotifyDisplayMessages",
+    "NotifyEVChargingSchedule",
+    "NotifyMonitoringReport",
+    "PublishFirmwareStatusNotification",
+    "ReportChargingProfiles",
+    "ReservationStatusUpdate",
+    "SignCertificate",
 ];
 
 actions! {
@@ -127,11 +139,22 @@ fn samples(values: Vec<MeterValueType>) -> Vec<db::Sample> {
         .collect()
 }
 
-async fn record(cs: &CentralSystem, link: &Link, kind: &str, status: &str, payload: &str) -> Result<(), RpcError> {
+async fn record(
+    cs: &CentralSystem,
+    link: &Link,
+    kind: &str,
+    status: &str,
+    payload: &str,
+) -> Result<(), RpcError> {
     db::record_event(&cs.db, &link.charger, kind, status, payload).await.map_err(internal)
 }
 
-pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Value) -> Result<Value, RpcError> {
+pub async fn handle(
+    cs: &CentralSystem,
+    link: &Link,
+    action: &str,
+    payload: Value,
+) -> Result<Value, RpcError> {
     let raw_payload = payload.to_string();
     if let Err(err) = id_token_lengths(&payload).and_then(|()| schema_lengths(action, &payload)) {
         if !link.lenient {
@@ -157,7 +180,9 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
     let now = Utc::now();
     match request {
         Incoming::BootNotification(r) if link.site.is_none() => {
-            db::note_request_boot(&cs.db, id, &r.charging_station.vendor_name, &r.charging_station.model).await.map_err(internal)?;
+            db::note_request_boot(&cs.db, id, &r.charging_station.vendor_name, &r.charging_station.model)
+                .await
+                .map_err(internal)?;
             tracing::info!(charger.id = %id, "boot of a charger waiting for an operator: Pending");
             encode(&m::boot_notification::BootNotificationResponse {
                 current_time: now,
@@ -210,7 +235,10 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
         }
         Incoming::Authorize(r) => {
             let standing = judge_token(cs, link, &r.id_token.id_token).await?;
-            encode(&m::authorize::AuthorizeResponse { certificate_status: None, id_token_info: id_token_info(standing) })
+            encode(&m::authorize::AuthorizeResponse {
+                certificate_status: None,
+                id_token_info: id_token_info(standing),
+            })
         }
         Incoming::TransactionEvent(r) => transaction_event(cs, link, r).await,
         Incoming::MeterValues(r) => {
@@ -270,7 +298,11 @@ pub async fn handle(cs: &CentralSystem, link: &Link, action: &str, payload: Valu
 }
 
 /// TransactionEvent (2.0.1 E01–E07): Started / Updated / Ended, deduplicated by seqNo.
-async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_event::TransactionEventRequest) -> Result<Value, RpcError> {
+async fn transaction_event(
+    cs: &CentralSystem,
+    link: &Link,
+    r: m::transaction_event::TransactionEventRequest,
+) -> Result<Value, RpcError> {
     let id = &link.charger;
     let received = store::now_ms();
     if r.offline != Some(true) {
@@ -291,32 +323,47 @@ async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_ev
         meter_start_wh: super::energy_register_wh(&data, "Transaction.Begin"),
     };
     let started = matches!(r.event_type, TransactionEventEnumType::Started);
-    let (tx, connector_no) = db::upsert_transaction_v201(&cs.db, id, &ocpp_tx_id, &start, started).await.map_err(internal)?;
+    let (tx, connector_no) =
+        db::upsert_transaction_v201(&cs.db, id, &ocpp_tx_id, &start, started).await.map_err(internal)?;
     let offline = r.offline.unwrap_or(false);
-    let seen = db::record_tx_event(&cs.db, tx, i64::from(r.seq_no), &event_type, &enum_text(&r.trigger_reason), offline, &charger_time)
-        .await
-        .map_err(internal)?;
+    let seen = db::record_tx_event(
+        &cs.db,
+        tx,
+        i64::from(r.seq_no),
+        &event_type,
+        &enum_text(&r.trigger_reason),
+        offline,
+        &charger_time,
+    )
+    .await
+    .map_err(internal)?;
     match seen {
-        None => tracing::info!(charger.id = %id, ocpp.transaction = %ocpp_tx_id, seq_no = r.seq_no, "replayed TransactionEvent ignored"),
+        None => {
+            tracing::info!(charger.id = %id, ocpp.transaction = %ocpp_tx_id, seq_no = r.seq_no, "replayed TransactionEvent ignored")
+        }
         Some(previous) => {
             if let Some(prev) = previous {
                 if i64::from(r.seq_no) != prev + 1 {
                     tracing::warn!(charger.id = %id, ocpp.transaction = %ocpp_tx_id, expected = prev + 1, got = r.seq_no, "seqNo gap");
                 }
             }
-            db::enrich_transaction(&cs.db, tx, token.as_deref(), start.meter_start_wh).await.map_err(internal)?;
+            db::enrich_transaction(&cs.db, tx, token.as_deref(), start.meter_start_wh)
+                .await
+                .map_err(internal)?;
             if !data.is_empty() {
                 db::record_samples(&cs.db, id, connector_no, Some(tx), &data).await.map_err(internal)?;
             }
             // The balancer hears of the reading once it knows the session (a Started event's own
             // reading counts too), and of a suspended car after the reading.
-            let reading = super::phase_currents_da(&data)
-                .map(|currents| (currents, super::energy_register_wh(&data, "").and_then(|wh| u32::try_from(wh).ok())));
+            let reading = super::phase_currents_da(&data).map(|currents| {
+                (currents, super::energy_register_wh(&data, "").and_then(|wh| u32::try_from(wh).ok()))
+            });
             if matches!(r.event_type, TransactionEventEnumType::Ended) {
                 let stop = db::TxStop {
                     stopped_at: quirks::effective_time(r.timestamp, received),
                     stopped_at_charger: charger_time.clone(),
-                    meter_stop_wh: super::energy_register_wh(&data, "Transaction.End").or_else(|| super::energy_register_wh(&data, "")),
+                    meter_stop_wh: super::energy_register_wh(&data, "Transaction.End")
+                        .or_else(|| super::energy_register_wh(&data, "")),
                     reason: r.transaction_info.stopped_reason.as_ref().map(enum_text),
                     id_tag: token.clone(),
                 };
@@ -327,14 +374,27 @@ async fn transaction_event(cs: &CentralSystem, link: &Link, r: m::transaction_ev
                 tracing::info!(charger.id = %id, transaction.id = %tx, offline, "transaction started");
                 // Without a Transaction.Begin reading, a register that restarts each session starts at 0.
                 let meter_start = start.meter_start_wh.or(link.session_register.then_some(0));
-                cs.hub.session_started(id, u32::try_from(connector_no).unwrap_or(0), tx.0, &ocpp_tx_id, meter_start);
+                cs.hub.session_started(
+                    id,
+                    u32::try_from(connector_no).unwrap_or(0),
+                    tx.0,
+                    &ocpp_tx_id,
+                    meter_start,
+                );
             }
-            if let (Some((currents, energy)), false) = (reading, matches!(r.event_type, TransactionEventEnumType::Ended)) {
+            if let (Some((currents, energy)), false) =
+                (reading, matches!(r.event_type, TransactionEventEnumType::Ended))
+            {
                 cs.hub.connector_meter(id, u32::try_from(connector_no).unwrap_or(0), currents, energy);
             }
             let not_drawing = matches!(
                 r.transaction_info.charging_state,
-                Some(ChargingStateEnumType::EVConnected | ChargingStateEnumType::SuspendedEV | ChargingStateEnumType::SuspendedEVSE | ChargingStateEnumType::Idle)
+                Some(
+                    ChargingStateEnumType::EVConnected
+                        | ChargingStateEnumType::SuspendedEV
+                        | ChargingStateEnumType::SuspendedEVSE
+                        | ChargingStateEnumType::Idle
+                )
             );
             if not_drawing && !offline && !matches!(r.event_type, TransactionEventEnumType::Ended) {
                 cs.hub.draw_stopped(id, u32::try_from(connector_no).unwrap_or(0));
@@ -356,7 +416,10 @@ fn id_token_lengths(payload: &Value) -> Result<(), RpcError> {
             for key in ["idToken", "additionalIdToken"] {
                 if let Some(Value::String(token)) = map.get(key) {
                     if token.chars().count() > 36 {
-                        return Err(RpcError::new(ErrorCode::PropertyConstraintViolation, format!("{key} is longer than 36 characters")));
+                        return Err(RpcError::new(
+                            ErrorCode::PropertyConstraintViolation,
+                            format!("{key} is longer than 36 characters"),
+                        ));
                     }
                 }
             }
@@ -383,7 +446,11 @@ const INCOMING_LENGTHS: &[(&[&str], &str, usize)] = &[
     (&["BootNotification"], "chargingStation.modem.imsi", 20),
     (&["BootNotification"], "chargingStation.vendorName", 50),
     (&["BootNotification"], "chargingStation.firmwareVersion", 50),
-    (&["MeterValues", "TransactionEvent"], "meterValue[].sampledValue[].signedMeterValue.signedMeterData", 2500),
+    (
+        &["MeterValues", "TransactionEvent"],
+        "meterValue[].sampledValue[].signedMeterValue.signedMeterData",
+        2500,
+    ),
     (&["MeterValues", "TransactionEvent"], "meterValue[].sampledValue[].signedMeterValue.signingMethod", 50),
     (&["MeterValues", "TransactionEvent"], "meterValue[].sampledValue[].signedMeterValue.encodingMethod", 50),
     (&["MeterValues", "TransactionEvent"], "meterValue[].sampledValue[].signedMeterValue.publicKey", 2500),
@@ -412,7 +479,10 @@ const INCOMING_LENGTHS: &[(&[&str], &str, usize)] = &[
 fn schema_lengths(action: &str, payload: &Value) -> Result<(), RpcError> {
     for (_, path, max) in INCOMING_LENGTHS.iter().filter(|(actions, _, _)| actions.contains(&action)) {
         if too_long(payload, path, *max) {
-            return Err(RpcError::new(ErrorCode::PropertyConstraintViolation, format!("{action}: {path} is longer than {max} characters")));
+            return Err(RpcError::new(
+                ErrorCode::PropertyConstraintViolation,
+                format!("{action}: {path} is longer than {max} characters"),
+            ));
         }
     }
     Ok(())
@@ -423,7 +493,13 @@ fn too_long(value: &Value, path: &str, max: usize) -> bool {
     let (head, rest) = path.split_once('.').unwrap_or((path, ""));
     let (key, each) = head.strip_suffix("[]").map_or((head, false), |k| (k, true));
     let Some(child) = value.get(key) else { return false };
-    let check = |v: &Value| if rest.is_empty() { v.as_str().is_some_and(|s| s.chars().count() > max) } else { too_long(v, rest, max) };
+    let check = |v: &Value| {
+        if rest.is_empty() {
+            v.as_str().is_some_and(|s| s.chars().count() > max)
+        } else {
+            too_long(v, rest, max)
+        }
+    };
     if each {
         child.as_array().is_some_and(|items| items.iter().any(check))
     } else {
@@ -434,12 +510,15 @@ fn too_long(value: &Value, path: &str, max: usize) -> bool {
 /// Checks an operator's command against the action's schema before it goes out.
 pub fn command(action: &str, payload: Value) -> Result<Command, RpcError> {
     id_token_lengths(&payload)?;
-    Command::decode_strict(action, payload)?.ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 2.0.1 command {action}")))
+    Command::decode_strict(action, payload)?
+        .ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 2.0.1 command {action}")))
 }
 
 /// Checks a charger's answer to one of our commands against the action's response schema.
 pub fn check_answer(action: &str, payload: Value) -> Result<(), RpcError> {
-    Answer::decode_strict(action, payload)?.map(|_| ()).ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 2.0.1 command {action}")))
+    Answer::decode_strict(action, payload)?
+        .map(|_| ())
+        .ok_or_else(|| RpcError::new(ErrorCode::NotImplemented, format!("unknown 2.0.1 command {action}")))
 }
 
 #[cfg(test)]
@@ -453,9 +532,23 @@ mod tests {
         let err = schema_lengths("MeterValues", &unit(&"k".repeat(21))).expect_err("21 > 20");
         assert_eq!(err.code, ErrorCode::PropertyConstraintViolation);
         assert!(err.description.contains("unitOfMeasure.unit"), "{}", err.description);
-        assert!(schema_lengths("BootNotification", &json!({"chargingStation": {"model": "é".repeat(20), "vendorName": "V"}})).is_ok(), "characters, not bytes");
-        assert!(schema_lengths("BootNotification", &json!({"chargingStation": {"model": "m".repeat(21), "vendorName": "V"}})).is_err());
-        assert!(schema_lengths("Heartbeat", &json!({"anything": "x".repeat(9000)})).is_ok(), "no rule, no refusal");
+        assert!(
+            schema_lengths(
+                "BootNotification",
+                &json!({"chargingStation": {"model": "é".repeat(20), "vendorName": "V"}})
+            )
+            .is_ok(),
+            "characters, not bytes"
+        );
+        assert!(schema_lengths(
+            "BootNotification",
+            &json!({"chargingStation": {"model": "m".repeat(21), "vendorName": "V"}})
+        )
+        .is_err());
+        assert!(
+            schema_lengths("Heartbeat", &json!({"anything": "x".repeat(9000)})).is_ok(),
+            "no rule, no refusal"
+        );
     }
     use serde_json::json;
 
@@ -473,8 +566,14 @@ mod tests {
         let ok = json!({"idToken": {"idToken": "T1", "type": "Central"}, "remoteStartId": 1, "evseId": 1});
         assert!(command("RequestStartTransaction", ok).is_ok());
         let long = json!({"idToken": {"idToken": "T".repeat(37), "type": "Central"}, "remoteStartId": 1});
-        assert_eq!(command("RequestStartTransaction", long).expect_err("too long").code, ErrorCode::PropertyConstraintViolation);
+        assert_eq!(
+            command("RequestStartTransaction", long).expect_err("too long").code,
+            ErrorCode::PropertyConstraintViolation
+        );
         let bad = json!({"idToken": {"idToken": "T1", "type": "Teleport"}, "remoteStartId": 1});
-        assert_eq!(command("RequestStartTransaction", bad).expect_err("bad enum").code, ErrorCode::PropertyConstraintViolation);
+        assert_eq!(
+            command("RequestStartTransaction", bad).expect_err("bad enum").code,
+            ErrorCode::PropertyConstraintViolation
+        );
     }
 }

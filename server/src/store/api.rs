@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 fn iso(ms: Option<i64>) -> Value {
-    ms.and_then(chrono::DateTime::from_timestamp_millis).map_or(Value::Null, |t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or(Value::Null, |t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
 }
 
 pub async fn create_token(db: &Db, token_hash: &str, name: &str, role: &Role) -> Result<(), StoreError> {
@@ -27,7 +28,10 @@ pub async fn create_token(db: &Db, token_hash: &str, name: &str, role: &Role) ->
 }
 
 pub async fn token_role(db: &Db, token_hash: &str) -> Result<Option<Role>, StoreError> {
-    let row = sqlx::query("SELECT role, retailer_id FROM api_tokens WHERE token_hash = $1").bind(token_hash).fetch_optional(db.pool()).await?;
+    let row = sqlx::query("SELECT role, retailer_id FROM api_tokens WHERE token_hash = $1")
+        .bind(token_hash)
+        .fetch_optional(db.pool())
+        .await?;
     let Some(row) = row else { return Ok(None) };
     let kind: String = row.try_get("role")?;
     let retailer: Option<i64> = row.try_get("retailer_id")?;
@@ -38,7 +42,8 @@ pub async fn token_role(db: &Db, token_hash: &str) -> Result<Option<Role>, Store
     })
 }
 
-const CHARGER_COLUMNS: &str = "ch.id, s.name AS site, ch.online, ch.ocpp_version, ch.vendor, ch.model, ch.firmware, ch.serial, \
+const CHARGER_COLUMNS: &str =
+    "ch.id, s.name AS site, ch.online, ch.ocpp_version, ch.vendor, ch.model, ch.firmware, ch.serial, \
     ch.registration, ch.last_seen_at, ch.offline_since, ch.booted_at";
 
 fn charger_json(r: &sqlx::any::AnyRow) -> Result<Value, StoreError> {
@@ -59,17 +64,21 @@ fn charger_json(r: &sqlx::any::AnyRow) -> Result<Value, StoreError> {
 }
 
 pub async fn chargers(db: &Db) -> Result<Vec<Value>, StoreError> {
-    let rows = sqlx::query(&format!("SELECT {CHARGER_COLUMNS} FROM chargers ch JOIN sites s ON s.id = ch.site_id ORDER BY ch.id"))
-        .fetch_all(db.pool())
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {CHARGER_COLUMNS} FROM chargers ch JOIN sites s ON s.id = ch.site_id ORDER BY ch.id"
+    ))
+    .fetch_all(db.pool())
+    .await?;
     rows.iter().map(charger_json).collect()
 }
 
 pub async fn charger_detail(db: &Db, id: &ChargerId) -> Result<Option<Value>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {CHARGER_COLUMNS} FROM chargers ch JOIN sites s ON s.id = ch.site_id WHERE ch.id = $1"))
-        .bind(id.as_str())
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {CHARGER_COLUMNS} FROM chargers ch JOIN sites s ON s.id = ch.site_id WHERE ch.id = $1"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
     let Some(row) = row else { return Ok(None) };
     let mut detail = charger_json(&row)?;
     let connectors = sqlx::query("SELECT connector_no, status, status_at, max_current_a, phases, max_power_w FROM connectors WHERE charger_id = $1 ORDER BY connector_no")
@@ -121,11 +130,13 @@ pub async fn charger_detail(db: &Db, id: &ChargerId) -> Result<Option<Value>, St
 }
 
 pub async fn frames(db: &Db, id: &ChargerId, limit: i64) -> Result<Vec<Value>, StoreError> {
-    let rows = sqlx::query("SELECT direction, at, frame FROM ocpp_frames WHERE charger_id = $1 ORDER BY id DESC LIMIT $2")
-        .bind(id.as_str())
-        .bind(limit)
-        .fetch_all(db.pool())
-        .await?;
+    let rows = sqlx::query(
+        "SELECT direction, at, frame FROM ocpp_frames WHERE charger_id = $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(id.as_str())
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
     rows.iter()
         .map(|r| Ok(json!({"direction": r.try_get::<String, _>("direction")?, "at": iso(r.try_get("at")?), "frame": r.try_get::<String, _>("frame")?})))
         .collect()

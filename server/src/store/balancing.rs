@@ -1,10 +1,10 @@
 //! What the load balancer needs from storage: each site's electrics and its open sessions.
 
 use super::{Db, StoreError};
-use app::domain::SiteId;
 use crate::balancer::{HandoverConfig, Millis, SiteMeter};
-use sqlx::Row;
+use app::domain::SiteId;
 use serde::Serialize;
+use sqlx::Row;
 
 #[derive(Debug, Clone)]
 pub struct CircuitRow {
@@ -59,7 +59,11 @@ pub enum NeedsStored {
 }
 
 /// Stores what was stated about a running session.
-pub async fn set_session_needs(db: &Db, transaction_id: i64, needs: &SessionNeeds) -> Result<NeedsStored, StoreError> {
+pub async fn set_session_needs(
+    db: &Db,
+    transaction_id: i64,
+    needs: &SessionNeeds,
+) -> Result<NeedsStored, StoreError> {
     let updated = sqlx::query(
         "UPDATE transactions SET departure_at_ms = $1, energy_need_wh = $2, priority = $3 WHERE id = $4 AND status = 'active' \
              RETURNING charger_id, connector_no",
@@ -71,9 +75,15 @@ pub async fn set_session_needs(db: &Db, transaction_id: i64, needs: &SessionNeed
     .fetch_optional(db.pool())
     .await?;
     if let Some(r) = updated {
-        return Ok(NeedsStored::Running { charger_id: r.try_get("charger_id")?, connector_no: r.try_get("connector_no")? });
+        return Ok(NeedsStored::Running {
+            charger_id: r.try_get("charger_id")?,
+            connector_no: r.try_get("connector_no")?,
+        });
     }
-    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM transactions WHERE id = $1").bind(transaction_id).fetch_optional(db.pool()).await?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM transactions WHERE id = $1")
+        .bind(transaction_id)
+        .fetch_optional(db.pool())
+        .await?;
     Ok(if exists.is_some() { NeedsStored::Ended } else { NeedsStored::Unknown })
 }
 
@@ -176,11 +186,19 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
     .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Some(SiteElectrics {
         site: SiteId(site),
-        grid_limit_da: [s.try_get("grid_limit_l1_da")?, s.try_get("grid_limit_l2_da")?, s.try_get("grid_limit_l3_da")?],
+        grid_limit_da: [
+            s.try_get("grid_limit_l1_da")?,
+            s.try_get("grid_limit_l2_da")?,
+            s.try_get("grid_limit_l3_da")?,
+        ],
         store_worst_case_da: s.try_get("store_worst_case_da")?,
         connector_fallback_da: s.try_get("connector_fallback_da")?,
         store_meter_charger: s.try_get("store_meter_charger_id")?,
-        site_meter: if s.try_get::<String, _>("site_meter")? == "incomer" { SiteMeter::Incomer } else { SiteMeter::Store },
+        site_meter: if s.try_get::<String, _>("site_meter")? == "incomer" {
+            SiteMeter::Incomer
+        } else {
+            SiteMeter::Store
+        },
         handover: s.try_get::<Option<i64>, _>("handover_lead_ms")?.map(|lead| HandoverConfig {
             lead: Millis(u64::try_from(lead).unwrap_or(0)),
             clock_skew: Millis(u64::try_from(skew_ms).unwrap_or(0)),
@@ -263,13 +281,14 @@ pub struct ConnectorSpec {
 /// The site's electrics as stored, in the operator's terms.
 pub async fn electrics_spec(db: &Db, id: SiteId) -> Result<Option<ElectricsSpec>, StoreError> {
     let Some(site) = site(db, id).await? else { return Ok(None) };
-    let names: std::collections::HashMap<i64, String> = sqlx::query("SELECT id, name FROM circuits WHERE site_id = $1")
-        .bind(id.0)
-        .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
-        .collect::<Result<_, StoreError>>()?;
+    let names: std::collections::HashMap<i64, String> =
+        sqlx::query("SELECT id, name FROM circuits WHERE site_id = $1")
+            .bind(id.0)
+            .fetch_all(db.pool())
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+            .collect::<Result<_, StoreError>>()?;
     let amps = |da: i64| da as f64 / 10.0;
     Ok(Some(ElectricsSpec {
         grid_limit_a: site.grid_limit_da.map(amps),
@@ -277,7 +296,10 @@ pub async fn electrics_spec(db: &Db, id: SiteId) -> Result<Option<ElectricsSpec>
         connector_fallback_a: amps(site.connector_fallback_da),
         store_meter_charger: site.store_meter_charger.clone(),
         site_meter: site.site_meter,
-        handover: site.handover.map(|h| HandoverSpec { lead_s: h.lead.0 as f64 / 1000.0, clock_skew_s: h.clock_skew.0 as f64 / 1000.0 }),
+        handover: site.handover.map(|h| HandoverSpec {
+            lead_s: h.lead.0 as f64 / 1000.0,
+            clock_skew_s: h.clock_skew.0 as f64 / 1000.0,
+        }),
         circuits: site
             .circuits
             .iter()
@@ -325,14 +347,23 @@ fn deci(what: &str, amps: f64, positive: bool, down: bool) -> Result<i64, Electr
 
 /// The rows a spec stands for, with the circuits numbered in the spec's order (for checking the tree
 /// before anything is stored). Connectors not in the spec keep what `current` says.
-pub fn electrics_from_spec(spec: &ElectricsSpec, current: &SiteElectrics) -> Result<SiteElectrics, ElectricsError> {
-    let index: std::collections::HashMap<&str, i64> = spec.circuits.iter().enumerate().map(|(i, c)| (c.name.as_str(), i as i64)).collect();
+pub fn electrics_from_spec(
+    spec: &ElectricsSpec,
+    current: &SiteElectrics,
+) -> Result<SiteElectrics, ElectricsError> {
+    let index: std::collections::HashMap<&str, i64> =
+        spec.circuits.iter().enumerate().map(|(i, c)| (c.name.as_str(), i as i64)).collect();
     if index.len() != spec.circuits.len() {
         return Err(ElectricsError::Invalid("circuit names must be unique".into()));
     }
     let circuit_of = |name: &Option<String>, whose: &str| -> Result<Option<i64>, ElectricsError> {
         name.as_ref()
-            .map(|n| index.get(n.as_str()).copied().ok_or_else(|| ElectricsError::Invalid(format!("{whose} names unknown circuit {n:?}"))))
+            .map(|n| {
+                index
+                    .get(n.as_str())
+                    .copied()
+                    .ok_or_else(|| ElectricsError::Invalid(format!("{whose} names unknown circuit {n:?}")))
+            })
             .transpose()
     };
     let mut circuits = Vec::with_capacity(spec.circuits.len());
@@ -344,7 +375,11 @@ pub fn electrics_from_spec(spec: &ElectricsSpec, current: &SiteElectrics) -> Res
         for (slot, (amps, phase)) in limit_da.iter_mut().zip(c.limit_a.iter().zip(["L1", "L2", "L3"])) {
             *slot = deci(&format!("circuit {:?} {phase} limit", c.name), *amps, true, true)?;
         }
-        circuits.push(CircuitRow { id: i as i64, parent: circuit_of(&c.parent, &format!("circuit {:?}", c.name))?, limit_da });
+        circuits.push(CircuitRow {
+            id: i as i64,
+            parent: circuit_of(&c.parent, &format!("circuit {:?}", c.name))?,
+            limit_da,
+        });
     }
     let mut connectors = current.connectors.clone();
     for c in &spec.connectors {
@@ -352,7 +387,11 @@ pub fn electrics_from_spec(spec: &ElectricsSpec, current: &SiteElectrics) -> Res
         let row = connectors
             .iter_mut()
             .find(|r| r.charger_id == c.charger_id && r.connector_no == c.connector_no)
-            .ok_or_else(|| ElectricsError::Invalid(format!("{whose} is not at this site (a charger reports its connectors when it connects)")))?;
+            .ok_or_else(|| {
+                ElectricsError::Invalid(format!(
+                    "{whose} is not at this site (a charger reports its connectors when it connects)"
+                ))
+            })?;
         if !(1..=1000).contains(&c.max_current_a) {
             return Err(ElectricsError::Invalid(format!("{whose}: max_current_a must be 1 to 1000")));
         }
@@ -360,7 +399,10 @@ pub fn electrics_from_spec(spec: &ElectricsSpec, current: &SiteElectrics) -> Res
             return Err(ElectricsError::Invalid(format!("{whose}: phases must be 1 or 3")));
         }
         if !ROTATIONS.contains(&c.rotation.as_str()) {
-            return Err(ElectricsError::Invalid(format!("{whose}: rotation must be one of {}", ROTATIONS.join(", "))));
+            return Err(ElectricsError::Invalid(format!(
+                "{whose}: rotation must be one of {}",
+                ROTATIONS.join(", ")
+            )));
         }
         row.max_current_a = c.max_current_a;
         row.phases = c.phases;
@@ -368,12 +410,16 @@ pub fn electrics_from_spec(spec: &ElectricsSpec, current: &SiteElectrics) -> Res
         row.circuit = circuit_of(&c.circuit, &whose)?;
     }
     let mut grid_limit_da = [0; 3];
-    for (slot, (amps, phase)) in grid_limit_da.iter_mut().zip(spec.grid_limit_a.iter().zip(["L1", "L2", "L3"])) {
+    for (slot, (amps, phase)) in
+        grid_limit_da.iter_mut().zip(spec.grid_limit_a.iter().zip(["L1", "L2", "L3"]))
+    {
         *slot = deci(&format!("grid {phase} limit"), *amps, true, true)?;
     }
     if let Some(meter) = &spec.store_meter_charger {
         if !current.connectors.iter().any(|c| &c.charger_id == meter) {
-            return Err(ElectricsError::Invalid(format!("store_meter_charger {meter:?} is not a charger of this site")));
+            return Err(ElectricsError::Invalid(format!(
+                "store_meter_charger {meter:?} is not a charger of this site"
+            )));
         }
     }
     let handover = spec.handover.map(handover_from_spec).transpose()?;
@@ -394,7 +440,9 @@ pub fn electrics_from_spec(spec: &ElectricsSpec, current: &SiteElectrics) -> Res
 
 fn handover_from_spec(spec: HandoverSpec) -> Result<HandoverConfig, ElectricsError> {
     if !spec.lead_s.is_finite() || !(1.0..=HANDOVER_MAX_LEAD_S).contains(&spec.lead_s) {
-        return Err(ElectricsError::Invalid(format!("handover lead_s must be 1 to {HANDOVER_MAX_LEAD_S} seconds")));
+        return Err(ElectricsError::Invalid(format!(
+            "handover lead_s must be 1 to {HANDOVER_MAX_LEAD_S} seconds"
+        )));
     }
     if !spec.clock_skew_s.is_finite() || !(0.0..=HANDOVER_MAX_SKEW_S).contains(&spec.clock_skew_s) {
         return Err(ElectricsError::Invalid(format!(
@@ -402,12 +450,19 @@ fn handover_from_spec(spec: HandoverSpec) -> Result<HandoverConfig, ElectricsErr
         )));
     }
     // The skew is rounded up: the balancer must allow at least as much as the operator stated.
-    Ok(HandoverConfig { lead: Millis((spec.lead_s * 1000.0).round() as u64), clock_skew: Millis((spec.clock_skew_s * 1000.0).ceil() as u64) })
+    Ok(HandoverConfig {
+        lead: Millis((spec.lead_s * 1000.0).round() as u64),
+        clock_skew: Millis((spec.clock_skew_s * 1000.0).ceil() as u64),
+    })
 }
 
 /// Stores checked electrics: the site's limits, its circuit tree (replaced whole) and its connectors'
 /// ratings and wiring, in one transaction.
-pub async fn store_electrics(db: &Db, checked: &SiteElectrics, spec: &ElectricsSpec) -> Result<(), StoreError> {
+pub async fn store_electrics(
+    db: &Db,
+    checked: &SiteElectrics,
+    spec: &ElectricsSpec,
+) -> Result<(), StoreError> {
     let mut tx = db.pool().begin().await?;
     let site = checked.site.0;
     sqlx::query(
@@ -502,7 +557,11 @@ pub async fn record_store_reading(db: &Db, site: SiteId, reading: StoreReading) 
 }
 
 /// A site's store meter readings taken at or after `since_ms`, oldest first.
-pub async fn store_readings_since(db: &Db, site: SiteId, since_ms: i64) -> Result<Vec<StoreReading>, StoreError> {
+pub async fn store_readings_since(
+    db: &Db,
+    site: SiteId,
+    since_ms: i64,
+) -> Result<Vec<StoreReading>, StoreError> {
     let rows = sqlx::query(
         "SELECT measured_at, l1_da, l2_da, l3_da FROM store_meter_readings WHERE site_id = $1 AND measured_at >= $2 ORDER BY measured_at",
     )
@@ -511,7 +570,12 @@ pub async fn store_readings_since(db: &Db, site: SiteId, since_ms: i64) -> Resul
     .fetch_all(db.pool())
     .await?;
     rows.iter()
-        .map(|r| Ok(StoreReading { measured_at_ms: r.try_get(0)?, da: [r.try_get(1)?, r.try_get(2)?, r.try_get(3)?] }))
+        .map(|r| {
+            Ok(StoreReading {
+                measured_at_ms: r.try_get(0)?,
+                da: [r.try_get(1)?, r.try_get(2)?, r.try_get(3)?],
+            })
+        })
         .collect()
 }
 

@@ -4,20 +4,30 @@ use super::{conflict_as, now_ms, Db, StoreError};
 use app::domain::{ChargerId, ConnectorNo, Currency, RetailerId, SiteId, Slug, Tariff, TariffId};
 use sqlx::Row;
 
-pub async fn create_retailer(db: &Db, slug: &Slug, name: &str, theme: &Slug) -> Result<RetailerId, StoreError> {
-    let row = sqlx::query("INSERT INTO retailers (slug, name, theme, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
-        .bind(slug.as_str())
-        .bind(name)
-        .bind(theme.as_str())
-        .bind(now_ms())
-        .fetch_one(db.pool())
-        .await
-        .map_err(conflict_as(format!("retailer {slug}")))?;
+pub async fn create_retailer(
+    db: &Db,
+    slug: &Slug,
+    name: &str,
+    theme: &Slug,
+) -> Result<RetailerId, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO retailers (slug, name, theme, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(slug.as_str())
+    .bind(name)
+    .bind(theme.as_str())
+    .bind(now_ms())
+    .fetch_one(db.pool())
+    .await
+    .map_err(conflict_as(format!("retailer {slug}")))?;
     Ok(RetailerId(row.try_get("id")?))
 }
 
 pub async fn retailer_by_slug(db: &Db, slug: &Slug) -> Result<Option<RetailerId>, StoreError> {
-    let row = sqlx::query("SELECT id FROM retailers WHERE slug = $1").bind(slug.as_str()).fetch_optional(db.pool()).await?;
+    let row = sqlx::query("SELECT id FROM retailers WHERE slug = $1")
+        .bind(slug.as_str())
+        .fetch_optional(db.pool())
+        .await?;
     Ok(row.map(|r| r.try_get("id")).transpose()?.map(RetailerId))
 }
 
@@ -28,12 +38,14 @@ pub async fn retailer_themes(db: &Db) -> Result<Vec<(String, String)>, StoreErro
 }
 
 pub async fn create_tariff(db: &Db, tariff: &Tariff) -> Result<TariffId, StoreError> {
-    let row = sqlx::query("INSERT INTO tariffs (currency, per_kwh_minor, session_fee_minor) VALUES ($1, $2, $3) RETURNING id")
-        .bind(tariff.currency.code())
-        .bind(tariff.per_kwh_minor)
-        .bind(tariff.session_fee_minor)
-        .fetch_one(db.pool())
-        .await?;
+    let row = sqlx::query(
+        "INSERT INTO tariffs (currency, per_kwh_minor, session_fee_minor) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(tariff.currency.code())
+    .bind(tariff.per_kwh_minor)
+    .bind(tariff.session_fee_minor)
+    .fetch_one(db.pool())
+    .await?;
     Ok(TariffId(row.try_get("id")?))
 }
 
@@ -82,7 +94,12 @@ pub async fn create_site(db: &Db, site: &NewSite) -> Result<SiteId, StoreError> 
     Ok(SiteId(row.try_get("id")?))
 }
 
-pub async fn create_charger(db: &Db, id: &ChargerId, site: SiteId, password_hash: Option<&str>) -> Result<(), StoreError> {
+pub async fn create_charger(
+    db: &Db,
+    id: &ChargerId,
+    site: SiteId,
+    password_hash: Option<&str>,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO chargers (id, site_id, password_hash, registration, created_at) VALUES ($1, $2, $3, 'accepted', $4)")
         .bind(id.as_str())
         .bind(site.0)
@@ -102,7 +119,12 @@ pub struct ConnectorSpec {
     pub max_power_w: i64,
 }
 
-pub async fn create_connector(db: &Db, charger: &ChargerId, no: ConnectorNo, spec: ConnectorSpec) -> Result<(), StoreError> {
+pub async fn create_connector(
+    db: &Db,
+    charger: &ChargerId,
+    no: ConnectorNo,
+    spec: ConnectorSpec,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO connectors (charger_id, connector_no, max_current_a, phases, max_power_w, status) VALUES ($1, $2, $3, $4, $5, 'Unknown')",
     )
@@ -128,7 +150,11 @@ pub struct ConnectorFacts {
     pub tariff: Tariff,
 }
 
-pub async fn connector_facts(db: &Db, charger: &ChargerId, no: ConnectorNo) -> Result<Option<ConnectorFacts>, StoreError> {
+pub async fn connector_facts(
+    db: &Db,
+    charger: &ChargerId,
+    no: ConnectorNo,
+) -> Result<Option<ConnectorFacts>, StoreError> {
     let row = sqlx::query(
         "SELECT r.theme, s.name, s.address, c.status, c.max_power_w, t.currency, t.per_kwh_minor, t.session_fee_minor \
          FROM connectors c JOIN chargers ch ON ch.id = c.charger_id JOIN sites s ON s.id = ch.site_id \

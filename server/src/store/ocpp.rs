@@ -95,13 +95,16 @@ pub async fn put_model_settings(db: &Db, settings: &ModelSettings) -> Result<(),
 
 /// The site unknown chargers are attached to, if any site allows it.
 pub async fn auto_register_site(db: &Db) -> Result<Option<SiteId>, StoreError> {
-    let row = sqlx::query("SELECT id FROM sites WHERE auto_register = 1 ORDER BY id LIMIT 1").fetch_optional(db.pool()).await?;
+    let row = sqlx::query("SELECT id FROM sites WHERE auto_register = 1 ORDER BY id LIMIT 1")
+        .fetch_optional(db.pool())
+        .await?;
     Ok(row.map(|r| r.try_get("id")).transpose()?.map(SiteId))
 }
 
 /// Site flags the OCPP handlers need.
 pub async fn site_free_vend(db: &Db, site: SiteId) -> Result<bool, StoreError> {
-    let row = sqlx::query("SELECT free_vend FROM sites WHERE id = $1").bind(site.0).fetch_one(db.pool()).await?;
+    let row =
+        sqlx::query("SELECT free_vend FROM sites WHERE id = $1").bind(site.0).fetch_one(db.pool()).await?;
     Ok(row.try_get::<i64, _>("free_vend")? != 0)
 }
 
@@ -118,7 +121,13 @@ pub struct BootInfo {
     pub meter_serial: Option<String>,
 }
 
-pub async fn record_boot(db: &Db, id: &ChargerId, version: &str, info: &BootInfo, payload: &str) -> Result<(), StoreError> {
+pub async fn record_boot(
+    db: &Db,
+    id: &ChargerId,
+    version: &str,
+    info: &BootInfo,
+    payload: &str,
+) -> Result<(), StoreError> {
     let now = now_ms();
     let mut tx = db.pool().begin().await?;
     sqlx::query(
@@ -138,19 +147,26 @@ pub async fn record_boot(db: &Db, id: &ChargerId, version: &str, info: &BootInfo
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("INSERT INTO charger_boots (charger_id, received_at, ocpp_version, payload) VALUES ($1, $2, $3, $4)")
-        .bind(id.as_str())
-        .bind(now)
-        .bind(version)
-        .bind(payload)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO charger_boots (charger_id, received_at, ocpp_version, payload) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.as_str())
+    .bind(now)
+    .bind(version)
+    .bind(payload)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Creates an unknown charger on an auto-registering site (trust on first use of its password).
-pub async fn auto_register(db: &Db, id: &ChargerId, site: SiteId, password_hash: &str) -> Result<(), StoreError> {
+pub async fn auto_register(
+    db: &Db,
+    id: &ChargerId,
+    site: SiteId,
+    password_hash: &str,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO chargers (id, site_id, password_hash, registration, created_at) VALUES ($1, $2, $3, 'accepted', $4) \
          ON CONFLICT (id) DO NOTHING",
@@ -176,13 +192,20 @@ pub async fn set_online(db: &Db, id: &ChargerId, version: &str, online: bool) ->
 }
 
 pub async fn touch(db: &Db, id: &ChargerId) -> Result<(), StoreError> {
-    sqlx::query("UPDATE chargers SET last_seen_at = $2 WHERE id = $1").bind(id.as_str()).bind(now_ms()).execute(db.pool()).await?;
+    sqlx::query("UPDATE chargers SET last_seen_at = $2 WHERE id = $1")
+        .bind(id.as_str())
+        .bind(now_ms())
+        .execute(db.pool())
+        .await?;
     Ok(())
 }
 
 /// Chargers left marked online by a previous process (a crash): offline until they reconnect.
 pub async fn mark_all_offline(db: &Db) -> Result<u64, StoreError> {
-    let done = sqlx::query("UPDATE chargers SET online = 0, offline_since = $1 WHERE online = 1").bind(now_ms()).execute(db.pool()).await?;
+    let done = sqlx::query("UPDATE chargers SET online = 0, offline_since = $1 WHERE online = 1")
+        .bind(now_ms())
+        .execute(db.pool())
+        .await?;
     Ok(done.rows_affected())
 }
 
@@ -240,7 +263,10 @@ pub enum TokenStanding {
 }
 
 pub async fn token_standing(db: &Db, token: &str, now: i64) -> Result<TokenStanding, StoreError> {
-    let row = sqlx::query("SELECT status, expires_at FROM id_tokens WHERE lower(token) = lower($1)").bind(token).fetch_optional(db.pool()).await?;
+    let row = sqlx::query("SELECT status, expires_at FROM id_tokens WHERE lower(token) = lower($1)")
+        .bind(token)
+        .fetch_optional(db.pool())
+        .await?;
     let Some(row) = row else { return Ok(TokenStanding::Unknown) };
     let status: String = row.try_get("status")?;
     let expires: Option<i64> = row.try_get("expires_at")?;
@@ -251,16 +277,24 @@ pub async fn token_standing(db: &Db, token: &str, now: i64) -> Result<TokenStand
     })
 }
 
-pub async fn create_token(db: &Db, token: &str, blocked: bool, expires_at: Option<i64>, note: &str) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO id_tokens (token, status, expires_at, note, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(token)
-        .bind(if blocked { "blocked" } else { "accepted" })
-        .bind(expires_at)
-        .bind(note)
-        .bind(now_ms())
-        .execute(db.pool())
-        .await
-        .map_err(super::conflict_as(format!("id token {token}")))?;
+pub async fn create_token(
+    db: &Db,
+    token: &str,
+    blocked: bool,
+    expires_at: Option<i64>,
+    note: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO id_tokens (token, status, expires_at, note, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token)
+    .bind(if blocked { "blocked" } else { "accepted" })
+    .bind(expires_at)
+    .bind(note)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await
+    .map_err(super::conflict_as(format!("id token {token}")))?;
     Ok(())
 }
 
@@ -277,7 +311,11 @@ pub struct TxStart {
 }
 
 /// Records a 1.6 StartTransaction. A replay of the same start returns the same transaction.
-pub async fn start_transaction_v16(db: &Db, id: &ChargerId, start: &TxStart) -> Result<(TransactionId, bool), StoreError> {
+pub async fn start_transaction_v16(
+    db: &Db,
+    id: &ChargerId,
+    start: &TxStart,
+) -> Result<(TransactionId, bool), StoreError> {
     let find = |db: Db, id: ChargerId, start: TxStart| async move {
         let row = sqlx::query(
             "SELECT id FROM transactions WHERE charger_id = $1 AND connector_no = $2 AND id_tag = $3 \
@@ -322,7 +360,11 @@ pub async fn start_transaction_v16(db: &Db, id: &ChargerId, start: &TxStart) -> 
         Err(e) => return Err(e.into()),
     };
     // In 1.6 the central system assigns the transaction id: ours is the row id.
-    sqlx::query("UPDATE transactions SET ocpp_tx_id = $2 WHERE id = $1").bind(tx_id.0).bind(tx_id.0.to_string()).execute(db.pool()).await?;
+    sqlx::query("UPDATE transactions SET ocpp_tx_id = $2 WHERE id = $1")
+        .bind(tx_id.0)
+        .bind(tx_id.0.to_string())
+        .execute(db.pool())
+        .await?;
     close_superseded(db, id, start.connector_no, tx_id).await?;
     Ok((tx_id, true))
 }
@@ -339,7 +381,13 @@ pub struct TxStop {
 
 /// Closes a transaction by the charger's transaction id; one we never saw is recorded as such
 /// (so the charger's queue drains). Returns our id and whether the start had been seen.
-pub async fn stop_transaction(db: &Db, id: &ChargerId, ocpp_tx_id: &str, connector_no: i64, stop: &TxStop) -> Result<(TransactionId, bool), StoreError> {
+pub async fn stop_transaction(
+    db: &Db,
+    id: &ChargerId,
+    ocpp_tx_id: &str,
+    connector_no: i64,
+    stop: &TxStop,
+) -> Result<(TransactionId, bool), StoreError> {
     let existing = find_transaction(db, id, ocpp_tx_id).await?;
     if let Some(tx_id) = existing {
         sqlx::query(
@@ -377,7 +425,12 @@ pub async fn stop_transaction(db: &Db, id: &ChargerId, ocpp_tx_id: &str, connect
 
 /// A connector runs one transaction at a time: a new start means any older one still open there
 /// ended without a StopTransaction reaching us. It is closed, recorded as such.
-async fn close_superseded(db: &Db, id: &ChargerId, connector_no: i64, newer: TransactionId) -> Result<(), StoreError> {
+async fn close_superseded(
+    db: &Db,
+    id: &ChargerId,
+    connector_no: i64,
+    newer: TransactionId,
+) -> Result<(), StoreError> {
     let done = sqlx::query(
         "UPDATE transactions SET status = 'ghost_closed', stop_reason = 'SupersededByNewTransaction', stop_received_at = $4 \
          WHERE charger_id = $1 AND connector_no = $2 AND status = 'active' AND id < $3",
@@ -394,7 +447,11 @@ async fn close_superseded(db: &Db, id: &ChargerId, connector_no: i64, newer: Tra
     Ok(())
 }
 
-pub async fn find_transaction(db: &Db, id: &ChargerId, ocpp_tx_id: &str) -> Result<Option<TransactionId>, StoreError> {
+pub async fn find_transaction(
+    db: &Db,
+    id: &ChargerId,
+    ocpp_tx_id: &str,
+) -> Result<Option<TransactionId>, StoreError> {
     let row = sqlx::query("SELECT id FROM transactions WHERE charger_id = $1 AND ocpp_tx_id = $2")
         .bind(id.as_str())
         .bind(ocpp_tx_id)
@@ -407,7 +464,13 @@ pub async fn find_transaction(db: &Db, id: &ChargerId, ocpp_tx_id: &str) -> Resu
 /// Creates a 2.0.1 transaction at its first event (whichever arrives first), and returns it with its
 /// connector: later events need not name their EVSE, and one that does fills in a connector still
 /// unknown.
-pub async fn upsert_transaction_v201(db: &Db, id: &ChargerId, ocpp_tx_id: &str, start: &TxStart, start_seen: bool) -> Result<(TransactionId, i64), StoreError> {
+pub async fn upsert_transaction_v201(
+    db: &Db,
+    id: &ChargerId,
+    ocpp_tx_id: &str,
+    start: &TxStart,
+    start_seen: bool,
+) -> Result<(TransactionId, i64), StoreError> {
     sqlx::query(
         "INSERT INTO transactions (charger_id, connector_no, ocpp_tx_id, id_tag, status, started_at, started_at_charger, \
          start_received_at, meter_start_wh, start_unseen) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9) \
@@ -424,16 +487,21 @@ pub async fn upsert_transaction_v201(db: &Db, id: &ChargerId, ocpp_tx_id: &str, 
     .bind(i64::from(!start_seen))
     .execute(db.pool())
     .await?;
-    let row = sqlx::query("SELECT id, connector_no FROM transactions WHERE charger_id = $1 AND ocpp_tx_id = $2")
-        .bind(id.as_str())
-        .bind(ocpp_tx_id)
-        .fetch_optional(db.pool())
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("upserted transaction vanished".into()))?;
+    let row =
+        sqlx::query("SELECT id, connector_no FROM transactions WHERE charger_id = $1 AND ocpp_tx_id = $2")
+            .bind(id.as_str())
+            .bind(ocpp_tx_id)
+            .fetch_optional(db.pool())
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("upserted transaction vanished".into()))?;
     let tx = TransactionId(row.try_get("id")?);
     let mut connector_no: i64 = row.try_get("connector_no")?;
     if connector_no == 0 && start.connector_no > 0 {
-        sqlx::query("UPDATE transactions SET connector_no = $2 WHERE id = $1").bind(tx.0).bind(start.connector_no).execute(db.pool()).await?;
+        sqlx::query("UPDATE transactions SET connector_no = $2 WHERE id = $1")
+            .bind(tx.0)
+            .bind(start.connector_no)
+            .execute(db.pool())
+            .await?;
         connector_no = start.connector_no;
     }
     if start_seen && start.connector_no > 0 {
@@ -443,7 +511,12 @@ pub async fn upsert_transaction_v201(db: &Db, id: &ChargerId, ocpp_tx_id: &str, 
 }
 
 /// Fills in what a later event taught us (the token, the meter start) without overwriting.
-pub async fn enrich_transaction(db: &Db, tx: TransactionId, id_tag: Option<&str>, meter_start_wh: Option<i64>) -> Result<(), StoreError> {
+pub async fn enrich_transaction(
+    db: &Db,
+    tx: TransactionId,
+    id_tag: Option<&str>,
+    meter_start_wh: Option<i64>,
+) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE transactions SET id_tag = CASE WHEN id_tag = '' THEN COALESCE($2, '') ELSE id_tag END, \
          meter_start_wh = COALESCE(meter_start_wh, $3) WHERE id = $1",
@@ -483,7 +556,10 @@ pub async fn record_tx_event(
     if inserted.rows_affected() == 0 {
         return Ok(None);
     }
-    let row = sqlx::query("SELECT last_seq_no FROM transactions WHERE id = $1").bind(tx.0).fetch_one(db.pool()).await?;
+    let row = sqlx::query("SELECT last_seq_no FROM transactions WHERE id = $1")
+        .bind(tx.0)
+        .fetch_one(db.pool())
+        .await?;
     let previous: Option<i64> = row.try_get("last_seq_no")?;
     sqlx::query("UPDATE transactions SET last_seq_no = $2 WHERE id = $1 AND (last_seq_no IS NULL OR last_seq_no < $2)")
         .bind(tx.0)
@@ -508,7 +584,13 @@ pub struct Sample {
 }
 
 /// Stores samples; a replayed sample (same time, measurand, phase, context, location) is kept once.
-pub async fn record_samples(db: &Db, id: &ChargerId, connector_no: i64, tx: Option<TransactionId>, samples: &[Sample]) -> Result<u64, StoreError> {
+pub async fn record_samples(
+    db: &Db,
+    id: &ChargerId,
+    connector_no: i64,
+    tx: Option<TransactionId>,
+    samples: &[Sample],
+) -> Result<u64, StoreError> {
     let now = now_ms();
     let mut stored = 0;
     let mut conn = db.pool().begin().await?;
@@ -540,7 +622,13 @@ pub async fn record_samples(db: &Db, id: &ChargerId, connector_no: i64, tx: Opti
 }
 
 /// Notifications kept as sent (firmware, diagnostics, logs, security events, reports, EV needs…).
-pub async fn record_event(db: &Db, id: &ChargerId, kind: &str, status: &str, payload: &str) -> Result<(), StoreError> {
+pub async fn record_event(
+    db: &Db,
+    id: &ChargerId,
+    kind: &str,
+    status: &str,
+    payload: &str,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO charger_events (charger_id, kind, status, payload, received_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(id.as_str())
         .bind(kind)
@@ -564,7 +652,11 @@ pub async fn log_frame(db: &Db, id: &ChargerId, inbound: bool, frame: &str) -> R
 }
 
 pub async fn purge_frames_before(db: &Db, cutoff_ms: i64) -> Result<u64, StoreError> {
-    Ok(sqlx::query("DELETE FROM ocpp_frames WHERE at < $1").bind(cutoff_ms).execute(db.pool()).await?.rows_affected())
+    Ok(sqlx::query("DELETE FROM ocpp_frames WHERE at < $1")
+        .bind(cutoff_ms)
+        .execute(db.pool())
+        .await?
+        .rows_affected())
 }
 
 /// Closes transactions whose connector has reported Available for longer than the grace period:
@@ -609,7 +701,8 @@ fn request_from(r: &sqlx::any::AnyRow) -> Result<ChargerRequest, StoreError> {
     })
 }
 
-const REQUEST_COLUMNS: &str = "charger_id, password_hash, status, vendor, model, ocpp_version, first_seen_at, last_seen_at";
+const REQUEST_COLUMNS: &str =
+    "charger_id, password_hash, status, vendor, model, ocpp_version, first_seen_at, last_seen_at";
 
 pub async fn charger_request(db: &Db, id: &ChargerId) -> Result<Option<ChargerRequest>, StoreError> {
     let row = sqlx::query(&format!("SELECT {REQUEST_COLUMNS} FROM charger_requests WHERE charger_id = $1"))
@@ -620,12 +713,19 @@ pub async fn charger_request(db: &Db, id: &ChargerId) -> Result<Option<ChargerRe
 }
 
 pub async fn charger_requests(db: &Db) -> Result<Vec<ChargerRequest>, StoreError> {
-    let rows = sqlx::query(&format!("SELECT {REQUEST_COLUMNS} FROM charger_requests ORDER BY first_seen_at")).fetch_all(db.pool()).await?;
+    let rows = sqlx::query(&format!("SELECT {REQUEST_COLUMNS} FROM charger_requests ORDER BY first_seen_at"))
+        .fetch_all(db.pool())
+        .await?;
     rows.iter().map(request_from).collect()
 }
 
 /// Records (or refreshes) a pending request; the first password presented is the one kept.
-pub async fn upsert_charger_request(db: &Db, id: &ChargerId, password_hash: &str, version: &str) -> Result<(), StoreError> {
+pub async fn upsert_charger_request(
+    db: &Db,
+    id: &ChargerId,
+    password_hash: &str,
+    version: &str,
+) -> Result<(), StoreError> {
     let now = now_ms();
     sqlx::query(
         "INSERT INTO charger_requests (charger_id, password_hash, status, ocpp_version, first_seen_at, last_seen_at) \
@@ -642,13 +742,15 @@ pub async fn upsert_charger_request(db: &Db, id: &ChargerId, password_hash: &str
 }
 
 pub async fn note_request_boot(db: &Db, id: &ChargerId, vendor: &str, model: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE charger_requests SET vendor = $2, model = $3, last_seen_at = $4 WHERE charger_id = $1")
-        .bind(id.as_str())
-        .bind(vendor)
-        .bind(model)
-        .bind(now_ms())
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "UPDATE charger_requests SET vendor = $2, model = $3, last_seen_at = $4 WHERE charger_id = $1",
+    )
+    .bind(id.as_str())
+    .bind(vendor)
+    .bind(model)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 
@@ -670,16 +772,26 @@ pub async fn accept_charger_request(db: &Db, id: &ChargerId, site: SiteId) -> Re
     .execute(&mut *tx)
     .await
     .map_err(super::conflict_as(format!("charger {id}")))?;
-    sqlx::query("DELETE FROM charger_requests WHERE charger_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM charger_requests WHERE charger_id = $1")
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(true)
 }
 
 pub async fn reject_charger_request(db: &Db, id: &ChargerId) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE charger_requests SET status = 'rejected' WHERE charger_id = $1").bind(id.as_str()).execute(db.pool()).await?;
+    let done = sqlx::query("UPDATE charger_requests SET status = 'rejected' WHERE charger_id = $1")
+        .bind(id.as_str())
+        .execute(db.pool())
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
 pub async fn site_exists(db: &Db, site: SiteId) -> Result<bool, StoreError> {
-    Ok(sqlx::query("SELECT id FROM sites WHERE id = $1").bind(site.0).fetch_optional(db.pool()).await?.is_some())
+    Ok(sqlx::query("SELECT id FROM sites WHERE id = $1")
+        .bind(site.0)
+        .fetch_optional(db.pool())
+        .await?
+        .is_some())
 }

@@ -71,14 +71,21 @@ pub async fn count(db: &Db) -> Result<i64, StoreError> {
 }
 
 /// Stores a sign-in session by the hash of its token; the token itself is never stored.
-pub async fn create_session(db: &Db, token_hash: &str, user: UserId, expires_at_ms: i64) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO auth_sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(token_hash)
-        .bind(user.0)
-        .bind(now_ms())
-        .bind(expires_at_ms)
-        .execute(db.pool())
-        .await?;
+pub async fn create_session(
+    db: &Db,
+    token_hash: &str,
+    user: UserId,
+    expires_at_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO auth_sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(token_hash)
+    .bind(user.0)
+    .bind(now_ms())
+    .bind(expires_at_ms)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 
@@ -96,6 +103,9 @@ pub async fn session_user(db: &Db, token_hash: &str, now_ms: i64) -> Result<Opti
 }
 
 pub async fn delete_session(db: &Db, token_hash: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1").bind(token_hash).execute(db.pool()).await?;
+    sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1")
+        .bind(token_hash)
+        .execute(db.pool())
+        .await?;
     Ok(())
 }

@@ -15,11 +15,14 @@
 //! learned from its meter, the model learns it with the balancer's own `RiseHistory` (tested on its
 //! own in `store.rs`): what is tested here is the budget around it.
 
+use proptest::prelude::*;
 use server::balancer::config::Wiring;
 use server::balancer::units::*;
-use server::balancer::{Balancer, CircuitConfig, Command, ConfigError, ConnectorConfig, Event, HandoverConfig, Lens, RiseHistory, RiseLearning, SessionInfo, SiteConfig};
 use server::balancer::EvPhases;
-use proptest::prelude::*;
+use server::balancer::{
+    Balancer, CircuitConfig, Command, ConfigError, ConnectorConfig, Event, HandoverConfig, Lens, RiseHistory,
+    RiseLearning, SessionInfo, SiteConfig,
+};
 
 #[derive(Clone, Debug)]
 struct ConnSpec {
@@ -73,16 +76,25 @@ const ROTS: [[Phase; 3]; 3] =
 type Site = (Vec<(Option<usize>, [u32; 3])>, Vec<ConnSpec>, [u32; 3], [u32; 3]);
 
 fn site() -> impl Strategy<Value = Site> {
-    let circuits = prop::collection::vec((any::<prop::sample::Index>(), any::<bool>(), prop::array::uniform3(16u32..100)), 0..5)
-        .prop_map(|v| {
-            v.into_iter()
-                .enumerate()
-                .map(|(i, (pi, top, lim))| (if i == 0 || top { None } else { Some(pi.index(i)) }, lim))
-                .collect::<Vec<_>>()
-        });
+    let circuits = prop::collection::vec(
+        (any::<prop::sample::Index>(), any::<bool>(), prop::array::uniform3(16u32..100)),
+        0..5,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (pi, top, lim))| (if i == 0 || top { None } else { Some(pi.index(i)) }, lim))
+            .collect::<Vec<_>>()
+    });
     circuits.prop_flat_map(|circuits| {
         let nc = circuits.len();
-        let conn = (proptest::option::of(0..nc.max(1)), prop_oneof![Just(16u32), Just(32u32)], any::<bool>(), 0..3usize, prop_oneof![Just(0u32), Just(6), Just(10)])
+        let conn = (
+            proptest::option::of(0..nc.max(1)),
+            prop_oneof![Just(16u32), Just(32u32)],
+            any::<bool>(),
+            0..3usize,
+            prop_oneof![Just(0u32), Just(6), Just(10)],
+        )
             .prop_map(move |(c, max, three_wired, rot, fallback)| ConnSpec {
                 circuit: if nc == 0 { None } else { c },
                 max,
@@ -90,7 +102,12 @@ fn site() -> impl Strategy<Value = Site> {
                 rot,
                 fallback,
             });
-        (Just(circuits), prop::collection::vec(conn, 1..8), prop::array::uniform3(30u32..200), prop::array::uniform3(0u32..80))
+        (
+            Just(circuits),
+            prop::collection::vec(conn, 1..8),
+            prop::array::uniform3(30u32..200),
+            prop::array::uniform3(0u32..80),
+        )
     })
 }
 
@@ -126,15 +143,28 @@ impl Model {
     /// The most it may run at `t` or later (what it runs is unknown).
     fn anything_from(&self, t: u64, skew: u64, fallback: u32) -> u32 {
         let from_on = |l: Lim| lim_at(l, t, skew).max(l.1.map_or(l.0, |x| x.1));
-        let acked = if self.acked_expires.is_some_and(|end| t >= end) { fallback } else { from_on(self.acked) };
-        self.inflight.iter().filter(|x| x.2.is_none_or(|end| t < end)).map(|x| from_on(x.1)).fold(acked, u32::max)
+        let acked =
+            if self.acked_expires.is_some_and(|end| t >= end) { fallback } else { from_on(self.acked) };
+        self.inflight
+            .iter()
+            .filter(|x| x.2.is_none_or(|end| t < end))
+            .map(|x| from_on(x.1))
+            .fold(acked, u32::max)
     }
     /// The most it may run at `t`: its accepted limit (its fallback once the lease ran out) or
     /// any limit in flight whose lease runs.
     /// At a moment `t` to come, leases count as they are `now` (they are renewed).
     fn held(&self, now: u64, t: u64, skew: u64, fallback: u32) -> u32 {
-        let acked = if self.acked_expires.is_some_and(|end| now >= end) { fallback } else { lim_at(self.acked, t, skew) };
-        self.inflight.iter().filter(|x| x.2.is_none_or(|end| now < end)).map(|x| lim_at(x.1, t, skew)).fold(acked, u32::max)
+        let acked = if self.acked_expires.is_some_and(|end| now >= end) {
+            fallback
+        } else {
+            lim_at(self.acked, t, skew)
+        };
+        self.inflight
+            .iter()
+            .filter(|x| x.2.is_none_or(|end| now < end))
+            .map(|x| lim_at(x.1, t, skew))
+            .fold(acked, u32::max)
     }
 }
 
@@ -186,7 +216,8 @@ impl World {
                 // The reading plus how far the store can have risen while we were blind (until
                 // the next plan's decreases are in force).
                 let blind = self.now - at + sc.reaction_time.0 + sc.replan.0;
-                let configured = (u64::from(sc.rise_per_min.get()) * blind / 60_000).min(u64::from(sc.max_rise.get())) as u32;
+                let configured = (u64::from(sc.rise_per_min.get()) * blind / 60_000)
+                    .min(u64::from(sc.max_rise.get())) as u32;
                 let worst = sc.worst_case.0.map(|x| x.get());
                 let learned = sc.learn_rise.as_ref().and_then(|l| Some((l, self.history.allowances(l)?)));
                 let bound = match learned {
@@ -196,7 +227,11 @@ impl World {
                     Some((l, allowances)) => {
                         let mut bound = [u32::MAX; 3];
                         for (lens, allowance) in l.lenses.iter().zip(&allowances) {
-                            let from = self.history.reference(*lens, Millis(at), PerPhase(a.map(DeciAmps::new))).0.map(|x| x.get());
+                            let from = self
+                                .history
+                                .reference(*lens, Millis(at), PerPhase(a.map(DeciAmps::new)))
+                                .0
+                                .map(|x| x.get());
                             for p in 0..3 {
                                 let rise = allowance.0[p].get();
                                 let rise = if blind <= l.horizon.0 { rise } else { rise.max(configured) };
@@ -277,10 +312,16 @@ impl World {
             for a in std::iter::once(a).chain(then.map(|x| x.1.get())) {
                 prop_assert!(a == 0 || (60..=max).contains(&a), "limit {a} dA outside {{0}} ∪ [60, {max}]");
             }
-            prop_assert!(then.is_none() || self.cfg.handover.is_some(), "a handover where none is configured");
+            prop_assert!(
+                then.is_none() || self.cfg.handover.is_some(),
+                "a handover where none is configured"
+            );
             let m = &mut self.conns[i];
             prop_assert!(m.session.is_some() && m.online, "command to a connector without a live session");
-            prop_assert!(!m.clock_off || (then.is_none() && expires.is_none()), "a switch or lease end on a clock we do not trust");
+            prop_assert!(
+                !m.clock_off || (then.is_none() && expires.is_none()),
+                "a switch or lease end on a clock we do not trust"
+            );
             m.inflight.push((id.0, (a, then.map(|(at, v)| (at.0, v.get()))), expires.map(|e| e.0)));
             self.outstanding.push((id.0, i, m.epoch));
         }
@@ -348,7 +389,10 @@ fn build(
         memory: Millis::from_secs(3600),
         headroom_pct: 20,
     });
-    cfg.handover = handover.map(|(lead_s, skew_s)| HandoverConfig { lead: Millis::from_secs(lead_s), clock_skew: Millis::from_secs(skew_s) });
+    cfg.handover = handover.map(|(lead_s, skew_s)| HandoverConfig {
+        lead: Millis::from_secs(lead_s),
+        clock_skew: Millis::from_secs(skew_s),
+    });
     cfg.lease = Millis::from_secs(lease_s.unwrap_or(0));
     let b = Balancer::new(cfg.clone())?;
     let mut limits = vec![grid.map(|x| x * 10)];
@@ -366,8 +410,23 @@ fn build(
             p
         })
         .collect();
-    let models = conns.iter().map(|c| Model { online: true, acked: (c.fallback * 10, None), ..Default::default() }).collect();
-    Ok((b, World { cfg, paths, limits, conns: models, store: None, history: RiseHistory::default(), outstanding: Vec::new(), now: 0 }))
+    let models = conns
+        .iter()
+        .map(|c| Model { online: true, acked: (c.fallback * 10, None), ..Default::default() })
+        .collect();
+    Ok((
+        b,
+        World {
+            cfg,
+            paths,
+            limits,
+            conns: models,
+            store: None,
+            history: RiseHistory::default(),
+            outstanding: Vec::new(),
+            now: 0,
+        },
+    ))
 }
 
 proptest! {
@@ -555,7 +614,13 @@ fn check_step(w: &World, before: &[Model]) -> Result<(), TestCaseError> {
         for (n, lim) in w.limits.iter().enumerate() {
             for p in 0..3 {
                 let ok = after[n][p] <= i64::from(lim[p]) || after[n][p] <= before[n][p];
-                prop_assert!(ok, "node {n} phase {p} at {t} ms: budget {} -> {} with limit {}", before[n][p], after[n][p], lim[p]);
+                prop_assert!(
+                    ok,
+                    "node {n} phase {p} at {t} ms: budget {} -> {} with limit {}",
+                    before[n][p],
+                    after[n][p],
+                    lim[p]
+                );
             }
         }
     }

@@ -78,7 +78,10 @@ fn workload(seed: u64) -> Workload {
             grid_limit_a: 120.0,
             step_s: 60,
             horizon_steps: steps,
-            feeders: vec![WlFeeder { id: "F0".into(), limit_a: 50.0 }, WlFeeder { id: "F1".into(), limit_a: 40.0 }],
+            feeders: vec![
+                WlFeeder { id: "F0".into(), limit_a: 50.0 },
+                WlFeeder { id: "F1".into(), limit_a: 40.0 },
+            ],
             connectors,
             base_load_a: base,
         },
@@ -100,7 +103,8 @@ fn run(wl: &Workload, o: SimOptions) -> (server::balancer::sim::Metrics, serde_j
 #[test]
 fn no_overload_of_true_currents_with_meter_lag_and_latency() {
     // (meter lag, latency, default current)
-    let table: &[(u64, u64, u32)] = &[(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (2, 3, 0), (1, 1, 6), (0, 2, 6)];
+    let table: &[(u64, u64, u32)] =
+        &[(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (2, 3, 0), (1, 1, 6), (0, 2, 6)];
     for seed in 1..=4 {
         let wl = workload(seed);
         // Odd seeds: one recompute per event; even seeds: one per step's batch.
@@ -168,7 +172,13 @@ fn without_the_store_rise_bound_a_lagging_meter_does_overload() {
     // turning it off must show overloads on at least one of these days.
     let worst = (1..=4)
         .map(|seed| {
-            let o = SimOptions { meter_lag_steps: 1, latency_steps: 1, store_rise_per_min_a: 0, store_max_rise_a: 0, ..site_options() };
+            let o = SimOptions {
+                meter_lag_steps: 1,
+                latency_steps: 1,
+                store_rise_per_min_a: 0,
+                store_max_rise_a: 0,
+                ..site_options()
+            };
             run(&workload(seed), o).0.max_overload_grid_a
         })
         .fold(0.0, f64::max);
@@ -181,7 +191,13 @@ fn a_store_rise_learned_from_the_meter_history_keeps_a_lagging_meter_safe() {
     // history (five more 6-hour synthetic days) teaches the balancer how far its store rises.
     for seed in 1..=4 {
         let history: Vec<Workload> = (1..=5).map(|i| workload(seed + 100 * i)).collect();
-        let o = SimOptions { meter_lag_steps: 1, latency_steps: 1, store_rise_per_min_a: 0, store_max_rise_a: 0, ..site_options() };
+        let o = SimOptions {
+            meter_lag_steps: 1,
+            latency_steps: 1,
+            store_rise_per_min_a: 0,
+            store_max_rise_a: 0,
+            ..site_options()
+        };
         let wl = workload(seed);
         let mut sim = DaySim::new(&wl, o).expect("workload is valid");
         sim.learn_store_history(&history).expect("history is valid");

@@ -5,9 +5,9 @@ use crate::on_both_backends;
 use server::balancer::live::Hub;
 use server::balancer::DeciAmps;
 use server::ocpp::registry::Registry;
+use server::seed;
 use server::store::balancing::{self, StoreReading};
 use server::store::now_ms;
-use server::seed;
 use std::time::Duration;
 
 fn amps(a: i64) -> i64 {

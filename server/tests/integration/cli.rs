@@ -68,7 +68,11 @@ fn a_broken_theme_names_its_file_and_field() {
     for slug in ["forecourt", "freshmart"] {
         std::fs::create_dir_all(themes.path().join(slug)).expect("mkdir");
         let text = std::fs::read_to_string(repo_themes.join(slug).join("theme.toml")).expect("read");
-        let text = if slug == "freshmart" { text.replace("#0b8a3e", "green").replace("logo = \"logo.svg\"\n", "") } else { text };
+        let text = if slug == "freshmart" {
+            text.replace("#0b8a3e", "green").replace("logo = \"logo.svg\"\n", "")
+        } else {
+            text
+        };
         std::fs::write(themes.path().join(slug).join("theme.toml"), text).expect("write");
     }
     let data = tempfile::tempdir().expect("dir");
@@ -157,7 +161,16 @@ fn user_create_makes_an_account_for_a_retailer() {
     let data = tempfile::tempdir().expect("dir");
     // An empty database has no retailer yet: refused with a reason.
     let out = forecourt()
-        .args(["user", "create", "--email", "new@shop.example", "--role", "retailer", "--retailer", "freshmart"])
+        .args([
+            "user",
+            "create",
+            "--email",
+            "new@shop.example",
+            "--role",
+            "retailer",
+            "--retailer",
+            "freshmart",
+        ])
         .arg("--data-dir")
         .arg(data.path())
         .env("FORECOURT_USER_PASSWORD", "a-long-enough-password")

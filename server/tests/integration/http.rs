@@ -13,7 +13,8 @@ use std::sync::Arc;
 use tower::ServiceExt;
 
 fn app(db: &server::store::Db) -> Router {
-    let themes = Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("repo themes load");
+    let themes =
+        Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("repo themes load");
     let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
     let ocpp = server::ocpp::CentralSystem::new(db.clone(), Default::default());
     router(AppState::new(leptos, db.clone(), Arc::new(themes), ocpp))

@@ -3,10 +3,10 @@
 
 mod support;
 
+mod balancer_budget_props;
+mod balancer_sim_day;
+mod balancer_store_history;
 mod cli;
 mod http;
 mod ocpp_pending;
 mod store;
-mod balancer_budget_props;
-mod balancer_sim_day;
-mod balancer_store_history;

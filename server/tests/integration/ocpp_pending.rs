@@ -25,7 +25,12 @@ const TOKEN: &str = "pending-test-operator-token";
 async fn closed_site(db: &Db) -> i64 {
     let slug = Slug::parse("shop").expect("slug");
     let retailer = catalog::create_retailer(db, &slug, "Shop", &slug).await.expect("retailer");
-    let tariff = catalog::create_tariff(db, &Tariff { currency: Currency::EUR, per_kwh_minor: 50, session_fee_minor: 0 }).await.expect("tariff");
+    let tariff = catalog::create_tariff(
+        db,
+        &Tariff { currency: Currency::EUR, per_kwh_minor: 50, session_fee_minor: 0 },
+    )
+    .await
+    .expect("tariff");
     let site = catalog::NewSite {
         retailer,
         name: "Closed site".into(),
@@ -71,7 +76,11 @@ async fn connect(addr: std::net::SocketAddr, id: &str, password: &str) -> Result
 
 async fn next_frame(ws: &mut Socket) -> Value {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a frame in time").expect("open").expect("ok");
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("ok");
         if let Message::Text(t) = msg {
             return serde_json::from_str(&t).expect("json");
         }

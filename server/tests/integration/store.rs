@@ -115,10 +115,20 @@ async fn sqlite_runs_with_a_write_ahead_log_and_full_sync() {
     use crate::support::{Kind, TestDb};
     use sqlx::Row;
     let lite = TestDb::fresh(Kind::Sqlite).await.expect("sqlite");
-    let mode: String = sqlx::query("PRAGMA journal_mode").fetch_one(lite.db.pool()).await.expect("pragma").try_get(0).expect("text");
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(lite.db.pool())
+        .await
+        .expect("pragma")
+        .try_get(0)
+        .expect("text");
     assert_eq!(mode, "wal");
     // FULL (2): a commit is on disk when it returns, WAL or not.
-    let sync: i64 = sqlx::query("PRAGMA synchronous").fetch_one(lite.db.pool()).await.expect("pragma").try_get(0).expect("number");
+    let sync: i64 = sqlx::query("PRAGMA synchronous")
+        .fetch_one(lite.db.pool())
+        .await
+        .expect("pragma")
+        .try_get(0)
+        .expect("number");
     assert_eq!(sync, 2);
     lite.finish().await;
 }

@@ -22,7 +22,8 @@ pub struct TestDb {
 }
 
 fn admin_url() -> String {
-    std::env::var("FORECOURT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("FORECOURT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn in_ci() -> bool {
@@ -39,7 +40,9 @@ async fn postgres_available() -> bool {
                     sweep_stale(&mut conn).await;
                     true
                 }
-                Err(err) if in_ci() => panic!("CI=true but PostgreSQL is unreachable at {}: {err}", admin_url()),
+                Err(err) if in_ci() => {
+                    panic!("CI=true but PostgreSQL is unreachable at {}: {err}", admin_url())
+                }
                 Err(err) => {
                     eprintln!("\n*** SKIPPING PostgreSQL tests: {} unreachable ({err}) ***\n", admin_url());
                     false
@@ -78,7 +81,10 @@ impl TestDb {
                 static COUNTER: AtomicU32 = AtomicU32::new(0);
                 let name = format!("ft_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
                 let mut admin = PgConnection::connect(&admin_url()).await.expect("admin connection");
-                admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("create test database");
+                admin
+                    .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+                    .await
+                    .expect("create test database");
                 let base = admin_url();
                 let (prefix, _) = base.rsplit_once('/').expect("admin URL names a database");
                 let url = DatabaseUrl::parse(&format!("{prefix}/{name}")).expect("postgres url");
@@ -94,7 +100,8 @@ impl TestDb {
         self.db.close().await;
         if let Some(name) = self.pg_name {
             if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
-                let _ = admin.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await;
+                let _ =
+                    admin.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await;
             }
         }
     }

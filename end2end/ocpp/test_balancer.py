@@ -179,6 +179,21 @@ class Balanced201(Charger201):
         return limits[-1] if limits else None
 
 
+async def calls_received(cp, action: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
+    """The payloads of the `action` CALLs the charger received, once there are `count` of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = [payload for name, payload in cp.incoming if name == action]
+        if len(got) >= count:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{cp.id}: {len(got)} of {count} {action} received: {cp.incoming}")
+        await asyncio.sleep(0.1)
+
+
+MEASURANDS = "Energy.Active.Import.Register,Current.Import,Power.Active.Import"
+
+
 def test_an_ev_that_says_it_takes_10_a_is_offered_10_a_and_201_profiles_flow(server):
     """UrbanPod: grid 40 A, store worst case 8 A, one 32 A three-phase EVSE (UP-ZUI-01)."""
 
@@ -195,6 +210,11 @@ def test_an_ev_that_says_it_takes_10_a_is_offered_10_a_and_201_profiles_flow(ser
                 await asyncio.sleep(0.1)
             else:
                 raise AssertionError(f"not asked for PeriodsPerSchedule: {cp.incoming}")
+            # And to read each transaction's energy, per-phase currents and power every 10 s.
+            [sampling] = await calls_received(cp, "SetVariables")
+            asked = {(d["component"]["name"], d["variable"]["name"]): d["attribute_value"] for d in sampling["set_variable_data"]}
+            assert asked == {("SampledDataCtrlr", "TxUpdatedMeasurands"): MEASURANDS,
+                             ("SampledDataCtrlr", "TxUpdatedInterval"): "10"}, sampling
             await cp.req(call201.TransactionEvent(
                 event_type="Started", timestamp=now_iso(), trigger_reason="Authorized", seq_no=0,
                 transaction_info={"transactionId": "bal-201-1"}, id_token={"idToken": "DEMO-TAG-1", "type": "ISO14443"},
@@ -715,6 +735,42 @@ def test_a_charger_whose_clock_is_ahead_gets_plain_limits(server):
             assert not any(await connector_flags(server, "FM-CAM-02", "clock_trusted"))
 
     run_then_restore(server, original, scenario)
+
+
+class PowerlessMeter16(Balanced16):
+    """A charger whose meter cannot report power: it refuses a measurand list that names it."""
+
+    @on(Action16.change_configuration)
+    def on_change_configuration(self, key, value, **_):
+        self.incoming.append(("ChangeConfiguration", {"key": key, "value": value}))
+        if key == "MeterValuesSampledData" and "Power.Active.Import" in value.split(","):
+            return result16.ChangeConfiguration(status="Rejected")
+        return result16.ChangeConfiguration(status="Accepted")
+
+
+def test_each_charger_is_asked_for_its_cars_per_phase_currents_every_10_s(server):
+    """The balancer learns a car's phases and maximum from its readings, which many chargers do not
+    send out of the box: after its default profile a charger at a balanced site is asked to read each
+    transaction's energy, per-phase currents and power every 10 s. One whose meter refuses the power
+    is asked again for the energy and currents, and then for the interval."""
+
+    async def scenario():
+        async with charger(server, "FM-CAM-01", cls=Balanced16) as a, charger(server, "FM-CAM-02", cls=PowerlessMeter16) as b:
+            asked_a = await calls_received(a, "ChangeConfiguration", 2)
+            assert asked_a[:2] == [{"key": "MeterValuesSampledData", "value": MEASURANDS},
+                                   {"key": "MeterValueSampleInterval", "value": "10"}], asked_a
+            asked_b = await calls_received(b, "ChangeConfiguration", 3)
+            assert asked_b[:3] == [
+                {"key": "MeterValuesSampledData", "value": MEASURANDS},
+                {"key": "MeterValuesSampledData", "value": "Energy.Active.Import.Register,Current.Import"},
+                {"key": "MeterValueSampleInterval", "value": "10"},
+            ], asked_b
+            # After the default profile and the question that follows it: safety before readings.
+            names = [name for name, _ in a.incoming]
+            assert names.index("GetConfiguration") < names.index("ChangeConfiguration"), a.incoming
+            assert not a.bad_server_calls and not b.bad_server_calls, (a.bad_server_calls, b.bad_server_calls)
+
+    run(scenario())
 
 
 class SinglePeriod16(Scheduled16):

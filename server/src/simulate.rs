@@ -379,6 +379,16 @@ fn answer_call(version: OcppVersion, action: &str, payload: &Value, limits: &Mut
         }
         "GetConfiguration" => json!({"configurationKey": [], "unknownKey": []}),
         "GetVariables" => json!({"getVariableResult": []}),
+        // Taken, though the simulated meter keeps its own interval (`--meter-interval`).
+        "SetVariables" => {
+            let accepted = |d: &Value| json!({"attributeStatus": "Accepted", "component": d["component"], "variable": d["variable"]});
+            let data = payload
+                .get("setVariableData")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            json!({"setVariableResult": data.iter().map(accepted).collect::<Vec<_>>()})
+        }
         "GetCompositeSchedule" => json!({"status": "Rejected"}),
         "GetLocalListVersion" => json!({"listVersion": 0}),
         "DataTransfer" => json!({"status": "UnknownVendorId"}),

@@ -477,7 +477,7 @@ impl Hub {
                 }
             }
             if hub.charger(&charger).is_some() {
-                hub.send_default_profile(&charger, version).await;
+                hub.prepare_charger(&charger, version).await;
             } else {
                 // No connector known yet: its first StatusNotification brings it in.
                 tracing::debug!(charger.id = %charger, "charger not balanced until it reports a connector");
@@ -503,9 +503,43 @@ impl Hub {
             if let (false, true, Some(version)) =
                 (charger_was_known, hub.charger(&charger).is_some(), hub.inner.registry.version_of(&charger))
             {
-                hub.send_default_profile(&charger, version).await;
+                hub.prepare_charger(&charger, version).await;
             }
         });
+    }
+
+    /// A charger joining a balanced site: its default profile, then the readings we learn from.
+    async fn prepare_charger(&self, charger: &ChargerId, version: OcppVersion) {
+        self.send_default_profile(charger, version).await;
+        self.configure_meter_sampling(charger, version).await;
+    }
+
+    /// Asks the charger to read each transaction's energy and per-phase currents every
+    /// [`METER_SAMPLE_INTERVAL_S`]: the balancer learns a car's phases and maximum from them, and
+    /// an incomer meter's arithmetic needs them. Out of the box many chargers send the energy
+    /// register alone, or nothing until the transaction ends. A charger that refuses the power
+    /// measurand is asked again without it; one that refuses both still charges, balanced
+    /// without learning (at what it may draw).
+    async fn configure_meter_sampling(&self, charger: &ChargerId, version: OcppVersion) {
+        for measurands in [&MEASURANDS[..], &MEASURANDS[..2]] {
+            let mut accepted = true;
+            for (action, request) in meter_sampling_requests(version, measurands) {
+                let outcome = self.inner.registry.call(charger, action, request, CALL_WAIT).await;
+                let refusal = match &outcome {
+                    Ok(CallOutcome::Answered(answer)) => meter_sampling_refusal(version, answer),
+                    other => Some(format!("{other:?}")),
+                };
+                if let Some(refusal) = refusal {
+                    tracing::warn!(charger.id = %charger, action, measurands = ?measurands, refusal, "meter sampling not configured");
+                    accepted = false;
+                    break;
+                }
+            }
+            if accepted {
+                tracing::debug!(charger.id = %charger, measurands = ?measurands, interval_s = METER_SAMPLE_INTERVAL_S, "meter sampling configured");
+                return;
+            }
+        }
     }
 
     async fn send_default_profile(&self, charger: &ChargerId, version: OcppVersion) {
@@ -698,6 +732,57 @@ impl Hub {
 }
 
 /// The call that asks a charger how many periods a charging schedule may have.
+/// How often a charging car's meter is read: at this interval the engine's kept readings reach
+/// 80 s back, past a late incomer reading, and a car's maximum is learned within its window.
+const METER_SAMPLE_INTERVAL_S: u32 = 10;
+
+/// What each transaction's readings carry, in both versions' words: the power last, the one a
+/// charger is asked again without if it refuses the list.
+const MEASURANDS: [&str; 3] = ["Energy.Active.Import.Register", "Current.Import", "Power.Active.Import"];
+
+/// The calls that set a charger's transaction meter readings (measurands and interval).
+fn meter_sampling_requests(version: OcppVersion, measurands: &[&str]) -> Vec<(&'static str, Value)> {
+    let list = measurands.join(",");
+    let interval = METER_SAMPLE_INTERVAL_S.to_string();
+    match version {
+        OcppVersion::V16 => vec![
+            ("ChangeConfiguration", json!({"key": "MeterValuesSampledData", "value": list})),
+            ("ChangeConfiguration", json!({"key": "MeterValueSampleInterval", "value": interval})),
+        ],
+        OcppVersion::V201 => {
+            let set = |variable: &str, value: &str| json!({"component": {"name": "SampledDataCtrlr"}, "variable": {"name": variable}, "attributeValue": value});
+            vec![(
+                "SetVariables",
+                json!({"setVariableData": [set("TxUpdatedMeasurands", &list), set("TxUpdatedInterval", &interval)]}),
+            )]
+        }
+    }
+}
+
+/// Why the answer to one of [`meter_sampling_requests`] is a refusal (`None`: it took it; a 1.6
+/// RebootRequired takes it from the charger's next boot).
+fn meter_sampling_refusal(version: OcppVersion, answer: &Value) -> Option<String> {
+    match version {
+        OcppVersion::V16 => match answer["status"].as_str() {
+            Some("Accepted" | "RebootRequired") => None,
+            other => Some(format!("status {other:?}")),
+        },
+        OcppVersion::V201 => {
+            let results = answer["setVariableResult"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let refused: Vec<String> = results
+                .iter()
+                .filter(|r| !matches!(r["attributeStatus"].as_str(), Some("Accepted" | "RebootRequired")))
+                .map(|r| format!("{}: {}", r["variable"]["name"], r["attributeStatus"]))
+                .collect();
+            match (results.is_empty(), refused.is_empty()) {
+                (true, _) => Some("no setVariableResult".to_owned()),
+                (false, true) => None,
+                (false, false) => Some(refused.join(", ")),
+            }
+        }
+    }
+}
+
 fn schedule_periods_query(version: OcppVersion) -> (&'static str, Value) {
     match version {
         OcppVersion::V16 => ("GetConfiguration", json!({"key": ["ChargingScheduleMaxPeriods"]})),
@@ -1184,6 +1269,41 @@ mod tests {
             };
             assert!(checked.is_ok(), "{payload}: {checked:?}");
         }
+    }
+
+    #[test]
+    fn meter_sampling_is_asked_in_each_version_and_a_refusal_is_read_from_the_answer() {
+        let v16_calls = meter_sampling_requests(OcppVersion::V16, &MEASURANDS);
+        assert_eq!(v16_calls.len(), 2);
+        for (action, request) in &v16_calls {
+            assert!(v16::command(action, request.clone()).is_ok(), "{action} {request}");
+        }
+        assert_eq!(
+            v16_calls[0].1["value"],
+            "Energy.Active.Import.Register,Current.Import,Power.Active.Import"
+        );
+        assert_eq!(v16_calls[1].1, json!({"key": "MeterValueSampleInterval", "value": "10"}));
+        let v201_calls = meter_sampling_requests(OcppVersion::V201, &MEASURANDS[..2]);
+        let [(action, request)] = &v201_calls[..] else { panic!("one SetVariables: {v201_calls:?}") };
+        assert!(v201::command(action, request.clone()).is_ok(), "{request}");
+        assert_eq!(
+            request["setVariableData"][0]["attributeValue"],
+            "Energy.Active.Import.Register,Current.Import"
+        );
+        assert_eq!(request["setVariableData"][1]["variable"]["name"], "TxUpdatedInterval");
+
+        assert_eq!(meter_sampling_refusal(OcppVersion::V16, &json!({"status": "Accepted"})), None);
+        assert_eq!(meter_sampling_refusal(OcppVersion::V16, &json!({"status": "RebootRequired"})), None);
+        assert!(meter_sampling_refusal(OcppVersion::V16, &json!({"status": "Rejected"})).is_some());
+        let answer = |statuses: &[&str]| {
+            json!({"setVariableResult": statuses.iter().map(|s| json!({
+                "attributeStatus": s, "component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedMeasurands"}
+            })).collect::<Vec<_>>()})
+        };
+        assert_eq!(meter_sampling_refusal(OcppVersion::V201, &answer(&["Accepted", "Accepted"])), None);
+        let refused = meter_sampling_refusal(OcppVersion::V201, &answer(&["Accepted", "Rejected"]));
+        assert!(refused.as_deref().is_some_and(|r| r.contains("Rejected")), "{refused:?}");
+        assert!(meter_sampling_refusal(OcppVersion::V201, &json!({})).is_some(), "no results is no answer");
     }
 
     #[test]

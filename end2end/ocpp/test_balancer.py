@@ -335,7 +335,8 @@ def test_an_operator_states_the_site_circuits_and_the_balancer_obeys_at_once(ser
 
 def test_a_charger_wired_to_the_store_meter_reports_the_store_load(server):
     """A site's store meter can be wired to one of its chargers: MeterValues on that charger's connector
-    0 (Current.Import per phase) are the store's own load, as the site meter endpoint would post it."""
+    0 (Current.Import per phase) are the store's own load, as the site meter endpoint would post it.
+    The charger is asked for those readings every 10 s, at boot or when it is named the meter."""
     status, original = server.http("GET", "/api/v1/sites/1/electrics")
     assert status == 200 and original["store_meter_charger"] is None, original
     status, body = server.http("PUT", "/api/v1/sites/1/electrics", {**original, "store_meter_charger": "UP-ZUI-01"})
@@ -362,6 +363,20 @@ def test_a_charger_wired_to_the_store_meter_reports_the_store_load(server):
             while await budget_store() != [125, 130, 110] and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
             assert await budget_store() == [125, 130, 110]
+            # At boot it was asked for those readings: per-phase currents on the clock, every 10 s;
+            # the other charger only for its transactions' readings.
+            aligned = [{"key": "MeterValuesAlignedData", "value": "Current.Import"},
+                       {"key": "ClockAlignedDataInterval", "value": "10"}]
+            asked = await calls_received(meter, "ChangeConfiguration", 4)
+            assert asked[2:4] == aligned, asked
+            asked = await calls_received(other, "ChangeConfiguration", 2)
+            await asyncio.sleep(0.5)
+            assert all(a not in aligned for a in asked), asked
+            # Named the store meter while connected, a charger is set up at once.
+            status, body = await server.ahttp("PUT", "/api/v1/sites/1/electrics", {**original, "store_meter_charger": "FM-CAM-01"})
+            assert status == 200, body
+            asked = await calls_received(other, "ChangeConfiguration", 4)
+            assert asked[2:4] == aligned, asked
 
     run_then_restore(server, original, scenario)
 

@@ -381,13 +381,27 @@ impl Hub {
                 tx
             }
         };
-        let mut maps = self.maps_mut();
-        maps.forget_site(site.site);
-        maps.learn_site(site.site, &targets, &chargers);
-        if let Some(meter) = site.store_meter_charger.as_deref().and_then(|c| ChargerId::parse(c).ok()) {
-            maps.store_meters.insert(meter, site.site);
+        let meter = site.store_meter_charger.as_deref().and_then(|c| ChargerId::parse(c).ok());
+        let newly_wired = {
+            let mut maps = self.maps_mut();
+            let was_wired = meter.as_ref().is_some_and(|m| maps.store_meters.get(m) == Some(&site.site));
+            maps.forget_site(site.site);
+            maps.learn_site(site.site, &targets, &chargers);
+            if let Some(meter) = &meter {
+                maps.store_meters.insert(meter.clone(), site.site);
+            }
+            maps.sites.insert(site.site, SiteEntry { input, fallback: da(site.connector_fallback_da) });
+            meter.filter(|_| !was_wired)
+        };
+        // A charger just named the store meter, and online: set up its readings now, not at its next boot.
+        if let Some(meter) = newly_wired {
+            if let Some(version) = self.inner.registry.version_of(&meter) {
+                let hub = self.clone();
+                tokio::spawn(
+                    async move { hub.configure_readings(&meter, version, Readings::StoreMeter).await },
+                );
+            }
         }
-        maps.sites.insert(site.site, SiteEntry { input, fallback: da(site.connector_fallback_da) });
     }
 
     fn send(&self, site: SiteId, input: Input) {
@@ -511,32 +525,33 @@ impl Hub {
     /// A charger joining a balanced site: its default profile, then the readings we learn from.
     async fn prepare_charger(&self, charger: &ChargerId, version: OcppVersion) {
         self.send_default_profile(charger, version).await;
-        self.configure_meter_sampling(charger, version).await;
+        self.configure_readings(charger, version, Readings::Transactions).await;
+        if self.maps().store_meters.contains_key(charger) {
+            self.configure_readings(charger, version, Readings::StoreMeter).await;
+        }
     }
 
-    /// Asks the charger to read each transaction's energy and per-phase currents every
-    /// [`METER_SAMPLE_INTERVAL_S`]: the balancer learns a car's phases and maximum from them, and
-    /// an incomer meter's arithmetic needs them. Out of the box many chargers send the energy
-    /// register alone, or nothing until the transaction ends. A charger that refuses the power
-    /// measurand is asked again without it; one that refuses both still charges, balanced
-    /// without learning (at what it may draw).
-    async fn configure_meter_sampling(&self, charger: &ChargerId, version: OcppVersion) {
-        for measurands in [&MEASURANDS[..], &MEASURANDS[..2]] {
+    /// Asks the charger for the readings the balancer works from (see [`Readings`]); out of the
+    /// box many chargers send the energy register alone, or nothing until a transaction ends.
+    /// A charger that refuses the measurands is asked again for the ones it cannot do without;
+    /// one that refuses those too still charges, balanced without them, with a warning.
+    async fn configure_readings(&self, charger: &ChargerId, version: OcppVersion, readings: Readings) {
+        for measurands in readings.measurands() {
             let mut accepted = true;
-            for (action, request) in meter_sampling_requests(version, measurands) {
+            for (action, request) in readings_requests(version, readings, measurands) {
                 let outcome = self.inner.registry.call(charger, action, request, CALL_WAIT).await;
                 let refusal = match &outcome {
-                    Ok(CallOutcome::Answered(answer)) => meter_sampling_refusal(version, answer),
+                    Ok(CallOutcome::Answered(answer)) => configuration_refusal(version, answer),
                     other => Some(format!("{other:?}")),
                 };
                 if let Some(refusal) = refusal {
-                    tracing::warn!(charger.id = %charger, action, measurands = ?measurands, refusal, "meter sampling not configured");
+                    tracing::warn!(charger.id = %charger, ?readings, action, ?measurands, refusal, "meter readings not configured");
                     accepted = false;
                     break;
                 }
             }
             if accepted {
-                tracing::debug!(charger.id = %charger, measurands = ?measurands, interval_s = METER_SAMPLE_INTERVAL_S, "meter sampling configured");
+                tracing::debug!(charger.id = %charger, ?readings, ?measurands, interval_s = METER_SAMPLE_INTERVAL_S, "meter readings configured");
                 return;
             }
         }
@@ -732,36 +747,68 @@ impl Hub {
 }
 
 /// The call that asks a charger how many periods a charging schedule may have.
-/// How often a charging car's meter is read: at this interval the engine's kept readings reach
-/// 80 s back, past a late incomer reading, and a car's maximum is learned within its window.
+/// How often a charger's meter is read: at this interval the engine's kept readings reach 80 s
+/// back, past a late incomer reading, and a car's maximum is learned within its window.
 const METER_SAMPLE_INTERVAL_S: u32 = 10;
 
-/// What each transaction's readings carry, in both versions' words: the power last, the one a
-/// charger is asked again without if it refuses the list.
-const MEASURANDS: [&str; 3] = ["Energy.Active.Import.Register", "Current.Import", "Power.Active.Import"];
+/// The readings a charger is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Readings {
+    /// Each transaction's energy register, per-phase currents and power: a car's phases and
+    /// maximum are learned from them, and an incomer meter's arithmetic needs them.
+    Transactions,
+    /// A charger wired to the store meter: its per-phase currents on the clock (connector 0, or
+    /// EVSE 0), the store's own load.
+    StoreMeter,
+}
 
-/// The calls that set a charger's transaction meter readings (measurands and interval).
-fn meter_sampling_requests(version: OcppVersion, measurands: &[&str]) -> Vec<(&'static str, Value)> {
-    let list = measurands.join(",");
-    let interval = METER_SAMPLE_INTERVAL_S.to_string();
-    match version {
-        OcppVersion::V16 => vec![
-            ("ChangeConfiguration", json!({"key": "MeterValuesSampledData", "value": list})),
-            ("ChangeConfiguration", json!({"key": "MeterValueSampleInterval", "value": interval})),
-        ],
-        OcppVersion::V201 => {
-            let set = |variable: &str, value: &str| json!({"component": {"name": "SampledDataCtrlr"}, "variable": {"name": variable}, "attributeValue": value});
-            vec![(
-                "SetVariables",
-                json!({"setVariableData": [set("TxUpdatedMeasurands", &list), set("TxUpdatedInterval", &interval)]}),
-            )]
+impl Readings {
+    /// The measurand lists to ask for, in both versions' words: the full one, then what the
+    /// balancer cannot do without.
+    fn measurands(self) -> &'static [&'static [&'static str]] {
+        match self {
+            Readings::Transactions => &[
+                &["Energy.Active.Import.Register", "Current.Import", "Power.Active.Import"],
+                &["Energy.Active.Import.Register", "Current.Import"],
+            ],
+            Readings::StoreMeter => &[&["Current.Import"]],
         }
     }
 }
 
-/// Why the answer to one of [`meter_sampling_requests`] is a refusal (`None`: it took it; a 1.6
+/// The calls that set a charger's readings (measurands and interval).
+fn readings_requests(
+    version: OcppVersion,
+    readings: Readings,
+    measurands: &[&str],
+) -> Vec<(&'static str, Value)> {
+    let list = measurands.join(",");
+    let interval = METER_SAMPLE_INTERVAL_S.to_string();
+    match version {
+        OcppVersion::V16 => {
+            let (data, every) = match readings {
+                Readings::Transactions => ("MeterValuesSampledData", "MeterValueSampleInterval"),
+                Readings::StoreMeter => ("MeterValuesAlignedData", "ClockAlignedDataInterval"),
+            };
+            vec![
+                ("ChangeConfiguration", json!({"key": data, "value": list})),
+                ("ChangeConfiguration", json!({"key": every, "value": interval})),
+            ]
+        }
+        OcppVersion::V201 => {
+            let (component, data, every) = match readings {
+                Readings::Transactions => ("SampledDataCtrlr", "TxUpdatedMeasurands", "TxUpdatedInterval"),
+                Readings::StoreMeter => ("AlignedDataCtrlr", "Measurands", "Interval"),
+            };
+            let set = |variable: &str, value: &str| json!({"component": {"name": component}, "variable": {"name": variable}, "attributeValue": value});
+            vec![("SetVariables", json!({"setVariableData": [set(data, &list), set(every, &interval)]}))]
+        }
+    }
+}
+
+/// Why the answer to a ChangeConfiguration or SetVariables is a refusal (`None`: it took it; a
 /// RebootRequired takes it from the charger's next boot).
-fn meter_sampling_refusal(version: OcppVersion, answer: &Value) -> Option<String> {
+fn configuration_refusal(version: OcppVersion, answer: &Value) -> Option<String> {
     match version {
         OcppVersion::V16 => match answer["status"].as_str() {
             Some("Accepted" | "RebootRequired") => None,
@@ -1272,18 +1319,24 @@ mod tests {
     }
 
     #[test]
-    fn meter_sampling_is_asked_in_each_version_and_a_refusal_is_read_from_the_answer() {
-        let v16_calls = meter_sampling_requests(OcppVersion::V16, &MEASURANDS);
+    fn readings_are_asked_in_each_version_and_a_refusal_is_read_from_the_answer() {
+        let full = Readings::Transactions.measurands()[0];
+        let v16_calls = readings_requests(OcppVersion::V16, Readings::Transactions, full);
         assert_eq!(v16_calls.len(), 2);
-        for (action, request) in &v16_calls {
-            assert!(v16::command(action, request.clone()).is_ok(), "{action} {request}");
-        }
         assert_eq!(
             v16_calls[0].1["value"],
             "Energy.Active.Import.Register,Current.Import,Power.Active.Import"
         );
         assert_eq!(v16_calls[1].1, json!({"key": "MeterValueSampleInterval", "value": "10"}));
-        let v201_calls = meter_sampling_requests(OcppVersion::V201, &MEASURANDS[..2]);
+        let store =
+            readings_requests(OcppVersion::V16, Readings::StoreMeter, Readings::StoreMeter.measurands()[0]);
+        assert_eq!(store[0].1, json!({"key": "MeterValuesAlignedData", "value": "Current.Import"}));
+        assert_eq!(store[1].1, json!({"key": "ClockAlignedDataInterval", "value": "10"}));
+        for (action, request) in v16_calls.iter().chain(&store) {
+            assert!(v16::command(action, request.clone()).is_ok(), "{action} {request}");
+        }
+        let fallback = Readings::Transactions.measurands()[1];
+        let v201_calls = readings_requests(OcppVersion::V201, Readings::Transactions, fallback);
         let [(action, request)] = &v201_calls[..] else { panic!("one SetVariables: {v201_calls:?}") };
         assert!(v201::command(action, request.clone()).is_ok(), "{request}");
         assert_eq!(
@@ -1291,19 +1344,22 @@ mod tests {
             "Energy.Active.Import.Register,Current.Import"
         );
         assert_eq!(request["setVariableData"][1]["variable"]["name"], "TxUpdatedInterval");
+        let store = readings_requests(OcppVersion::V201, Readings::StoreMeter, &["Current.Import"]);
+        assert!(v201::command(store[0].0, store[0].1.clone()).is_ok());
+        assert_eq!(store[0].1["setVariableData"][0]["component"]["name"], "AlignedDataCtrlr");
 
-        assert_eq!(meter_sampling_refusal(OcppVersion::V16, &json!({"status": "Accepted"})), None);
-        assert_eq!(meter_sampling_refusal(OcppVersion::V16, &json!({"status": "RebootRequired"})), None);
-        assert!(meter_sampling_refusal(OcppVersion::V16, &json!({"status": "Rejected"})).is_some());
+        assert_eq!(configuration_refusal(OcppVersion::V16, &json!({"status": "Accepted"})), None);
+        assert_eq!(configuration_refusal(OcppVersion::V16, &json!({"status": "RebootRequired"})), None);
+        assert!(configuration_refusal(OcppVersion::V16, &json!({"status": "Rejected"})).is_some());
         let answer = |statuses: &[&str]| {
             json!({"setVariableResult": statuses.iter().map(|s| json!({
                 "attributeStatus": s, "component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedMeasurands"}
             })).collect::<Vec<_>>()})
         };
-        assert_eq!(meter_sampling_refusal(OcppVersion::V201, &answer(&["Accepted", "Accepted"])), None);
-        let refused = meter_sampling_refusal(OcppVersion::V201, &answer(&["Accepted", "Rejected"]));
+        assert_eq!(configuration_refusal(OcppVersion::V201, &answer(&["Accepted", "Accepted"])), None);
+        let refused = configuration_refusal(OcppVersion::V201, &answer(&["Accepted", "Rejected"]));
         assert!(refused.as_deref().is_some_and(|r| r.contains("Rejected")), "{refused:?}");
-        assert!(meter_sampling_refusal(OcppVersion::V201, &json!({})).is_some(), "no results is no answer");
+        assert!(configuration_refusal(OcppVersion::V201, &json!({})).is_some(), "no results is no answer");
     }
 
     #[test]

@@ -174,14 +174,7 @@ async fn unknown_charger(
             db::upsert_charger_request(&cs.db, charger, &r.password_hash, &version.to_string())
                 .await
                 .map_err(unavailable)?;
-            return Ok(Link {
-                charger: charger.clone(),
-                version,
-                site: None,
-                lenient: false,
-                meter_in_kwh: false,
-                session_register: false,
-            });
+            return Ok(Link::unquirked(charger.clone(), version, None));
         }
         None => {}
     }
@@ -198,28 +191,14 @@ async fn unknown_charger(
         Some(site) => {
             db::auto_register(&cs.db, charger, site, &hashed).await.map_err(unavailable)?;
             tracing::info!(charger.id = %charger, site.id = %site, "unknown charger registered automatically");
-            Ok(Link {
-                charger: charger.clone(),
-                version,
-                site: Some(site),
-                lenient: false,
-                meter_in_kwh: false,
-                session_register: false,
-            })
+            Ok(Link::unquirked(charger.clone(), version, Some(site)))
         }
         None => {
             db::upsert_charger_request(&cs.db, charger, &hashed, &version.to_string())
                 .await
                 .map_err(unavailable)?;
             tracing::info!(charger.id = %charger, "unknown charger waits for an operator (Pending)");
-            Ok(Link {
-                charger: charger.clone(),
-                version,
-                site: None,
-                lenient: false,
-                meter_in_kwh: false,
-                session_register: false,
-            })
+            Ok(Link::unquirked(charger.clone(), version, None))
         }
     }
 }

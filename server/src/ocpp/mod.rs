@@ -99,11 +99,34 @@ pub struct Link {
     pub session_register: bool,
 }
 
+impl Link {
+    /// A charger whose model has no known quirks (none recorded for it yet).
+    pub fn unquirked(charger: ChargerId, version: OcppVersion, site: Option<SiteId>) -> Link {
+        Link { charger, version, site, lenient: false, meter_in_kwh: false, session_register: false }
+    }
+}
+
 impl CentralSystem {
     /// A central system without load balancing (for tests of other parts).
     pub fn new(db: Db, settings: OcppSettings) -> Self {
         let registry = registry::Registry::default();
         let hub = crate::balancer::live::Hub::empty(registry.clone());
+        Self::with(db, settings, registry, hub)
+    }
+
+    /// The central system with every site's load balancer running.
+    pub async fn start(db: Db, settings: OcppSettings) -> Result<Self, crate::store::StoreError> {
+        let registry = registry::Registry::default();
+        let hub = crate::balancer::live::Hub::start(&db, registry.clone()).await?;
+        Ok(Self::with(db, settings, registry, hub))
+    }
+
+    fn with(
+        db: Db,
+        settings: OcppSettings,
+        registry: registry::Registry,
+        hub: crate::balancer::live::Hub,
+    ) -> Self {
         Self {
             db,
             registry,
@@ -112,20 +135,6 @@ impl CentralSystem {
             credentials: Default::default(),
             shutting_down: tokio::sync::watch::Sender::new(false),
         }
-    }
-
-    /// The central system with every site's load balancer running.
-    pub async fn start(db: Db, settings: OcppSettings) -> Result<Self, crate::store::StoreError> {
-        let registry = registry::Registry::default();
-        let hub = crate::balancer::live::Hub::start(&db, registry.clone()).await?;
-        Ok(Self {
-            db,
-            registry,
-            settings,
-            hub,
-            credentials: Default::default(),
-            shutting_down: tokio::sync::watch::Sender::new(false),
-        })
     }
 
     /// Asks every connection to close (WebSocket close 1001, "going away").

@@ -36,11 +36,72 @@ pub struct Me {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargerRow {
     pub charger_id: String,
+    pub site_id: i64,
     pub site_name: String,
     pub retailer_name: String,
     pub connectors: u32,
     pub status: String,
     pub active_sessions: u32,
+}
+
+/// A site's live load as the operator console shows it. Currents are in tenths of an amp, per
+/// phase L1, L2, L3 of the site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteLoad {
+    pub site_name: String,
+    pub retailer_name: String,
+    /// The grid connection first, then each circuit.
+    pub nodes: Vec<NodeLoad>,
+    /// The store meter is stale or missing, so its worst case is counted.
+    pub store_worst_case: bool,
+    /// How far the store may rise while unseen is learned from its meter (not the configured guess).
+    pub store_rise_learned: bool,
+    /// Some limit is exceeded by what is counted (the store rose; decreases are on their way).
+    pub overcommitted: bool,
+    pub connectors: Vec<ConnectorLoad>,
+}
+
+/// The grid connection (`circuit: None`) or one circuit, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    pub circuit: Option<String>,
+    pub limit_da: [u32; 3],
+    /// The store as counted: its latest reading plus how far it may rise, or its worst case (grid only).
+    pub store_da: [u32; 3],
+    /// Everything counted against the limit: the store and every connector's budget.
+    pub counted_da: [u32; 3],
+    /// What the plan gives the sessions below it.
+    pub allocated_da: [u32; 3],
+    /// What the cars below it last measured.
+    pub measured_da: [u32; 3],
+}
+
+impl NodeLoad {
+    /// What is left under the limit per phase (0 when over).
+    pub fn headroom_da(&self) -> [u32; 3] {
+        [0, 1, 2].map(|k| self.limit_da[k].saturating_sub(self.counted_da[k]))
+    }
+}
+
+/// One connector of a balanced site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorLoad {
+    pub charger_id: String,
+    pub connector_no: u32,
+    pub online: bool,
+    pub charging: bool,
+    /// "steered", "refused our limit" (counted at its maximum) or "not smart" (always at its maximum).
+    pub steering: String,
+    /// What the plan gives it, and the last limit its charger accepted.
+    pub target_da: u32,
+    pub accepted_da: u32,
+    /// Its last measured current on its own L1, L2, L3.
+    pub measured_da: [u32; 3],
+}
+
+/// Tenths of an amp as people read them: "12.5 A".
+pub fn amps(da: u32) -> String {
+    format!("{}.{} A", da / 10, da % 10)
 }
 
 /// One site as a retailer's dashboard lists it.
@@ -111,6 +172,19 @@ pub async fn network_chargers() -> Result<Vec<ChargerRow>, ServerFnError> {
     ssr::backend()?.network_chargers().await.map_err(ssr::internal)
 }
 
+#[server(endpoint = "live_site_load")]
+pub async fn live_site_load(site: i64) -> Result<SiteLoad, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    if me.role != Role::Operator {
+        return Err(ssr::forbidden());
+    }
+    ssr::backend()?
+        .site_load(crate::domain::SiteId(site))
+        .await
+        .map_err(ssr::internal)?
+        .ok_or_else(|| ssr::not_found("no such site, or it is not balanced"))
+}
+
 #[server(endpoint = "retailer_overview")]
 pub async fn retailer_overview() -> Result<RetailerSummary, ServerFnError> {
     let me = ssr::require_signed_in().await?;
@@ -124,7 +198,7 @@ pub async fn retailer_overview() -> Result<RetailerSummary, ServerFnError> {
 #[cfg(feature = "ssr")]
 pub mod ssr {
     use super::*;
-    use crate::domain::{ChargerId, ConnectorNo, RetailerId, UserId};
+    use crate::domain::{ChargerId, ConnectorNo, RetailerId, SiteId, UserId};
     use std::sync::Arc;
 
     pub const SESSION_COOKIE: &str = "forecourt_session";
@@ -156,6 +230,8 @@ pub mod ssr {
         async fn sign_out(&self, token: &str) -> anyhow_like::Result<()>;
         async fn principal(&self, token: &str) -> anyhow_like::Result<Option<Principal>>;
         async fn network_chargers(&self) -> anyhow_like::Result<Vec<ChargerRow>>;
+        /// `None`: no such site, or it is not balanced.
+        async fn site_load(&self, site: SiteId) -> anyhow_like::Result<Option<SiteLoad>>;
         async fn retailer_overview(&self, retailer: RetailerId) -> anyhow_like::Result<RetailerSummary>;
     }
 

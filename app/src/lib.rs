@@ -51,6 +51,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/c/:charger/:connector") view=pages::driver::DriverPage ssr=SsrMode::Async/>
                 <Route path=path!("/login") view=pages::login::LoginPage/>
                 <Route path=path!("/console") view=pages::console::ConsolePage ssr=SsrMode::Async/>
+                <Route path=path!("/console/sites/:site") view=pages::console::SiteLoadPage ssr=SsrMode::Async/>
                 <Route path=path!("/dashboard") view=pages::dashboard::DashboardPage ssr=SsrMode::Async/>
             </Routes>
         </Router>

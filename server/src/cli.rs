@@ -160,9 +160,13 @@ struct SimulateArgs {
     /// The id tag drivers present.
     #[arg(long, default_value = seed::ACCEPTED_TAG)]
     id_tag: String,
-    /// Seconds between meter values during a session.
+    /// Seconds between meter values during a session, until the central system sets the interval
+    /// (1.6 MeterValueSampleInterval, 2.0.1 SampledDataCtrlr.TxUpdatedInterval).
     #[arg(long, default_value_t = 10.0)]
     meter_interval: f64,
+    /// Keep `--meter-interval` whatever the central system asks (load benchmarks set their own rate).
+    #[arg(long)]
+    fixed_meter_interval: bool,
     /// Mean seconds a connector waits for its next car.
     #[arg(long, default_value_t = 60.0)]
     mean_idle: f64,
@@ -476,6 +480,7 @@ async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         version,
         id_tag: args.id_tag.clone(),
         meter_interval: positive(args.meter_interval, "--meter-interval")?,
+        obey_meter_interval: !args.fixed_meter_interval,
         mean_idle: positive(args.mean_idle, "--mean-idle")?,
         mean_session: positive(args.mean_session, "--mean-session")?,
         seed: args.seed,

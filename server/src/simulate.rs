@@ -29,8 +29,10 @@ pub struct SimConfig {
     pub password: String,
     pub version: OcppVersion,
     pub id_tag: String,
-    /// Seconds between meter values during a session.
+    /// Seconds between meter values during a session, until the central system sets its own.
     pub meter_interval: Duration,
+    /// Whether the interval the central system sets replaces `meter_interval`.
+    pub obey_meter_interval: bool,
     /// Mean seconds between a connector's sessions (exponential).
     pub mean_idle: Duration,
     /// Mean session length.
@@ -209,13 +211,16 @@ impl Schedule {
     }
 }
 
-/// The profiles a charger holds: a TxProfile per connector overrides the TxDefaultProfile (its
-/// connector's, or the charger-wide one on connector 0); a ChargePointMaxProfile caps them all.
+/// What the central system told a charger: the profiles it holds (a TxProfile per connector
+/// overrides the TxDefaultProfile, its connector's or the charger-wide one on connector 0; a
+/// ChargePointMaxProfile caps them all), and how often its meter is to report in a transaction.
 #[derive(Default)]
 struct Limits {
     tx: HashMap<u32, Schedule>,
     default: HashMap<u32, Schedule>,
     charger_max: Option<Schedule>,
+    /// None: the simulator's own `--meter-interval`.
+    sample_interval: Option<Duration>,
 }
 
 impl Limits {
@@ -373,21 +378,49 @@ fn answer_call(version: OcppVersion, action: &str, payload: &Value, limits: &Mut
         }
         "ClearChargingProfile" => {
             if let Ok(mut l) = limits.lock() {
-                *l = Limits::default();
+                *l = Limits { sample_interval: l.sample_interval, ..Limits::default() };
             }
             json!({"status": "Accepted"})
         }
         "GetConfiguration" => json!({"configurationKey": [], "unknownKey": []}),
         "GetVariables" => json!({"getVariableResult": []}),
-        // Taken, though the simulated meter keeps its own interval (`--meter-interval`).
+        // The transaction meter's interval is obeyed; the other settings are taken and ignored.
+        "ChangeConfiguration" => {
+            if payload.get("key").and_then(Value::as_str) == Some("MeterValueSampleInterval") {
+                let seconds = payload.get("value").and_then(Value::as_str).and_then(|v| v.parse().ok());
+                let Some(seconds) = seconds.filter(|s: &u64| *s > 0) else {
+                    return json!({"status": "Rejected"});
+                };
+                if let Ok(mut l) = limits.lock() {
+                    l.sample_interval = Some(Duration::from_secs(seconds));
+                }
+            }
+            json!({"status": "Accepted"})
+        }
         "SetVariables" => {
-            let accepted = |d: &Value| json!({"attributeStatus": "Accepted", "component": d["component"], "variable": d["variable"]});
             let data = payload
                 .get("setVariableData")
                 .and_then(Value::as_array)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            json!({"setVariableResult": data.iter().map(accepted).collect::<Vec<_>>()})
+            let answer = |d: &Value| {
+                let is_tx_interval = d["component"]["name"] == "SampledDataCtrlr"
+                    && d["variable"]["name"] == "TxUpdatedInterval";
+                let mut status = "Accepted";
+                if is_tx_interval {
+                    match d["attributeValue"].as_str().and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0)
+                    {
+                        Some(seconds) => {
+                            if let Ok(mut l) = limits.lock() {
+                                l.sample_interval = Some(Duration::from_secs(seconds));
+                            }
+                        }
+                        None => status = "Rejected",
+                    }
+                }
+                json!({"attributeStatus": status, "component": d["component"], "variable": d["variable"]})
+            };
+            json!({"setVariableResult": data.iter().map(answer).collect::<Vec<_>>()})
         }
         "GetCompositeSchedule" => json!({"status": "Rejected"}),
         "GetLocalListVersion" => json!({"listVersion": 0}),
@@ -480,7 +513,9 @@ async fn connector_loop(
         let mut last = Instant::now();
         let mut seq = 1;
         while began.elapsed() < stay {
-            tokio::time::sleep(config.meter_interval).await;
+            let told =
+                limits.lock().ok().and_then(|l| l.sample_interval).filter(|_| config.obey_meter_interval);
+            tokio::time::sleep(told.unwrap_or(config.meter_interval)).await;
             let limit = limits.lock().ok().and_then(|l| l.for_connector(connector, chrono::Utc::now()));
             // Below 6 A a car pauses (IEC 61851); otherwise it takes what it can, up to the limit.
             let amps = match limit {
@@ -636,5 +671,50 @@ mod tests {
         );
         assert_eq!(limits.lock().expect("lock").for_connector(1, now), Some(10.0));
         assert_eq!(limits.lock().expect("lock").for_connector(2, now), Some(9.0));
+    }
+
+    #[test]
+    fn the_meter_reports_as_often_as_the_central_system_asks() {
+        let told = Mutex::new(Limits::default());
+        let interval = || told.lock().expect("lock").sample_interval;
+        let change = |value: &str| json!({"key": "MeterValueSampleInterval", "value": value});
+        assert_eq!(
+            answer_call(OcppVersion::V16, "ChangeConfiguration", &change("15"), &told),
+            json!({"status": "Accepted"})
+        );
+        assert_eq!(interval(), Some(Duration::from_secs(15)));
+        assert_eq!(
+            answer_call(OcppVersion::V16, "ChangeConfiguration", &change("soon"), &told),
+            json!({"status": "Rejected"})
+        );
+        assert_eq!(
+            answer_call(OcppVersion::V16, "ChangeConfiguration", &change("0"), &told),
+            json!({"status": "Rejected"})
+        );
+        assert_eq!(interval(), Some(Duration::from_secs(15)));
+        // Clearing the profiles leaves the meter's interval alone.
+        answer_call(OcppVersion::V16, "ClearChargingProfile", &json!({}), &told);
+        assert_eq!(interval(), Some(Duration::from_secs(15)));
+
+        let set = json!({"setVariableData": [
+            {"component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedMeasurands"}, "attributeValue": "Current.Import"},
+            {"component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedInterval"}, "attributeValue": "20"}]});
+        let answer = answer_call(OcppVersion::V201, "SetVariables", &set, &told);
+        let statuses: Vec<&Value> = answer["setVariableResult"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| &r["attributeStatus"])
+            .collect();
+        assert_eq!(statuses, [&json!("Accepted"), &json!("Accepted")]);
+        assert_eq!(interval(), Some(Duration::from_secs(20)));
+        let bad = json!({"setVariableData": [
+            {"component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedInterval"}, "attributeValue": "-3"}]});
+        assert_eq!(
+            answer_call(OcppVersion::V201, "SetVariables", &bad, &told)["setVariableResult"][0]
+                ["attributeStatus"],
+            "Rejected"
+        );
+        assert_eq!(interval(), Some(Duration::from_secs(20)));
     }
 }

@@ -1,11 +1,14 @@
 //! The pages' backend: implements `app::api::ssr::Backend` over the store and the themes.
 
 use crate::auth;
-use crate::store::{self, catalog, users, Db};
+use crate::balancer::live::{Hub, SiteBudget};
+use crate::balancer::{PerPhase, SmartState};
+use crate::store::{self, balancing, catalog, users, Db};
 use crate::themes::Themes;
 use app::api::ssr::{anyhow_like::Result, Backend, NewSession, Principal};
-use app::api::{ChargerRow, DriverConnector, RetailerSummary, SiteRow};
-use app::domain::{ChargerId, ConnectorNo, RetailerId};
+use app::api::{ChargerRow, ConnectorLoad, DriverConnector, NodeLoad, RetailerSummary, SiteLoad, SiteRow};
+use app::domain::{ChargerId, ConnectorNo, RetailerId, SiteId};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// How long a sign-in lasts.
@@ -14,6 +17,8 @@ pub const SESSION_TTL_S: u64 = 12 * 3600;
 pub struct WebBackend {
     pub db: Db,
     pub themes: Arc<Themes>,
+    /// The sites' load balancers, for their live budgets.
+    pub hub: Hub,
 }
 
 #[async_trait::async_trait]
@@ -75,12 +80,22 @@ impl Backend for WebBackend {
                     _ => "Rejected".to_owned(),
                 },
                 charger_id: c.id,
+                site_id: c.site_id,
                 site_name: c.site_name,
                 retailer_name: c.retailer_name,
                 connectors: u32::try_from(c.connectors).unwrap_or(0),
                 active_sessions: u32::try_from(c.active_sessions).unwrap_or(0),
             })
             .collect())
+    }
+
+    async fn site_load(&self, site: SiteId) -> Result<Option<SiteLoad>> {
+        let Some((site_name, retailer_name)) = catalog::site_names(&self.db, site).await? else {
+            return Ok(None);
+        };
+        let Some(budget) = self.hub.budget(site).await else { return Ok(None) };
+        let circuits = balancing::circuit_names(&self.db, site).await?;
+        Ok(Some(site_load(site_name, retailer_name, &circuits, &budget)))
     }
 
     async fn retailer_overview(&self, retailer: RetailerId) -> Result<RetailerSummary> {
@@ -101,5 +116,62 @@ impl Backend for WebBackend {
                 })
                 .collect(),
         })
+    }
+}
+
+/// A site's live budget in the console's terms.
+fn site_load(
+    site_name: String,
+    retailer_name: String,
+    circuits: &HashMap<i64, String>,
+    budget: &SiteBudget,
+) -> SiteLoad {
+    let da = |p: PerPhase| p.0.map(|a| a.get());
+    let snapshot = &budget.snapshot;
+    let nodes = snapshot
+        .nodes
+        .iter()
+        .map(|n| NodeLoad {
+            circuit: n.circuit.map(|c| {
+                circuits.get(&i64::from(c.0)).cloned().unwrap_or_else(|| format!("circuit {}", c.0))
+            }),
+            limit_da: da(n.limit),
+            store_da: if n.circuit.is_none() { da(snapshot.store_assumed) } else { [0; 3] },
+            counted_da: da(n.budgeted),
+            allocated_da: da(n.allocated),
+            measured_da: da(n.measured),
+        })
+        .collect();
+    let connectors = snapshot
+        .connectors
+        .iter()
+        .filter_map(|c| {
+            let (_, charger_id, connector_no) =
+                budget.connectors.iter().find(|(k, ..)| *k == c.connector.0)?;
+            Some(ConnectorLoad {
+                charger_id: charger_id.clone(),
+                connector_no: *connector_no,
+                online: c.online,
+                charging: c.session.is_some(),
+                steering: match c.smart {
+                    SmartState::Ok => "steered",
+                    SmartState::Rejected => "refused our limit",
+                    SmartState::Unsupported => "not smart",
+                }
+                .to_owned(),
+                target_da: c.target.get(),
+                accepted_da: c.acked.get(),
+                measured_da: c.measured.map(|a| a.get()),
+            })
+        })
+        .collect();
+    SiteLoad {
+        site_name,
+        retailer_name,
+        nodes,
+        store_worst_case: snapshot.store_worst_case,
+        store_rise_learned: snapshot.store_rise_learned.is_some(),
+        overcommitted: snapshot.overcommitted,
+        connectors,
     }
 }

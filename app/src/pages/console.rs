@@ -1,16 +1,25 @@
-//! The operator console: every charger on the network.
+//! The operator console: every charger on the network, and each site's live load.
 
-use crate::api::{network_chargers, SignOut};
+use crate::api::{amps, live_site_load, network_chargers, ConnectorLoad, NodeLoad, SignOut, SiteLoad};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+/// A signal that ticks every `seconds` in the browser (never on the server): live pages ask again.
+fn ticking(seconds: u64) -> RwSignal<u32> {
+    let tick = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        let _ = set_interval_with_handle(
+            move || tick.update(|t| *t += 1),
+            std::time::Duration::from_secs(seconds),
+        );
+    });
+    tick
+}
 
 #[component]
 pub fn ConsolePage() -> impl IntoView {
-    // The console is live: it asks again every few seconds (in the browser only).
-    let tick = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        let _ = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(5));
-    });
+    let tick = ticking(5);
     let chargers = Resource::new(move || tick.get(), |_| network_chargers());
     let sign_out = ServerAction::<SignOut>::new();
     view! {
@@ -28,7 +37,8 @@ pub fn ConsolePage() -> impl IntoView {
                                 <tbody>
                                     {rows.into_iter().map(|r| { let status_id = format!("status-{}", r.charger_id); view! {
                                         <tr class="border-t">
-                                            <td class="font-mono">{r.charger_id}</td><td>{r.site_name}</td>
+                                            <td class="font-mono">{r.charger_id}</td>
+                                            <td><a class="text-blue-700 underline" href=format!("/console/sites/{}", r.site_id)>{r.site_name}</a></td>
                                             <td>{r.retailer_name}</td><td>{r.connectors}</td>
                                             <td data-testid=status_id>{r.status}</td><td>{r.active_sessions}</td>
                                         </tr>
@@ -41,5 +51,150 @@ pub fn ConsolePage() -> impl IntoView {
                 })}
             </Transition>
         </main>
+    }
+}
+
+/// One site's live load: what each phase of the grid connection and of every circuit carries
+/// against its limit, and what each connector is given and draws. Asks again every 2 s.
+#[component]
+pub fn SiteLoadPage() -> impl IntoView {
+    let params = use_params_map();
+    let tick = ticking(2);
+    let load = Resource::new(
+        move || (params.read().get("site").and_then(|s| s.parse::<i64>().ok()), tick.get()),
+        |(site, _)| async move {
+            match site {
+                Some(site) => live_site_load(site).await,
+                None => Err(ServerFnError::new("that is not a site number")),
+            }
+        },
+    );
+    view! {
+        <main class="mx-auto max-w-5xl p-6 space-y-6">
+            <a class="text-blue-700 underline" href="/console">"All chargers"</a>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match load.await {
+                        Ok(load) => view! { <SiteLoadView load/> }.into_any(),
+                        Err(err) => view! { <super::SignInPrompt message=super::error_text(&err)/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </main>
+    }
+}
+
+#[component]
+fn SiteLoadView(load: SiteLoad) -> impl IntoView {
+    let SiteLoad {
+        site_name,
+        retailer_name,
+        nodes,
+        store_worst_case,
+        store_rise_learned,
+        overcommitted,
+        connectors,
+    } = load;
+    let store_note = if store_worst_case {
+        "The store meter is stale or missing: its worst case is counted."
+    } else if store_rise_learned {
+        "Store: its latest reading plus the rise its meter has shown it can make before we see it."
+    } else {
+        "Store: its latest reading plus the configured rise (its meter's history is still short)."
+    };
+    view! {
+        <div>
+            <h1 class="text-2xl font-bold" data-testid="site-name">{site_name}</h1>
+            <p class="text-slate-600">{retailer_name}" · live load, every 2 s"</p>
+        </div>
+        {overcommitted.then(|| view! {
+            <p class="rounded border border-red-300 bg-red-50 p-3" data-testid="overcommitted">
+                "Over a limit: the store rose faster than it was counted; decreases are on their way."
+            </p>
+        })}
+        <p class=if store_worst_case { "rounded border border-amber-300 bg-amber-50 p-3" } else { "text-slate-600" }
+            data-testid="store-note">{store_note}</p>
+        {nodes.into_iter().map(|node| view! { <NodeTable node/> }).collect_view()}
+        <ConnectorTable connectors/>
+    }
+}
+
+const PHASES: [&str; 3] = ["L1", "L2", "L3"];
+
+#[component]
+fn NodeTable(node: NodeLoad) -> impl IntoView {
+    let (title, key) = match &node.circuit {
+        None => ("Grid connection".to_owned(), "grid".to_owned()),
+        Some(name) => (format!("Circuit {name}"), format!("circuit-{name}")),
+    };
+    let headroom = node.headroom_da();
+    let rows = (0..3)
+        .map(|k| {
+            let id = |what: &str| format!("{key}-{}-{what}", PHASES[k]);
+            // The bar: the store, then the cars' budgets, against the limit.
+            let limit = f64::from(node.limit_da[k].max(1));
+            let pct = |da: u32| format!("width: {:.1}%", (f64::from(da) / limit * 100.0).min(100.0));
+            let cars = node.counted_da[k].saturating_sub(node.store_da[k]);
+            view! {
+                <tr class="border-t">
+                    <td class="font-mono">{PHASES[k]}</td>
+                    <td data-testid=id("limit")>{amps(node.limit_da[k])}</td>
+                    <td data-testid=id("store")>{amps(node.store_da[k])}</td>
+                    <td data-testid=id("allocated")>{amps(node.allocated_da[k])}</td>
+                    <td data-testid=id("measured")>{amps(node.measured_da[k])}</td>
+                    <td data-testid=id("headroom")>{amps(headroom[k])}</td>
+                    <td class="w-1/3">
+                        <div class="flex h-3 w-full overflow-hidden rounded bg-slate-200">
+                            <div class="bg-slate-500" style=pct(node.store_da[k])></div>
+                            <div class="bg-emerald-500" style=pct(cars)></div>
+                        </div>
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="space-y-2" data-testid=key.clone()>
+            <h2 class="text-lg font-semibold">{title}</h2>
+            <table class="w-full text-left">
+                <thead><tr>
+                    <th>"Phase"</th><th>"Limit"</th><th>"Store"</th><th>"Given to cars"</th>
+                    <th>"Cars measured"</th><th>"Headroom"</th><th>"Store / cars"</th>
+                </tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </section>
+    }
+}
+
+#[component]
+fn ConnectorTable(connectors: Vec<ConnectorLoad>) -> impl IntoView {
+    view! {
+        <section class="space-y-2">
+            <h2 class="text-lg font-semibold">"Connectors"</h2>
+            <table class="w-full text-left" data-testid="connector-load">
+                <thead><tr>
+                    <th>"Charger"</th><th>"Connector"</th><th>"Charger online"</th><th>"Car"</th>
+                    <th>"Steering"</th><th>"Plan"</th><th>"Accepted"</th><th>"Measured L1 / L2 / L3"</th>
+                </tr></thead>
+                <tbody>
+                    {connectors.into_iter().map(|c| {
+                        let id = |what: &str| format!("{}-{}-{what}", c.charger_id, c.connector_no);
+                        let measured = c.measured_da.map(amps).join(" / ");
+                        view! {
+                            <tr class="border-t">
+                                <td class="font-mono">{c.charger_id.clone()}</td><td>{c.connector_no}</td>
+                                <td data-testid=id("online")>{if c.online { "yes" } else { "no" }}</td>
+                                <td data-testid=id("car")>{if c.charging { "charging" } else { "–" }}</td>
+                                <td>{c.steering.clone()}</td>
+                                <td data-testid=id("plan")>{amps(c.target_da)}</td>
+                                <td data-testid=id("accepted")>{amps(c.accepted_da)}</td>
+                                <td data-testid=id("measured")>{measured}</td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
     }
 }

@@ -47,7 +47,8 @@ impl FromRef<AppState> for CentralSystem {
 
 impl AppState {
     pub fn new(leptos: LeptosOptions, db: Db, themes: Arc<Themes>, ocpp: CentralSystem) -> Self {
-        let backend: SharedBackend = Arc::new(WebBackend { db: db.clone(), themes: themes.clone() });
+        let backend: SharedBackend =
+            Arc::new(WebBackend { db: db.clone(), themes: themes.clone(), hub: ocpp.hub.clone() });
         Self { leptos, db, themes, backend, ocpp }
     }
 }

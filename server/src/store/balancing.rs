@@ -5,6 +5,7 @@ use crate::balancer::{HandoverConfig, Millis, SiteMeter};
 use app::domain::SiteId;
 use serde::Serialize;
 use sqlx::Row;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
 pub struct CircuitRow {
@@ -278,17 +279,21 @@ pub struct ConnectorSpec {
     pub circuit: Option<String>,
 }
 
+/// A site's circuits' names by id.
+pub async fn circuit_names(db: &Db, site: SiteId) -> Result<HashMap<i64, String>, StoreError> {
+    sqlx::query("SELECT id, name FROM circuits WHERE site_id = $1")
+        .bind(site.0)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+        .collect()
+}
+
 /// The site's electrics as stored, in the operator's terms.
 pub async fn electrics_spec(db: &Db, id: SiteId) -> Result<Option<ElectricsSpec>, StoreError> {
     let Some(site) = site(db, id).await? else { return Ok(None) };
-    let names: std::collections::HashMap<i64, String> =
-        sqlx::query("SELECT id, name FROM circuits WHERE site_id = $1")
-            .bind(id.0)
-            .fetch_all(db.pool())
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
-            .collect::<Result<_, StoreError>>()?;
+    let names = circuit_names(db, id).await?;
     let amps = |da: i64| da as f64 / 10.0;
     Ok(Some(ElectricsSpec {
         grid_limit_a: site.grid_limit_da.map(amps),

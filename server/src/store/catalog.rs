@@ -185,6 +185,7 @@ pub async fn connector_facts(
 #[derive(Debug, Clone)]
 pub struct ChargerSummary {
     pub id: String,
+    pub site_id: i64,
     pub site_name: String,
     pub retailer_name: String,
     pub connectors: i64,
@@ -195,7 +196,7 @@ pub struct ChargerSummary {
 
 pub async fn charger_summaries(db: &Db) -> Result<Vec<ChargerSummary>, StoreError> {
     let rows = sqlx::query(
-        "SELECT ch.id, s.name AS site_name, r.name AS retailer_name, ch.online, ch.registration, \
+        "SELECT ch.id, s.id AS site_id, s.name AS site_name, r.name AS retailer_name, ch.online, ch.registration, \
          (SELECT COUNT(*) FROM connectors c WHERE c.charger_id = ch.id) AS connectors, \
          (SELECT COUNT(*) FROM transactions t WHERE t.charger_id = ch.id AND t.status = 'active') AS active_sessions \
          FROM chargers ch JOIN sites s ON s.id = ch.site_id JOIN retailers r ON r.id = s.retailer_id ORDER BY ch.id",
@@ -206,6 +207,7 @@ pub async fn charger_summaries(db: &Db) -> Result<Vec<ChargerSummary>, StoreErro
         .map(|r| {
             Ok(ChargerSummary {
                 id: r.try_get("id")?,
+                site_id: r.try_get("site_id")?,
                 site_name: r.try_get("site_name")?,
                 retailer_name: r.try_get("retailer_name")?,
                 connectors: r.try_get("connectors")?,
@@ -215,6 +217,17 @@ pub async fn charger_summaries(db: &Db) -> Result<Vec<ChargerSummary>, StoreErro
             })
         })
         .collect()
+}
+
+/// A site's name and its retailer's (`None`: no such site).
+pub async fn site_names(db: &Db, site: SiteId) -> Result<Option<(String, String)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT s.name AS site_name, r.name AS retailer_name FROM sites s JOIN retailers r ON r.id = s.retailer_id WHERE s.id = $1",
+    )
+    .bind(site.0)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| Ok((r.try_get("site_name")?, r.try_get("retailer_name")?))).transpose()
 }
 
 /// A retailer and its sites with counts: everything its dashboard lists, and nothing of anyone else's.

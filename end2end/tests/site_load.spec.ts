@@ -1,0 +1,71 @@
+import { test, expect, Page } from "@playwright/test";
+import { spawn } from "node:child_process";
+import path from "node:path";
+
+const bin = process.env.FORECOURT_BIN ?? path.resolve(__dirname, "../../target/debug/forecourt");
+
+async function signIn(page: Page, email: string, password: string) {
+  await page.goto("/login");
+  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+/** "12.5 A" as a number of amps. */
+async function ampsOf(page: Page, testId: string): Promise<number> {
+  const text = (await page.getByTestId(testId).textContent()) ?? "";
+  const m = text.match(/^(\d+\.\d) A$/);
+  expect(m, `${testId} reads "${text}"`).not.toBeNull();
+  return Number(m![1]);
+}
+
+test("an operator watches a site's load live as a car starts, and it stays under the limit", async ({ page, baseURL }) => {
+  await signIn(page, "operator@forecourt.local", "demo-operator-pass");
+  await expect(page).toHaveURL(/\/console$/);
+  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
+  await page.getByRole("link", { name: "FreshMart Camden" }).first().click();
+  await expect(page).toHaveURL(/\/console\/sites\/\d+$/);
+  await expect(page.getByTestId("site-name")).toHaveText("FreshMart Camden");
+
+  // No store meter has reported: the site's configured worst case (30 A) is counted.
+  await expect(page.getByTestId("grid-L1-limit")).toHaveText("100.0 A");
+  await expect(page.getByTestId("grid-L1-store")).toHaveText("30.0 A");
+  await expect(page.getByTestId("store-note")).toContainText("worst case");
+  await expect(page.getByTestId("FM-CAM-01-1-online")).toHaveText("no");
+  await page.evaluate(() => ((window as any).__sameDocument = true));
+
+  // A charger comes online over real OCPP (our simulator) and a car arrives within seconds.
+  const ws = baseURL!.replace("http", "ws") + "/ocpp";
+  const sim = spawn(bin, ["simulate", "--url", ws, "--charger", "FM-CAM-01:2", "--mean-idle", "1", "--mean-session", "600", "--duration", "40"], {
+    stdio: "ignore",
+  });
+  try {
+    await expect(page.getByTestId("FM-CAM-01-1-online")).toHaveText("yes", { timeout: 15_000 });
+    await expect(page.getByTestId("FM-CAM-01-1-car")).toHaveText("charging", { timeout: 15_000 });
+    await expect(page.getByTestId("FM-CAM-01-1-plan")).not.toHaveText("0.0 A", { timeout: 15_000 });
+    // The charger accepts the limit and the car's meter reports what it draws.
+    await expect(page.getByTestId("FM-CAM-01-1-accepted")).not.toHaveText("0.0 A", { timeout: 15_000 });
+    await expect(page.getByTestId("FM-CAM-01-1-measured")).not.toHaveText("0.0 A / 0.0 A / 0.0 A", { timeout: 20_000 });
+    await expect(page.getByTestId("grid-L1-measured")).not.toHaveText("0.0 A", { timeout: 5_000 });
+    for (const phase of ["L1", "L2", "L3"]) {
+      const limit = await ampsOf(page, `grid-${phase}-limit`);
+      const store = await ampsOf(page, `grid-${phase}-store`);
+      const given = await ampsOf(page, `grid-${phase}-allocated`);
+      expect(given).toBeGreaterThan(0);
+      expect(store + given).toBeLessThanOrEqual(limit);
+    }
+    // All of it without a reload.
+    expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);
+  } finally {
+    sim.kill();
+  }
+});
+
+test("a retailer cannot see the network's site loads", async ({ page }) => {
+  await signIn(page, "manager@urbanpod.example", "demo-urbanpod-pass");
+  await expect(page).toHaveURL(/\/dashboard$/);
+  const response = await page.goto("/console/sites/1");
+  expect(response?.status()).toBe(403);
+  await expect(page.getByTestId("sign-in-prompt")).toContainText("you do not have access");
+});

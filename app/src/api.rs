@@ -89,7 +89,8 @@ pub struct ConnectorLoad {
     pub charger_id: String,
     pub connector_no: u32,
     pub online: bool,
-    pub charging: bool,
+    /// The car plugged in, if any.
+    pub car: Option<CarLoad>,
     /// "steered", "refused our limit" (counted at its maximum) or "not smart" (always at its maximum).
     pub steering: String,
     /// What the plan gives it, and the last limit its charger accepted.
@@ -97,6 +98,45 @@ pub struct ConnectorLoad {
     pub accepted_da: u32,
     /// Its last measured current on its own L1, L2, L3.
     pub measured_da: [u32; 3],
+}
+
+/// What the balancer knows of a car.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarLoad {
+    /// Given nothing for now: it waits its turn (not every car can have 6 A at once).
+    pub waiting: bool,
+    /// 1 or 3, declared or learned from its draw; `None` until known.
+    pub phases: Option<u8>,
+    /// The most it was seen to take when offered more.
+    pub learned_max_da: Option<u32>,
+    pub energy_left_wh: Option<u32>,
+    pub departs_in_s: Option<u64>,
+    /// 0 is normal.
+    pub priority: u8,
+}
+
+impl CarLoad {
+    /// One line for people: "3-phase · takes at most 16.0 A · 12.5 kWh to go · leaves in 45 min".
+    pub fn details(&self) -> String {
+        let mut parts = Vec::new();
+        parts.push(match self.phases {
+            Some(n) => format!("{n}-phase"),
+            None => "phases not known yet".to_owned(),
+        });
+        if let Some(da) = self.learned_max_da {
+            parts.push(format!("takes at most {}", amps(da)));
+        }
+        if let Some(wh) = self.energy_left_wh {
+            parts.push(format!("{}.{} kWh to go", wh / 1000, wh % 1000 / 100));
+        }
+        if let Some(s) = self.departs_in_s {
+            parts.push(format!("leaves in {} min", s.div_ceil(60)));
+        }
+        if self.priority > 0 {
+            parts.push(format!("priority {}", self.priority));
+        }
+        parts.join(" · ")
+    }
 }
 
 /// Tenths of an amp as people read them: "12.5 A".
@@ -319,5 +359,36 @@ pub mod ssr {
         {
             response.append_header(http::header::SET_COOKIE, value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_car_is_described_in_plain_words() {
+        let mut car = CarLoad {
+            waiting: false,
+            phases: None,
+            learned_max_da: None,
+            energy_left_wh: None,
+            departs_in_s: None,
+            priority: 0,
+        };
+        assert_eq!(car.details(), "phases not known yet");
+        car = CarLoad {
+            phases: Some(3),
+            learned_max_da: Some(160),
+            energy_left_wh: Some(12_549),
+            departs_in_s: Some(2_701),
+            priority: 1,
+            ..car
+        };
+        assert_eq!(
+            car.details(),
+            "3-phase · takes at most 16.0 A · 12.5 kWh to go · leaves in 46 min · priority 1"
+        );
+        assert_eq!(amps(7), "0.7 A");
     }
 }

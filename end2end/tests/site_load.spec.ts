@@ -48,6 +48,8 @@ test("an operator watches a site's load live as a car starts, and it stays under
     await expect(page.getByTestId("FM-CAM-01-1-accepted")).not.toHaveText("0.0 A", { timeout: 15_000 });
     await expect(page.getByTestId("FM-CAM-01-1-measured")).not.toHaveText("0.0 A / 0.0 A / 0.0 A", { timeout: 20_000 });
     await expect(page.getByTestId("grid-L1-measured")).not.toHaveText("0.0 A", { timeout: 5_000 });
+    // Its phases are learned from those readings.
+    await expect(page.getByTestId("FM-CAM-01-1-car-details")).toContainText(/^[13]-phase/, { timeout: 20_000 });
     for (const phase of ["L1", "L2", "L3"]) {
       const limit = await ampsOf(page, `grid-${phase}-limit`);
       const store = await ampsOf(page, `grid-${phase}-store`);

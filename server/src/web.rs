@@ -2,11 +2,13 @@
 
 use crate::auth;
 use crate::balancer::live::{Hub, SiteBudget};
-use crate::balancer::{PerPhase, SmartState};
+use crate::balancer::{EvPhases, PerPhase, SmartState};
 use crate::store::{self, balancing, catalog, users, Db};
 use crate::themes::Themes;
 use app::api::ssr::{anyhow_like::Result, Backend, NewSession, Principal};
-use app::api::{ChargerRow, ConnectorLoad, DriverConnector, NodeLoad, RetailerSummary, SiteLoad, SiteRow};
+use app::api::{
+    CarLoad, ChargerRow, ConnectorLoad, DriverConnector, NodeLoad, RetailerSummary, SiteLoad, SiteRow,
+};
 use app::domain::{ChargerId, ConnectorNo, RetailerId, SiteId};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -152,7 +154,17 @@ fn site_load(
                 charger_id: charger_id.clone(),
                 connector_no: *connector_no,
                 online: c.online,
-                charging: c.session.is_some(),
+                car: c.session.map(|_| CarLoad {
+                    waiting: c.paused,
+                    phases: c.ev_phases.map(|p| match p {
+                        EvPhases::One => 1,
+                        EvPhases::Three => 3,
+                    }),
+                    learned_max_da: c.learned_max.map(|a| a.get()),
+                    energy_left_wh: c.energy_left_wh,
+                    departs_in_s: c.departs_in_s,
+                    priority: c.priority.unwrap_or(0),
+                }),
                 steering: match c.smart {
                     SmartState::Ok => "steered",
                     SmartState::Rejected => "refused our limit",

@@ -174,7 +174,7 @@ fn ConnectorTable(connectors: Vec<ConnectorLoad>) -> impl IntoView {
             <h2 class="text-lg font-semibold">"Connectors"</h2>
             <table class="w-full text-left" data-testid="connector-load">
                 <thead><tr>
-                    <th>"Charger"</th><th>"Connector"</th><th>"Charger online"</th><th>"Car"</th>
+                    <th>"Charger"</th><th>"Connector"</th><th>"Charger online"</th><th>"Car"</th><th>"What we know of it"</th>
                     <th>"Steering"</th><th>"Plan"</th><th>"Accepted"</th><th>"Measured L1 / L2 / L3"</th>
                 </tr></thead>
                 <tbody>
@@ -185,7 +185,14 @@ fn ConnectorTable(connectors: Vec<ConnectorLoad>) -> impl IntoView {
                             <tr class="border-t">
                                 <td class="font-mono">{c.charger_id.clone()}</td><td>{c.connector_no}</td>
                                 <td data-testid=id("online")>{if c.online { "yes" } else { "no" }}</td>
-                                <td data-testid=id("car")>{if c.charging { "charging" } else { "–" }}</td>
+                                <td data-testid=id("car")>{match &c.car {
+                                    None => "–",
+                                    Some(car) if car.waiting => "waiting its turn",
+                                    Some(_) => "charging",
+                                }}</td>
+                                <td class="text-sm text-slate-600" data-testid=id("car-details")>
+                                    {c.car.as_ref().map(|car| car.details())}
+                                </td>
                                 <td>{c.steering.clone()}</td>
                                 <td data-testid=id("plan")>{amps(c.target_da)}</td>
                                 <td data-testid=id("accepted")>{amps(c.accepted_da)}</td>

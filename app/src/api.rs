@@ -59,6 +59,8 @@ pub struct SiteLoad {
     /// Some limit is exceeded by what is counted (the store rose; decreases are on their way).
     pub overcommitted: bool,
     pub connectors: Vec<ConnectorLoad>,
+    /// The highest priority an operator may give a session (0 is normal).
+    pub max_priority: u8,
 }
 
 /// The grid connection (`circuit: None`) or one circuit, by name.
@@ -103,6 +105,8 @@ pub struct ConnectorLoad {
 /// What the balancer knows of a car.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CarLoad {
+    /// Its session (transaction) number.
+    pub session: i64,
     /// Given nothing for now: it waits its turn (not every car can have 6 A at once).
     pub waiting: bool,
     /// 1 or 3, declared or learned from its draw; `None` until known.
@@ -225,6 +229,31 @@ pub async fn live_site_load(site: i64) -> Result<SiteLoad, ServerFnError> {
         .ok_or_else(|| ssr::not_found("no such site, or it is not balanced"))
 }
 
+/// Gives a running session a larger share (and it is paused last), or takes it back to normal (0):
+/// what an operator does when a driver calls with a good reason.
+#[server(endpoint = "set_session_priority")]
+pub async fn set_session_priority(session: i64, priority: u8) -> Result<(), ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    if me.role != Role::Operator {
+        return Err(ssr::forbidden());
+    }
+    match ssr::backend()?.set_session_priority(session, priority).await.map_err(ssr::internal)? {
+        PriorityChange::Set => Ok(()),
+        PriorityChange::NotRunning => Err(ssr::not_found("that session is not running")),
+        PriorityChange::OutOfRange { max } => {
+            Err(ssr::bad_request(format!("a priority is between 0 and {max}, not {priority}")))
+        }
+    }
+}
+
+/// What became of an operator's new priority for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PriorityChange {
+    Set,
+    NotRunning,
+    OutOfRange { max: u8 },
+}
+
 #[server(endpoint = "retailer_overview")]
 pub async fn retailer_overview() -> Result<RetailerSummary, ServerFnError> {
     let me = ssr::require_signed_in().await?;
@@ -272,6 +301,11 @@ pub mod ssr {
         async fn network_chargers(&self) -> anyhow_like::Result<Vec<ChargerRow>>;
         /// `None`: no such site, or it is not balanced.
         async fn site_load(&self, site: SiteId) -> anyhow_like::Result<Option<SiteLoad>>;
+        async fn set_session_priority(
+            &self,
+            session: i64,
+            priority: u8,
+        ) -> anyhow_like::Result<PriorityChange>;
         async fn retailer_overview(&self, retailer: RetailerId) -> anyhow_like::Result<RetailerSummary>;
     }
 
@@ -369,6 +403,7 @@ mod tests {
     #[test]
     fn a_car_is_described_in_plain_words() {
         let mut car = CarLoad {
+            session: 1,
             waiting: false,
             phases: None,
             learned_max_da: None,

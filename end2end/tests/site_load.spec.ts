@@ -57,6 +57,11 @@ test("an operator watches a site's load live as a car starts, and it stays under
       expect(given).toBeGreaterThan(0);
       expect(store + given).toBeLessThanOrEqual(limit);
     }
+    // The operator gives the car priority 2 (a driver called with a good reason): the balancer has it.
+    await page.getByTestId("FM-CAM-01-1-priority-2").click();
+    await expect(page.getByTestId("FM-CAM-01-1-car-details")).toContainText("priority 2", { timeout: 10_000 });
+    await page.getByTestId("FM-CAM-01-1-priority-0").click();
+    await expect(page.getByTestId("FM-CAM-01-1-car-details")).not.toContainText("priority", { timeout: 10_000 });
     // All of it without a reload.
     expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);
   } finally {

@@ -7,7 +7,8 @@ use crate::store::{self, balancing, catalog, users, Db};
 use crate::themes::Themes;
 use app::api::ssr::{anyhow_like::Result, Backend, NewSession, Principal};
 use app::api::{
-    CarLoad, ChargerRow, ConnectorLoad, DriverConnector, NodeLoad, RetailerSummary, SiteLoad, SiteRow,
+    CarLoad, ChargerRow, ConnectorLoad, DriverConnector, NodeLoad, PriorityChange, RetailerSummary, SiteLoad,
+    SiteRow,
 };
 use app::domain::{ChargerId, ConnectorNo, RetailerId, SiteId};
 use std::collections::HashMap;
@@ -100,6 +101,23 @@ impl Backend for WebBackend {
         Ok(Some(site_load(site_name, retailer_name, &circuits, &budget)))
     }
 
+    async fn set_session_priority(&self, session: i64, priority: u8) -> Result<PriorityChange> {
+        let max = balancing::MAX_SESSION_PRIORITY;
+        if i64::from(priority) > max {
+            return Ok(PriorityChange::OutOfRange { max: u8::try_from(max).unwrap_or(u8::MAX) });
+        }
+        let Some((needs, charger)) =
+            balancing::set_session_priority(&self.db, session, i64::from(priority)).await?
+        else {
+            return Ok(PriorityChange::NotRunning);
+        };
+        if let Ok(charger) = ChargerId::parse(&charger) {
+            self.hub.session_declared(&charger, session, &needs);
+        }
+        tracing::info!(session.id = session, charger.id = %charger, priority, "session priority set by an operator");
+        Ok(PriorityChange::Set)
+    }
+
     async fn retailer_overview(&self, retailer: RetailerId) -> Result<RetailerSummary> {
         let found = catalog::retailer_sites(&self.db, retailer)
             .await?
@@ -144,17 +162,19 @@ fn site_load(
             measured_da: da(n.measured),
         })
         .collect();
+    let names: HashMap<u32, (&String, u32)> =
+        budget.connectors.iter().map(|(key, charger, no)| (*key, (charger, *no))).collect();
     let connectors = snapshot
         .connectors
         .iter()
         .filter_map(|c| {
-            let (_, charger_id, connector_no) =
-                budget.connectors.iter().find(|(k, ..)| *k == c.connector.0)?;
+            let (charger_id, connector_no) = names.get(&c.connector.0).copied()?;
             Some(ConnectorLoad {
                 charger_id: charger_id.clone(),
-                connector_no: *connector_no,
+                connector_no,
                 online: c.online,
-                car: c.session.map(|_| CarLoad {
+                car: c.session.map(|session| CarLoad {
+                    session: i64::try_from(session.0).unwrap_or(i64::MAX),
                     waiting: c.paused,
                     phases: c.ev_phases.map(|p| match p {
                         EvPhases::One => 1,
@@ -185,5 +205,6 @@ fn site_load(
         store_rise_learned: snapshot.store_rise_learned.is_some(),
         overcommitted: snapshot.overcommitted,
         connectors,
+        max_priority: u8::try_from(balancing::MAX_SESSION_PRIORITY).unwrap_or(0),
     }
 }

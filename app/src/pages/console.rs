@@ -1,6 +1,8 @@
 //! The operator console: every charger on the network, and each site's live load.
 
-use crate::api::{amps, live_site_load, network_chargers, ConnectorLoad, NodeLoad, SignOut, SiteLoad};
+use crate::api::{
+    amps, live_site_load, network_chargers, ConnectorLoad, NodeLoad, SetSessionPriority, SignOut, SiteLoad,
+};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -60,6 +62,15 @@ pub fn ConsolePage() -> impl IntoView {
 pub fn SiteLoadPage() -> impl IntoView {
     let params = use_params_map();
     let tick = ticking(2);
+    // Lives outside the refreshing view, so a click's answer is not lost when the table is redrawn.
+    let set_priority = ServerAction::<SetSessionPriority>::new();
+    provide_context(set_priority);
+    Effect::new(move |_| {
+        // Show a new priority at once rather than at the next tick.
+        if set_priority.version().get() > 0 {
+            tick.update(|t| *t += 1);
+        }
+    });
     let load = Resource::new(
         move || (params.read().get("site").and_then(|s| s.parse::<i64>().ok()), tick.get()),
         |(site, _)| async move {
@@ -72,6 +83,11 @@ pub fn SiteLoadPage() -> impl IntoView {
     view! {
         <main class="mx-auto max-w-5xl p-6 space-y-6">
             <a class="text-blue-700 underline" href="/console">"All chargers"</a>
+            {move || set_priority.value().get().and_then(|r| r.err()).map(|err| view! {
+                <p class="rounded border border-red-300 bg-red-50 p-3" data-testid="priority-error">
+                    {super::error_text(&err)}
+                </p>
+            })}
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match load.await {
@@ -94,6 +110,7 @@ fn SiteLoadView(load: SiteLoad) -> impl IntoView {
         store_rise_learned,
         overcommitted,
         connectors,
+        max_priority,
     } = load;
     let store_note = if store_worst_case {
         "The store meter is stale or missing: its worst case is counted."
@@ -114,8 +131,8 @@ fn SiteLoadView(load: SiteLoad) -> impl IntoView {
         })}
         <p class=if store_worst_case { "rounded border border-amber-300 bg-amber-50 p-3" } else { "text-slate-600" }
             data-testid="store-note">{store_note}</p>
-        {nodes.into_iter().map(|node| view! { <NodeTable node/> }).collect_view()}
-        <ConnectorTable connectors/>
+        {nodes.into_iter().map(|node| view! { <NodeTable node/> }.into_any()).collect_view()}
+        <ConnectorTable connectors max_priority/>
     }
 }
 
@@ -168,7 +185,8 @@ fn NodeTable(node: NodeLoad) -> impl IntoView {
 }
 
 #[component]
-fn ConnectorTable(connectors: Vec<ConnectorLoad>) -> impl IntoView {
+fn ConnectorTable(connectors: Vec<ConnectorLoad>, max_priority: u8) -> impl IntoView {
+    let set_priority = use_context::<ServerAction<SetSessionPriority>>();
     view! {
         <section class="space-y-2">
             <h2 class="text-lg font-semibold">"Connectors"</h2>
@@ -190,15 +208,29 @@ fn ConnectorTable(connectors: Vec<ConnectorLoad>) -> impl IntoView {
                                     Some(car) if car.waiting => "waiting its turn",
                                     Some(_) => "charging",
                                 }}</td>
-                                <td class="text-sm text-slate-600" data-testid=id("car-details")>
-                                    {c.car.as_ref().map(|car| car.details())}
+                                <td class="text-sm text-slate-600">
+                                    <span data-testid=id("car-details")>{c.car.as_ref().map(|car| car.details())}</span>
+                                    {c.car.as_ref().zip(set_priority).map(|(car, action)| {
+                                        let (session, current) = (car.session, car.priority);
+                                        view! {
+                                            <span class="ml-2 whitespace-nowrap">"Priority "
+                                                {(0..=max_priority).map(|priority| view! {
+                                                    <button type="button" data-testid=id(&format!("priority-{priority}"))
+                                                        class=if priority == current { "mx-0.5 rounded bg-slate-800 px-1.5 text-white" } else { "mx-0.5 rounded border px-1.5" }
+                                                        on:click=move |_| { action.dispatch(SetSessionPriority { session, priority }); }>
+                                                        {priority}
+                                                    </button>
+                                                }).collect_view()}
+                                            </span>
+                                        }
+                                    })}
                                 </td>
                                 <td>{c.steering.clone()}</td>
                                 <td data-testid=id("plan")>{amps(c.target_da)}</td>
                                 <td data-testid=id("accepted")>{amps(c.accepted_da)}</td>
                                 <td data-testid=id("measured")>{measured}</td>
                             </tr>
-                        }
+                        }.into_any()
                     }).collect_view()}
                 </tbody>
             </table>

@@ -88,6 +88,33 @@ pub async fn set_session_needs(
     Ok(if exists.is_some() { NeedsStored::Ended } else { NeedsStored::Unknown })
 }
 
+/// Gives a running session a new priority, keeping what else was stated about it. Returns the
+/// session's needs as they now stand and its charger, or `None` when it is not running.
+pub async fn set_session_priority(
+    db: &Db,
+    transaction_id: i64,
+    priority: i64,
+) -> Result<Option<(SessionNeeds, String)>, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE transactions SET priority = $1 WHERE id = $2 AND status = 'active' \
+             RETURNING charger_id, departure_at_ms, energy_need_wh",
+    )
+    .bind(priority)
+    .bind(transaction_id)
+    .fetch_optional(db.pool())
+    .await?;
+    updated
+        .map(|r| {
+            let needs = SessionNeeds {
+                departure_at_ms: r.try_get("departure_at_ms")?,
+                energy_need_wh: r.try_get("energy_need_wh")?,
+                priority,
+            };
+            Ok((needs, r.try_get("charger_id")?))
+        })
+        .transpose()
+}
+
 #[derive(Debug, Clone)]
 pub struct SiteElectrics {
     pub site: SiteId,

@@ -110,6 +110,37 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    async fn only_operators_see_site_loads_and_set_priorities(t: &TestDb) {
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let app = app(&t.db);
+        let (status, _, _) = send(&app, server_fn("live_site_load", "site=1", None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, _) = send(&app, server_fn("set_session_priority", "session=1&priority=2", None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        let urban = &seed::RETAILERS[1];
+        let retailer = sign_in(&app, urban.login, urban.password).await;
+        let (status, _, _) = send(&app, server_fn("live_site_load", "site=1", Some(&retailer))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _, _) =
+            send(&app, server_fn("set_session_priority", "session=1&priority=2", Some(&retailer))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        let operator = sign_in(&app, seed::OPERATOR_EMAIL, seed::OPERATOR_PASSWORD).await;
+        let (status, _, body) = send(&app, server_fn("live_site_load", "site=999", Some(&operator))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, _, body) =
+            send(&app, server_fn("set_session_priority", "session=424242&priority=2", Some(&operator))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert!(body.contains("not running"), "{body}");
+        let (status, _, body) =
+            send(&app, server_fn("set_session_priority", "session=424242&priority=9", Some(&operator))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.contains("between 0 and 3"), "{body}");
+    }
+}
+
+on_both_backends! {
     async fn wrong_passwords_and_bad_input_get_clear_4xx(t: &TestDb) {
         seed::seed_if_empty(&t.db).await.expect("seed");
         let app = app(&t.db);

@@ -87,6 +87,11 @@ on_both_backends! {
         let stored = balancing::set_session_needs(&t.db, tx.0, &needs).await.expect("stored");
         assert_eq!(stored, balancing::NeedsStored::Running { charger_id: charger.to_string(), connector_no: 1 });
         assert_eq!(balancing::set_session_needs(&t.db, 987_654, &needs).await.expect("asked"), balancing::NeedsStored::Unknown);
+        // An operator's new priority keeps the departure and energy stated before it.
+        let (now_needs, on) = balancing::set_session_priority(&t.db, tx.0, 1).await.expect("set").expect("running");
+        assert_eq!((now_needs, on.as_str()), (balancing::SessionNeeds { priority: 1, ..needs }, charger.as_str()));
+        assert_eq!(balancing::set_session_priority(&t.db, 987_654, 1).await.expect("asked"), None);
+        balancing::set_session_priority(&t.db, tx.0, 2).await.expect("set back");
         // After a restart the balancer starts the open session with what was stated.
         let hub = Hub::start(&t.db, Registry::default()).await.expect("hub");
         let budget = hub.budget(site).await.expect("the site is balanced");

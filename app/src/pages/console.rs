@@ -173,7 +173,7 @@ fn NodeTable(node: NodeLoad) -> impl IntoView {
     view! {
         <section class="space-y-2" data-testid=key.clone()>
             <h2 class="text-lg font-semibold">{title}</h2>
-            <table class="w-full text-left">
+            <table class="w-full text-left [&_td]:pr-3 [&_th]:pr-3">
                 <thead><tr>
                     <th>"Phase"</th><th>"Limit"</th><th>"Store"</th><th>"Given to cars"</th>
                     <th>"Cars measured"</th><th>"Headroom"</th><th>"Store / cars"</th>
@@ -190,7 +190,7 @@ fn ConnectorTable(connectors: Vec<ConnectorLoad>, max_priority: u8) -> impl Into
     view! {
         <section class="space-y-2">
             <h2 class="text-lg font-semibold">"Connectors"</h2>
-            <table class="w-full text-left" data-testid="connector-load">
+            <table class="w-full text-left [&_td]:pr-3 [&_th]:pr-3" data-testid="connector-load">
                 <thead><tr>
                     <th>"Charger"</th><th>"Connector"</th><th>"Charger online"</th><th>"Car"</th><th>"What we know of it"</th>
                     <th>"Steering"</th><th>"Plan"</th><th>"Accepted"</th><th>"Measured L1 / L2 / L3"</th>

@@ -11,10 +11,11 @@ use leptos_router::hooks::use_params_map;
 fn ticking(seconds: u64) -> RwSignal<u32> {
     let tick = RwSignal::new(0u32);
     Effect::new(move |_| {
-        let _ = set_interval_with_handle(
-            move || tick.update(|t| *t += 1),
-            std::time::Duration::from_secs(seconds),
-        );
+        let every = std::time::Duration::from_secs(seconds);
+        if let Ok(handle) = set_interval_with_handle(move || tick.update(|t| *t += 1), every) {
+            // Leaving the page stops it.
+            on_cleanup(move || handle.clear());
+        }
     });
     tick
 }

@@ -90,6 +90,8 @@ impl NodeLoad {
 pub struct ConnectorLoad {
     pub charger_id: String,
     pub connector_no: u32,
+    /// The circuit it hangs from, by name (`None`: directly below the grid connection).
+    pub circuit: Option<String>,
     pub online: bool,
     /// The car plugged in, if any.
     pub car: Option<CarLoad>,

@@ -62,6 +62,29 @@ test("an operator watches a site's load live as a car starts, and it stays under
     await expect(page.getByTestId("FM-CAM-01-1-car-details")).toContainText("priority 2", { timeout: 10_000 });
     await page.getByTestId("FM-CAM-01-1-priority-0").click();
     await expect(page.getByTestId("FM-CAM-01-1-car-details")).not.toContainText("priority", { timeout: 10_000 });
+    // The operator states a feeder for FM-CAM-01 (operator API): the page shows it and what hangs from it.
+    const site = page.url().match(/\/console\/sites\/(\d+)$/)![1];
+    const auth = { Authorization: "Bearer demo-operator-api-token" };
+    const got = await page.request.get(`/api/v1/sites/${site}/electrics`, { headers: auth });
+    expect(got.status()).toBe(200);
+    const original = await got.json();
+    const onBay = original.connectors
+      .filter((c: any) => c.charger_id === "FM-CAM-01")
+      .map((c: any) => ({ ...c, circuit: "Bay A" }));
+    expect(onBay.length).toBe(2);
+    const put = await page.request.put(`/api/v1/sites/${site}/electrics`, {
+      headers: auth,
+      data: { ...original, circuits: [{ name: "Bay A", limit_a: [63, 63, 63] }], connectors: onBay },
+    });
+    expect(put.status()).toBe(200);
+    try {
+      await expect(page.getByTestId("FM-CAM-01-1-circuit")).toHaveText("Bay A", { timeout: 10_000 });
+      await expect(page.getByTestId("circuit-Bay A-L1-limit")).toHaveText("63.0 A");
+      await expect(page.getByTestId("FM-CAM-02-1-circuit")).toHaveText("–");
+    } finally {
+      const back = await page.request.put(`/api/v1/sites/${site}/electrics`, { headers: auth, data: original });
+      expect(back.status()).toBe(200);
+    }
     // All of it without a reload.
     expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);
   } finally {

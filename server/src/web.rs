@@ -2,7 +2,7 @@
 
 use crate::auth;
 use crate::balancer::live::{Hub, SiteBudget};
-use crate::balancer::{EvPhases, PerPhase, SmartState};
+use crate::balancer::{CircuitId, EvPhases, PerPhase, SmartState};
 use crate::store::{self, balancing, catalog, users, Db};
 use crate::themes::Themes;
 use app::api::ssr::{anyhow_like::Result, Backend, NewSession, Principal};
@@ -147,14 +147,14 @@ fn site_load(
     budget: &SiteBudget,
 ) -> SiteLoad {
     let da = |p: PerPhase| p.0.map(|a| a.get());
+    let circuit_name =
+        |c: CircuitId| circuits.get(&i64::from(c.0)).cloned().unwrap_or_else(|| format!("circuit {}", c.0));
     let snapshot = &budget.snapshot;
     let nodes = snapshot
         .nodes
         .iter()
         .map(|n| NodeLoad {
-            circuit: n.circuit.map(|c| {
-                circuits.get(&i64::from(c.0)).cloned().unwrap_or_else(|| format!("circuit {}", c.0))
-            }),
+            circuit: n.circuit.map(circuit_name),
             limit_da: da(n.limit),
             store_da: if n.circuit.is_none() { da(snapshot.store_assumed) } else { [0; 3] },
             counted_da: da(n.budgeted),
@@ -172,6 +172,7 @@ fn site_load(
             Some(ConnectorLoad {
                 charger_id: charger_id.clone(),
                 connector_no,
+                circuit: c.circuit.map(circuit_name),
                 online: c.online,
                 car: c.session.map(|session| CarLoad {
                     session: i64::try_from(session.0).unwrap_or(i64::MAX),

@@ -193,7 +193,7 @@ fn ConnectorTable(connectors: Vec<ConnectorLoad>, max_priority: u8) -> impl Into
             <h2 class="text-lg font-semibold">"Connectors"</h2>
             <table class="w-full text-left [&_td]:pr-3 [&_th]:pr-3" data-testid="connector-load">
                 <thead><tr>
-                    <th>"Charger"</th><th>"Connector"</th><th>"Charger online"</th><th>"Car"</th><th>"What we know of it"</th>
+                    <th>"Charger"</th><th>"Connector"</th><th>"Circuit"</th><th>"Charger online"</th><th>"Car"</th><th>"What we know of it"</th>
                     <th>"Steering"</th><th>"Plan"</th><th>"Accepted"</th><th>"Measured L1 / L2 / L3"</th>
                 </tr></thead>
                 <tbody>
@@ -203,6 +203,7 @@ fn ConnectorTable(connectors: Vec<ConnectorLoad>, max_priority: u8) -> impl Into
                         view! {
                             <tr class="border-t">
                                 <td class="font-mono">{c.charger_id.clone()}</td><td>{c.connector_no}</td>
+                                <td data-testid=id("circuit")>{c.circuit.clone().unwrap_or_else(|| "–".to_owned())}</td>
                                 <td data-testid=id("online")>{if c.online { "yes" } else { "no" }}</td>
                                 <td data-testid=id("car")>{match &c.car {
                                     None => "–",

@@ -432,6 +432,8 @@ pub struct NodeView {
 pub struct ConnectorView {
     /// Which connector.
     pub connector: ConnectorKey,
+    /// The circuit it hangs from (`None`: directly below the grid connection).
+    pub circuit: Option<CircuitId>,
     /// Its session, if any.
     pub session: Option<SessionKey>,
     /// Whether its charger is connected.
@@ -1539,6 +1541,7 @@ impl Balancer {
             let (budget, budget_phases) = self.budget(i, planned);
             connectors.push(ConnectorView {
                 connector: cc.key,
+                circuit: cc.circuit,
                 session: c.session.as_ref().map(|s| s.key),
                 online: c.online,
                 smart: c.smart,

@@ -145,9 +145,14 @@ impl CarLoad {
     }
 }
 
+/// A count of tenths as people read it, with its unit: `tenths(125, "A")` is "12.5 A".
+pub fn tenths(value: u32, unit: &str) -> String {
+    format!("{}.{} {unit}", value / 10, value % 10)
+}
+
 /// Tenths of an amp as people read them: "12.5 A".
 pub fn amps(da: u32) -> String {
-    format!("{}.{} A", da / 10, da % 10)
+    tenths(da, "A")
 }
 
 /// One site as a retailer's dashboard lists it.

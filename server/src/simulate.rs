@@ -386,14 +386,9 @@ fn answer_call(version: OcppVersion, action: &str, payload: &Value, limits: &Mut
         "GetVariables" => json!({"getVariableResult": []}),
         // The transaction meter's interval is obeyed; the other settings are taken and ignored.
         "ChangeConfiguration" => {
-            if payload.get("key").and_then(Value::as_str) == Some("MeterValueSampleInterval") {
-                let seconds = payload.get("value").and_then(Value::as_str).and_then(|v| v.parse().ok());
-                let Some(seconds) = seconds.filter(|s: &u64| *s > 0) else {
-                    return json!({"status": "Rejected"});
-                };
-                if let Ok(mut l) = limits.lock() {
-                    l.sample_interval = Some(Duration::from_secs(seconds));
-                }
+            let is_interval = payload.get("key").and_then(Value::as_str) == Some("MeterValueSampleInterval");
+            if is_interval && !set_sample_interval(limits, payload.get("value")) {
+                return json!({"status": "Rejected"});
             }
             json!({"status": "Accepted"})
         }
@@ -406,18 +401,8 @@ fn answer_call(version: OcppVersion, action: &str, payload: &Value, limits: &Mut
             let answer = |d: &Value| {
                 let is_tx_interval = d["component"]["name"] == "SampledDataCtrlr"
                     && d["variable"]["name"] == "TxUpdatedInterval";
-                let mut status = "Accepted";
-                if is_tx_interval {
-                    match d["attributeValue"].as_str().and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0)
-                    {
-                        Some(seconds) => {
-                            if let Ok(mut l) = limits.lock() {
-                                l.sample_interval = Some(Duration::from_secs(seconds));
-                            }
-                        }
-                        None => status = "Rejected",
-                    }
-                }
+                let rejected = is_tx_interval && !set_sample_interval(limits, d.get("attributeValue"));
+                let status = if rejected { "Rejected" } else { "Accepted" };
                 json!({"attributeStatus": status, "component": d["component"], "variable": d["variable"]})
             };
             json!({"setVariableResult": data.iter().map(answer).collect::<Vec<_>>()})
@@ -437,6 +422,18 @@ fn answer_call(version: OcppVersion, action: &str, payload: &Value, limits: &Mut
             }
         }
         _ => json!({"status": "Accepted"}),
+    }
+}
+
+/// Takes a meter interval sent as a string of whole seconds; false (nothing changed) if it is not one.
+fn set_sample_interval(limits: &Mutex<Limits>, value: Option<&Value>) -> bool {
+    let seconds = value.and_then(Value::as_str).and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0);
+    match (seconds, limits.lock()) {
+        (Some(seconds), Ok(mut l)) => {
+            l.sample_interval = Some(Duration::from_secs(seconds));
+            true
+        }
+        _ => false,
     }
 }
 

@@ -41,7 +41,7 @@ fn Branded(page: DriverConnector) -> impl IntoView {
     let show_prices = RwSignal::new(false);
     let theme = page.theme.clone();
     let examples = page.example_costs();
-    let kw = format!("{}.{} kW", page.max_power_kw_tenths / 10, page.max_power_kw_tenths % 10);
+    let kw = crate::api::tenths(page.max_power_kw_tenths, "kW");
     let support_phone = theme.support.phone.clone();
     let support_email = theme.support.email.clone();
     view! {

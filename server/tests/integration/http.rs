@@ -42,6 +42,11 @@ fn server_fn(name: &str, form: &str, cookie: Option<&str>) -> Request<Body> {
     req.body(Body::from(form.to_owned())).expect("request")
 }
 
+/// The status a server function answers with.
+async fn status_of(app: &Router, name: &str, form: &str, cookie: Option<&str>) -> StatusCode {
+    send(app, server_fn(name, form, cookie)).await.0
+}
+
 async fn sign_in(app: &Router, email: &str, password: &str) -> String {
     let form = format!("email={}&password={password}", email.replace('@', "%40"));
     let (status, headers, body) = send(app, server_fn("sign_in", &form, None)).await;
@@ -113,18 +118,13 @@ on_both_backends! {
     async fn only_operators_see_site_loads_and_set_priorities(t: &TestDb) {
         seed::seed_if_empty(&t.db).await.expect("seed");
         let app = app(&t.db);
-        let (status, _, _) = send(&app, server_fn("live_site_load", "site=1", None)).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        let (status, _, _) = send(&app, server_fn("set_session_priority", "session=1&priority=2", None)).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(status_of(&app, "live_site_load", "site=1", None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status_of(&app, "set_session_priority", "session=1&priority=2", None).await, StatusCode::UNAUTHORIZED);
 
         let urban = &seed::RETAILERS[1];
         let retailer = sign_in(&app, urban.login, urban.password).await;
-        let (status, _, _) = send(&app, server_fn("live_site_load", "site=1", Some(&retailer))).await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        let (status, _, _) =
-            send(&app, server_fn("set_session_priority", "session=1&priority=2", Some(&retailer))).await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(status_of(&app, "live_site_load", "site=1", Some(&retailer)).await, StatusCode::FORBIDDEN);
+        assert_eq!(status_of(&app, "set_session_priority", "session=1&priority=2", Some(&retailer)).await, StatusCode::FORBIDDEN);
 
         let operator = sign_in(&app, seed::OPERATOR_EMAIL, seed::OPERATOR_PASSWORD).await;
         let (status, _, body) = send(&app, server_fn("live_site_load", "site=999", Some(&operator))).await;

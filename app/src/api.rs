@@ -97,7 +97,8 @@ pub struct ConnectorLoad {
     pub car: Option<CarLoad>,
     /// "steered", "refused our limit" (counted at its maximum) or "not smart" (always at its maximum).
     pub steering: String,
-    /// What the plan gives it, and the last limit its charger accepted.
+    /// What the plan gives it, and the last limit its charger accepted (with no car: its own
+    /// default profile, what a car plugging in may draw before its first limit).
     pub target_da: u32,
     pub accepted_da: u32,
     /// Its last measured current on its own L1, L2, L3.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+
+import pytest
 from datetime import datetime, timezone
 
 from ocpp.routing import on
@@ -878,3 +880,139 @@ def test_an_operator_states_a_sessions_needs_and_a_priority_session_gets_the_lar
             await a.stop_tx(1, first)
 
     run_then_restore(server, original, scenario)
+
+
+class DefaultsWatch16(Charger16):
+    """A 1.6 charger that logs every profile it is sent, per connector, as it applies them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log: list[tuple[int, str, float]] = []
+
+    @on(Action16.set_charging_profile)
+    def on_set_charging_profile(self, connector_id, cs_charging_profiles, **_):
+        limit = float(cs_charging_profiles["charging_schedule"]["charging_schedule_period"][0]["limit"])
+        self.log.append((connector_id, cs_charging_profiles["charging_profile_purpose"], limit))
+        return result16.SetChargingProfile(status="Accepted")
+
+    async def plug_in(self, connector: int) -> str:
+        res = await self.req(call16.StartTransaction(connector_id=connector, id_tag="DEMO-TAG-1", meter_start=0, timestamp=now_iso()))
+        assert res.id_tag_info["status"] == "Accepted"
+        return str(res.transaction_id)
+
+    async def unplug(self, connector: int, tx: str):
+        self.log.append((connector, "Stopped", 0.0))
+        await self.req(call16.StopTransaction(transaction_id=int(tx), meter_stop=1000, timestamp=now_iso()))
+
+
+class DefaultsWatch201(Charger201):
+    """The same, as a 2.0.1 station (an EVSE per connector)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log: list[tuple[int, str, float]] = []
+
+    @on(Action201.set_charging_profile)
+    def on_set_charging_profile(self, evse_id, charging_profile, **_):
+        limit = float(charging_profile["charging_schedule"][0]["charging_schedule_period"][0]["limit"])
+        self.log.append((evse_id, charging_profile["charging_profile_purpose"], limit))
+        return result201.SetChargingProfile(status="Accepted")
+
+    async def plug_in(self, connector: int) -> str:
+        tx = f"idle-{self.id}-{connector}"
+        await self.req(call201.TransactionEvent(
+            event_type="Started", timestamp=now_iso(), trigger_reason="Authorized", seq_no=0,
+            transaction_info={"transactionId": tx}, id_token={"idToken": "DEMO-TAG-1", "type": "ISO14443"},
+            evse={"id": connector, "connectorId": 1},
+        ))
+        return tx
+
+    async def unplug(self, connector: int, tx: str):
+        self.log.append((connector, "Stopped", 0.0))
+        await self.req(call201.TransactionEvent(
+            event_type="Ended", timestamp=now_iso(), trigger_reason="EVDeparted", seq_no=1,
+            transaction_info={"transactionId": tx, "chargingState": "Idle", "stoppedReason": "EVDisconnected"},
+        ))
+
+
+def applied_per_connector(log: list[tuple[int, str, float]]) -> list[dict[int, float]]:
+    """What each connector may draw after each profile, as a charger applies them: its TxProfile while
+    its transaction runs, else its own TxDefaultProfile, else the charger-wide one (connector 0)."""
+    tx: dict[int, float] = {}
+    own: dict[int, float] = {}
+    wide = 0.0
+    states = []
+    for connector, purpose, limit in log:
+        if purpose == "TxProfile":
+            tx[connector] = limit
+        elif purpose == "Stopped":
+            tx.pop(connector, None)
+        elif purpose == "TxDefaultProfile" and connector == 0:
+            wide = limit
+        elif purpose == "TxDefaultProfile":
+            own[connector] = limit
+        states.append({c: tx.get(c, own.get(c, wide)) for c in (1, 2)})
+    return states
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_an_idle_connectors_default_gives_way_to_a_car_and_comes_back(server, version):
+    """FreshMart with a 6 A fallback and a 16 A feeder over a new charger's two connectors: idle, each
+    may start a car at 6 A. A car plugs into one: the other's own TxDefaultProfile goes to 0 A, so the
+    car gets the feeder's 16 A rather than the 10 A a fixed default would leave it; when it leaves, the
+    other's default is 6 A again. As the charger applies its profiles, the two never pass 16 A."""
+    from ocpp_kit import unique
+
+    cp_id = unique("FM-IDLE")
+    original = freshmart_electrics(server)
+    # What puts the site back: the original, with the new connectors off the test's circuit.
+    restore = {"electrics": original}
+    cls = DefaultsWatch16 if version == "1.6" else DefaultsWatch201
+
+    async def scenario():
+        async with charger(server, cp_id, version, cls=cls, password="idle-default-pass-1") as cp:
+            for connector in (1, 2):
+                await cp.status(connector, "Available")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                status, electrics = await server.ahttp("GET", "/api/v1/sites/1/electrics")
+                mine = [c for c in electrics["connectors"] if c["charger_id"] == cp_id]
+                if len(mine) == 2:
+                    break
+                await asyncio.sleep(0.2)
+            assert len(mine) == 2, electrics
+            restore["electrics"] = {**original, "connectors": original["connectors"] + mine}
+            # A roomy grid, so that only the feeder binds (whatever sessions earlier tests left).
+            tight = {**original, "grid_limit_a": [400, 400, 400], "connector_fallback_a": 6,
+                     "circuits": [{"name": "Tight", "limit_a": [16, 16, 16]}],
+                     "connectors": [{**c, "max_current_a": 32, "phases": 3, "rotation": "L1L2L3", "circuit": "Tight"} for c in mine]}
+            status, body = await server.ahttp("PUT", "/api/v1/sites/1/electrics", tight)
+            assert status == 200, body
+
+            tx = await cp.plug_in(1)
+            deadline = time.monotonic() + 15
+            while applied_per_connector(cp.log)[-1:] != [{1: 16.0, 2: 0.0}] and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert applied_per_connector(cp.log)[-1] == {1: 16.0, 2: 0.0}, cp.log
+            assert (2, "TxDefaultProfile", 0.0) in cp.log, cp.log
+            # The other's default went down before the car went past 10 A.
+            first_above_10 = next(i for i, (c, p, a) in enumerate(cp.log) if c == 1 and p == "TxProfile" and a > 10)
+            assert cp.log.index((2, "TxDefaultProfile", 0.0)) < first_above_10, cp.log
+
+            await cp.unplug(1, tx)
+            deadline = time.monotonic() + 15
+            while cp.log[-1] != (2, "TxDefaultProfile", 6.0) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert cp.log[-1] == (2, "TxDefaultProfile", 6.0), cp.log
+            status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+            assert status == 200, budget
+            feeder = budget["snapshot"]["nodes"][1]
+            assert feeder["limit"] == [160] * 3 and all(b <= 160 for b in feeder["budgeted"]), feeder
+            # At no moment could the two draw more than the feeder allows.
+            assert all(sum(state.values()) <= 16.0 for state in applied_per_connector(cp.log)), cp.log
+
+    try:
+        run(scenario())
+    finally:
+        status, body = server.http("PUT", "/api/v1/sites/1/electrics", restore["electrics"])
+        assert status == 200, body

@@ -33,6 +33,8 @@ test("an operator watches a site's load live as a car starts, and it stays under
   await expect(page.getByTestId("grid-L1-store")).toHaveText("30.0 A");
   await expect(page.getByTestId("store-note")).toContainText("worst case");
   await expect(page.getByTestId("FM-CAM-01-1-online")).toHaveText("no");
+  // An idle connector at the site's 0 A fallback: a car plugging in waits for its first limit.
+  await expect(page.getByTestId("FM-CAM-02-1-car")).toHaveText("none (a car waits for its limit)");
   await page.evaluate(() => ((window as any).__sameDocument = true));
 
   // A charger comes online over real OCPP (our simulator) and a car arrives within seconds.

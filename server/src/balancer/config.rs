@@ -226,9 +226,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigWarning {
     /// With every connector idle (or offline) at its fallback and the store at its
-    /// worst case, nothing is left for sessions; during such hours every session is
-    /// paused. Lower the TxDefaultProfile limits (0 A is fine: a new session then
-    /// waits one round trip for its first limit).
+    /// worst case, nothing is left for sessions until the idle connectors' own defaults
+    /// are lowered (a round trip), nor while chargers are away or just reconnected. Lower
+    /// the TxDefaultProfile limits (0 A is fine: a new session then waits one round trip
+    /// for its first limit).
     #[error("fallbacks ({fallbacks}) plus worst-case store load ({store}) exceed the grid limit {limit} on {phase:?}")]
     FallbacksAndStoreExceedGrid { phase: Phase, fallbacks: DeciAmps, store: DeciAmps, limit: DeciAmps },
 }

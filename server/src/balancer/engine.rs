@@ -1,4 +1,4 @@
-//! The balancer state machine: events in, SetLimit commands out, time passed in.
+//! The balancer state machine: events in, SetLimit and SetDefault commands out, time passed in.
 //!
 //! # Safety rules (what the budget counts)
 //!
@@ -8,11 +8,15 @@
 //!
 //! * A connector with a session, online and smart: `max(acked limit, every limit in
 //!   flight)`. A decrease only lowers the budget once the charger has acknowledged it.
-//! * An idle connector: its fallback (TxDefaultProfile): a car may plug in any moment
-//!   and draw it before we can react.
-//! * An offline charger: `max(fallback, last acked, in flight)`: it keeps whatever
-//!   profile it had, or falls back.
-//! * A charger that rejected a profile or cannot do smart charging: connector maximum.
+//! * An idle connector: its default (TxDefaultProfile): a car may plug in any moment
+//!   and draw it before we can react. Each connector's own default is steered too: the
+//!   site's fallback while the others leave room for it, 0 A while they need it (a car
+//!   plugging in there then waits for its first limit), counted at the larger of the
+//!   accepted and any in flight, like a limit.
+//! * An offline charger: a session at `max(default, last acked, in flight)`: it keeps
+//!   whatever profile it had, or falls back; an idle connector at its default.
+//! * A charger that rejected a profile for its session, or cannot do smart charging at
+//!   all: connector maximum, online or not.
 //! * A car whose phase count is unknown is counted on every phase its connector has.
 //! * The store: the last reading plus how far it can have risen since (bounded), or
 //!   the configured worst case when the reading is older than `max_age` or missing.
@@ -186,13 +190,18 @@ pub enum Command {
         expires: Option<Millis>,
         then: Option<(Millis, DeciAmps)>,
     },
+    /// Set the connector's own default (OCPP TxDefaultProfile on that connector, above the
+    /// charger-wide one at the site's fallback): what a car plugging in there may draw before
+    /// its session's first limit, and what a session falls back to when its lease runs out.
+    /// 0 A: a car waits for its limit. It does not expire.
+    SetDefault { id: CommandId, connector: ConnectorKey, amps_per_phase: DeciAmps },
 }
 
 impl Command {
     /// The id to ack or reject.
     pub fn id(&self) -> CommandId {
         match self {
-            Command::SetLimit { id, .. } => *id,
+            Command::SetLimit { id, .. } | Command::SetDefault { id, .. } => *id,
         }
     }
 }
@@ -287,6 +296,45 @@ impl Limit {
     }
 }
 
+/// A connector's own default profile as we steer it.
+#[derive(Clone, Debug)]
+struct IdleDefault {
+    /// The last one it accepted (until then the charger-wide default, the site's fallback).
+    acked: DeciAmps,
+    /// Sent and not yet answered, oldest first.
+    inflight: Vec<(CommandId, DeciAmps)>,
+    /// What the plan gives it: the fallback or nothing.
+    target: DeciAmps,
+    /// When it was last raised: kept the dwell time, so a car asking for a little more does
+    /// not make every idle connector's default go down and up again.
+    raised_at: Option<Millis>,
+    /// False once its charger refused one: left at what it accepted until it reconnects.
+    steered: bool,
+    /// What the charger has is unknown (it reconnected): send the plan even if unchanged.
+    resend: bool,
+}
+
+impl IdleDefault {
+    fn new(fallback: DeciAmps) -> IdleDefault {
+        IdleDefault {
+            acked: fallback,
+            inflight: Vec::new(),
+            target: fallback,
+            raised_at: None,
+            steered: true,
+            resend: false,
+        }
+    }
+    /// The most a car may draw under it now: a decrease counts once accepted.
+    fn held(&self) -> DeciAmps {
+        self.inflight.iter().map(|x| x.1).fold(self.acked, DeciAmps::max)
+    }
+    /// The default we last sent.
+    fn commanded(&self) -> DeciAmps {
+        self.inflight.last().map_or(self.acked, |x| x.1)
+    }
+}
+
 /// A limit sent and not yet answered.
 #[derive(Clone, Copy, Debug)]
 struct Sent {
@@ -320,6 +368,8 @@ struct Conn {
     /// the retry is in flight).
     retry: Option<(u32, Option<Millis>)>,
     target: DeciAmps,
+    /// Its own default profile: what it may draw between sessions, and a session once its lease ends.
+    idle: IdleDefault,
     measured: [DeciAmps; 3],
     /// The session's latest readings, newest first, for an incomer meter's arithmetic (enough
     /// to reach back past a late incomer reading).
@@ -440,11 +490,11 @@ pub struct ConnectorView {
     pub online: bool,
     /// Whether we can steer it.
     pub smart: SmartState,
-    /// What the plan gives it.
+    /// What the plan gives it (idle: its own default profile, the fallback or nothing).
     pub target: DeciAmps,
-    /// The last limit sent (in flight or accepted).
+    /// The last limit sent (in flight or accepted; idle: its default).
     pub commanded: DeciAmps,
-    /// The last limit the charger accepted.
+    /// The last limit the charger accepted (idle: its default).
     pub acked: DeciAmps,
     /// The most it may draw now, as the budget counts it.
     pub budget: DeciAmps,
@@ -481,6 +531,8 @@ pub struct Balancer {
     store_history: RiseHistory,
     next_id: u64,
     owners: HashMap<CommandId, (usize, u64)>,
+    /// Default profiles in flight, by connector index.
+    default_owners: HashMap<CommandId, usize>,
     outbox: Vec<Command>,
     last_plan: Millis,
     overcommitted: bool,
@@ -515,6 +567,7 @@ impl Balancer {
                 clock_trusted: true,
                 retry: None,
                 target: DeciAmps::ZERO,
+                idle: IdleDefault::new(c.fallback),
                 measured: [DeciAmps::ZERO; 3],
                 readings: [None; READINGS_KEPT],
             })
@@ -527,6 +580,7 @@ impl Balancer {
             store_history: RiseHistory::default(),
             next_id: 1,
             owners: HashMap::new(),
+            default_owners: HashMap::new(),
             outbox: Vec::new(),
             last_plan: Millis(0),
             overcommitted: false,
@@ -553,7 +607,7 @@ impl Balancer {
         let c = &self.conns[i];
         let session = c.session.clone()?;
         // A handover it accepted may still be to come: the most it may draw from now on.
-        let up_to = self.budget(i, now).0.max(c.held_from(now, self.cfg.connectors[i].fallback, self.skew()));
+        let up_to = self.budget(i, now).0.max(c.held_from(now, c.idle.held(), self.skew()));
         Some(CarriedSession { session, up_to })
     }
 
@@ -598,6 +652,23 @@ impl Balancer {
     pub fn carry_store(&mut self, from: &Balancer) {
         self.store = from.store;
         self.store_history = from.store_history.clone();
+    }
+
+    /// What connector's own default may be on its charger (accepted or in flight), for a rebuilt
+    /// balancer to take over with [`Balancer::carry_default`].
+    pub fn default_held(&self, connector: ConnectorKey) -> Option<DeciAmps> {
+        Some(self.conns[self.idx(connector).ok()?].idle.held())
+    }
+
+    /// Takes over what a connector's own default may be from the balancer this one replaces
+    /// (never less than this site's fallback counts, the charger-wide default's): counted until
+    /// the charger accepts the plan's. Answers to the old balancer's commands are not ours.
+    pub fn carry_default(&mut self, connector: ConnectorKey, held: DeciAmps) {
+        if let Ok(i) = self.idx(connector) {
+            let d = &mut self.conns[i].idle;
+            d.acked = held.max(self.cfg.connectors[i].fallback);
+            d.inflight.clear();
+        }
     }
 
     /// Feeds the store meter's past readings (oldest first, before any live one) to the rise
@@ -732,7 +803,6 @@ impl Balancer {
         match event {
             Event::SessionStarted { connector, session, info } => {
                 let i = self.idx(connector)?;
-                let fallback = self.cfg.connectors[i].fallback;
                 let c = &mut self.conns[i];
                 if c.session.is_some() {
                     return Err(EventError::SessionActive(connector));
@@ -742,7 +812,7 @@ impl Balancer {
                 // A new transaction starts under the TxDefaultProfile: what it runs is known again
                 // (a charger back online marked it to be sent our plan, whatever it ran before).
                 c.resend = false;
-                c.acked = Limit::flat(fallback);
+                c.acked = Limit::flat(c.idle.held());
                 c.acked_at = now;
                 c.acked_expires = None;
                 if c.smart == SmartState::Rejected {
@@ -769,14 +839,13 @@ impl Balancer {
             }
             Event::SessionEnded { connector } => {
                 let i = self.idx(connector)?;
-                let fallback = self.cfg.connectors[i].fallback;
                 let c = &mut self.conns[i];
                 if c.session.take().is_none() {
                     return Err(EventError::NoSession(connector));
                 }
                 c.epoch += 1;
                 c.inflight.clear();
-                c.acked = Limit::flat(fallback);
+                c.acked = Limit::flat(c.idle.held());
                 c.acked_at = now;
                 c.acked_expires = None;
                 c.target = DeciAmps::ZERO;
@@ -807,6 +876,22 @@ impl Balancer {
             Event::DrawStopped { connector, at } => {
                 let i = self.idx(connector)?;
                 self.conns[i].keep_reading([DeciAmps::ZERO; 3], at);
+            }
+            Event::CommandAccepted { id } if self.default_owners.contains_key(&id) => {
+                let i = self.default_owners.remove(&id).unwrap_or_default();
+                let d = &mut self.conns[i].idle;
+                if let Some(pos) = d.inflight.iter().position(|x| x.0 == id) {
+                    // Applied in order: older ones in flight are superseded.
+                    d.acked = d.inflight[pos].1;
+                    d.inflight.drain(..=pos);
+                }
+            }
+            Event::CommandRejected { id } if self.default_owners.contains_key(&id) => {
+                let i = self.default_owners.remove(&id).unwrap_or_default();
+                let d = &mut self.conns[i].idle;
+                // It keeps what it had: leave it there rather than ask again and again.
+                d.inflight.retain(|x| x.0 != id);
+                d.steered = false;
             }
             Event::CommandAccepted { id } => {
                 let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
@@ -855,7 +940,13 @@ impl Balancer {
                     if !c.online {
                         c.online = true;
                         // What it runs now is unknown: keep counting the worst of what it
-                        // could have, and send our plan again.
+                        // could have, and send our plan again. A charger that rebooted may
+                        // have lost the connector's own default: the charger-wide one applies.
+                        c.idle.acked = c.idle.held().max(fallback);
+                        c.idle.inflight.clear();
+                        c.idle.steered = true;
+                        // At a 0 A fallback every default is 0 A: nothing to put right.
+                        c.idle.resend = fallback > DeciAmps::ZERO;
                         c.acked = Limit::flat(c.held_from(now, fallback, skew).max(fallback));
                         c.acked_expires = None;
                         c.inflight.clear();
@@ -874,9 +965,8 @@ impl Balancer {
             }
             Event::LimitUnknown { connector, up_to } => {
                 let i = self.idx(connector)?;
-                let fallback = self.cfg.connectors[i].fallback;
                 let c = &mut self.conns[i];
-                c.acked = Limit::flat(c.held_from(now, fallback, skew).max(up_to));
+                c.acked = Limit::flat(c.held_from(now, c.idle.held(), skew).max(up_to));
                 c.acked_expires = None;
                 c.inflight.clear();
                 c.resend = true;
@@ -1003,14 +1093,16 @@ impl Balancer {
         let cc = &self.cfg.connectors[i];
         let c = &self.conns[i];
         let skew = self.skew();
-        if !c.online {
-            (c.held(now, t, cc.fallback, skew).max(cc.fallback), wiring_phases(cc))
-        } else if c.smart != SmartState::Ok {
+        let default = c.idle.held();
+        // A charger that takes no profile at all runs its maximum, with us or without.
+        if c.smart == SmartState::Unsupported || (c.smart == SmartState::Rejected && c.session.is_some()) {
             (cc.max, wiring_phases(cc))
+        } else if !c.online && c.session.is_some() {
+            (c.held(now, t, default, skew).max(default), wiring_phases(cc))
         } else if c.session.is_none() {
-            (cc.fallback, wiring_phases(cc))
+            (default, wiring_phases(cc))
         } else {
-            (c.held(now, t, cc.fallback, skew), self.footprint(i))
+            (c.held(now, t, default, skew), self.footprint(i))
         }
     }
 
@@ -1226,9 +1318,17 @@ impl Balancer {
         // What we cannot steer counts at the most it holds from now on: an offline charger may
         // have accepted an increase that starts at a switch to come.
         let moments = self.budget_moments(now);
+        let dwell = self.cfg.min_dwell;
+        // Idle connectors whose default we steer: shared after the sessions (below), except one
+        // raised within the dwell, which keeps its share first.
+        let mut idle = Vec::new();
         for i in 0..self.conns.len() {
             if self.controllable(i) {
                 ctl.push(i);
+                continue;
+            }
+            if self.idle_steered(i) {
+                idle.push((i, false));
                 continue;
             }
             let fp = self.budget(i, now).1;
@@ -1239,10 +1339,17 @@ impl Balancer {
                 }
             }
         }
+        for (i, kept) in &mut idle {
+            let d = &self.conns[*i].idle;
+            *kept = d.raised_at.is_some_and(|at| now.since(at) < dwell) && self.fits(&capacity, *i, d.target);
+            if *kept {
+                let target = d.target;
+                self.take_capacity(&mut capacity, *i, target);
+            }
+        }
 
         // Demands in admission order: sessions that must keep running (dwell), then the
         // rest by priority and least served; sessions that must stay paused are left out.
-        let dwell = self.cfg.min_dwell;
         let mut cand: Vec<(u8, std::cmp::Reverse<u8>, u64, usize, DeciAmps, f64)> =
             Vec::with_capacity(ctl.len());
         for &i in &ctl {
@@ -1308,6 +1415,20 @@ impl Balancer {
         }
         self.cons_buf = cons;
 
+        // What the sessions leave goes to idle connectors' defaults, all (the fallback) or nothing.
+        for &(i, kept) in &idle {
+            let fallback = self.cfg.connectors[i].fallback;
+            let target = if kept {
+                self.conns[i].idle.target
+            } else if self.fits(&capacity, i, fallback) {
+                self.take_capacity(&mut capacity, i, fallback);
+                fallback
+            } else {
+                DeciAmps::ZERO
+            };
+            self.conns[i].idle.target = target;
+        }
+
         for &(i, target, _) in &plan {
             let c = &mut self.conns[i];
             c.target = target;
@@ -1346,7 +1467,7 @@ impl Balancer {
         for &(i, target, k) in &plan {
             let c = &self.conns[i];
             let cur = c.commanded();
-            let fallback = self.cfg.connectors[i].fallback;
+            let fallback = c.idle.held();
             let held = c.held(now, now, fallback, skew);
             // A limit sent again (a lease renewed, a charger back) must not raise any moment to come.
             let floor = moments.iter().map(|&t| c.held(now, t, fallback, skew)).fold(held, DeciAmps::min);
@@ -1393,9 +1514,9 @@ impl Balancer {
         increases.sort();
         let gran = self.cfg.granularity;
         for (_, i, target) in increases {
-            let fallback = self.cfg.connectors[i].fallback;
             let fp = self.budget(i, now).1;
             let c = &self.conns[i];
+            let fallback = c.idle.held();
             let cur = c.commanded();
             let renew = c.lease_due(now, lease);
             // An increase may start later, where a handover frees capacity, if it gets more then
@@ -1454,6 +1575,33 @@ impl Balancer {
                             load[con(n, p)] += delta;
                         }
                     }
+                }
+            }
+        }
+        // Idle defaults last: decreases now, increases where they fit at every moment.
+        for &(i, _) in &idle {
+            let d = &self.conns[i].idle;
+            let (target, cur, held) = (d.target, d.commanded(), d.held());
+            if target < cur || (d.resend && target <= held) {
+                self.emit_default(i, target);
+            } else if target > cur {
+                let extra = i64::from(target.get()) - i64::from(held.get());
+                let fp = self.budget(i, now).1;
+                let room = |load: &Vec<i64>| {
+                    self.topo.paths[i]
+                        .iter()
+                        .all(|&n| fp.iter().all(|p| self.limit(con(n, p)) - load[con(n, p)] >= extra))
+                };
+                if loads.iter().all(room) {
+                    for load in &mut loads {
+                        for &n in &self.topo.paths[i] {
+                            for p in fp.iter() {
+                                load[con(n, p)] += extra.max(0);
+                            }
+                        }
+                    }
+                    self.conns[i].idle.raised_at = Some(now);
+                    self.emit_default(i, target);
                 }
             }
         }
@@ -1517,6 +1665,42 @@ impl Balancer {
         });
     }
 
+    /// An idle connector whose own default we steer.
+    fn idle_steered(&self, i: usize) -> bool {
+        let c = &self.conns[i];
+        c.online && c.smart == SmartState::Ok && c.session.is_none() && c.idle.steered
+    }
+
+    /// Whether `amps` fits in what is left on every constraint of connector `i`'s wiring.
+    fn fits(&self, capacity: &[i64], i: usize, amps: DeciAmps) -> bool {
+        let fp = wiring_phases(&self.cfg.connectors[i]);
+        self.topo.paths[i].iter().all(|&n| fp.iter().all(|p| capacity[con(n, p)] >= i64::from(amps.get())))
+    }
+
+    /// Takes `amps` on every constraint of connector `i`'s wiring.
+    fn take_capacity(&self, capacity: &mut [i64], i: usize, amps: DeciAmps) {
+        let fp = wiring_phases(&self.cfg.connectors[i]);
+        for &n in &self.topo.paths[i] {
+            for p in fp.iter() {
+                capacity[con(n, p)] -= i64::from(amps.get());
+            }
+        }
+    }
+
+    fn emit_default(&mut self, i: usize, amps: DeciAmps) {
+        let id = CommandId(self.next_id);
+        self.next_id += 1;
+        let d = &mut self.conns[i].idle;
+        d.resend = false;
+        d.inflight.push((id, amps));
+        self.default_owners.insert(id, i);
+        self.outbox.push(Command::SetDefault {
+            id,
+            connector: self.cfg.connectors[i].key,
+            amps_per_phase: amps,
+        });
+    }
+
     /// The live budget per node and connector.
     pub fn snapshot(&self, now: Millis) -> Snapshot {
         // What the last plan assumed (the store term grows between plans; the plan covers it).
@@ -1539,15 +1723,20 @@ impl Balancer {
                 }
             }
             let (budget, budget_phases) = self.budget(i, planned);
+            // An idle connector shows its own default profile.
+            let (target, commanded, acked) = match c.session {
+                Some(_) => (c.target, c.commanded(), c.acked.at(planned, self.skew())),
+                None => (c.idle.target, c.idle.commanded(), c.idle.acked),
+            };
             connectors.push(ConnectorView {
                 connector: cc.key,
                 circuit: cc.circuit,
                 session: c.session.as_ref().map(|s| s.key),
                 online: c.online,
                 smart: c.smart,
-                target: c.target,
-                commanded: c.commanded(),
-                acked: c.acked.at(planned, self.skew()),
+                target,
+                commanded,
+                acked,
                 budget,
                 budget_phases,
                 measured: c.measured,

@@ -473,17 +473,19 @@ fn in_flight_changes_count_the_larger_and_increases_wait_for_the_decrease_ack() 
 }
 
 #[test]
-fn idle_and_offline_connectors_are_budgeted_at_their_fallback() {
+fn idle_and_offline_connectors_are_budgeted_at_their_own_default() {
     // Connector 1 idle with a 10 A TxDefault; connector 2 idle, 6 A.
     let conns = vec![conn(0, None, ST, 0), conn(1, None, ST, 10), conn(2, None, ST, 6)];
     let mut h = H::new(site([40; 3], vec![], conns));
     h.start(0, three());
     h.settle();
-    assert_eq!(h.acked(0), a(24), "40 - 10 - 6");
+    // The car takes its connector's 32 A; what is left keeps connector 2's 6 A default, not
+    // connector 1's 10 A.
+    assert_eq!(h.acked(0), a(32));
+    assert_eq!((h.view(1).budget, h.view(2).budget), (a(0), a(6)));
     h.ev(Event::ChargerOffline { charger: ChargerKey(1) });
     h.settle();
-    assert_eq!(h.view(1).budget, a(10));
-    assert_eq!(h.acked(0), a(24));
+    assert_eq!(h.view(1).budget, a(0), "away, it keeps the default it accepted");
     // A charger that goes offline mid-session keeps counting what it had.
     h.start(2, three());
     h.settle();
@@ -491,7 +493,7 @@ fn idle_and_offline_connectors_are_budgeted_at_their_fallback() {
     h.ev(Event::ChargerOffline { charger: ChargerKey(2) });
     h.settle();
     assert_eq!(h.view(2).budget, held.max(a(6)));
-    assert_eq!(h.acked(0), a(40) - a(10) - held.max(a(6)));
+    assert_eq!(h.acked(0), a(40) - held.max(a(6)));
 }
 
 #[test]
@@ -789,6 +791,7 @@ fn limits_are_leases_renewed_while_we_talk_and_dropped_by_a_charger_that_lost_us
     assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
     let expires = |c: &Command| match c {
         Command::SetLimit { expires, .. } => *expires,
+        Command::SetDefault { .. } => None,
     };
     // Half the lease gone: the same limits go out again, each a fresh lease.
     h.advance(29);
@@ -1236,4 +1239,108 @@ fn an_offline_chargers_increase_at_a_switch_to_come_is_counted_when_the_store_ri
         let snap = h.b.snapshot(t0 + Millis::from_secs(secs));
         assert!(snap.nodes[0].budgeted.get(L1) <= a(40), "{secs} s: {:?}", snap.nodes[0].budgeted);
     }
+}
+
+/// Five connectors with a 6 A default on a 32 A connection: idle, they hold 24 A of it.
+fn tight_site_with_defaults() -> H {
+    let mut cfg = site([32, 32, 32], vec![], (0..5).map(|k| conn(k, None, [L1, L2, L3], 6)).collect());
+    cfg.store.worst_case = PerPhase::uniform(a(0));
+    H::new(cfg)
+}
+
+fn defaults(cmds: &[Command]) -> Vec<(u32, DeciAmps)> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::SetDefault { connector, amps_per_phase, .. } => Some((connector.0, *amps_per_phase)),
+            Command::SetLimit { .. } => None,
+        })
+        .collect()
+}
+
+fn limits_to(cmds: &[Command], k: u32) -> Vec<DeciAmps> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::SetLimit { connector, amps_per_phase, .. } if connector.0 == k => Some(*amps_per_phase),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The budget the snapshot counts on each phase of the grid connection.
+fn grid_budget(h: &H) -> [DeciAmps; 3] {
+    h.b.snapshot(h.now).nodes[0].budgeted.0
+}
+
+#[test]
+fn idle_connectors_defaults_make_way_for_a_car_and_come_back_when_it_leaves() {
+    let mut h = tight_site_with_defaults();
+    let cmds = h.start(0, three());
+    // The idle connectors' defaults go down; until they are accepted the car gets what is free.
+    assert_eq!(defaults(&cmds), (1..5).map(|k| (k, a(0))).collect::<Vec<_>>());
+    assert!(limits_to(&cmds, 0).iter().all(|&l| l <= a(8)), "{cmds:?}");
+    assert!(grid_budget(&h).iter().all(|&b| b <= a(32)));
+    h.settle();
+    assert_eq!(h.acked(0), a(32), "the car gets the whole connection once the defaults are down");
+    assert_eq!(h.view(1).budget, a(0));
+    assert!(grid_budget(&h).iter().all(|&b| b <= a(32)));
+
+    // The car leaves: its connector is back on its default, and the others' come back up.
+    h.advance(10);
+    let cmds = h.ev(Event::SessionEnded { connector: ConnectorKey(0) });
+    assert_eq!(defaults(&cmds), (1..5).map(|k| (k, a(6))).collect::<Vec<_>>());
+    h.settle();
+    assert_eq!(h.view(3).acked, a(6));
+    assert!(grid_budget(&h).iter().all(|&b| b == a(30)));
+}
+
+#[test]
+fn a_car_plugging_in_under_a_lowered_default_waits_for_its_limit() {
+    let mut h = tight_site_with_defaults();
+    h.start(0, three());
+    h.settle();
+    h.advance(10);
+    // Connector 1 is at 0 A: its new session is budgeted at nothing and gets a share once the
+    // first car's decrease is accepted.
+    let cmds = h.start(1, three());
+    assert_eq!(h.view(1).budget, a(0));
+    assert!(limits_to(&cmds, 0).iter().all(|&l| l < a(32)), "the first car makes room: {cmds:?}");
+    h.settle();
+    assert_eq!(h.acked(0) + h.acked(1), a(32));
+    assert!(grid_budget(&h).iter().all(|&b| b <= a(32)));
+}
+
+#[test]
+fn a_store_rising_lowers_idle_defaults_at_once() {
+    let mut h = tight_site_with_defaults();
+    h.settle();
+    assert!(grid_budget(&h).iter().all(|&b| b == a(30)));
+    h.advance(10);
+    // The store alone takes 20 A: at most two idle defaults fit beside it.
+    let cmds = h.store([20, 20, 20]);
+    let lowered = defaults(&cmds).iter().filter(|(_, amps)| *amps == a(0)).count();
+    assert!(lowered >= 3, "{cmds:?}");
+    h.settle();
+    assert!(!h.b.snapshot(h.now).overcommitted);
+}
+
+#[test]
+fn a_refused_default_is_left_where_it_was() {
+    let mut h = tight_site_with_defaults();
+    let cmds = h.start(0, three());
+    let refused = cmds
+        .iter()
+        .find(|c| matches!(c, Command::SetDefault { connector: ConnectorKey(1), .. }))
+        .expect("connector 1's default is lowered")
+        .id();
+    h.sent.retain(|c| c.id() != refused);
+    h.b.reject(refused, h.now).expect("a command in flight");
+    h.settle();
+    assert_eq!(h.view(1).budget, a(6), "it keeps the default it accepted");
+    assert_eq!(h.acked(0), a(26), "the car gets the rest");
+    h.advance(30);
+    assert!(defaults(&h.tick_commands()).is_empty(), "not asked again");
+    // Back from a reconnect, it is steered again.
+    h.ev(Event::ChargerOffline { charger: ChargerKey(1) });
+    let cmds = h.ev(Event::ChargerOnline { charger: ChargerKey(1) });
+    assert_eq!(defaults(&cmds), vec![(1, a(0))]);
 }

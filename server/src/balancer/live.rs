@@ -25,6 +25,10 @@ fn tx_profile_id(connector_no: u32) -> i64 {
 }
 /// Profile id of the charger-wide default we install at boot.
 const DEFAULT_PROFILE_ID: i64 = 999;
+/// Profile id of a connector's own default, which the balancer steers above the charger-wide one.
+fn connector_default_profile_id(connector_no: u32) -> i64 {
+    2000 + i64::from(connector_no)
+}
 const CALL_WAIT: Duration = Duration::from_secs(30);
 /// Inputs a site's task takes in one go (one recompute).
 const BATCH: usize = 512;
@@ -566,7 +570,7 @@ impl Hub {
         let outcome = self
             .inner
             .registry
-            .call(charger, "SetChargingProfile", default_profile(version, fallback), CALL_WAIT)
+            .call(charger, "SetChargingProfile", default_profile(version, 0, fallback), CALL_WAIT)
             .await;
         if !matches!(&outcome, Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted") {
             tracing::warn!(charger.id = %charger, ?outcome, "default profile refused: budgeting the charger at its maximum");
@@ -859,16 +863,22 @@ fn schedule_periods(version: OcppVersion, answer: &Value) -> Option<u32> {
     value.trim().parse().ok()
 }
 
-/// The default (fallback) profile: 1.6 TxDefaultProfile on connector 0, or 2.0.1 on EVSE 0.
-pub fn default_profile(version: OcppVersion, fallback: DeciAmps) -> Value {
-    let period = json!({"startPeriod": 0, "limit": fallback.as_amps()});
+/// A default profile (TxDefaultProfile): on connector (2.0.1 EVSE) 0 the charger-wide one at the
+/// site's fallback, installed at boot; on a connector, that connector's own, one stack level above,
+/// as the balancer steers it.
+pub fn default_profile(version: OcppVersion, connector_no: u32, amps: DeciAmps) -> Value {
+    let period = json!({"startPeriod": 0, "limit": amps.as_amps()});
+    let (id, stack) = match connector_no {
+        0 => (DEFAULT_PROFILE_ID, 0),
+        n => (connector_default_profile_id(n), 1),
+    };
     match version {
-        OcppVersion::V16 => json!({"connectorId": 0, "csChargingProfiles": {
-            "chargingProfileId": DEFAULT_PROFILE_ID, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+        OcppVersion::V16 => json!({"connectorId": connector_no, "csChargingProfiles": {
+            "chargingProfileId": id, "stackLevel": stack, "chargingProfilePurpose": "TxDefaultProfile",
             "chargingProfileKind": "Relative", "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [period]}}}),
-        OcppVersion::V201 => json!({"evseId": 0, "chargingProfile": {
-            "id": DEFAULT_PROFILE_ID, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
-            "chargingSchedule": [{"id": DEFAULT_PROFILE_ID, "chargingRateUnit": "A", "chargingSchedulePeriod": [period]}]}}),
+        OcppVersion::V201 => json!({"evseId": connector_no, "chargingProfile": {
+            "id": id, "stackLevel": stack, "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
+            "chargingSchedule": [{"id": id, "chargingRateUnit": "A", "chargingSchedulePeriod": [period]}]}}),
     }
 }
 
@@ -1204,6 +1214,21 @@ impl SiteTask {
         // First the store reading and its history, so the sessions taken over are planned
         // against it rather than the worst case.
         balancer.carry_store(&self.balancer);
+        // And what each connector's own default may be: a default the new one would send differs
+        // from what the charger has only once it is accepted (a lowered fallback included).
+        let old_fallback = self.balancer.config().connectors.first().map(|c| c.fallback);
+        for (index, target) in targets.iter().enumerate() {
+            let connector = ConnectorKey(u32::try_from(index).unwrap_or(u32::MAX));
+            let held = match self.targets.iter().position(|t| t == target) {
+                Some(old) => self.balancer.default_held(ConnectorKey(u32::try_from(old).unwrap_or(u32::MAX))),
+                // New to the balancer, on a charger it knew: the charger-wide default it was given.
+                None if self.targets.iter().any(|t| t.charger == target.charger) => old_fallback,
+                None => None,
+            };
+            if let Some(held) = held {
+                balancer.carry_default(connector, held);
+            }
+        }
         let mut open = HashMap::new();
         let mut carried = Vec::new();
         for (session, o) in self.open.drain() {
@@ -1230,38 +1255,27 @@ impl SiteTask {
     fn send_commands(&mut self) {
         for command in self.balancer.poll_commands(millis(self.epoch)) {
             tracing::debug!(site.id = self.site.0, ?command, "balancer command");
-            let Command::SetLimit { id, connector, session, amps_per_phase, phases, expires, then } = command;
-            let now = millis(self.epoch);
-            let (start, into_second_ms) = whole_second(chrono::Utc::now());
-            // Told to drop it a margin before the balancer stops counting it (the start is a
-            // little before now, so it drops it sooner still).
-            let lease = expires.map(|end| ProfileLease {
-                start,
-                duration_s: u32::try_from(
-                    (end.0.saturating_sub(now.0) / 1000).saturating_sub(LEASE_CLOCK_MARGIN_S).max(1),
-                )
-                .unwrap_or(u32::MAX),
-            });
-            let switch = then.map(|(at, later)| ProfileSwitch {
-                start,
-                after_s: switch_after_s(at.0.saturating_sub(now.0) + into_second_ms, later < amps_per_phase),
-                amps: later,
-            });
-            // A switch already due: the later limit straight away.
-            let amps_per_phase = match switch {
-                Some(s) if s.after_s == 0 => s.amps,
-                _ => amps_per_phase,
+            let (id, connector, amps_per_phase, payload) = match command {
+                Command::SetDefault { id, connector, amps_per_phase } => {
+                    let target = self.targets.get(connector.0 as usize);
+                    let version = target.and_then(|t| self.registry.version_of(&t.charger));
+                    let payload = target
+                        .zip(version)
+                        .map(|(t, version)| default_profile(version, t.connector_no, amps_per_phase));
+                    (id, connector, amps_per_phase, payload)
+                }
+                Command::SetLimit { id, connector, session, amps_per_phase, phases, expires, then } => {
+                    let payload =
+                        self.limit_payload(connector, session, amps_per_phase, phases, expires, then);
+                    (id, connector, amps_per_phase, payload)
+                }
             };
             let target = self.targets.get(connector.0 as usize).cloned();
-            let ocpp_tx_id = self.open.get(&session).map(|o| o.ocpp_tx_id.clone());
-            let version = target.as_ref().and_then(|t| self.registry.version_of(&t.charger));
-            let (Some(target), Some(ocpp_tx_id), Some(version)) = (target, ocpp_tx_id, version) else {
+            let (Some(target), Some(payload)) = (target, payload) else {
                 // Nobody to tell: count it as refused, so the budget stays at the safe side.
                 let _ = self.outcomes.try_send(Input::Outcome { id, accepted: false });
                 continue;
             };
-            let payload =
-                tx_profile(version, target.connector_no, &ocpp_tx_id, amps_per_phase, phases, lease, switch);
             let pending = match self.registry.enqueue(&target.charger, "SetChargingProfile", payload) {
                 Ok(pending) => pending,
                 Err(err) => {
@@ -1278,6 +1292,43 @@ impl SiteTask {
                 let _ = outcomes.send(Input::Outcome { id, accepted }).await;
             });
         }
+    }
+
+    /// A session's limit as its charger's SetChargingProfile, if the charger and session are known.
+    fn limit_payload(
+        &self,
+        connector: ConnectorKey,
+        session: SessionKey,
+        amps_per_phase: DeciAmps,
+        phases: u8,
+        expires: Option<Millis>,
+        then: Option<(Millis, DeciAmps)>,
+    ) -> Option<Value> {
+        let now = millis(self.epoch);
+        let (start, into_second_ms) = whole_second(chrono::Utc::now());
+        // Told to drop it a margin before the balancer stops counting it (the start is a
+        // little before now, so it drops it sooner still).
+        let lease = expires.map(|end| ProfileLease {
+            start,
+            duration_s: u32::try_from(
+                (end.0.saturating_sub(now.0) / 1000).saturating_sub(LEASE_CLOCK_MARGIN_S).max(1),
+            )
+            .unwrap_or(u32::MAX),
+        });
+        let switch = then.map(|(at, later)| ProfileSwitch {
+            start,
+            after_s: switch_after_s(at.0.saturating_sub(now.0) + into_second_ms, later < amps_per_phase),
+            amps: later,
+        });
+        // A switch already due: the later limit straight away.
+        let amps_per_phase = match switch {
+            Some(s) if s.after_s == 0 => s.amps,
+            _ => amps_per_phase,
+        };
+        let target = self.targets.get(connector.0 as usize)?;
+        let ocpp_tx_id = &self.open.get(&session)?.ocpp_tx_id;
+        let version = self.registry.version_of(&target.charger)?;
+        Some(tx_profile(version, target.connector_no, ocpp_tx_id, amps_per_phase, phases, lease, switch))
     }
 }
 
@@ -1306,9 +1357,11 @@ mod tests {
                 OcppVersion::V201,
                 tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, Some(lease()), None),
             ),
-            (OcppVersion::V16, default_profile(OcppVersion::V16, DeciAmps::from_amps(6))),
+            (OcppVersion::V16, default_profile(OcppVersion::V16, 0, DeciAmps::from_amps(6))),
+            (OcppVersion::V16, default_profile(OcppVersion::V16, 2, DeciAmps::ZERO)),
+            (OcppVersion::V201, default_profile(OcppVersion::V201, 2, DeciAmps::from_amps(6))),
             (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, None, None)),
-            (OcppVersion::V201, default_profile(OcppVersion::V201, DeciAmps::ZERO)),
+            (OcppVersion::V201, default_profile(OcppVersion::V201, 0, DeciAmps::ZERO)),
         ] {
             let checked = match version {
                 OcppVersion::V16 => v16::command("SetChargingProfile", payload.clone()).map(|_| ()),

@@ -5,7 +5,8 @@
 //! and writes the pilots. Physics, per step Δ:
 //! * a session is present for k in [⌈arrival/Δ⌉, ⌊departure/Δ⌋);
 //! * a command sent at step k is in force (and acknowledged) from step k + latency;
-//!   until its first command lands, a new session draws the fallback (`default_a`);
+//!   until its first command lands, a new session draws its connector's default (`default_a`,
+//!   or what the balancer set it to since);
 //! * the car draws min(pilot in force, its max, what it still needs);
 //! * the balancer sees the store load of step k − lag (the site meter's lag), and each
 //!   car's draw and energy up to step k − 1 − car lag. The referee gives acnportal each
@@ -378,6 +379,9 @@ pub struct DaySim<'a> {
     /// Per connector: its outages as [start, end) steps, and whether it is away now.
     outages: Vec<Vec<(u64, u64)>>,
     away: Vec<bool>,
+    /// Per connector: its own default profile, whole amps (a new session draws it, and a session
+    /// whose lease ran out).
+    defaults: Vec<u32>,
     /// Per connector: what it will tell the balancer when it is back.
     queued: Vec<Vec<Event>>,
     batch: Vec<Event>,
@@ -425,6 +429,7 @@ impl<'a> DaySim<'a> {
                 connector: s.connector.clone(),
             })?);
         }
+        let default_a = o.default_a;
         Ok(DaySim {
             wl,
             o,
@@ -442,6 +447,7 @@ impl<'a> DaySim<'a> {
             batch: Vec::new(),
             rng,
             away: vec![false; outages.len()],
+            defaults: vec![default_a; outages.len()],
             queued: vec![Vec::new(); outages.len()],
             outages,
             by_key: HashMap::new(),
@@ -597,7 +603,7 @@ impl<'a> DaySim<'a> {
                     conn,
                     arr,
                     dep,
-                    in_force: f64::from(self.o.default_a),
+                    in_force: f64::from(self.defaults[conn]),
                     expires: None,
                     then: None,
                     delivered_kwh: 0.0,
@@ -606,7 +612,7 @@ impl<'a> DaySim<'a> {
             );
             self.by_key.insert(w as u64, w);
             // What the referee replays for the first step if we send nothing now.
-            self.pilots.insert(s.id.clone(), vec![(k * dt, self.o.default_a)]);
+            self.pilots.insert(s.id.clone(), vec![(k * dt, self.defaults[conn])]);
             self.tell(
                 conn,
                 Event::SessionStarted {
@@ -664,7 +670,7 @@ impl<'a> DaySim<'a> {
             }
             for cmd in cmds {
                 self.m.commands += 1;
-                let Command::SetLimit { connector, .. } = &cmd;
+                let (Command::SetLimit { connector, .. } | Command::SetDefault { connector, .. }) = &cmd;
                 let at =
                     (k + lat + self.jitter()).max(self.last_landing.get(&connector.0).copied().unwrap_or(0));
                 self.last_landing.insert(connector.0, at);
@@ -682,7 +688,6 @@ impl<'a> DaySim<'a> {
         let mut grid = [0.0f64; 3];
         let mut feeders = vec![[0.0f64; 3]; self.feeder_limit.len()];
         let mut ev_kw = 0.0;
-        let default_a = f64::from(self.o.default_a);
         let pilot_t = k.saturating_sub(lat) * dt;
         for l in self.live.values_mut() {
             if let Some((_, amps)) = l.then.take_if(|(at, _)| now >= *at) {
@@ -696,11 +701,12 @@ impl<'a> DaySim<'a> {
             if l.expires.is_some_and(|end| now >= end) {
                 // The lease ran out: the charger is back on its TxDefaultProfile (and the referee
                 // must replay that too).
-                l.in_force = default_a;
+                let default_a = self.defaults[l.conn];
+                l.in_force = f64::from(default_a);
                 l.expires = None;
                 l.then = None;
                 let id = &self.wl.sessions[l.w].id;
-                record_pilot(self.pilots.entry(id.clone()).or_default(), pilot_t, self.o.default_a);
+                record_pilot(self.pilots.entry(id.clone()).or_default(), pilot_t, default_a);
             }
             let s = &self.wl.sessions[l.w];
             let ph = f64::from(s.ev_phases);
@@ -765,12 +771,32 @@ impl<'a> DaySim<'a> {
     /// the referee at the step it was decided, as the referee adds the latency), and accepted.
     /// A charger that is away never sees it: the call times out.
     fn deliver(&mut self, cmd: &Command, now: Millis) {
-        let Command::SetLimit { id, connector, session, amps_per_phase, expires, then, .. } = *cmd;
+        let (Command::SetLimit { id, connector, .. } | Command::SetDefault { id, connector, .. }) = *cmd;
         if self.away[connector.0 as usize] {
             self.m.timed_out += 1;
             self.feed(Event::CommandRejected { id }, now);
             return;
         }
+        match *cmd {
+            Command::SetDefault { amps_per_phase, .. } => {
+                self.defaults[connector.0 as usize] = amps_per_phase.get() / 10;
+            }
+            Command::SetLimit { session, amps_per_phase, expires, then, .. } => {
+                self.land_limit(session, amps_per_phase, expires, then, now)
+            }
+        }
+        self.feed(Event::CommandAccepted { id }, now);
+    }
+
+    /// A session's limit lands: in force from this step, recorded for the referee.
+    fn land_limit(
+        &mut self,
+        session: SessionKey,
+        amps_per_phase: DeciAmps,
+        expires: Option<Millis>,
+        then: Option<(Millis, DeciAmps)>,
+        now: Millis,
+    ) {
         if let Some(&w) = self.by_key.get(&session.0) {
             // A handover whose moment has passed is in force at once.
             let (amps, then) = match then {
@@ -785,7 +811,6 @@ impl<'a> DaySim<'a> {
             let t = self.k.saturating_sub(self.o.latency_steps) * self.wl.site.step_s;
             record_pilot(self.pilots.entry(self.wl.sessions[w].id.clone()).or_default(), t, amps.get() / 10);
         }
-        self.feed(Event::CommandAccepted { id }, now);
     }
 
     /// Metrics and the pilots in the referee's replay format.

@@ -6,12 +6,14 @@
 //! The model is written from the rules (not from the balancer's code) and counts what
 //! each charger could physically draw: a session at the larger of its accepted limit
 //! and any limit in flight, on the phases its car really uses; an idle connector at
-//! its fallback; an offline charger at anything it may still run; a charger that
+//! its own default (the larger of the one it accepted and any in flight; the fallback until it
+//! accepts one, and again after a reconnect, when it may have lost it), which a session also
+//! starts under; an offline charger at anything it may still run; a charger that
 //! rejected a profile or cannot do smart charging at its maximum. A limit with a handover scheduled
 //! ahead ("this until a moment, that from then on", the charger's clock up to a skew off ours) counts
 //! the first before the moment less the skew, the second after it plus the skew, the larger between;
 //! the budget must hold at every moment such a switch changes it. With leases, a limit whose lease
-//! ran out counts as the connector's fallback. Where the store's rise is
+//! ran out counts as the connector's default. Where the store's rise is
 //! learned from its meter, the model learns it with the balancer's own `RiseHistory` (tested on its
 //! own in `store.rs`): what is tested here is the budget around it.
 
@@ -137,9 +139,18 @@ struct Model {
     /// When the accepted limit's lease runs out (then the charger is back on its fallback).
     acked_expires: Option<u64>,
     inflight: Vec<(u64, Lim, Option<u64>)>,
+    /// Its own default profile: the one it accepted, and those in flight.
+    default_acked: u32,
+    default_inflight: Vec<(u64, u32)>,
+    /// It refused a default: it keeps what it had.
+    default_refused: bool,
 }
 
 impl Model {
+    /// The most a car may draw under its own default.
+    fn default_held(&self) -> u32 {
+        self.default_inflight.iter().map(|x| x.1).fold(self.default_acked, u32::max)
+    }
     /// The most it may run at `t` or later (what it runs is unknown).
     fn anything_from(&self, t: u64, skew: u64, fallback: u32) -> u32 {
         let from_on = |l: Lim| lim_at(l, t, skew).max(l.1.map_or(l.0, |x| x.1));
@@ -176,7 +187,7 @@ struct World {
     store: Option<([u32; 3], u64)>,
     /// The store meter's readings, when its rise is learned.
     history: RiseHistory,
-    outstanding: Vec<(u64, usize, u64)>, // (command id, connector, epoch)
+    outstanding: Vec<(u64, usize, Option<u64>)>, // (command id, connector, epoch; None: a default)
     now: u64,
 }
 
@@ -198,13 +209,13 @@ impl World {
         let c = &self.cfg.connectors[i];
         let m = &conns[i];
         let skew = self.skew();
-        let held = m.held(self.now, t, skew, c.fallback.get());
-        if !m.online {
-            held.max(c.fallback.get())
-        } else if m.smart_broken || m.unsupported {
+        let held = m.held(self.now, t, skew, m.default_held());
+        if m.unsupported || (m.smart_broken && m.session.is_some()) {
             c.max.get()
+        } else if !m.online && m.session.is_some() {
+            held.max(m.default_held())
         } else if m.session.is_none() {
-            c.fallback.get()
+            m.default_held()
         } else {
             held
         }
@@ -279,10 +290,9 @@ impl World {
         }
         l
     }
-    /// Load that no command of the balancer can lower: store and every connector
-    /// that is not an online, smart session.
-    /// What we cannot steer (the store, and connectors offline, refusing, unsteerable or idle, at
-    /// their budget at `t`, switches they accepted included) fits every limit at `t`.
+    /// What we cannot steer (the store, and connectors offline, refusing or unsteerable, at
+    /// their budget at `t`, switches they accepted included) fits every limit at `t`. An idle
+    /// connector whose default we steer can be brought down to nothing.
     fn fixed_fits(&self, t: u64) -> bool {
         let mut l = vec![[0i64; 3]; self.limits.len()];
         let s = self.store_assumed();
@@ -291,7 +301,7 @@ impl World {
         }
         for i in 0..self.conns.len() {
             let m = &self.conns[i];
-            if m.online && !m.smart_broken && !m.unsupported && m.session.is_some() {
+            if m.online && !m.smart_broken && !m.unsupported && (m.session.is_some() || !m.default_refused) {
                 continue;
             }
             let b = i64::from(self.budget(&self.conns, i, t));
@@ -305,7 +315,27 @@ impl World {
     }
     fn register(&mut self, cmds: &[Command]) -> Result<(), TestCaseError> {
         for c in cmds {
-            let Command::SetLimit { id, connector, amps_per_phase, then, expires, .. } = c;
+            let (id, connector, amps_per_phase, then, expires) = match c {
+                Command::SetLimit { id, connector, amps_per_phase, then, expires, .. } => {
+                    (id, connector, amps_per_phase, then, expires)
+                }
+                Command::SetDefault { id, connector, amps_per_phase } => {
+                    let i = connector.0 as usize;
+                    let (a, fallback) = (amps_per_phase.get(), self.cfg.connectors[i].fallback.get());
+                    prop_assert!(
+                        a == 0 || a == fallback,
+                        "default {a} dA neither nothing nor the fallback {fallback}"
+                    );
+                    let m = &mut self.conns[i];
+                    prop_assert!(
+                        m.session.is_none() && m.online,
+                        "a default to a connector in session or away"
+                    );
+                    m.default_inflight.push((id.0, a));
+                    self.outstanding.push((id.0, i, None));
+                    continue;
+                }
+            };
             let i = connector.0 as usize;
             let a = amps_per_phase.get();
             let max = self.cfg.connectors[i].max.get();
@@ -323,13 +353,21 @@ impl World {
                 "a switch or lease end on a clock we do not trust"
             );
             m.inflight.push((id.0, (a, then.map(|(at, v)| (at.0, v.get()))), expires.map(|e| e.0)));
-            self.outstanding.push((id.0, i, m.epoch));
+            self.outstanding.push((id.0, i, Some(m.epoch)));
         }
         Ok(())
     }
     fn accept(&mut self, k: usize) {
         let (id, i, epoch) = self.outstanding.remove(k);
         let m = &mut self.conns[i];
+        let Some(epoch) = epoch else {
+            // Applied in order: older defaults in flight are superseded.
+            if let Some(pos) = m.default_inflight.iter().position(|x| x.0 == id) {
+                m.default_acked = m.default_inflight[pos].1;
+                m.default_inflight.drain(..=pos);
+            }
+            return;
+        };
         if m.epoch != epoch {
             return;
         }
@@ -412,7 +450,12 @@ fn build(
         .collect();
     let models = conns
         .iter()
-        .map(|c| Model { online: true, acked: (c.fallback * 10, None), ..Default::default() })
+        .map(|c| Model {
+            online: true,
+            acked: (c.fallback * 10, None),
+            default_acked: c.fallback * 10,
+            ..Default::default()
+        })
         .collect();
     Ok((
         b,
@@ -456,7 +499,8 @@ proptest! {
                     m.epoch += 1;
                     m.session = Some((m.epoch, three));
                     m.inflight.clear();
-                    m.acked = (w.cfg.connectors[i].fallback.get(), None);
+                    // It starts under its own default, whichever of those in flight it took.
+                    m.acked = (m.default_held(), None);
                     m.acked_expires = None;
                     m.smart_broken = false;
                     let info = SessionInfo {
@@ -474,7 +518,7 @@ proptest! {
                     m.epoch += 1;
                     m.session = None;
                     m.inflight.clear();
-                    m.acked = (w.cfg.connectors[i].fallback.get(), None);
+                    m.acked = (m.default_held(), None);
                     m.acked_expires = None;
                     m.smart_broken = false;
                     Event::SessionEnded { connector: ConnectorKey(i as u32) }
@@ -502,7 +546,13 @@ proptest! {
                     Event::CommandAccepted { id: CommandId(id) }
                 }
                 Op::AckAll => {
-                    // Acknowledge in order until the balancer is quiet, checking as we go.
+                    // Acknowledge in order until the balancer is quiet, checking as we go (after a
+                    // tick: a balancer that has not seen the present yet cannot have acted on it).
+                    let mid = w.conns.clone();
+                    b.handle(Event::Tick, now).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let cmds = b.poll_commands(now);
+                    w.register(&cmds)?;
+                    check_step(&w, &mid)?;
                     let mut rounds = 0;
                     while !w.outstanding.is_empty() {
                         rounds += 1;
@@ -535,9 +585,16 @@ proptest! {
                     let k = pick % w.outstanding.len();
                     let (id, i, epoch) = w.outstanding.remove(k);
                     let m = &mut w.conns[i];
-                    if m.epoch == epoch {
-                        m.inflight.retain(|x| x.0 != id);
-                        m.smart_broken = true;
+                    match epoch {
+                        None => {
+                            m.default_inflight.retain(|x| x.0 != id);
+                            m.default_refused = true;
+                        }
+                        Some(epoch) if m.epoch == epoch => {
+                            m.inflight.retain(|x| x.0 != id);
+                            m.smart_broken = true;
+                        }
+                        Some(_) => {}
                     }
                     Event::CommandRejected { id: CommandId(id) }
                 }
@@ -553,6 +610,10 @@ proptest! {
                     let m = &mut w.conns[i];
                     if !m.online {
                         m.online = true;
+                        // A charger that rebooted may have lost its connectors' own defaults.
+                        m.default_acked = m.default_held().max(fallback);
+                        m.default_inflight.clear();
+                        m.default_refused = false;
                         m.acked = (m.anything_from(w.now, skew, fallback).max(fallback), None);
                         m.acked_expires = None;
                         m.inflight.clear();

@@ -1011,6 +1011,17 @@ def test_an_idle_connectors_default_gives_way_to_a_car_and_comes_back(server, ve
             # At no moment could the two draw more than the feeder allows.
             assert all(sum(state.values()) <= 16.0 for state in applied_per_connector(cp.log)), cp.log
 
+            # The operator lowers the site's fallback to 0 A: the connectors' own defaults, which the
+            # charger-wide one does not override, come down with it.
+            mark = len(cp.log)
+            status, body = await server.ahttp("PUT", "/api/v1/sites/1/electrics", {**tight, "connector_fallback_a": 0})
+            assert status == 200, body
+            lowered = {(1, "TxDefaultProfile", 0.0), (2, "TxDefaultProfile", 0.0)}
+            deadline = time.monotonic() + 10
+            while not lowered <= set(cp.log[mark:]) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert lowered <= set(cp.log[mark:]), cp.log
+
     try:
         run(scenario())
     finally:

@@ -306,7 +306,8 @@ struct IdleDefault {
     /// What the plan gives it: the fallback or nothing.
     target: DeciAmps,
     /// When it was last raised: kept the dwell time, so a car asking for a little more does
-    /// not make every idle connector's default go down and up again.
+    /// not make every idle connector's default go down and up again; not against a car that
+    /// arrived since.
     raised_at: Option<Millis>,
     /// False once its charger refused one: left at what it accepted until it reconnects.
     steered: bool,
@@ -536,6 +537,8 @@ pub struct Balancer {
     outbox: Vec<Command>,
     last_plan: Millis,
     overcommitted: bool,
+    /// When the latest session started: a raised default is not kept against a newcomer.
+    last_start: Millis,
     /// Reused buffers: the constraint list of each demand.
     cons_buf: Vec<usize>,
 }
@@ -584,6 +587,7 @@ impl Balancer {
             outbox: Vec::new(),
             last_plan: Millis(0),
             overcommitted: false,
+            last_start: Millis(0),
             cons_buf: Vec::new(),
         })
     }
@@ -660,13 +664,14 @@ impl Balancer {
         Some(self.conns[self.idx(connector).ok()?].idle.held())
     }
 
-    /// Takes over what a connector's own default may be from the balancer this one replaces
-    /// (never less than this site's fallback counts, the charger-wide default's): counted until
-    /// the charger accepts the plan's. Answers to the old balancer's commands are not ours.
+    /// Takes over what a connector's own default may be from the balancer this one replaces:
+    /// counted until the charger accepts the plan's (a fallback changed since is not on the
+    /// chargers until then: the charger-wide default is only sent at boot). Answers to the old
+    /// balancer's commands are not ours.
     pub fn carry_default(&mut self, connector: ConnectorKey, held: DeciAmps) {
         if let Ok(i) = self.idx(connector) {
             let d = &mut self.conns[i].idle;
-            d.acked = held.max(self.cfg.connectors[i].fallback);
+            d.acked = held;
             d.inflight.clear();
         }
     }
@@ -819,6 +824,7 @@ impl Balancer {
                     c.smart = SmartState::Ok;
                 }
                 c.retry = None;
+                self.last_start = now;
                 c.session = Some(Session {
                     key: session,
                     info,
@@ -1341,7 +1347,8 @@ impl Balancer {
         }
         for (i, kept) in &mut idle {
             let d = &self.conns[*i].idle;
-            *kept = d.raised_at.is_some_and(|at| now.since(at) < dwell) && self.fits(&capacity, *i, d.target);
+            *kept = d.raised_at.is_some_and(|at| now.since(at) < dwell && self.last_start <= at)
+                && self.fits(&capacity, *i, d.target);
             if *kept {
                 let target = d.target;
                 self.take_capacity(&mut capacity, *i, target);

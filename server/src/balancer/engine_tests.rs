@@ -1344,3 +1344,45 @@ fn a_refused_default_is_left_where_it_was() {
     let cmds = h.ev(Event::ChargerOnline { charger: ChargerKey(1) });
     assert_eq!(defaults(&cmds), vec![(1, a(0))]);
 }
+
+#[test]
+fn defaults_raised_a_moment_ago_still_make_way_for_a_newcomer() {
+    let mut h = tight_site_with_defaults();
+    h.start(0, three());
+    h.settle();
+    h.advance(10);
+    h.ev(Event::SessionEnded { connector: ConnectorKey(0) });
+    h.settle();
+    assert_eq!(h.view(2).acked, a(6), "back up once the car left");
+    // A car arrives well within the dwell: the defaults go down for it all the same.
+    h.advance(10);
+    let cmds = h.start(1, three());
+    assert_eq!(defaults(&cmds), [0, 2, 3, 4].map(|k| (k, a(0))).to_vec());
+    h.settle();
+    assert_eq!(h.acked(1), a(32));
+}
+
+#[test]
+fn a_car_asking_for_more_waits_the_dwell_for_defaults_raised_for_others() {
+    let mut h = tight_site_with_defaults();
+    let capped = |amps: Option<u32>| SessionInfo { ev_max: amps.map(a), ..three() };
+    h.start(0, capped(None));
+    h.settle();
+    h.advance(10);
+    h.ev(Event::SessionUpdated { connector: ConnectorKey(0), info: capped(Some(10)) });
+    h.settle();
+    // The car takes 10 A: three idle connectors get their 6 A back, the fourth does not fit.
+    let raised =
+        h.b.snapshot(h.now).connectors.iter().filter(|c| c.session.is_none() && c.acked == a(6)).count();
+    assert_eq!(raised, 3);
+    h.advance(60);
+    let cmds = h.ev(Event::SessionUpdated { connector: ConnectorKey(0), info: capped(None) });
+    assert!(defaults(&cmds).is_empty(), "kept within the dwell: {cmds:?}");
+    h.settle();
+    assert_eq!(h.acked(0), a(14));
+    // Past the dwell, the car gets them.
+    h.advance(300);
+    h.tick();
+    h.settle();
+    assert_eq!(h.acked(0), a(32));
+}

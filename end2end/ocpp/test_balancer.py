@@ -882,41 +882,26 @@ def test_an_operator_states_a_sessions_needs_and_a_priority_session_gets_the_lar
     run_then_restore(server, original, scenario)
 
 
-class DefaultsWatch16(Charger16):
-    """A 1.6 charger that logs every profile it is sent, per connector, as it applies them."""
+class DefaultsWatch16(Balanced16):
+    """A 1.6 charger whose profiles, per connector, are read back as it applies them."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.log: list[tuple[int, str, float]] = []
+    @property
+    def log(self) -> list[tuple[int, str, float]]:
+        return [(conn, purpose, limit) for _, cp, conn, purpose, limit in list(RECEIVED) if cp == self.id]
 
-    @on(Action16.set_charging_profile)
-    def on_set_charging_profile(self, connector_id, cs_charging_profiles, **_):
-        limit = float(cs_charging_profiles["charging_schedule"]["charging_schedule_period"][0]["limit"])
-        self.log.append((connector_id, cs_charging_profiles["charging_profile_purpose"], limit))
-        return result16.SetChargingProfile(status="Accepted")
+    async def plug_in(self, connector: int) -> int:
+        return await self.start_tx(connector)
 
-    async def plug_in(self, connector: int) -> str:
-        res = await self.req(call16.StartTransaction(connector_id=connector, id_tag="DEMO-TAG-1", meter_start=0, timestamp=now_iso()))
-        assert res.id_tag_info["status"] == "Accepted"
-        return str(res.transaction_id)
-
-    async def unplug(self, connector: int, tx: str):
-        self.log.append((connector, "Stopped", 0.0))
-        await self.req(call16.StopTransaction(transaction_id=int(tx), meter_stop=1000, timestamp=now_iso()))
+    async def unplug(self, connector: int, tx: int):
+        await self.stop_tx(connector, tx)
 
 
-class DefaultsWatch201(Charger201):
+class DefaultsWatch201(Balanced201):
     """The same, as a 2.0.1 station (an EVSE per connector)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.log: list[tuple[int, str, float]] = []
-
-    @on(Action201.set_charging_profile)
-    def on_set_charging_profile(self, evse_id, charging_profile, **_):
-        limit = float(charging_profile["charging_schedule"][0]["charging_schedule_period"][0]["limit"])
-        self.log.append((evse_id, charging_profile["charging_profile_purpose"], limit))
-        return result201.SetChargingProfile(status="Accepted")
+    @property
+    def log(self) -> list[tuple[int, str, float]]:
+        return self.profiles
 
     async def plug_in(self, connector: int) -> str:
         tx = f"idle-{self.id}-{connector}"
@@ -928,7 +913,8 @@ class DefaultsWatch201(Charger201):
         return tx
 
     async def unplug(self, connector: int, tx: str):
-        self.log.append((connector, "Stopped", 0.0))
+        # A TxProfile ends with its transaction: from here the connector is on its default.
+        self.profiles.append((connector, "Stopped", 0.0))
         await self.req(call201.TransactionEvent(
             event_type="Ended", timestamp=now_iso(), trigger_reason="EVDeparted", seq_no=1,
             transaction_info={"transactionId": tx, "chargingState": "Idle", "stoppedReason": "EVDisconnected"},

@@ -1264,10 +1264,8 @@ impl SiteTask {
                         .map(|(t, version)| default_profile(version, t.connector_no, amps_per_phase));
                     (id, connector, amps_per_phase, payload)
                 }
-                Command::SetLimit { id, connector, session, amps_per_phase, phases, expires, then } => {
-                    let payload =
-                        self.limit_payload(connector, session, amps_per_phase, phases, expires, then);
-                    (id, connector, amps_per_phase, payload)
+                Command::SetLimit { id, connector, amps_per_phase, .. } => {
+                    (id, connector, amps_per_phase, self.limit_payload(&command))
                 }
             };
             let target = self.targets.get(connector.0 as usize).cloned();
@@ -1295,15 +1293,11 @@ impl SiteTask {
     }
 
     /// A session's limit as its charger's SetChargingProfile, if the charger and session are known.
-    fn limit_payload(
-        &self,
-        connector: ConnectorKey,
-        session: SessionKey,
-        amps_per_phase: DeciAmps,
-        phases: u8,
-        expires: Option<Millis>,
-        then: Option<(Millis, DeciAmps)>,
-    ) -> Option<Value> {
+    fn limit_payload(&self, command: &Command) -> Option<Value> {
+        let Command::SetLimit { connector, session, amps_per_phase, phases, expires, then, .. } = *command
+        else {
+            return None;
+        };
         let now = millis(self.epoch);
         let (start, into_second_ms) = whole_second(chrono::Utc::now());
         // Told to drop it a margin before the balancer stops counting it (the start is a

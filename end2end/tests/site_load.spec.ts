@@ -39,6 +39,7 @@ test("an operator watches a site's load live as a car starts, and it stays under
 
   // A charger comes online over real OCPP (our simulator) and a car arrives within seconds.
   const ws = baseURL!.replace("http", "ws") + "/ocpp";
+  let idle: ReturnType<typeof spawn> | undefined;
   const sim = spawn(bin, ["simulate", "--url", ws, "--charger", "FM-CAM-01:2", "--mean-idle", "1", "--mean-session", "600", "--duration", "40"], {
     stdio: "ignore",
   });
@@ -64,6 +65,11 @@ test("an operator watches a site's load live as a car starts, and it stays under
     await expect(page.getByTestId("FM-CAM-01-1-car-details")).toContainText("priority 2", { timeout: 10_000 });
     await page.getByTestId("FM-CAM-01-1-priority-0").click();
     await expect(page.getByTestId("FM-CAM-01-1-car-details")).not.toContainText("priority", { timeout: 10_000 });
+    // A second charger comes online with no car (its drivers are a day away).
+    idle = spawn(bin, ["simulate", "--url", ws, "--charger", "FM-CAM-02:2", "--mean-idle", "86400", "--duration", "40"], {
+      stdio: "ignore",
+    });
+    await expect(page.getByTestId("FM-CAM-02-1-online")).toHaveText("yes", { timeout: 15_000 });
     // The operator states a feeder for FM-CAM-01 (operator API): the page shows it and what hangs from it.
     const site = page.url().match(/\/console\/sites\/(\d+)$/)![1];
     const auth = { Authorization: "Bearer demo-operator-api-token" };
@@ -74,15 +80,19 @@ test("an operator watches a site's load live as a car starts, and it stays under
       .filter((c: any) => c.charger_id === "FM-CAM-01")
       .map((c: any) => ({ ...c, circuit: "Bay A" }));
     expect(onBay.length).toBe(2);
+    // And a 6 A default, so a charger that loses us can still start a car where there is room.
     const put = await page.request.put(`/api/v1/sites/${site}/electrics`, {
       headers: auth,
-      data: { ...original, circuits: [{ name: "Bay A", limit_a: [63, 63, 63] }], connectors: onBay },
+      data: { ...original, connector_fallback_a: 6, circuits: [{ name: "Bay A", limit_a: [63, 63, 63] }], connectors: onBay },
     });
     expect(put.status()).toBe(200);
     try {
       await expect(page.getByTestId("FM-CAM-01-1-circuit")).toHaveText("Bay A", { timeout: 10_000 });
       await expect(page.getByTestId("circuit-Bay A-L1-limit")).toHaveText("63.0 A");
       await expect(page.getByTestId("FM-CAM-02-1-circuit")).toHaveText("–");
+      // FM-CAM-02 (online, no car) is sent its connectors' own 6 A defaults where the cars leave
+      // room: the first always fits beside the bay's 63 A and the worst-case store.
+      await expect(page.getByTestId("FM-CAM-02-1-car")).toHaveText("none (a car starts at 6.0 A)", { timeout: 10_000 });
     } finally {
       const back = await page.request.put(`/api/v1/sites/${site}/electrics`, { headers: auth, data: original });
       expect(back.status()).toBe(200);
@@ -91,6 +101,7 @@ test("an operator watches a site's load live as a car starts, and it stays under
     expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);
   } finally {
     sim.kill();
+    idle?.kill();
   }
 });
 

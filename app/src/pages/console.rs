@@ -206,9 +206,9 @@ fn ConnectorTable(connectors: Vec<ConnectorLoad>, max_priority: u8) -> impl Into
                                 <td data-testid=id("circuit")>{c.circuit.clone().unwrap_or_else(|| "–".to_owned())}</td>
                                 <td data-testid=id("online")>{if c.online { "yes" } else { "no" }}</td>
                                 <td data-testid=id("car")>{match &c.car {
-                                    // Idle: the plan is its own default, what a car plugging in may draw.
-                                    None if c.target_da == 0 => "none (a car waits for its limit)".to_owned(),
-                                    None => format!("none (a car starts at {})", amps(c.target_da)),
+                                    // Idle: what its own default lets a car plugging in draw.
+                                    None if c.accepted_da == 0 => "none (a car waits for its limit)".to_owned(),
+                                    None => format!("none (a car starts at {})", amps(c.accepted_da)),
                                     Some(car) if car.waiting => "waiting its turn".to_owned(),
                                     Some(_) => "charging".to_owned(),
                                 }}</td>

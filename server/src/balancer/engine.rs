@@ -1730,10 +1730,11 @@ impl Balancer {
                 }
             }
             let (budget, budget_phases) = self.budget(i, planned);
-            // An idle connector shows its own default profile.
+            // An idle connector shows its own default profile (one we cannot steer now, as it is).
             let (target, commanded, acked) = match c.session {
                 Some(_) => (c.target, c.commanded(), c.acked.at(planned, self.skew())),
-                None => (c.idle.target, c.idle.commanded(), c.idle.acked),
+                None if self.idle_steered(i) => (c.idle.target, c.idle.commanded(), c.idle.acked),
+                None => (c.idle.held(), c.idle.commanded(), c.idle.acked),
             };
             connectors.push(ConnectorView {
                 connector: cc.key,

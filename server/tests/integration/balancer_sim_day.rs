@@ -109,6 +109,7 @@ fn no_overload_of_true_currents_with_meter_lag_and_latency() {
         let wl = workload(seed);
         // Odd seeds: one recompute per event; even seeds: one per step's batch.
         let batch = seed % 2 == 0;
+        let mut energy = std::collections::HashMap::new();
         for &(lag, lat, default_a) in table {
             let o = SimOptions {
                 batch,
@@ -123,6 +124,7 @@ fn no_overload_of_true_currents_with_meter_lag_and_latency() {
                 ..site_options()
             };
             let (m, pilots) = run(&wl, o);
+            energy.insert((lag, lat, default_a), m.energy_pct);
             let ctx = format!("seed {seed} batch {batch} lag {lag} latency {lat} default {default_a}: {m:?}");
             assert_eq!(m.max_overload_grid_a, 0.0, "{ctx}");
             assert_eq!(m.max_overload_feeder_a, 0.0, "{ctx}");
@@ -136,6 +138,10 @@ fn no_overload_of_true_currents_with_meter_lag_and_latency() {
                 }
             }
         }
+        // Idle connectors' defaults make way for the cars: a 6 A default costs them little (counting
+        // every idle connector at 6 A left them a fifth of the energy).
+        let (zero, six) = (energy[&(1, 1, 0)], energy[&(1, 1, 6)]);
+        assert!(six >= zero - 2.0, "seed {seed}: {six} % with a 6 A default, {zero} % with 0 A");
     }
 }
 
@@ -233,12 +239,15 @@ fn chargers_that_lose_their_connection_never_cause_an_overload() {
     // site away while the store climbs 12 A a minute) can overload whatever the balancer does.
     for seed in 1..=4 {
         let wl = workload(seed);
-        for (lag, lat, jitter) in [(0, 0, 0), (1, 1, 0), (1, 1, 2)] {
+        // (meter lag, latency, jitter, default current): with a default, idle connectors' own
+        // defaults are steered too, and an away charger keeps the one it had.
+        for (lag, lat, jitter, default_a) in [(0, 0, 0, 0), (1, 1, 0, 0), (1, 1, 2, 0), (1, 1, 2, 6)] {
             let o = SimOptions {
                 meter_lag_steps: lag,
                 car_meter_lag_steps: lag,
                 latency_steps: lat,
                 latency_jitter_steps: jitter,
+                default_a,
                 outages_per_day: 8,
                 seed,
                 store_rise_per_min_a: 12,
@@ -246,7 +255,8 @@ fn chargers_that_lose_their_connection_never_cause_an_overload() {
                 ..site_options()
             };
             let (m, _) = run(&wl, o);
-            let ctx = format!("seed {seed} lag {lag} latency {lat} jitter {jitter}: {m:?}");
+            let ctx =
+                format!("seed {seed} lag {lag} latency {lat} jitter {jitter} default {default_a}: {m:?}");
             assert!(m.outages > 10, "the day must have outages: {ctx}");
             assert_eq!(m.max_overload_grid_a, 0.0, "{ctx}");
             assert_eq!(m.max_overload_feeder_a, 0.0, "{ctx}");

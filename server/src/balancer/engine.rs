@@ -334,6 +334,18 @@ impl IdleDefault {
     fn commanded(&self) -> DeciAmps {
         self.inflight.last().map_or(self.acked, |x| x.1)
     }
+    /// Its charger answered one we sent.
+    fn answered(&mut self, id: CommandId, accepted: bool) {
+        if !accepted {
+            // It keeps what it had: leave it there rather than ask again and again.
+            self.inflight.retain(|x| x.0 != id);
+            self.steered = false;
+        } else if let Some(pos) = self.inflight.iter().position(|x| x.0 == id) {
+            // Applied in order: older ones in flight are superseded.
+            self.acked = self.inflight[pos].1;
+            self.inflight.drain(..=pos);
+        }
+    }
 }
 
 /// A limit sent and not yet answered.
@@ -805,6 +817,12 @@ impl Balancer {
 
     fn apply(&mut self, event: Event, now: Millis) -> Result<(), EventError> {
         let skew = self.skew();
+        if let Event::CommandAccepted { id } | Event::CommandRejected { id } = &event {
+            if let Some(i) = self.default_owners.remove(id) {
+                self.conns[i].idle.answered(*id, matches!(event, Event::CommandAccepted { .. }));
+                return Ok(());
+            }
+        }
         match event {
             Event::SessionStarted { connector, session, info } => {
                 let i = self.idx(connector)?;
@@ -882,22 +900,6 @@ impl Balancer {
             Event::DrawStopped { connector, at } => {
                 let i = self.idx(connector)?;
                 self.conns[i].keep_reading([DeciAmps::ZERO; 3], at);
-            }
-            Event::CommandAccepted { id } if self.default_owners.contains_key(&id) => {
-                let i = self.default_owners.remove(&id).unwrap_or_default();
-                let d = &mut self.conns[i].idle;
-                if let Some(pos) = d.inflight.iter().position(|x| x.0 == id) {
-                    // Applied in order: older ones in flight are superseded.
-                    d.acked = d.inflight[pos].1;
-                    d.inflight.drain(..=pos);
-                }
-            }
-            Event::CommandRejected { id } if self.default_owners.contains_key(&id) => {
-                let i = self.default_owners.remove(&id).unwrap_or_default();
-                let d = &mut self.conns[i].idle;
-                // It keeps what it had: leave it there rather than ask again and again.
-                d.inflight.retain(|x| x.0 != id);
-                d.steered = false;
             }
             Event::CommandAccepted { id } => {
                 let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;

@@ -1,7 +1,7 @@
 //! Server functions: the browser's door into the server. Each one is a public HTTP route, so each
 //! one checks who is asking before it calls the backend.
 
-use crate::domain::{Money, Role, Tariff};
+use crate::domain::{DriverPlan, Money, Role, Tariff};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -184,6 +184,70 @@ pub async fn connector_page(charger: String, connector: u32) -> Result<DriverCon
         .ok_or_else(|| ssr::not_found("no such charger or connector"))
 }
 
+/// The plan this phone stated for this connector, if any (read from its plan cookie): drivers
+/// have no account, the cookie is what makes a plan theirs.
+#[server(endpoint = "my_charge_plan")]
+pub async fn my_charge_plan(charger: String, connector: u32) -> Result<Option<DriverPlan>, ServerFnError> {
+    use crate::domain::{ChargerId, ConnectorNo};
+    let charger = ChargerId::parse(&charger).map_err(|e| ssr::bad_request(e.to_string()))?;
+    let connector = ConnectorNo::new(connector).map_err(|e| ssr::bad_request(e.to_string()))?;
+    let Some(token) = ssr::cookie(ssr::PLAN_COOKIE).await else { return Ok(None) };
+    ssr::backend()?.driver_plan(&charger, connector, &token).await.map_err(ssr::internal)
+}
+
+/// A driver states when they leave (a time of day at the site) and how much energy they want, for
+/// the charge about to start on this connector or the one that has just started there. The first
+/// phone to state a plan for a session owns it; only that phone may change it.
+#[server(endpoint = "state_charge_plan")]
+pub async fn state_charge_plan(
+    charger: String,
+    connector: u32,
+    leave_at: String,
+    energy_kwh: String,
+) -> Result<DriverPlan, ServerFnError> {
+    use crate::domain::{ChargerId, ConnectorNo, PlanInput};
+    let charger = ChargerId::parse(&charger).map_err(|e| ssr::bad_request(e.to_string()))?;
+    let connector = ConnectorNo::new(connector).map_err(|e| ssr::bad_request(e.to_string()))?;
+    let input = PlanInput::parse(&leave_at, &energy_kwh).map_err(|e| ssr::bad_request(e.to_string()))?;
+    let token = ssr::cookie(ssr::PLAN_COOKIE).await;
+    let outcome = ssr::backend()?
+        .state_driver_plan(&charger, connector, token.as_deref(), input)
+        .await
+        .map_err(ssr::internal)?;
+    match outcome {
+        PlanOutcome::Saved { plan, new_token } => {
+            if let Some(token) = new_token {
+                ssr::set_cookie(ssr::PLAN_COOKIE, &token, ssr::PLAN_COOKIE_MAX_AGE_S);
+            }
+            Ok(plan)
+        }
+        PlanOutcome::NoSuchConnector => Err(ssr::not_found("no such charger or connector")),
+        PlanOutcome::OwnedByAnotherPhone => Err(ssr::conflict(
+            "the charge on this connector was planned on another phone; only that phone can change it",
+        )),
+        PlanOutcome::StartedTooLongAgo { minutes } => Err(ssr::conflict(&format!(
+            "the charge on this connector started more than {minutes} minutes ago, so it cannot be planned from a new phone; our support can help"
+        ))),
+    }
+}
+
+/// What became of a driver's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlanOutcome {
+    /// Kept; `new_token` is the phone's proof of ownership when the plan is new.
+    Saved {
+        plan: DriverPlan,
+        new_token: Option<String>,
+    },
+    NoSuchConnector,
+    /// The session running there was planned on another phone.
+    OwnedByAnotherPhone,
+    /// The session running there is not fresh: someone else's car, as far as we can tell.
+    StartedTooLongAgo {
+        minutes: u32,
+    },
+}
+
 #[server(endpoint = "sign_in")]
 pub async fn sign_in(email: String, password: String) -> Result<(), ServerFnError> {
     let backend = ssr::backend()?;
@@ -279,6 +343,10 @@ pub mod ssr {
     use std::sync::Arc;
 
     pub const SESSION_COOKIE: &str = "forecourt_session";
+    /// A driver's proof that a charge plan is theirs (drivers have no account).
+    pub const PLAN_COOKIE: &str = "forecourt_plan";
+    /// A day: past that a phone's plan has long ended.
+    pub const PLAN_COOKIE_MAX_AGE_S: u64 = 24 * 3600;
 
     /// An authenticated person.
     #[derive(Debug, Clone)]
@@ -315,6 +383,20 @@ pub mod ssr {
             priority: u8,
         ) -> anyhow_like::Result<PriorityChange>;
         async fn retailer_overview(&self, retailer: RetailerId) -> anyhow_like::Result<RetailerSummary>;
+        /// The plan whose token this is, if it was stated for this connector.
+        async fn driver_plan(
+            &self,
+            charger: &ChargerId,
+            connector: ConnectorNo,
+            token: &str,
+        ) -> anyhow_like::Result<Option<DriverPlan>>;
+        async fn state_driver_plan(
+            &self,
+            charger: &ChargerId,
+            connector: ConnectorNo,
+            token: Option<&str>,
+            input: crate::domain::PlanInput,
+        ) -> anyhow_like::Result<PlanOutcome>;
     }
 
     /// The backend's errors are opaque to the pages: they are logged by the server and the
@@ -347,6 +429,11 @@ pub mod ssr {
         ServerFnError::new(reason)
     }
 
+    pub fn conflict(reason: &str) -> ServerFnError {
+        set_status(http::StatusCode::CONFLICT);
+        ServerFnError::new(reason)
+    }
+
     pub fn forbidden() -> ServerFnError {
         set_status(http::StatusCode::FORBIDDEN);
         ServerFnError::new("you do not have access to this page")
@@ -363,18 +450,27 @@ pub mod ssr {
     }
 
     pub async fn session_token() -> Option<String> {
+        cookie(SESSION_COOKIE).await
+    }
+
+    /// A cookie of the request being answered.
+    pub async fn cookie(name: &str) -> Option<String> {
         let headers: http::HeaderMap = leptos_axum::extract().await.ok()?;
-        session_token_from(&headers)
+        cookie_from(&headers, name)
     }
 
     pub fn session_token_from(headers: &http::HeaderMap) -> Option<String> {
+        cookie_from(headers, SESSION_COOKIE)
+    }
+
+    pub fn cookie_from(headers: &http::HeaderMap, name: &str) -> Option<String> {
         headers
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == SESSION_COOKIE)
+            .find(|(n, _)| *n == name)
             .map(|(_, value)| value.to_owned())
             .filter(|v| !v.is_empty())
     }
@@ -395,7 +491,12 @@ pub mod ssr {
     }
 
     pub fn set_session_cookie(token: &str, max_age_s: u64) {
-        let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}");
+        set_cookie(SESSION_COOKIE, token, max_age_s);
+    }
+
+    /// HttpOnly: no script of the page can read it; SameSite=Lax: no other site's form can use it.
+    pub fn set_cookie(name: &str, token: &str, max_age_s: u64) {
+        let cookie = format!("{name}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}");
         if let (Some(response), Ok(value)) =
             (use_context::<leptos_axum::ResponseOptions>(), http::HeaderValue::from_str(&cookie))
         {

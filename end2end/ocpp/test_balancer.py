@@ -7,10 +7,16 @@ moment, as the chargers themselves see them; and each car gets as much as the si
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
+import json
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pytest
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from ocpp.routing import on
 from ocpp.v16 import call as call16
@@ -878,6 +884,111 @@ def test_an_operator_states_a_sessions_needs_and_a_priority_session_gets_the_lar
             status, body = await server.ahttp("PUT", f"/api/v1/sessions/{second}/needs", {"priority": 1})
             assert status == 409 and "ended" in body["error"], body
             await a.stop_tx(1, first)
+
+    run_then_restore(server, original, scenario)
+
+
+class Phone:
+    """A driver's phone on the charger's page: its server functions, with the phone's own cookies
+    (a plan's only proof of ownership: drivers have no account)."""
+
+    def __init__(self, server):
+        self.server = server
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def call(self, function: str, **fields):
+        req = urllib.request.Request(
+            f"{self.server.base_url}/api/{function}", data=urllib.parse.urlencode(fields).encode(), method="POST",
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
+        try:
+            with self.opener.open(req, timeout=30) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            status, raw = err.code, err.read()
+        text = raw.decode(errors="replace")
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    async def state(self, charger_id: str, connector: int, leave_at: str = "", energy_kwh: str = ""):
+        return await asyncio.to_thread(self.call, "state_charge_plan", charger=charger_id, connector=connector,
+                                       leave_at=leave_at, energy_kwh=energy_kwh)
+
+    async def mine(self, charger_id: str, connector: int):
+        return await asyncio.to_thread(self.call, "my_charge_plan", charger=charger_id, connector=connector)
+
+
+def test_a_driver_plans_a_charge_on_the_phone_and_the_balancer_shares_by_it(server):
+    """On the charger's page a driver says when they leave (the site's local time) and how much
+    energy they want. Said before the car starts, the plan waits for the next session on that
+    connector; said just after, it joins the session. The budget shows it and the shares follow it;
+    only the phone that made a plan can change it; bad input gets a 4xx with the reason."""
+    original = freshmart_electrics(server)
+    pair = [("FM-CAM-01", 1), ("FM-CAM-01", 2)]
+    on_feeder = [{**c, "circuit": "Bay P"} for c in original["connectors"] if (c["charger_id"], c["connector_no"]) in pair]
+    status, body = server.http("PUT", "/api/v1/sites/1/electrics", {
+        **original, "grid_limit_a": [300.0] * 3, "circuits": [{"name": "Bay P", "limit_a": [40.0] * 3}], "connectors": on_feeder})
+    assert status == 200, body
+    # FreshMart is in London; the phone's clock says London time.
+    london = ZoneInfo("Europe/London")
+    leave = (datetime.now(london) + timedelta(minutes=61)).replace(second=0, microsecond=0)
+    leave_at = leave.strftime("%H:%M")
+
+    async def session_view(session: int) -> dict:
+        status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+        assert status == 200, budget
+        return next(c for c in budget["snapshot"]["connectors"] if c["session"] == session)
+
+    async def scenario():
+        owner, other = Phone(server), Phone(server)
+        for fields, code, word in [
+            (dict(leave_at="25:00", energy_kwh="20"), 400, "time of day"),
+            (dict(leave_at="", energy_kwh="lots"), 400, "amount of energy"),
+            (dict(leave_at="", energy_kwh="0"), 400, "not above 0"),
+            (dict(leave_at="", energy_kwh=""), 400, "say when you leave"),
+        ]:
+            status, body = await other.state("FM-CAM-01", 1, **fields)
+            assert status == code and word in str(body), (fields, status, body)
+        status, body = await other.state("NO-SUCH-CHARGER", 1, energy_kwh="20")
+        assert status == 404, body
+        assert not list(other.jar), "a refused plan set a cookie"
+        async with charger(server, "FM-CAM-01", cls=Scheduled16) as a:
+            await only_cars_of(server, (a,))
+            # Before the car: the plan waits for it, and the page reads it back.
+            status, plan = await owner.state("FM-CAM-01", 1, leave_at=leave_at, energy_kwh="60")
+            assert status == 200 and "WaitingForCar" in plan["state"], plan
+            assert plan["leave_at"] == {"hour": leave.hour, "minute": leave.minute} and plan["energy_wh"] == 60_000, plan
+            assert [c.name for c in owner.jar] == ["forecourt_plan"] and all(c.has_nonstandard_attr("HttpOnly") for c in owner.jar)
+            assert await other.mine("FM-CAM-01", 1) == (200, None)
+            first = await a.start_tx(1)
+            second = await a.start_tx(2)
+            view = await session_view(first)
+            assert 0 < view["energy_left_wh"] <= 60_000, view
+            assert 3600 <= view["departs_in_s"] <= 3660 + 5, view
+            status, plan = await owner.mine("FM-CAM-01", 1)
+            assert status == 200 and plan["state"] == "Charging", plan
+            # 60 kWh within the hour is urgent: the larger share, the other car at least 6 A.
+            await applied_settles(lambda l: set(l) == set(pair) and l[pair[0]] >= l[pair[1]] + 10 and l[pair[1]] >= 6
+                                  and 39.8 <= l[pair[0]] + l[pair[1]] <= 40.0 + 1e-9)
+            # Another phone cannot change it; its owner can.
+            status, body = await other.state("FM-CAM-01", 1, energy_kwh="80")
+            assert status == 409 and "another phone" in str(body), body
+            status, plan = await owner.state("FM-CAM-01", 1, leave_at=leave_at, energy_kwh="3")
+            assert status == 200 and plan["state"] == "Charging" and plan["energy_wh"] == 3_000, plan
+            assert 0 < (await session_view(first))["energy_left_wh"] <= 3_000
+            await applied_settles(lambda l: set(l) == set(pair) and l[pair[1]] >= l[pair[0]] + 10)
+            # The car on connector 2 started moments ago without a plan: the first phone to plan it owns it.
+            status, plan = await other.state("FM-CAM-01", 2, energy_kwh="25.5")
+            assert status == 200 and plan["state"] == "Charging" and plan["energy_wh"] == 25_500, plan
+            assert 0 < (await session_view(second))["energy_left_wh"] <= 25_500
+            status, body = await owner.state("FM-CAM-01", 2, energy_kwh="10")
+            assert status == 409 and "another phone" in str(body), body
+            await a.stop_tx(2, second)
+            await a.stop_tx(1, first)
+            status, plan = await owner.mine("FM-CAM-01", 1)
+            assert status == 200 and plan["state"] == "Ended", plan
 
     run_then_restore(server, original, scenario)
 

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod balancer;
 pub mod cli;
+pub mod driver;
 pub mod http;
 pub mod ocpp;
 pub mod seed;

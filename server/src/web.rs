@@ -7,10 +7,10 @@ use crate::store::{self, balancing, catalog, users, Db};
 use crate::themes::Themes;
 use app::api::ssr::{anyhow_like::Result, Backend, NewSession, Principal};
 use app::api::{
-    CarLoad, ChargerRow, ConnectorLoad, DriverConnector, NodeLoad, PriorityChange, RetailerSummary, SiteLoad,
-    SiteRow,
+    CarLoad, ChargerRow, ConnectorLoad, DriverConnector, NodeLoad, PlanOutcome, PriorityChange,
+    RetailerSummary, SiteLoad, SiteRow,
 };
-use app::domain::{ChargerId, ConnectorNo, RetailerId, SiteId};
+use app::domain::{ChargerId, ConnectorNo, DriverPlan, PlanInput, RetailerId, SiteId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -116,6 +116,25 @@ impl Backend for WebBackend {
         }
         tracing::info!(session.id = session, charger.id = %charger, priority, "session priority set by an operator");
         Ok(PriorityChange::Set)
+    }
+
+    async fn driver_plan(
+        &self,
+        charger: &ChargerId,
+        connector: ConnectorNo,
+        token: &str,
+    ) -> Result<Option<DriverPlan>> {
+        Ok(crate::driver::own_plan(&self.db, charger, connector, token).await?)
+    }
+
+    async fn state_driver_plan(
+        &self,
+        charger: &ChargerId,
+        connector: ConnectorNo,
+        token: Option<&str>,
+        input: PlanInput,
+    ) -> Result<PlanOutcome> {
+        Ok(crate::driver::state_plan(&self.db, &self.hub, charger, connector, token, input).await?)
     }
 
     async fn retailer_overview(&self, retailer: RetailerId) -> Result<RetailerSummary> {

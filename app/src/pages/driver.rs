@@ -1,6 +1,8 @@
 //! The page a driver lands on after scanning a charger's QR code, in the retailer's colours.
 
-use crate::api::{connector_page, DriverConnector};
+use crate::api::{connector_page, my_charge_plan, DriverConnector, StateChargePlan};
+use crate::domain::kwh_text;
+use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
@@ -42,6 +44,8 @@ fn Branded(page: DriverConnector) -> impl IntoView {
     let theme = page.theme.clone();
     let examples = page.example_costs();
     let kw = crate::api::tenths(page.max_power_kw_tenths, "kW");
+    let charger_id = page.charger_id.clone();
+    let connector_no = page.connector_no;
     let support_phone = theme.support.phone.clone();
     let support_email = theme.support.email.clone();
     view! {
@@ -80,6 +84,7 @@ fn Branded(page: DriverConnector) -> impl IntoView {
                         </ul>
                     </Show>
                 </section>
+                <PlanForm charger=charger_id connector=connector_no/>
                 <footer class="text-sm" data-testid="support">
                     "Need help? "
                     {support_phone.map(|p| view! { <a class="underline" href=format!("tel:{p}")>{p.clone()}</a> " " })}
@@ -87,5 +92,60 @@ fn Branded(page: DriverConnector) -> impl IntoView {
                 </footer>
             </main>
         </div>
+    }
+}
+
+/// When the driver leaves and how much energy they want: the site's power is shared by it. The
+/// phone keeps the plan (a cookie); it waits for the car to start here, or joins the charge that
+/// has just started.
+#[component]
+fn PlanForm(charger: String, connector: u32) -> impl IntoView {
+    let state = ServerAction::<StateChargePlan>::new();
+    let asked_for = charger.clone();
+    let mine =
+        Resource::new(move || state.version().get(), move |_| my_charge_plan(asked_for.clone(), connector));
+    view! {
+        <section class="rounded-xl bg-white/80 p-4 shadow-sm space-y-3" data-testid="plan">
+            <h2 class="text-lg font-semibold">"Plan your charge"</h2>
+            <p class="text-sm opacity-80">
+                "Tell us when you leave and how much you need: the site's power is shared so that every car gets what it needs in time."
+            </p>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || {
+                    let charger = charger.clone();
+                    Suspend::new(async move {
+                        let current = mine.await.ok().flatten();
+                        let leave_at = current.and_then(|p| p.leave_at).map(|t| t.to_string()).unwrap_or_default();
+                        let energy = current
+                            .and_then(|p| p.energy_wh)
+                            .map(|wh| kwh_text(wh).trim_end_matches(" kWh").to_owned())
+                            .unwrap_or_default();
+                        view! {
+                            {current.map(|p| view! { <p class="font-semibold" data-testid="plan-summary">{p.summary()}</p> })}
+                            <ActionForm action=state attr:class="space-y-3">
+                                <input type="hidden" name="charger" value=charger/>
+                                <input type="hidden" name="connector" value=connector/>
+                                <label class="block">
+                                    "I leave at "
+                                    <input type="time" name="leave_at" value=leave_at class="rounded border px-2 py-1" data-testid="plan-leave-at"/>
+                                </label>
+                                <label class="block">
+                                    "I need about "
+                                    <input type="text" inputmode="decimal" name="energy_kwh" value=energy size="5"
+                                        class="rounded border px-2 py-1" placeholder="20" data-testid="plan-energy"/>
+                                    " kWh"
+                                </label>
+                                <button type="submit" class="rounded-lg bg-brand px-4 py-2 font-semibold text-brand-ink" data-testid="plan-save">
+                                    "Save my plan"
+                                </button>
+                            </ActionForm>
+                        }
+                    })
+                }}
+            </Transition>
+            {move || state.value().get().and_then(|r| r.err()).map(|e| view! {
+                <p class="text-red-700" role="alert" data-testid="plan-error">{super::error_text(&e)}</p>
+            })}
+        </section>
     }
 }

@@ -221,6 +221,7 @@ pub async fn handle(
                 tracing::info!(charger.id = %id, transaction.id = %tx, connector = start.connector_no, "transaction started");
                 if standing == db::TokenStanding::Accepted {
                     cs.hub.session_started(id, r.connector_id, tx.0, &tx.0.to_string(), start.meter_start_wh);
+                    crate::driver::session_started(&cs.db, &cs.hub, id, start.connector_no, tx.0).await;
                 }
             } else {
                 tracing::info!(charger.id = %id, transaction.id = %tx, "replayed StartTransaction: same transaction");

@@ -381,6 +381,7 @@ async fn transaction_event(
                     &ocpp_tx_id,
                     meter_start,
                 );
+                crate::driver::session_started(&cs.db, &cs.hub, id, connector_no, tx.0).await;
             }
             if let (Some((currents, energy)), false) =
                 (reading, matches!(r.event_type, TransactionEventEnumType::Ended))

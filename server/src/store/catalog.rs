@@ -145,6 +145,8 @@ pub struct ConnectorFacts {
     pub retailer_theme: String,
     pub site_name: String,
     pub site_address: String,
+    /// The site's IANA time zone: drivers' times of day are the site's.
+    pub site_timezone: String,
     pub status: String,
     pub max_power_w: i64,
     pub tariff: Tariff,
@@ -156,7 +158,7 @@ pub async fn connector_facts(
     no: ConnectorNo,
 ) -> Result<Option<ConnectorFacts>, StoreError> {
     let row = sqlx::query(
-        "SELECT r.theme, s.name, s.address, c.status, c.max_power_w, t.currency, t.per_kwh_minor, t.session_fee_minor \
+        "SELECT r.theme, s.name, s.address, s.timezone, c.status, c.max_power_w, t.currency, t.per_kwh_minor, t.session_fee_minor \
          FROM connectors c JOIN chargers ch ON ch.id = c.charger_id JOIN sites s ON s.id = ch.site_id \
          JOIN retailers r ON r.id = s.retailer_id JOIN tariffs t ON t.id = s.tariff_id \
          WHERE c.charger_id = $1 AND c.connector_no = $2 AND ch.registration = 'accepted'",
@@ -171,6 +173,7 @@ pub async fn connector_facts(
         retailer_theme: row.try_get("theme")?,
         site_name: row.try_get("name")?,
         site_address: row.try_get("address")?,
+        site_timezone: row.try_get("timezone")?,
         status: row.try_get("status")?,
         max_power_w: row.try_get("max_power_w")?,
         tariff: Tariff {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod balancing;
 pub mod catalog;
 pub mod ocpp;
+pub mod plans;
 pub mod users;
 
 use crate::settings::{Backend, DatabaseUrl};

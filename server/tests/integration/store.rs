@@ -64,6 +64,63 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    async fn a_drivers_plan_joins_the_next_car_only_while_it_waits_and_one_plan_per_session(t: &TestDb) {
+        use server::store::{ocpp as tx_store, plans};
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let charger = ChargerId::parse("UP-ZUI-02").expect("id");
+        let wait = |hash: &'static str, created: i64, expires: i64, energy: i64| {
+            let db = t.db.clone();
+            async move {
+                plans::insert(&db, hash, "UP-ZUI-02", 1, None, Some(9_000_000), Some(energy), created, expires)
+                    .await
+                    .expect("insert")
+                    .expect("new plan")
+            }
+        };
+        let expired = wait("h-expired", 1_000, 4_000, 5_000).await;
+        let live = wait("h-live", 1_500, 10_000, 20_000).await;
+        assert!(plans::running_session(&t.db, "UP-ZUI-02", 1).await.expect("q").is_none());
+        let start = tx_store::TxStart {
+            connector_no: 1,
+            id_tag: "TAG".to_owned(),
+            started_at: 5_000,
+            started_at_charger: "1970-01-01T00:00:05.000Z".to_owned(),
+            meter_start_wh: Some(0),
+        };
+        let (tx, _) = tx_store::start_transaction_v16(&t.db, &charger, &start).await.expect("start");
+        assert_eq!(plans::running_session(&t.db, "UP-ZUI-02", 1).await.expect("q"), Some((tx.0, 5_000, false)));
+
+        // The plan still waiting joins; the one that expired does not.
+        let needs = plans::join_waiting(&t.db, "UP-ZUI-02", 1, tx.0, 5_000).await.expect("join").expect("joined");
+        assert_eq!((needs.departure_at_ms, needs.energy_need_wh, needs.priority), (Some(9_000_000), Some(20_000), 0));
+        let joined = plans::by_id(&t.db, live).await.expect("q").expect("plan");
+        assert_eq!((joined.transaction_id, joined.session_active), (Some(tx.0), true));
+        assert_eq!(plans::by_id(&t.db, expired).await.expect("q").expect("plan").transaction_id, None);
+        let stored: (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT departure_at_ms, energy_need_wh FROM transactions WHERE id = $1")
+                .bind(tx.0)
+                .fetch_one(t.db.pool())
+                .await
+                .expect("q");
+        assert_eq!(stored, (Some(9_000_000), Some(20_000)));
+        assert_eq!(plans::running_session(&t.db, "UP-ZUI-02", 1).await.expect("q"), Some((tx.0, 5_000, true)));
+
+        // One plan per session: a later one neither joins it nor is inserted joined to it.
+        let late = wait("h-late", 6_000, 60_000, 7_000).await;
+        assert_eq!(plans::join_waiting(&t.db, "UP-ZUI-02", 1, tx.0, 6_000).await.expect("q"), None);
+        assert!(!plans::join(&t.db, late, tx.0).await.expect("q"));
+        let second = plans::insert(&t.db, "h-second", "UP-ZUI-02", 1, Some(tx.0), None, Some(1_000), 6_000, 6_000);
+        assert_eq!(second.await.expect("insert"), None);
+        // The owner's change reaches the session.
+        plans::update(&t.db, live, None, Some(30_000), 10_000).await.expect("update");
+        let (needs, session) = plans::copy_to_session(&t.db, live).await.expect("copy").expect("running");
+        assert_eq!((session, needs.departure_at_ms, needs.energy_need_wh), (tx.0, None, Some(30_000)));
+        assert!(plans::by_token(&t.db, "h-live").await.expect("q").is_some_and(|p| p.id == live));
+        assert!(plans::by_token(&t.db, "h-nobody").await.expect("q").is_none());
+    }
+}
+
+on_both_backends! {
     async fn the_schema_refuses_impossible_rows(t: &TestDb) {
         // An operator tied to a retailer, and a negative price, are both refused by the database itself.
         let bad_user = sqlx::query("INSERT INTO users (email, password_hash, role, retailer_id, created_at) VALUES ('x@y.z', 'h', 'operator', 1, 0)")

@@ -993,6 +993,48 @@ def test_a_driver_plans_a_charge_on_the_phone_and_the_balancer_shares_by_it(serv
     run_then_restore(server, original, scenario)
 
 
+def test_a_drivers_plan_waits_for_a_201_stations_transaction_and_joins_it(server):
+    """The same over OCPP 2.0.1: the plan stated before the car joins the transaction the station
+    reports as Started, and the budget carries its energy and departure."""
+    from ocpp_kit import unique
+
+    phone = Phone(server)
+    leave = (datetime.now(ZoneInfo("Europe/London")) + timedelta(hours=2)).replace(second=0, microsecond=0)
+
+    async def scenario():
+        async with charger(server, "FM-CAM-02", "2.0.1", cls=Balanced201) as station:
+            status, plan = await phone.state("FM-CAM-02", 2, leave_at=leave.strftime("%H:%M"), energy_kwh="12,5")
+            assert status == 200 and "WaitingForCar" in plan["state"] and plan["energy_wh"] == 12_500, plan
+            tx = unique("tx")
+            await station.req(call201.TransactionEvent(
+                event_type="Started", timestamp=now_iso(), trigger_reason="Authorized", seq_no=0,
+                transaction_info={"transactionId": tx}, id_token={"idToken": "DEMO-TAG-1", "type": "ISO14443"},
+                evse={"id": 2, "connectorId": 1},
+            ))
+            deadline = time.monotonic() + 10
+            view = None
+            while time.monotonic() < deadline:
+                status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+                keys = {key for key, name, no in budget["connectors"] if (name, no) == ("FM-CAM-02", 2)}
+                view = next((c for c in budget["snapshot"]["connectors"]
+                             if c["connector"] in keys and c["session"] is not None), None)
+                if view and view.get("energy_left_wh"):
+                    break
+                await asyncio.sleep(0.2)
+            assert view and 0 < view["energy_left_wh"] <= 12_500, view
+            assert 7200 - 60 - 5 <= view["departs_in_s"] <= 7200 + 5, view
+            status, plan = await phone.mine("FM-CAM-02", 2)
+            assert status == 200 and plan["state"] == "Charging", plan
+            await station.req(call201.TransactionEvent(
+                event_type="Ended", timestamp=now_iso(), trigger_reason="EVDeparted", seq_no=1,
+                transaction_info={"transactionId": tx, "chargingState": "Idle", "stoppedReason": "EVDisconnected"},
+            ))
+            status, plan = await phone.mine("FM-CAM-02", 2)
+            assert status == 200 and plan["state"] == "Ended", plan
+
+    run(scenario())
+
+
 class DefaultsWatch16(Balanced16):
     """A 1.6 charger whose profiles, per connector, are read back as it applies them."""
 

@@ -242,6 +242,13 @@ impl CentralSystem {
         if let Err(err) = store::purge_frames_before(&self.db, now - keep).await {
             tracing::error!(error = %err, "frame log purge failed");
         }
+        // A phone's plan that no car took is of no use a day on (its cookie is gone by then too).
+        let day = i64::try_from(app::api::ssr::PLAN_COOKIE_MAX_AGE_S * 1000).unwrap_or(i64::MAX);
+        match crate::store::plans::forget_unjoined(&self.db, now - day).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(forgotten = n, "forgot drivers' plans that no car took"),
+            Err(err) => tracing::error!(error = %err, "drivers' plan sweep failed"),
+        }
     }
 }
 

@@ -189,3 +189,13 @@ pub async fn copy_to_session(db: &Db, plan_id: i64) -> Result<Option<(SessionNee
     })
     .transpose()
 }
+
+/// Forgets plans that waited for a car in vain and expired before `before_ms` (a joined plan is
+/// kept with its session: what the driver asked for). Returns how many.
+pub async fn forget_unjoined(db: &Db, before_ms: i64) -> Result<u64, StoreError> {
+    let done = sqlx::query("DELETE FROM driver_plans WHERE transaction_id IS NULL AND expires_at_ms < $1")
+        .bind(before_ms)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -117,6 +117,12 @@ on_both_backends! {
         assert_eq!((session, needs.departure_at_ms, needs.energy_need_wh), (tx.0, None, Some(30_000)));
         assert!(plans::by_token(&t.db, "h-live").await.expect("q").is_some_and(|p| p.id == live));
         assert!(plans::by_token(&t.db, "h-nobody").await.expect("q").is_none());
+        // Plans no car took are forgotten once expired long enough; joined ones stay with their session.
+        assert_eq!(plans::forget_unjoined(&t.db, 5_000).await.expect("sweep"), 1);
+        assert!(plans::by_id(&t.db, expired).await.expect("q").is_none());
+        assert!(plans::by_id(&t.db, late).await.expect("q").is_some());
+        assert_eq!(plans::forget_unjoined(&t.db, i64::MAX).await.expect("sweep"), 1);
+        assert!(plans::by_id(&t.db, live).await.expect("q").is_some());
     }
 }
 

@@ -293,6 +293,8 @@ def test_an_operator_states_the_site_circuits_and_the_balancer_obeys_at_once(ser
         (with_changes(circuits=[{"name": "A", "parent": "B", "limit_a": [20] * 3}, {"name": "B", "parent": "A", "limit_a": [20] * 3}]), 422),
         (with_changes(circuits=[{"name": "A", "parent": "Nowhere", "limit_a": [20] * 3}]), 422),
         (with_changes(circuits=feeder, connectors=[{**cam1[0], "circuit": "Bay B"}]), 422),
+        (with_changes(idle_default_raise_after_s=-1), 422),
+        (with_changes(idle_default_raise_after_s=4000), 422),
         (with_changes(connectors=[{**cam1[0], "charger_id": "NOT-HERE"}]), 422),
         (with_changes(grid_limit_a=[100, -1, 100]), 422),
         (with_changes(connectors=[{**cam1[0], "rotation": "L1L1L1"}]), 422),
@@ -1099,7 +1101,9 @@ def test_an_idle_connectors_default_gives_way_to_a_car_and_comes_back(server, ve
     """FreshMart with a 6 A fallback and a 16 A feeder over a new charger's two connectors: idle, each
     may start a car at 6 A. A car plugs into one: the other's own TxDefaultProfile goes to 0 A, so the
     car gets the feeder's 16 A rather than the 10 A a fixed default would leave it; when it leaves, the
-    other's default is 6 A again. As the charger applies its profiles, the two never pass 16 A."""
+    other's default is 6 A again, once the room for it has lasted the site's
+    `idle_default_raise_after_s` (3 s here). As the charger applies its profiles, the two never pass
+    16 A."""
     from ocpp_kit import unique
 
     cp_id = unique("FM-IDLE")
@@ -1122,11 +1126,16 @@ def test_an_idle_connectors_default_gives_way_to_a_car_and_comes_back(server, ve
             assert len(mine) == 2, electrics
             restore["electrics"] = {**original, "connectors": original["connectors"] + mine}
             # A roomy grid, so that only the feeder binds (whatever sessions earlier tests left).
-            tight = {**original, "grid_limit_a": [400, 400, 400], "connector_fallback_a": 6,
+            tight = {**original, "grid_limit_a": [400, 400, 400], "connector_fallback_a": 6, "idle_default_raise_after_s": 3,
                      "circuits": [{"name": "Tight", "limit_a": [16, 16, 16]}],
                      "connectors": [{**c, "max_current_a": 32, "phases": 3, "rotation": "L1L2L3", "circuit": "Tight"} for c in mine]}
             status, body = await server.ahttp("PUT", "/api/v1/sites/1/electrics", tight)
             assert status == 200, body
+            # Idle, each connector's own default comes up to the new fallback once its room has lasted.
+            deadline = time.monotonic() + 15
+            while applied_per_connector(cp.log)[-1:] != [{1: 6.0, 2: 6.0}] and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert applied_per_connector(cp.log)[-1] == {1: 6.0, 2: 6.0}, cp.log
 
             tx = await cp.plug_in(1)
             deadline = time.monotonic() + 15
@@ -1139,10 +1148,12 @@ def test_an_idle_connectors_default_gives_way_to_a_car_and_comes_back(server, ve
             assert cp.log.index((2, "TxDefaultProfile", 0.0)) < first_above_10, cp.log
 
             await cp.unplug(1, tx)
-            deadline = time.monotonic() + 15
+            left = time.monotonic()
+            deadline = left + 15
             while cp.log[-1] != (2, "TxDefaultProfile", 6.0) and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.1)
             assert cp.log[-1] == (2, "TxDefaultProfile", 6.0), cp.log
+            assert time.monotonic() - left >= 2.5, "raised before the room had lasted"
             status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
             assert status == 200, budget
             feeder = budget["snapshot"]["nodes"][1]

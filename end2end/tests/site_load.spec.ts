@@ -80,10 +80,11 @@ test("an operator watches a site's load live as a car starts, and it stays under
       .filter((c: any) => c.charger_id === "FM-CAM-01")
       .map((c: any) => ({ ...c, circuit: "Bay A" }));
     expect(onBay.length).toBe(2);
-    // And a 6 A default, so a charger that loses us can still start a car where there is room.
+    // And a 6 A default, so a charger that loses us can still start a car where there is room,
+    // raised as soon as there is (not after the usual two minutes of room).
     const put = await page.request.put(`/api/v1/sites/${site}/electrics`, {
       headers: auth,
-      data: { ...original, connector_fallback_a: 6, circuits: [{ name: "Bay A", limit_a: [63, 63, 63] }], connectors: onBay },
+      data: { ...original, connector_fallback_a: 6, idle_default_raise_after_s: 0, circuits: [{ name: "Bay A", limit_a: [63, 63, 63] }], connectors: onBay },
     });
     expect(put.status()).toBe(200);
     try {

@@ -87,6 +87,9 @@ struct LbBenchArgs {
     /// Minimum seconds a session stays paused or running before the 6 A rotation moves it.
     #[arg(long)]
     dwell_s: Option<u64>,
+    /// An idle connector's own default goes back up once the room for it has lasted this many seconds.
+    #[arg(long)]
+    idle_raise_after_s: Option<u64>,
     /// Limit changes smaller than this many tenths of an amp are not sent.
     #[arg(long)]
     hysteresis_da: Option<u32>,
@@ -379,6 +382,7 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
         store_rise_per_min_a: args.rise.unwrap_or(defaults.store_rise_per_min_a),
         store_max_rise_a: args.max_rise.unwrap_or(defaults.store_max_rise_a),
         min_dwell_s: args.dwell_s.unwrap_or(defaults.min_dwell_s),
+        idle_raise_after_s: args.idle_raise_after_s.unwrap_or(defaults.idle_raise_after_s),
         hysteresis_da: args.hysteresis_da.unwrap_or(defaults.hysteresis_da),
         latency_jitter_steps: args.jitter,
         seed: args.seed,

@@ -142,6 +142,11 @@ pub struct SiteConfig {
     /// Handovers scheduled ahead (`None`: every decrease is in force as soon as it lands).
     #[serde(default)]
     pub handover: Option<HandoverConfig>,
+    /// An idle connector's own default goes back up only once the room for it has lasted this
+    /// long, so a car arriving soon after another left does not send every idle connector a
+    /// profile down and up again. Decreases are never delayed. Zero = at once.
+    #[serde(default)]
+    pub idle_raise_after: Millis,
 }
 
 /// Handovers scheduled ahead. A decrease that only frees capacity for other sessions (nothing is
@@ -193,6 +198,7 @@ impl SiteConfig {
             profile_retry: Millis::from_secs(30),
             lease: Millis(0),
             handover: None,
+            idle_raise_after: Millis(0),
         }
     }
 }

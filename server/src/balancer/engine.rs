@@ -309,6 +309,8 @@ struct IdleDefault {
     /// not make every idle connector's default go down and up again; not against a car that
     /// arrived since.
     raised_at: Option<Millis>,
+    /// Since when the plan has had room to raise it (see [`SiteConfig::idle_raise_after`]).
+    room_since: Option<Millis>,
     /// False once its charger refused one: left at what it accepted until it reconnects.
     steered: bool,
     /// What the charger has is unknown (it reconnected): send the plan even if unchanged.
@@ -322,6 +324,7 @@ impl IdleDefault {
             inflight: Vec::new(),
             target: fallback,
             raised_at: None,
+            room_since: None,
             steered: true,
             resend: false,
         }
@@ -797,6 +800,10 @@ impl Balancer {
                 if let Some((_, at)) = s.learned_max {
                     consider(at + self.cfg.learning.probe_after);
                 }
+            }
+            if let Some(since) = c.idle.room_since {
+                // An idle connector's default may go up once its room has lasted.
+                consider(since + self.cfg.idle_raise_after);
             }
         }
         next
@@ -1587,13 +1594,33 @@ impl Balancer {
                 }
             }
         }
-        // Idle defaults last: decreases now, increases where they fit at every moment.
+        // Idle defaults last: decreases now, increases where they fit at every moment, once the
+        // room for them has lasted (a car arriving soon after another left sends no profile to
+        // every idle connector and back).
+        let raise_after = self.cfg.idle_raise_after;
+        let mut steered_idle = vec![false; self.conns.len()];
         for &(i, _) in &idle {
-            let d = &self.conns[i].idle;
+            steered_idle[i] = true;
+        }
+        for (c, steered) in self.conns.iter_mut().zip(steered_idle) {
+            if !steered {
+                // Room seen while idle does not count for a later idle spell.
+                c.idle.room_since = None;
+            }
+        }
+        for &(i, _) in &idle {
+            let d = &mut self.conns[i].idle;
             let (target, cur, held) = (d.target, d.commanded(), d.held());
+            let room_lasted = if target > cur {
+                let since = *d.room_since.get_or_insert(now);
+                now.since(since) >= raise_after || d.resend
+            } else {
+                d.room_since = None;
+                false
+            };
             if target < cur || (d.resend && target <= held) {
                 self.emit_default(i, target);
-            } else if target > cur {
+            } else if target > cur && room_lasted {
                 let extra = i64::from(target.get()) - i64::from(held.get());
                 let fp = self.budget(i, now).1;
                 let room = |load: &Vec<i64>| {
@@ -1609,7 +1636,9 @@ impl Balancer {
                             }
                         }
                     }
-                    self.conns[i].idle.raised_at = Some(now);
+                    let d = &mut self.conns[i].idle;
+                    d.raised_at = Some(now);
+                    d.room_since = None;
                     self.emit_default(i, target);
                 }
             }

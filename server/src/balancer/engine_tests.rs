@@ -1386,3 +1386,41 @@ fn a_car_asking_for_more_waits_the_dwell_for_defaults_raised_for_others() {
     h.settle();
     assert_eq!(h.acked(0), a(32));
 }
+
+#[test]
+fn idle_defaults_go_back_up_only_once_the_room_has_lasted() {
+    let mut cfg = site([32, 32, 32], vec![], (0..5).map(|k| conn(k, None, [L1, L2, L3], 6)).collect());
+    cfg.store.worst_case = PerPhase::uniform(a(0));
+    cfg.idle_raise_after = Millis::from_secs(120);
+    let mut h = H::new(cfg);
+    h.start(0, three());
+    h.settle();
+    assert_eq!(h.view(1).acked, a(0));
+    // The car leaves: the room is there, but the defaults wait for it to last.
+    h.advance(10);
+    let cmds = h.ev(Event::SessionEnded { connector: ConnectorKey(0) });
+    assert!(defaults(&cmds).iter().all(|&(_, amps)| amps == a(0)), "nothing raised at once: {cmds:?}");
+    let wake = h.b.poll_timeout(h.now);
+    assert!(wake.is_some_and(|t| t <= h.now + Millis::from_secs(120)), "woken by then: {wake:?}");
+    // A car arrives a minute later: the idle connectors' defaults, still down, need no profile;
+    // only the one the first car left (a car starts there at its default) makes way.
+    h.advance(60);
+    let cmds = h.start(1, three());
+    assert_eq!(defaults(&cmds), vec![(0, a(0))], "{cmds:?}");
+    h.settle();
+    assert_eq!(h.acked(1), a(32));
+    // It leaves; two minutes of room later the defaults are up again, the budget within the connection.
+    h.advance(10);
+    h.ev(Event::SessionEnded { connector: ConnectorKey(1) });
+    h.advance(119);
+    assert!(defaults(&h.tick_commands()).is_empty(), "not yet");
+    h.advance(1);
+    let raised = defaults(&h.tick_commands());
+    assert_eq!(raised, (0..5).map(|k| (k, a(6))).collect::<Vec<_>>());
+    h.settle();
+    assert!(grid_budget(&h).iter().all(|&b| b == a(30)));
+    // Decreases never wait: a car arriving now has the others' defaults lowered at once.
+    h.advance(5);
+    let cmds = h.start(2, three());
+    assert_eq!(defaults(&cmds), [0, 1, 3, 4].map(|k| (k, a(0))).to_vec());
+}

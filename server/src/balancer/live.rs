@@ -231,6 +231,7 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     config.lease = Millis::from_secs(600);
     // Off unless the site states its chargers' round trip and clock skew.
     config.handover = site.handover;
+    config.idle_raise_after = site.idle_raise_after;
     (config, targets, charger_keys)
 }
 
@@ -1482,6 +1483,7 @@ mod tests {
                 lead: Millis::from_secs(4),
                 clock_skew: Millis::from_secs(1),
             }),
+            idle_raise_after: Millis::from_secs(120),
             circuits: vec![balancing::CircuitRow { id: 7, parent: None, limit_da: [660; 3] }],
             connectors: vec![
                 row("FM-CAM-01", 1),

@@ -103,6 +103,8 @@ pub struct SimOptions {
     /// most it can draw; a workload says nothing of the store's own maximum).
     pub store_worst_case_a: Option<u32>,
     pub min_dwell_s: u64,
+    /// An idle connector's default goes back up once the room for it has lasted this long.
+    pub idle_raise_after_s: u64,
     pub hysteresis_da: u32,
     /// Extra per-command delay, 0..=jitter steps (deterministic), on top of the
     /// latency: chargers answer at different speeds, each still in order. The referee
@@ -145,6 +147,7 @@ impl Default for SimOptions {
             store_max_rise_a: 24,
             store_worst_case_a: None,
             min_dwell_s: 300,
+            idle_raise_after_s: 0,
             hysteresis_da: 10,
             latency_jitter_steps: 0,
             seed: 1,
@@ -189,6 +192,8 @@ pub struct Metrics {
     pub max_overload_feeder_a: f64,
     pub overload_steps_feeder: u64,
     pub commands: u64,
+    /// Of those, idle connectors' own defaults.
+    pub default_commands: u64,
     pub events: u64,
     /// Full recomputes of the allocation (one per event, or one per batch).
     pub recomputes: u64,
@@ -327,6 +332,7 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
             probe_after: Millis::from_secs(900),
         },
         min_dwell: Millis::from_secs(o.min_dwell_s),
+        idle_raise_after: Millis::from_secs(o.idle_raise_after_s),
         hysteresis: DeciAmps::new(o.hysteresis_da),
         // The referee's EVSEs take whole amps.
         granularity: DeciAmps::from_amps(1),
@@ -670,6 +676,9 @@ impl<'a> DaySim<'a> {
             }
             for cmd in cmds {
                 self.m.commands += 1;
+                if matches!(cmd, Command::SetDefault { .. }) {
+                    self.m.default_commands += 1;
+                }
                 let (Command::SetLimit { connector, .. } | Command::SetDefault { connector, .. }) = &cmd;
                 let at =
                     (k + lat + self.jitter()).max(self.last_landing.get(&connector.0).copied().unwrap_or(0));

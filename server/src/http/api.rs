@@ -552,6 +552,8 @@ pub fn openapi_document() -> Value {
         "handover": {"type": ["object", "null"], "required": ["lead_s", "clock_skew_s"], "additionalProperties": false,
             "description": "handovers scheduled ahead (absent or null: off): a decrease that only frees capacity for another session switches lead_s after it is sent, and the increase it pays for starts two clock skews later; for chargers that take two-period schedules and keep their clocks within clock_skew_s of ours (checked against the timestamps each charger sends: one whose clock is off by more is sent plain limits, without handovers or leases, until it has agreed with ours for ten minutes)",
             "properties": {"lead_s": {"type": "number", "minimum": 1, "maximum": balancing::HANDOVER_MAX_LEAD_S}, "clock_skew_s": {"type": "number", "minimum": 0, "maximum": balancing::HANDOVER_MAX_SKEW_S}}},
+        "idle_default_raise_after_s": {"type": "number", "minimum": 0, "maximum": balancing::IDLE_RAISE_AFTER_MAX_S, "default": balancing::IDLE_RAISE_AFTER_DEFAULT_S,
+            "description": "seconds the room for an idle connector's own default (the fallback) must last before it goes back up; decreases never wait. A car arriving soon after another left then sends no profile to every idle connector and back"},
         "circuits": {"type": "array", "items": {"type": "object", "required": ["name", "limit_a"], "properties": {
             "name": {"type": "string"}, "parent": {"type": ["string", "null"]}, "limit_a": phases}}},
         "connectors": {"type": "array", "items": {"type": "object", "required": ["charger_id", "connector_no", "max_current_a", "phases", "rotation"], "properties": {

@@ -381,6 +381,7 @@ impl World {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build(
     circuits: &[(Option<usize>, [u32; 3])],
     conns: &[ConnSpec],
@@ -389,6 +390,7 @@ fn build(
     (rise, max_rise, reaction_s, learn): (u32, u32, u64, bool),
     handover: Option<(u64, u64)>,
     lease_s: Option<u64>,
+    idle_raise_after_s: u64,
 ) -> Result<(Balancer, World), ConfigError> {
     let a = DeciAmps::from_amps;
     let ccfg: Vec<CircuitConfig> = circuits
@@ -432,6 +434,7 @@ fn build(
         clock_skew: Millis::from_secs(skew_s),
     });
     cfg.lease = Millis::from_secs(lease_s.unwrap_or(0));
+    cfg.idle_raise_after = Millis::from_secs(idle_raise_after_s);
     let b = Balancer::new(cfg.clone())?;
     let mut limits = vec![grid.map(|x| x * 10)];
     limits.extend(circuits.iter().map(|c| c.1.map(|x| x * 10)));
@@ -482,8 +485,11 @@ proptest! {
         store_model in (0u32..20, 0u32..30, 0u64..120, any::<bool>()),
         handover in proptest::option::of((1u64..200, 0u64..10)),
         lease_s in proptest::option::of(60u64..1200),
+        idle_raise_after_s in prop_oneof![Just(0u64), 1u64..300],
     ) {
-        let Ok((mut b, mut w)) = build(&circuits, &conns, grid, worst, store_model, handover, lease_s) else {
+        let Ok((mut b, mut w)) =
+            build(&circuits, &conns, grid, worst, store_model, handover, lease_s, idle_raise_after_s)
+        else {
             // Fallbacks alone over a limit: refused at construction, nothing to run.
             return Ok(());
         };

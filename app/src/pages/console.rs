@@ -7,22 +7,9 @@ use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-/// A signal that ticks every `seconds` in the browser (never on the server): live pages ask again.
-fn ticking(seconds: u64) -> RwSignal<u32> {
-    let tick = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        let every = std::time::Duration::from_secs(seconds);
-        if let Ok(handle) = set_interval_with_handle(move || tick.update(|t| *t += 1), every) {
-            // Leaving the page stops it.
-            on_cleanup(move || handle.clear());
-        }
-    });
-    tick
-}
-
 #[component]
 pub fn ConsolePage() -> impl IntoView {
-    let tick = ticking(5);
+    let tick = super::ticking(5);
     let chargers = Resource::new(move || tick.get(), |_| network_chargers());
     let sign_out = ServerAction::<SignOut>::new();
     view! {
@@ -62,7 +49,7 @@ pub fn ConsolePage() -> impl IntoView {
 #[component]
 pub fn SiteLoadPage() -> impl IntoView {
     let params = use_params_map();
-    let tick = ticking(2);
+    let tick = super::ticking(2);
     // Lives outside the refreshing view, so a click's answer is not lost when the table is redrawn.
     let set_priority = ServerAction::<SetSessionPriority>::new();
     provide_context(set_priority);

@@ -101,15 +101,29 @@ fn Branded(page: DriverConnector) -> impl IntoView {
 #[component]
 fn PlanForm(charger: String, connector: u32) -> impl IntoView {
     let state = ServerAction::<StateChargePlan>::new();
+    // The form is filled from the plan as saved (asked again only after a save, so that what the
+    // driver is typing is never redrawn away); the sentence above it follows the charge live, so a
+    // waiting plan shows the car's start without a reload.
     let asked_for = charger.clone();
     let mine =
         Resource::new(move || state.version().get(), move |_| my_charge_plan(asked_for.clone(), connector));
+    let tick = super::ticking(10);
+    let watched = charger.clone();
+    let live = Resource::new(
+        move || (state.version().get(), tick.get()),
+        move |_| my_charge_plan(watched.clone(), connector),
+    );
     view! {
         <section class="rounded-xl bg-white/80 p-4 shadow-sm space-y-3" data-testid="plan">
             <h2 class="text-lg font-semibold">"Plan your charge"</h2>
             <p class="text-sm opacity-80">
                 "Tell us when you leave and how much you need: the site's power is shared so that every car gets what it needs in time."
             </p>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    live.await.ok().flatten().map(|p| view! { <p class="font-semibold" data-testid="plan-summary">{p.summary()}</p> })
+                })}
+            </Transition>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || {
                     let charger = charger.clone();
@@ -121,7 +135,6 @@ fn PlanForm(charger: String, connector: u32) -> impl IntoView {
                             .map(|wh| kwh_text(wh).trim_end_matches(" kWh").to_owned())
                             .unwrap_or_default();
                         view! {
-                            {current.map(|p| view! { <p class="font-semibold" data-testid="plan-summary">{p.summary()}</p> })}
                             <ActionForm action=state attr:class="space-y-3">
                                 <input type="hidden" name="charger" value=charger/>
                                 <input type="hidden" name="connector" value=connector/>

@@ -38,6 +38,19 @@ pub fn NotFound() -> impl IntoView {
     }
 }
 
+/// A signal that ticks every `seconds` in the browser (never on the server): live pages ask again.
+pub(crate) fn ticking(seconds: u64) -> RwSignal<u32> {
+    let tick = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        let every = std::time::Duration::from_secs(seconds);
+        if let Ok(handle) = set_interval_with_handle(move || tick.update(|t| *t += 1), every) {
+            // Leaving the page stops it.
+            on_cleanup(move || handle.clear());
+        }
+    });
+    tick
+}
+
 /// A server function's failure, shown to a person in plain words.
 pub fn error_text(err: &ServerFnError) -> String {
     match err {

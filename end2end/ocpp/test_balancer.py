@@ -1162,11 +1162,11 @@ def test_an_idle_connectors_default_gives_way_to_a_car_and_comes_back(server, ve
             assert all(sum(state.values()) <= 16.0 for state in applied_per_connector(cp.log)), cp.log
 
             # The operator lowers the site's fallback to 0 A: the connectors' own defaults, which the
-            # charger-wide one does not override, come down with it.
+            # charger-wide one does not override, come down with it, and so does the charger-wide one.
             mark = len(cp.log)
             status, body = await server.ahttp("PUT", "/api/v1/sites/1/electrics", {**tight, "connector_fallback_a": 0})
             assert status == 200, body
-            lowered = {(1, "TxDefaultProfile", 0.0), (2, "TxDefaultProfile", 0.0)}
+            lowered = {(0, "TxDefaultProfile", 0.0), (1, "TxDefaultProfile", 0.0), (2, "TxDefaultProfile", 0.0)}
             deadline = time.monotonic() + 10
             while not lowered <= set(cp.log[mark:]) and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)

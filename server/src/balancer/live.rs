@@ -387,6 +387,8 @@ impl Hub {
             }
         };
         let meter = site.store_meter_charger.as_deref().and_then(|c| ChargerId::parse(c).ok());
+        let fallback = da(site.connector_fallback_da);
+        let old_fallback = self.maps().sites.get(&site.site).map(|e| e.fallback);
         let newly_wired = {
             let mut maps = self.maps_mut();
             let was_wired = meter.as_ref().is_some_and(|m| maps.store_meters.get(m) == Some(&site.site));
@@ -395,9 +397,22 @@ impl Hub {
             if let Some(meter) = &meter {
                 maps.store_meters.insert(meter.clone(), site.site);
             }
-            maps.sites.insert(site.site, SiteEntry { input, fallback: da(site.connector_fallback_da) });
+            maps.sites.insert(site.site, SiteEntry { input, fallback });
             meter.filter(|_| !was_wired)
         };
+        // A lowered fallback reaches connected chargers' charger-wide default now (their connectors'
+        // own defaults, which the balancer steers, come down with the plan). A raised one waits for
+        // each charger's next boot: a connector that refused its own default runs on the charger-wide
+        // one and is counted at what it accepted, so that must not rise behind the balancer's back.
+        if old_fallback.is_some_and(|old| fallback < old) && !at_start_up {
+            for charger in &chargers {
+                if let Some(version) = self.inner.registry.version_of(charger) {
+                    let hub = self.clone();
+                    let charger = charger.clone();
+                    tokio::spawn(async move { hub.lower_charger_default(&charger, version, fallback).await });
+                }
+            }
+        }
         // A charger just named the store meter, and online: set up its readings now, not at its next boot.
         if let Some(meter) = newly_wired {
             if let Some(version) = self.inner.registry.version_of(&meter) {
@@ -559,6 +574,21 @@ impl Hub {
                 tracing::debug!(charger.id = %charger, ?readings, ?measurands, interval_s = METER_SAMPLE_INTERVAL_S, "meter readings configured");
                 return;
             }
+        }
+    }
+
+    /// Sends a connected charger its new, lower charger-wide default.
+    async fn lower_charger_default(&self, charger: &ChargerId, version: OcppVersion, fallback: DeciAmps) {
+        let outcome = self
+            .inner
+            .registry
+            .call(charger, "SetChargingProfile", default_profile(version, 0, fallback), CALL_WAIT)
+            .await;
+        if matches!(&outcome, Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted") {
+            tracing::info!(charger.id = %charger, fallback = %fallback, "charger-wide default lowered");
+        } else {
+            // Its connectors' own defaults, steered by the balancer, still hold where they were accepted.
+            tracing::warn!(charger.id = %charger, ?outcome, "lowered charger-wide default not accepted");
         }
     }
 

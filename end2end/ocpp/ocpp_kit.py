@@ -218,16 +218,7 @@ class Server:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as err:
-            status, raw = err.code, err.read()
-        text = raw.decode(errors="replace")
-        try:
-            return status, json.loads(text)
-        except ValueError:
-            return status, text
+        return fetch(req, timeout=timeout)
 
     async def ahttp(self, method: str, path: str, body=None, token: str | None = OPERATOR_TOKEN, timeout: float = 45):
         """The same from async code: in a thread, so the chargers' loops keep answering meanwhile."""
@@ -246,6 +237,20 @@ class Server:
         return await self.ahttp(
             "POST", f"/api/v1/chargers/{urllib.parse.quote(charger_id, safe='')}/commands/{action}", payload
         )
+
+
+def fetch(req: urllib.request.Request, opener=urllib.request.urlopen, timeout: float = 45):
+    """Sends a request. Returns (status, parsed JSON or text); never raises on 4xx/5xx."""
+    try:
+        with opener(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    text = raw.decode(errors="replace")
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
 
 
 async def eventually(fetch, check, timeout: float = 8.0, what: str = "condition"):

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import http.cookiejar
-import json
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -23,7 +21,7 @@ from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
 from ocpp.v16.enums import Action as Action16
 
-from ocpp_kit import Charger16, charger, now_iso, run, transactions
+from ocpp_kit import Charger16, charger, fetch, now_iso, run, transactions
 
 GRID_A = 100.0
 STORE_WORST_CASE_A = 30.0
@@ -903,16 +901,7 @@ class Phone:
         req = urllib.request.Request(
             f"{self.server.base_url}/api/{function}", data=urllib.parse.urlencode(fields).encode(), method="POST",
             headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
-        try:
-            with self.opener.open(req, timeout=30) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as err:
-            status, raw = err.code, err.read()
-        text = raw.decode(errors="replace")
-        try:
-            return status, json.loads(text)
-        except ValueError:
-            return status, text
+        return fetch(req, opener=self.opener.open, timeout=30)
 
     async def state(self, charger_id: str, connector: int, leave_at: str = "", energy_kwh: str = ""):
         return await asyncio.to_thread(self.call, "state_charge_plan", charger=charger_id, connector=connector,

@@ -1,12 +1,9 @@
-import { test, expect, Page } from "@playwright/test";
+import { test, expect } from "@playwright/test";
 import { spawn } from "node:child_process";
 import path from "node:path";
+import { hydrated, signIn } from "./helpers";
 
 const bin = process.env.FORECOURT_BIN ?? path.resolve(__dirname, "../../target/debug/forecourt");
-
-async function hydrated(page: Page) {
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
-}
 
 test("a driver plans a charge on the phone; it waits for the car, joins its session, and the operator sees it", async ({
   page,
@@ -72,11 +69,7 @@ test("a driver plans a charge on the phone; it waits for the car, joins its sess
     // The operator's console shows what the balancer was told.
     const operator = await browser.newContext();
     const console = await operator.newPage();
-    await console.goto("/login");
-    await hydrated(console);
-    await console.getByLabel("Email").fill("operator@forecourt.local");
-    await console.getByLabel("Password").fill("demo-operator-pass");
-    await console.getByRole("button", { name: "Sign in" }).click();
+    await signIn(console, "operator@forecourt.local", "demo-operator-pass");
     await expect(console).toHaveURL(/\/console$/);
     await console.getByRole("link", { name: "UrbanPod Zuidas" }).first().click();
     await expect(console.getByTestId("UP-ZUI-02-1-car-details")).toContainText(/\d+\.\d kWh to go · leaves in \d+ min/, {

@@ -1,8 +1,5 @@
-import { test, expect, Page } from "@playwright/test";
-
-async function hydrated(page: Page) {
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
-}
+import { test, expect } from "@playwright/test";
+import { hydrated, signIn } from "./helpers";
 
 test("the driver page is server-rendered, then hydrates and reacts without a reload", async ({ page }) => {
   const response = await page.goto("/c/FM-CAM-01/1");
@@ -41,11 +38,7 @@ test("an unknown charger gets a clear message, not a crash", async ({ page }) =>
 test("the operator signs in and sees every charger on the network", async ({ page }) => {
   await page.goto("/console");
   await expect(page.getByTestId("sign-in-prompt")).toBeVisible();
-  await page.goto("/login");
-  await hydrated(page);
-  await page.getByLabel("Email").fill("operator@forecourt.local");
-  await page.getByLabel("Password").fill("demo-operator-pass");
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await signIn(page, "operator@forecourt.local", "demo-operator-pass");
   await expect(page).toHaveURL(/\/console$/);
   const table = page.getByTestId("charger-table");
   for (const id of ["FM-CAM-01", "FM-CAM-02", "UP-ZUI-01", "UP-ZUI-02"]) {

@@ -1,16 +1,10 @@
 import { test, expect, Page } from "@playwright/test";
 import { spawn } from "node:child_process";
 import path from "node:path";
+import { signIn } from "./helpers";
 
 const bin = process.env.FORECOURT_BIN ?? path.resolve(__dirname, "../../target/debug/forecourt");
 
-async function signIn(page: Page, email: string, password: string) {
-  await page.goto("/login");
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-}
 
 /** "12.5 A" as a number of amps. */
 async function ampsOf(page: Page, testId: string): Promise<number> {

@@ -986,16 +986,21 @@ def test_a_driver_plans_a_charge_on_the_phone_and_the_balancer_shares_by_it(serv
 
 def test_a_drivers_plan_waits_for_a_201_stations_transaction_and_joins_it(server):
     """The same over OCPP 2.0.1: the plan stated before the car joins the transaction the station
-    reports as Started, and the budget carries its energy and departure."""
+    reports as Started, and the budget carries its energy and departure. Of two phones waiting on
+    one connector, the one that stated its plan last is the one the car takes."""
     from ocpp_kit import unique
 
-    phone = Phone(server)
+    phone, earlier = Phone(server), Phone(server)
     leave = (datetime.now(ZoneInfo("Europe/London")) + timedelta(hours=2)).replace(second=0, microsecond=0)
 
     async def scenario():
         async with charger(server, "FM-CAM-02", "2.0.1", cls=Balanced201) as station:
+            status, plan = await earlier.state("FM-CAM-02", 2, energy_kwh="5")
+            assert status == 200 and "WaitingForCar" in plan["state"], plan
             status, plan = await phone.state("FM-CAM-02", 2, leave_at=leave.strftime("%H:%M"), energy_kwh="12,5")
             assert status == 200 and "WaitingForCar" in plan["state"] and plan["energy_wh"] == 12_500, plan
+            # The plan stated last is the one the next car takes: the earlier phone's stops waiting.
+            assert await earlier.mine("FM-CAM-02", 2) == (200, None)
             tx = unique("tx")
             await station.req(call201.TransactionEvent(
                 event_type="Started", timestamp=now_iso(), trigger_reason="Authorized", seq_no=0,

@@ -226,6 +226,8 @@ pub async fn state_plan(
         hub.session_declared(charger, transaction, &needs);
         tracing::info!(plan.id = plan_id, transaction.id = transaction, charger.id = %charger, connector = connector_no, ?needs, "driver's plan given to the session");
     } else {
+        // The plan last stated to wait is the one the next car takes.
+        plans::supersede_waiting(db, charger.as_str(), connector_no, plan_id, now).await?;
         tracing::info!(plan.id = plan_id, charger.id = %charger, connector = connector_no, "driver's plan waits for a car");
     }
     let stored = plans::by_id(db, plan_id)

@@ -108,6 +108,28 @@ pub async fn insert(
     Ok(id)
 }
 
+/// A plan just stated to wait on a connector is the one the next car there takes: the others
+/// waiting there stop waiting now (their phones show nothing waiting and may state theirs again).
+pub async fn supersede_waiting(
+    db: &Db,
+    charger_id: &str,
+    connector_no: i64,
+    newest: i64,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE driver_plans SET expires_at_ms = $4 WHERE charger_id = $1 AND connector_no = $2 AND id <> $3 \
+         AND transaction_id IS NULL AND expires_at_ms > $4",
+    )
+    .bind(charger_id)
+    .bind(connector_no)
+    .bind(newest)
+    .bind(now_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// The owner changed their plan; a waiting one waits from now again.
 pub async fn update(
     db: &Db,
@@ -128,7 +150,7 @@ pub async fn update(
     Ok(())
 }
 
-/// A session started on a connector: the newest plan still waiting there joins it, and its
+/// A session started on a connector: the plan last stated to wait there joins it, and its
 /// departure and energy become the session's (its priority is left as it is). Returns the
 /// session's needs as they now stand, or `None` when no plan was waiting.
 pub async fn join_waiting(
@@ -140,7 +162,7 @@ pub async fn join_waiting(
 ) -> Result<Option<SessionNeeds>, StoreError> {
     let waiting: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM driver_plans WHERE charger_id = $1 AND connector_no = $2 AND transaction_id IS NULL \
-         AND expires_at_ms > $3 ORDER BY created_at_ms DESC, id DESC LIMIT 1",
+         AND expires_at_ms > $3 ORDER BY expires_at_ms DESC, id DESC LIMIT 1",
     )
     .bind(charger_id)
     .bind(connector_no)

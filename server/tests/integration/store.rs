@@ -123,6 +123,18 @@ on_both_backends! {
         assert!(plans::by_id(&t.db, late).await.expect("q").is_some());
         assert_eq!(plans::forget_unjoined(&t.db, i64::MAX).await.expect("sweep"), 1);
         assert!(plans::by_id(&t.db, live).await.expect("q").is_some());
+
+        // Two phones waiting on one connector: the one stated last is the one the next car takes,
+        // and the other stops waiting.
+        let first = plans::insert(&t.db, "h-a", "UP-ZUI-01", 1, None, None, Some(1_000), 100, 1_000).await.expect("q").expect("id");
+        let second = plans::insert(&t.db, "h-b", "UP-ZUI-01", 1, None, None, Some(2_000), 200, 1_100).await.expect("q").expect("id");
+        assert_eq!(plans::supersede_waiting(&t.db, "UP-ZUI-01", 1, second, 200).await.expect("q"), 1);
+        assert_eq!(plans::by_id(&t.db, first).await.expect("q").expect("plan").expires_at_ms, 200);
+        let start = tx_store::TxStart { started_at: 300, started_at_charger: "1970-01-01T00:00:00.300Z".to_owned(), ..start };
+        let (tx, _) = tx_store::start_transaction_v16(&t.db, &ChargerId::parse("UP-ZUI-01").expect("id"), &start).await.expect("start");
+        let needs = plans::join_waiting(&t.db, "UP-ZUI-01", 1, tx.0, 300).await.expect("join").expect("joined");
+        assert_eq!(needs.energy_need_wh, Some(2_000));
+        assert_eq!(plans::by_id(&t.db, first).await.expect("q").expect("plan").transaction_id, None);
     }
 }
 

@@ -47,13 +47,9 @@ pub fn next_departure_ms(now_ms: i64, tz: Tz, at: WallClock) -> i64 {
 pub fn wall_clock_at(at_ms: i64, now_ms: i64, tz: Tz) -> (WallClock, bool) {
     let local = |ms: i64| Utc.timestamp_millis_opt(ms).single().unwrap_or_default().with_timezone(&tz);
     let at = local(at_ms);
-    let clock = WallClock::new(at.hour() as u8, at.minute() as u8).unwrap_or_else(|_| unreachable_clock());
+    let clock = WallClock::new(at.hour() as u8, at.minute() as u8)
+        .expect("chrono gives hours below 24 and minutes below 60");
     (clock, at.date_naive() > local(now_ms).date_naive())
-}
-
-fn unreachable_clock() -> WallClock {
-    // chrono never gives an hour past 23 or a minute past 59.
-    WallClock::new(0, 0).unwrap_or_else(|_| unreachable!())
 }
 
 /// What to do with a plan a phone states for a connector.
@@ -114,8 +110,16 @@ pub fn plan_view(p: &plans::PlanRow, now_ms: i64, tz: Tz) -> Option<DriverPlan> 
     })
 }
 
-fn site_zone(name: &str) -> Result<Tz, store::StoreError> {
+/// The time zone of the site a connector is at; `None`: no such (accepted) connector.
+async fn site_zone(
+    db: &Db,
+    charger: &ChargerId,
+    connector: ConnectorNo,
+) -> Result<Option<Tz>, store::StoreError> {
+    let Some(facts) = store::catalog::connector_facts(db, charger, connector).await? else { return Ok(None) };
+    let name = facts.site_timezone;
     name.parse::<Tz>()
+        .map(Some)
         .map_err(|_| store::StoreError::Corrupt(format!("site time zone {name:?} is not an IANA zone")))
 }
 
@@ -126,8 +130,7 @@ pub async fn own_plan(
     connector: ConnectorNo,
     token: &str,
 ) -> Result<Option<DriverPlan>, store::StoreError> {
-    let Some(facts) = store::catalog::connector_facts(db, charger, connector).await? else { return Ok(None) };
-    let tz = site_zone(&facts.site_timezone)?;
+    let Some(tz) = site_zone(db, charger, connector).await? else { return Ok(None) };
     let own = plans::by_token(db, &crate::auth::token_hash(token)).await?;
     let now = store::now_ms();
     Ok(own.filter(|p| same_connector(p, charger, connector)).and_then(|p| plan_view(&p, now, tz)))
@@ -147,10 +150,7 @@ pub async fn state_plan(
     token: Option<&str>,
     input: PlanInput,
 ) -> Result<PlanOutcome, store::StoreError> {
-    let Some(facts) = store::catalog::connector_facts(db, charger, connector).await? else {
-        return Ok(PlanOutcome::NoSuchConnector);
-    };
-    let tz = site_zone(&facts.site_timezone)?;
+    let Some(tz) = site_zone(db, charger, connector).await? else { return Ok(PlanOutcome::NoSuchConnector) };
     let now = store::now_ms();
     let departure = input.leave_at.map(|at| next_departure_ms(now, tz, at));
     let energy = input.energy_wh.map(i64::from);

@@ -21,8 +21,10 @@ pub struct PlanRow {
     pub expires_at_ms: i64,
 }
 
-const PLAN_COLUMNS: &str = "p.id, p.charger_id, p.connector_no, p.transaction_id, p.departure_at_ms, \
-     p.energy_need_wh, p.expires_at_ms, CAST(CASE WHEN t.status = 'active' THEN 1 ELSE 0 END AS BIGINT) AS session_active";
+/// A plan with its session's state; a `WHERE` on `p` follows.
+const SELECT_PLAN: &str = "SELECT p.id, p.charger_id, p.connector_no, p.transaction_id, p.departure_at_ms, \
+     p.energy_need_wh, p.expires_at_ms, CAST(CASE WHEN t.status = 'active' THEN 1 ELSE 0 END AS BIGINT) AS session_active \
+     FROM driver_plans p LEFT JOIN transactions t ON t.id = p.transaction_id";
 
 fn plan_row(r: &sqlx::any::AnyRow) -> Result<PlanRow, StoreError> {
     Ok(PlanRow {
@@ -39,10 +41,7 @@ fn plan_row(r: &sqlx::any::AnyRow) -> Result<PlanRow, StoreError> {
 
 /// The plan whose token hashes to this.
 pub async fn by_token(db: &Db, token_hash: &str) -> Result<Option<PlanRow>, StoreError> {
-    let sql = format!(
-        "SELECT {PLAN_COLUMNS} FROM driver_plans p LEFT JOIN transactions t ON t.id = p.transaction_id \
-         WHERE p.token_hash = $1"
-    );
+    let sql = format!("{SELECT_PLAN} WHERE p.token_hash = $1");
     let row = sqlx::query(&sql).bind(token_hash).fetch_optional(db.pool()).await?;
     row.as_ref().map(plan_row).transpose()
 }
@@ -69,9 +68,7 @@ pub async fn running_session(
 
 /// A plan by its id.
 pub async fn by_id(db: &Db, plan_id: i64) -> Result<Option<PlanRow>, StoreError> {
-    let sql = format!(
-        "SELECT {PLAN_COLUMNS} FROM driver_plans p LEFT JOIN transactions t ON t.id = p.transaction_id WHERE p.id = $1"
-    );
+    let sql = format!("{SELECT_PLAN} WHERE p.id = $1");
     let row = sqlx::query(&sql).bind(plan_id).fetch_optional(db.pool()).await?;
     row.as_ref().map(plan_row).transpose()
 }

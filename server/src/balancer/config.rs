@@ -100,8 +100,8 @@ pub struct LearningConfig {
     /// "Clearly less" means at least this much below the offer.
     pub margin: DeciAmps,
     /// A learned maximum is probed after this long (the car may want more again, e.g. after
-    /// pre-conditioning): the car is offered twice `margin` more, and forgets the maximum if it
-    /// takes it.
+    /// pre-conditioning): the car is offered `margin` more, and forgets the maximum if it takes
+    /// it. Each probe in a row it does not take doubles the wait, up to eight times this.
     pub probe_after: Millis,
 }
 

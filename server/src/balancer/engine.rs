@@ -41,7 +41,9 @@
 //! again whenever the store's own load leaves room for the fallbacks.
 
 use crate::balancer::alloc::{self, Demand};
-use crate::balancer::config::{wiring_phases, ConfigError, SiteConfig, SiteMeter, Topology, Wiring, ROOT};
+use crate::balancer::config::{
+    wiring_phases, ConfigError, LearningConfig, SiteConfig, SiteMeter, Topology, Wiring, ROOT,
+};
 use crate::balancer::store::RiseHistory;
 use crate::balancer::units::{
     ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, PhaseSet, SessionKey,
@@ -232,6 +234,8 @@ struct Session {
     learned_phases: Option<EvPhases>,
     /// Learned maximum and when it was learned.
     learned_max: Option<(DeciAmps, Millis)>,
+    /// Probes in a row the car did not take: each doubles the wait for the next (up to 8x).
+    failed_probes: u32,
     low_since: Option<Millis>,
     low_peak: DeciAmps,
     /// Running (true) or paused, and since when; `None` until the first decision.
@@ -246,6 +250,11 @@ struct Session {
 impl Session {
     fn phases(&self) -> Option<EvPhases> {
         self.info.ev_phases.or(self.learned_phases)
+    }
+
+    /// How long a learned maximum holds before the car is offered more again.
+    fn probe_interval(&self, lc: &LearningConfig) -> Millis {
+        Millis(lc.probe_after.0.saturating_mul(1 << self.failed_probes.min(3)))
     }
 }
 
@@ -798,7 +807,7 @@ impl Balancer {
                     consider(since + self.cfg.min_dwell);
                 }
                 if let Some((_, at)) = s.learned_max {
-                    consider(at + self.cfg.learning.probe_after);
+                    consider(at + s.probe_interval(&self.cfg.learning));
                 }
             }
             if let Some(since) = c.idle.room_since {
@@ -855,6 +864,7 @@ impl Balancer {
                     info,
                     learned_phases: None,
                     learned_max: None,
+                    failed_probes: 0,
                     low_since: None,
                     low_peak: DeciAmps::ZERO,
                     run: None,
@@ -1065,6 +1075,21 @@ impl Balancer {
         let quarter = DeciAmps::new(lc.margin.get() / 4);
         if s.learned_max.is_some_and(|(l, _)| draw >= l) {
             s.learned_max = None;
+            s.failed_probes = 0;
+        }
+        // Offered more than its learned maximum (a probe, or a share just above it) and still
+        // drawing below it: the maximum holds. Confirmed now, rather than only once the offer is
+        // "clearly" above the draw, which a share 1 A above it would never be.
+        if let Some((l, at)) = s.learned_max {
+            if acked >= l + quarter && draw < l && measured_at.since(acked_at) >= lc.window {
+                if measured_at.since(at) >= s.probe_interval(&lc) {
+                    s.failed_probes += 1;
+                }
+                s.learned_max = Some((l, measured_at));
+                s.low_since = None;
+                s.low_peak = DeciAmps::ZERO;
+                return;
+            }
         }
         if draw + lc.margin <= acked {
             let since = *s.low_since.get_or_insert(measured_at);
@@ -1073,6 +1098,9 @@ impl Balancer {
                 // A little headroom above what it drew, so a car that wants more can show
                 // it (with 0.1 A granularity; with whole amps the periodic probe does).
                 let learned = s.low_peak + quarter;
+                if s.learned_max.is_some() {
+                    s.failed_probes += 1;
+                }
                 s.learned_max = Some((learned, measured_at));
                 s.low_since = None;
                 s.low_peak = DeciAmps::ZERO;
@@ -1289,10 +1317,11 @@ impl Balancer {
             let lc = &self.cfg.learning;
             // Past `probe_after` the car may take more again (warmed up, preconditioning done):
             // a little more is offered, not its whole share, which would hold the others' capacity
-            // for a round trip when, as most often, it still takes what it did. Twice the margin:
-            // a car that still cannot take more stays clearly below it and is learned again; one
-            // that can draws past its maximum, which is then forgotten (see `learn`).
-            let probe = if now.since(at) < lc.probe_after { DeciAmps::ZERO } else { lc.margin + lc.margin };
+            // for a round trip when, as most often, it still takes what it did. The margin is
+            // enough: a car that cannot take more stays below its maximum, which is confirmed;
+            // one that can draws past it, and the maximum is forgotten (see `learn`). Each probe
+            // the car does not take doubles the wait for the next.
+            let probe = if now.since(at) < s.probe_interval(lc) { DeciAmps::ZERO } else { lc.margin };
             cap = cap.min(l + probe);
         }
         if cap < DeciAmps::from_amps(1) {

@@ -247,12 +247,12 @@ fn a_car_with_a_low_maximum_leaves_capacity_to_others() {
         assert_eq!(h.view(0).learned_max, None);
         assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
     }
-    // After probe_after the car is offered a little more (twice the 2 A margin), not its whole
+    // After probe_after the car is offered a little more (the 2 A margin), not its whole
     // share: the other car keeps the rest.
     h.advance(901);
     h.tick();
     h.settle();
-    assert_eq!((h.acked(0), h.acked(1)), (DeciAmps::new(165), DeciAmps::new(235)), "probed upward by 4 A");
+    assert_eq!((h.acked(0), h.acked(1)), (DeciAmps::new(145), DeciAmps::new(255)), "probed upward by 2 A");
     let read = |h: &mut H, amps: DeciAmps| {
         h.advance(60);
         h.tick();
@@ -267,16 +267,35 @@ fn a_car_with_a_low_maximum_leaves_capacity_to_others() {
     // A car that takes it wants more: its maximum is forgotten and it gets its share again.
     {
         let mut h = H { b: h.b.clone(), now: h.now, sent: Vec::new() };
-        read(&mut h, DeciAmps::new(165));
+        read(&mut h, DeciAmps::new(145));
         assert_eq!(h.view(0).learned_max, None);
         assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
     }
-    // One that still draws 12 A is learned again and held there for another probe_after.
-    for _ in 0..3 {
+    // One that still draws 12 A under the probe confirms its maximum once the learning window
+    // has passed, and is held there again.
+    read(&mut h, a(12));
+    assert_eq!(h.acked(0), DeciAmps::new(145), "one reading within the window proves nothing");
+    for _ in 0..2 {
         read(&mut h, a(12));
     }
     assert_eq!(h.view(0).learned_max, Some(DeciAmps::new(125)));
     assert_eq!((h.acked(0), h.acked(1)), (DeciAmps::new(125), DeciAmps::new(275)), "back at its maximum");
+    // A probe it did not take doubles the wait for the next: nothing after another 15 minutes,
+    // the probe after 30.
+    for _ in 0..16 {
+        read(&mut h, a(12));
+    }
+    assert_eq!(h.acked(0), DeciAmps::new(125), "no probe 16 minutes after a failed one");
+    let mut probed = None;
+    for m in 17..=32 {
+        read(&mut h, a(12));
+        if probed.is_none() && h.acked(0) == DeciAmps::new(145) {
+            probed = Some(m);
+        }
+    }
+    // (Confirmed at the reading before the one that held it: 29 readings after that one.)
+    assert_eq!(probed, Some(29), "probed again half an hour after the failed one, not 15 minutes");
+    assert_eq!(h.acked(0), DeciAmps::new(125), "and held at its maximum again");
 }
 
 #[test]

@@ -72,14 +72,16 @@ def history(a, seed):
 
 def scenario_flags(a):
     return ["--meter-lag", str(a.meter_lag), "--latency-steps", str(a.latency_steps),
-            "--default-a", str(a.default_a)] + (["--ev-max-known"] if a.ev_max_known else [])
+            "--default-a", str(a.default_a)] + (["--ev-max-known"] if a.ev_max_known else []) + \
+        (["--battery", "taper"] if a.taper else [])
 
 
 def ours(a, seed):
     """Our balancer through the day, scored by the referee's replay."""
     day = generate(a, seed)
     flags = ["--meter-lag", str(a.meter_lag), "--latency-steps", str(a.latency_steps),
-             "--default-a", str(int(a.default_a))] + (["--ev-max-known"] if a.ev_max_known else []) + a.ours_flag
+             "--default-a", str(int(a.default_a))] + (["--ev-max-known"] if a.ev_max_known else []) + \
+        (["--taper"] if a.taper else []) + a.ours_flag
     for h in history(a, seed):
         flags += ["--store-history", h]
     pilots = os.path.join(a.work, f"ours-pilots-s{seed}.json")
@@ -184,8 +186,11 @@ def main():
     ap.add_argument("--latency-steps", type=int, default=0)
     ap.add_argument("--default-a", type=float, default=0)
     ap.add_argument("--ev-max-known", action="store_true")
-    ap.add_argument("--algos", default="RoundRobin,FCFS,EDF,LLF,LLF+min")
-    ap.add_argument("--margin-algos", default="RoundRobin,LLF+min", help="with delays: find these algorithms' safe margin")
+    ap.add_argument("--taper", action="store_true", help="batteries take less above 80 %% state of charge")
+    # RR+rampdown: round robin with acnportal's SimpleRampdown, which learns what each car draws as we do.
+    ap.add_argument("--algos", default="RoundRobin,RR+rampdown,FCFS,EDF,LLF,LLF+min,LLF+rampdown")
+    ap.add_argument("--margin-algos", default="RoundRobin,RR+rampdown,LLF+min",
+                    help="with delays: find these algorithms' safe margin")
     ap.add_argument("--no-lp", action="store_true", help="skip the perfect-hindsight LP ceiling")
     ap.add_argument("--bench", default=os.path.join(ROOT, "..", "shared", "lb-bench"), help="the referee's folder")
     ap.add_argument("--forecourt", default=os.path.join(ROOT, "target", "release", "forecourt"))
@@ -230,7 +235,7 @@ def main():
         if lp and not r["algo"].startswith("Offline"):
             r["pct_of_lp"] = round(100 * r["energy_pct"] / lp, 1)
     print(f"seed {a.seed}, {a.connectors} connectors, {a.grid_kw:g} kW, {a.step_s} s steps, meter lag {a.meter_lag}, "
-          f"latency {a.latency_steps}, default {a.default_a:g} A, car maximum known: {a.ev_max_known}")
+          f"latency {a.latency_steps}, default {a.default_a:g} A, car maximum known: {a.ev_max_known}, taper: {a.taper}")
     if delays and lp is None and not a.no_lp:
         print("(the LP ceiling has no delays: it is the same day's bound without them)")
     table(rows, COLUMNS)

@@ -75,6 +75,9 @@ struct LbBenchArgs {
     /// Tell the balancer each car's phase count at session start.
     #[arg(long)]
     ev_phases_known: bool,
+    /// Batteries take less above 80 % state of charge (the referee's `--battery taper`).
+    #[arg(long)]
+    taper: bool,
     /// Ignore departure times and energy needs.
     #[arg(long)]
     no_need: bool,
@@ -93,6 +96,9 @@ struct LbBenchArgs {
     /// Limit changes smaller than this many tenths of an amp are not sent.
     #[arg(long)]
     hysteresis_da: Option<u32>,
+    /// A car's maximum is learned once it draws this many tenths of an amp less than offered.
+    #[arg(long)]
+    learn_margin_da: Option<u32>,
     /// Chargers answer up to this many steps later still (our own safety testing; the referee cannot replay it).
     #[arg(long, default_value_t = 0)]
     jitter: u64,
@@ -378,12 +384,14 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
         default_a: args.default_a,
         ev_max_known: args.ev_max_known,
         ev_phases_known: args.ev_phases_known,
+        taper: args.taper,
         use_departure_and_need: !args.no_need,
         store_rise_per_min_a: args.rise.unwrap_or(defaults.store_rise_per_min_a),
         store_max_rise_a: args.max_rise.unwrap_or(defaults.store_max_rise_a),
         min_dwell_s: args.dwell_s.unwrap_or(defaults.min_dwell_s),
         idle_raise_after_s: args.idle_raise_after_s.unwrap_or(defaults.idle_raise_after_s),
         hysteresis_da: args.hysteresis_da.unwrap_or(defaults.hysteresis_da),
+        learn_margin_da: args.learn_margin_da.unwrap_or(defaults.learn_margin_da),
         latency_jitter_steps: args.jitter,
         seed: args.seed,
         outages_per_day: args.outages_per_day,

@@ -77,6 +77,37 @@ pub struct WlSession {
     pub ev_max_a: f64,
     #[serde(default)]
     pub priority: u8,
+    /// For the taper (the referee's defaults when absent: a 100 kWh battery, empty).
+    #[serde(default)]
+    pub battery_kwh: Option<f64>,
+    #[serde(default)]
+    pub soc_start: Option<f64>,
+}
+
+/// State of charge at which a tapering battery starts to take less (the referee's
+/// `--battery taper`: acnportal's two-stage linear battery).
+const TAPER_FROM_SOC: f64 = 0.8;
+
+/// The state of charge after one step of `hours` at `pilot_kw` for a battery of `capacity_kwh`
+/// whose charger takes at most `max_kw`: constant power up to the transition, then a power
+/// falling linearly with the state of charge to nothing at full (the transition comes later
+/// at a lower pilot). Integrated over the step, as the referee's model is.
+fn taper_step(soc: f64, pilot_kw: f64, max_kw: f64, capacity_kwh: f64, hours: f64) -> f64 {
+    if pilot_kw <= 0.0 || max_kw <= 0.0 || capacity_kwh <= 0.0 {
+        return soc;
+    }
+    let max_dsoc = max_kw * hours / capacity_kwh;
+    let dsoc = (pilot_kw * hours / capacity_kwh).min(max_dsoc);
+    let transition = TAPER_FROM_SOC + (dsoc - max_dsoc) / max_dsoc * (TAPER_FROM_SOC - 1.0);
+    if soc < transition {
+        if transition - soc >= dsoc {
+            soc + dsoc
+        } else {
+            1.0 + ((dsoc + soc - transition) / (transition - 1.0)).exp() * (transition - 1.0)
+        }
+    } else {
+        1.0 + (dsoc / (transition - 1.0)).exp() * (soc - 1.0)
+    }
 }
 
 /// Simulation knobs (mirroring the referee's command line).
@@ -92,6 +123,8 @@ pub struct SimOptions {
     pub default_a: u32,
     /// Tell the balancer each car's maximum at session start.
     pub ev_max_known: bool,
+    /// Batteries take less above 80 % state of charge (the referee's `--battery taper`).
+    pub taper: bool,
     /// Tell the balancer each car's phase count at session start (else it learns it).
     pub ev_phases_known: bool,
     /// Pass `est_departure_s` and the requested energy to the balancer.
@@ -106,6 +139,8 @@ pub struct SimOptions {
     /// An idle connector's default goes back up once the room for it has lasted this long.
     pub idle_raise_after_s: u64,
     pub hysteresis_da: u32,
+    /// A car's maximum is learned when it draws this much less than offered (tenths of an amp).
+    pub learn_margin_da: u32,
     /// Extra per-command delay, 0..=jitter steps (deterministic), on top of the
     /// latency: chargers answer at different speeds, each still in order. The referee
     /// cannot replay this; it is for our own safety tests.
@@ -140,6 +175,7 @@ impl Default for SimOptions {
             default_a: 0,
             ev_max_known: false,
             ev_phases_known: false,
+            taper: false,
             use_departure_and_need: true,
             // Before a day of meter history: the generator's store moves by up to ~21 A between
             // a reading and the step two later (40 generated days), whatever the step.
@@ -149,6 +185,7 @@ impl Default for SimOptions {
             min_dwell_s: 300,
             idle_raise_after_s: 0,
             hysteresis_da: 10,
+            learn_margin_da: 20,
             latency_jitter_steps: 0,
             seed: 1,
             outages_per_day: 0,
@@ -328,7 +365,7 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
         learning: LearningConfig {
             // A reading is a whole step's average: one clearly low reading is "a while".
             window: Millis(0),
-            margin: DeciAmps::from_amps(2),
+            margin: DeciAmps::new(o.learn_margin_da),
             probe_after: Millis::from_secs(900),
         },
         min_dwell: Millis::from_secs(o.min_dwell_s),
@@ -359,6 +396,8 @@ struct Live {
     /// A handover it accepted: the limit it switches to, and when.
     then: Option<(Millis, u32)>,
     delivered_kwh: f64,
+    /// State of charge (with `taper`).
+    soc: f64,
     /// Draw and cumulative energy at the end of each step since arrival.
     history: Vec<(f64, f64)>,
 }
@@ -613,6 +652,7 @@ impl<'a> DaySim<'a> {
                     expires: None,
                     then: None,
                     delivered_kwh: 0.0,
+                    soc: s.soc_start.unwrap_or(0.0).min(1.0),
                     history: Vec::new(),
                 },
             );
@@ -720,7 +760,15 @@ impl<'a> DaySim<'a> {
             let s = &self.wl.sessions[l.w];
             let ph = f64::from(s.ev_phases);
             let need_a = ((s.energy_kwh - l.delivered_kwh).max(0.0) * 1000.0) / (v * ph * hours);
-            let draw = l.in_force.min(s.ev_max_a).min(need_a).max(0.0);
+            let mut draw = l.in_force.min(s.ev_max_a).min(need_a).max(0.0);
+            if self.o.taper && draw > 0.0 {
+                let capacity = s.battery_kwh.unwrap_or(100.0);
+                let kw = |a: f64| a * v * ph / 1000.0;
+                let soc = taper_step(l.soc, kw(l.in_force), kw(s.ev_max_a), capacity, hours);
+                let tapered = (soc - l.soc) * capacity * 1000.0 / (v * ph * hours);
+                draw = draw.min(tapered);
+                l.soc += draw * v * ph * hours / 1000.0 / capacity;
+            }
             l.delivered_kwh += draw * v * ph * hours / 1000.0;
             l.history.push((draw, l.delivered_kwh));
             ev_kw += draw * v * ph / 1000.0;
@@ -869,5 +917,35 @@ impl<'a> DaySim<'a> {
             })
             .collect();
         (self.m, serde_json::json!({ "pilots": pilots }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::taper_step;
+
+    #[test]
+    fn a_battery_takes_its_pilot_below_the_transition_and_ever_less_above_it() {
+        let (max_kw, cap, h) = (22.0, 50.0, 1.0 / 60.0);
+        // Below 80 %: exactly the pilot's energy.
+        let soc = taper_step(0.5, 11.0, max_kw, cap, h);
+        assert!((soc - (0.5 + 11.0 * h / cap)).abs() < 1e-12);
+        // Above it at full power: at 90 % the battery takes about half of its maximum, at 95 %
+        // about a quarter, and it never passes full.
+        let took = |from: f64| (taper_step(from, max_kw, max_kw, cap, h) - from) * cap / h;
+        assert!((took(0.9) / max_kw - 0.5).abs() < 0.02, "{}", took(0.9));
+        assert!((took(0.95) / max_kw - 0.25).abs() < 0.02, "{}", took(0.95));
+        let mut s = 0.7;
+        for _ in 0..10_000 {
+            s = taper_step(s, max_kw, max_kw, cap, h);
+        }
+        assert!(s < 1.0 && s > 0.999);
+        // A lower pilot reaches its own limit later: at half power, the taper starts at 90 %.
+        let half = max_kw / 2.0;
+        let s = taper_step(0.85, half, max_kw, cap, h);
+        assert!((s - (0.85 + half * h / cap)).abs() < 1e-12, "full half power at 85 %");
+        assert!(taper_step(0.95, half, max_kw, cap, h) - 0.95 < half * h / cap * 0.6);
+        // Nothing offered, nothing taken.
+        assert_eq!(taper_step(0.5, 0.0, max_kw, cap, h), 0.5);
     }
 }

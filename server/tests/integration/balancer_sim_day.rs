@@ -68,6 +68,8 @@ fn workload(seed: u64) -> Workload {
                 ev_phases: if three { 3 } else { 1 },
                 ev_max_a: ev_max,
                 priority: u8::from(r.unit() < 0.1),
+                battery_kwh: None,
+                soc_start: None,
             });
             t += dwell + r.range(60, 3600);
         }
@@ -266,5 +268,72 @@ fn chargers_that_lose_their_connection_never_cause_an_overload() {
                 assert!(m.timed_out > 0, "some commands must have met an away charger: {ctx}");
             }
         }
+    }
+}
+
+/// Two cars share a 32 A feeder; one is nearly full and its battery takes ever less (the
+/// referee's taper). Its charger cannot say so over OCPP 1.6: the balancer sees it draw less
+/// than offered, learns its maximum, and gives the room to the other car.
+#[test]
+fn a_tapering_car_leaves_its_room_to_the_other_car() {
+    let steps = 60;
+    let connectors: Vec<WlConnector> = (0..2)
+        .map(|i| WlConnector {
+            id: format!("C{i}"),
+            feeder: "F0".into(),
+            max_a: 32.0,
+            phases: 3,
+            rotation: vec!["L1".into(), "L2".into(), "L3".into()],
+        })
+        .collect();
+    let car = |id: &str, conn: &str, energy_kwh: f64, battery_kwh: f64, soc_start: f64| WlSession {
+        id: id.into(),
+        connector: conn.into(),
+        arrival_s: 0,
+        departure_s: steps * 60,
+        // No departure: both weigh the same, so only what the balancer learns can tell them apart.
+        est_departure_s: None,
+        energy_kwh,
+        ev_phases: 3,
+        ev_max_a: 32.0,
+        priority: 0,
+        battery_kwh: Some(battery_kwh),
+        soc_start: Some(soc_start),
+    };
+    let wl = Workload {
+        site: WlSite {
+            voltage_ln: 230.0,
+            grid_limit_a: 200.0,
+            step_s: 60,
+            horizon_steps: steps as usize,
+            feeders: vec![WlFeeder { id: "F0".into(), limit_a: 32.0 }],
+            connectors,
+            base_load_a: ["L1", "L2", "L3"]
+                .iter()
+                .map(|p| (p.to_string(), vec![0.0; steps as usize]))
+                .collect(),
+        },
+        // Nearly full (95 %, wanting 99 %) against nearly empty: both would take all 32 A.
+        sessions: vec![car("full", "C0", 1.6, 40.0, 0.95), car("empty", "C1", 40.0, 60.0, 0.1)],
+    };
+    let o = SimOptions { taper: true, ..site_options() };
+    let (m, pilots) = run(&wl, o);
+    assert_eq!((m.max_overload_feeder_a, m.max_overload_grid_a), (0.0, 0.0));
+    let pilot_at = |id: &str, t: u64| -> f64 {
+        let periods = pilots["pilots"][id].as_array().expect("pilots for the session");
+        let mut amps = 0.0;
+        for p in periods {
+            if p[0].as_u64().expect("t") <= t {
+                amps = p[1].as_f64().expect("amps");
+            }
+        }
+        amps
+    };
+    // Offered an equal share at first, then the tapering car is held near what it takes.
+    assert_eq!((pilot_at("full", 0), pilot_at("empty", 0)), (16.0, 16.0));
+    for minute in [10, 30, 50] {
+        let (full, empty) = (pilot_at("full", minute * 60), pilot_at("empty", minute * 60));
+        assert!(full <= 10.0 && empty >= 22.0, "minute {minute}: tapering car {full} A, the other {empty} A");
+        assert!(full + empty <= 32.0);
     }
 }

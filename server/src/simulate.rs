@@ -410,9 +410,8 @@ fn answer_call(version: OcppVersion, action: &str, payload: &Value, limits: &Mut
         "GetCompositeSchedule" => json!({"status": "Rejected"}),
         "GetLocalListVersion" => json!({"listVersion": 0}),
         "DataTransfer" => json!({"status": "UnknownVendorId"}),
-        "UnlockConnector" => {
-            json!({"status": if version == OcppVersion::V16 { "Unlocked" } else { "Unlocked" }})
-        }
+        // "Unlocked" in both 1.6 (UnlockStatus) and 2.0.1 (UnlockStatusEnumType).
+        "UnlockConnector" => json!({"status": "Unlocked"}),
         "GetDiagnostics" => json!({}),
         "UpdateFirmware" => {
             if version == OcppVersion::V16 {

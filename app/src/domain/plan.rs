@@ -162,7 +162,7 @@ impl DriverPlan {
 /// Watt-hours as kilowatt-hours for people, to a tenth where it is not whole.
 pub fn kwh_text(wh: u32) -> String {
     let tenths = (wh + 50) / 100;
-    if tenths % 10 == 0 {
+    if tenths.is_multiple_of(10) {
         format!("{} kWh", tenths / 10)
     } else {
         format!("{}.{} kWh", tenths / 10, tenths % 10)

@@ -1174,7 +1174,7 @@ impl Balancer {
                 continue;
             }
             // Newest first: the first reading after `at` is the last of those after it.
-            let after = near().filter(|(_, t)| *t > at).next_back();
+            let after = near().rfind(|(_, t)| *t > at);
             // Our limits bound what it drew only once the car had followed the latest of them.
             let allowed = if c.acked_at + CAR_FOLLOWS <= at {
                 self.budget_at(i, now, at).0

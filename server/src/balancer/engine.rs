@@ -1097,10 +1097,8 @@ impl Balancer {
             if measured_at.since(since) >= lc.window {
                 // A little headroom above what it drew, so a car that wants more can show
                 // it (with 0.1 A granularity; with whole amps the periodic probe does).
+                // (Learned lower than before, as a battery tapers: not a probe the car refused.)
                 let learned = s.low_peak + quarter;
-                if s.learned_max.is_some() {
-                    s.failed_probes += 1;
-                }
                 s.learned_max = Some((learned, measured_at));
                 s.low_since = None;
                 s.low_peak = DeciAmps::ZERO;

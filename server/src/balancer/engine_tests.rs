@@ -1443,3 +1443,45 @@ fn idle_defaults_go_back_up_only_once_the_room_has_lasted() {
     let cmds = h.start(2, three());
     assert_eq!(defaults(&cmds), [0, 1, 3, 4].map(|k| (k, a(0))).to_vec());
 }
+
+#[test]
+fn a_tapering_car_is_learned_lower_and_still_probed_after_the_usual_wait() {
+    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
+    h.start(0, three());
+    h.start(1, three());
+    h.settle();
+    let read = |h: &mut H, amps: DeciAmps| {
+        h.advance(60);
+        h.tick();
+        h.ev(Event::ConnectorMeter {
+            connector: ConnectorKey(0),
+            currents: [amps; 3],
+            energy_wh: None,
+            measured_at: h.now,
+        });
+        h.settle();
+    };
+    for _ in 0..4 {
+        read(&mut h, a(12));
+    }
+    assert_eq!(h.view(0).learned_max, Some(DeciAmps::new(125)));
+    // Its battery fills: it draws 9 A under the 12.5 A it is held at, and is learned there.
+    for _ in 0..4 {
+        read(&mut h, a(9));
+    }
+    assert_eq!(h.view(0).learned_max, Some(DeciAmps::new(95)));
+    assert_eq!(
+        (h.acked(0), h.acked(1)),
+        (DeciAmps::new(95), DeciAmps::new(305)),
+        "the room goes to the other car"
+    );
+    // Learning lower is not a probe it refused: the next probe comes 15 minutes on, not 30.
+    let mut probed = None;
+    for m in 1..=20 {
+        read(&mut h, a(9));
+        if probed.is_none() && h.acked(0) > DeciAmps::new(95) {
+            probed = Some(m);
+        }
+    }
+    assert!(probed.is_some_and(|m| m <= 16), "probed after {probed:?} minutes");
+}

@@ -52,6 +52,19 @@ impl H {
         self.sent.extend(c.clone());
         c
     }
+    /// A minute on, connector 0's car is read drawing `amps` on every phase.
+    fn minute_reading(&mut self, amps: DeciAmps) {
+        self.advance(60);
+        self.tick();
+        let measured_at = self.now;
+        self.ev(Event::ConnectorMeter {
+            connector: ConnectorKey(0),
+            currents: [amps; 3],
+            energy_wh: None,
+            measured_at,
+        });
+        self.settle();
+    }
     fn store(&mut self, amps: [u32; 3]) -> Vec<Command> {
         self.ev(Event::StoreMeter { currents: PerPhase(amps.map(a)), measured_at: self.now })
     }
@@ -218,32 +231,14 @@ fn a_car_with_a_low_maximum_leaves_capacity_to_others() {
     h.settle();
     assert_eq!(h.acked(0), a(20));
     for _ in 0..4 {
-        h.advance(60);
-        h.tick();
-        let m = Event::ConnectorMeter {
-            connector: ConnectorKey(0),
-            currents: [a(12); 3],
-            energy_wh: None,
-            measured_at: h.now,
-        };
-        h.ev(m);
-        h.settle();
+        h.minute_reading(a(12));
     }
     assert_eq!(h.view(0).learned_max, Some(DeciAmps::new(125)), "draw + a quarter of the margin");
     assert_eq!((h.acked(0), h.acked(1)), (DeciAmps::new(125), DeciAmps::new(275)));
     // A car that now draws all of its learned maximum may want more: offered its share again.
     {
         let mut h = H { b: h.b.clone(), now: h.now, sent: Vec::new() };
-        h.advance(60);
-        h.tick();
-        let m = Event::ConnectorMeter {
-            connector: ConnectorKey(0),
-            currents: [DeciAmps::new(125); 3],
-            energy_wh: None,
-            measured_at: h.now,
-        };
-        h.ev(m);
-        h.settle();
+        h.minute_reading(DeciAmps::new(125));
         assert_eq!(h.view(0).learned_max, None);
         assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
     }
@@ -253,42 +248,31 @@ fn a_car_with_a_low_maximum_leaves_capacity_to_others() {
     h.tick();
     h.settle();
     assert_eq!((h.acked(0), h.acked(1)), (DeciAmps::new(145), DeciAmps::new(255)), "probed upward by 2 A");
-    let read = |h: &mut H, amps: DeciAmps| {
-        h.advance(60);
-        h.tick();
-        h.ev(Event::ConnectorMeter {
-            connector: ConnectorKey(0),
-            currents: [amps; 3],
-            energy_wh: None,
-            measured_at: h.now,
-        });
-        h.settle();
-    };
     // A car that takes it wants more: its maximum is forgotten and it gets its share again.
     {
         let mut h = H { b: h.b.clone(), now: h.now, sent: Vec::new() };
-        read(&mut h, DeciAmps::new(145));
+        h.minute_reading(DeciAmps::new(145));
         assert_eq!(h.view(0).learned_max, None);
         assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
     }
     // One that still draws 12 A under the probe confirms its maximum once the learning window
     // has passed, and is held there again.
-    read(&mut h, a(12));
+    h.minute_reading(a(12));
     assert_eq!(h.acked(0), DeciAmps::new(145), "one reading within the window proves nothing");
     for _ in 0..2 {
-        read(&mut h, a(12));
+        h.minute_reading(a(12));
     }
     assert_eq!(h.view(0).learned_max, Some(DeciAmps::new(125)));
     assert_eq!((h.acked(0), h.acked(1)), (DeciAmps::new(125), DeciAmps::new(275)), "back at its maximum");
     // A probe it did not take doubles the wait for the next: nothing after another 15 minutes,
     // the probe after 30.
     for _ in 0..16 {
-        read(&mut h, a(12));
+        h.minute_reading(a(12));
     }
     assert_eq!(h.acked(0), DeciAmps::new(125), "no probe 16 minutes after a failed one");
     let mut probed = None;
     for m in 17..=32 {
-        read(&mut h, a(12));
+        h.minute_reading(a(12));
         if probed.is_none() && h.acked(0) == DeciAmps::new(145) {
             probed = Some(m);
         }
@@ -1450,24 +1434,13 @@ fn a_tapering_car_is_learned_lower_and_still_probed_after_the_usual_wait() {
     h.start(0, three());
     h.start(1, three());
     h.settle();
-    let read = |h: &mut H, amps: DeciAmps| {
-        h.advance(60);
-        h.tick();
-        h.ev(Event::ConnectorMeter {
-            connector: ConnectorKey(0),
-            currents: [amps; 3],
-            energy_wh: None,
-            measured_at: h.now,
-        });
-        h.settle();
-    };
     for _ in 0..4 {
-        read(&mut h, a(12));
+        h.minute_reading(a(12));
     }
     assert_eq!(h.view(0).learned_max, Some(DeciAmps::new(125)));
     // Its battery fills: it draws 9 A under the 12.5 A it is held at, and is learned there.
     for _ in 0..4 {
-        read(&mut h, a(9));
+        h.minute_reading(a(9));
     }
     assert_eq!(h.view(0).learned_max, Some(DeciAmps::new(95)));
     assert_eq!(
@@ -1478,7 +1451,7 @@ fn a_tapering_car_is_learned_lower_and_still_probed_after_the_usual_wait() {
     // Learning lower is not a probe it refused: the next probe comes 15 minutes on, not 30.
     let mut probed = None;
     for m in 1..=20 {
-        read(&mut h, a(9));
+        h.minute_reading(a(9));
         if probed.is_none() && h.acked(0) > DeciAmps::new(95) {
             probed = Some(m);
         }

@@ -52,6 +52,14 @@ impl H {
         self.sent.extend(c.clone());
         c
     }
+    /// Two three-phase cars that have just started on a 40 A site, their limits in force.
+    fn two_cars_on_40_a() -> H {
+        let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
+        h.start(0, three());
+        h.start(1, three());
+        h.settle();
+        h
+    }
     /// A minute on, connector 0's car is read drawing `amps` on every phase.
     fn minute_reading(&mut self, amps: DeciAmps) {
         self.advance(60);
@@ -225,10 +233,7 @@ fn a_car_with_a_low_maximum_leaves_capacity_to_others() {
     assert_eq!((h.acked(0), h.acked(1)), (a(10), a(30)), "declared maximum");
 
     // Learned: offered 20, draws 12 for longer than the window.
-    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
-    h.start(0, three());
-    h.start(1, three());
-    h.settle();
+    let mut h = H::two_cars_on_40_a();
     assert_eq!(h.acked(0), a(20));
     for _ in 0..4 {
         h.minute_reading(a(12));
@@ -633,10 +638,7 @@ fn poll_timeout_names_the_next_moment_something_changes_by_itself() {
 
 #[test]
 fn a_car_that_states_its_needs_later_is_believed() {
-    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
-    h.start(0, three());
-    h.start(1, three());
-    h.settle();
+    let mut h = H::two_cars_on_40_a();
     assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
     // NotifyEVChargingNeeds: the car on 0 takes at most 8 A.
     h.ev(Event::SessionUpdated {
@@ -722,10 +724,7 @@ fn a_rejected_profile_is_retried_with_backoff_until_the_charger_takes_it() {
 
 #[test]
 fn a_limit_we_did_not_set_is_budgeted_until_our_plan_is_acknowledged() {
-    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
-    h.start(0, three());
-    h.start(1, three());
-    h.settle();
+    let mut h = H::two_cars_on_40_a();
     assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
     // Rebuilt after a restart: connector 0 may be running anything up to its maximum.
     let c = h.ev(Event::LimitUnknown { connector: ConnectorKey(0), up_to: a(32) });
@@ -1430,10 +1429,7 @@ fn idle_defaults_go_back_up_only_once_the_room_has_lasted() {
 
 #[test]
 fn a_tapering_car_is_learned_lower_and_still_probed_after_the_usual_wait() {
-    let mut h = H::new(site([40; 3], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
-    h.start(0, three());
-    h.start(1, three());
-    h.settle();
+    let mut h = H::two_cars_on_40_a();
     for _ in 0..4 {
         h.minute_reading(a(12));
     }

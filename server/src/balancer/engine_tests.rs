@@ -568,6 +568,22 @@ fn unreachable_need_and_finished_cars_get_nothing() {
 }
 
 #[test]
+fn the_same_need_gets_the_same_amps_per_phase_whatever_the_cars_phases() {
+    // L1 is full: each amp of it gives the 3-phase car three times the energy it gives the
+    // 1-phase car, so the same need by the same departure weighs the same per amp, not per kW.
+    let mut h = H::new(site([30, 64, 64], vec![], vec![conn(0, None, ST, 0), conn(1, None, ST, 0)]));
+    let need = SessionInfo {
+        departure: Some(h.now + Millis::from_secs(4 * 3600)),
+        energy_need_wh: Some(20_000),
+        ..Default::default()
+    };
+    h.start(0, SessionInfo { ev_phases: Some(EvPhases::Three), ..need.clone() });
+    h.start(1, SessionInfo { ev_phases: Some(EvPhases::One), ..need });
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(15), a(15)));
+}
+
+#[test]
 fn invalid_configurations_are_refused() {
     let mut tight = site([40; 3], vec![], (0..3).map(|k| conn(k, None, ST, 10)).collect());
     tight.store.worst_case = PerPhase::uniform(a(11));

@@ -17,6 +17,9 @@
 //!   whatever profile it had, or falls back; an idle connector at its default.
 //! * A charger that rejected a profile for its session, or cannot do smart charging at
 //!   all: connector maximum, online or not.
+//! * A profile that got no answer (timed out, or the link dropped mid-call): still in
+//!   flight, so the larger of what the charger had and what we sent, until it accepts a
+//!   later one or reconnects (then what it may hold, as above).
 //! * A car whose phase count is unknown is counted on every phase its connector has.
 //! * The store: the last reading plus how far it can have risen since (bounded), or
 //!   the configured worst case when the reading is older than `max_age` or missing.
@@ -117,8 +120,15 @@ pub enum Event {
     CommandAccepted {
         id: CommandId,
     },
-    /// The charger rejected it, or it timed out: the charger's limit is unknown.
+    /// The charger rejected it (or answered with an error): it may not follow our profiles.
     CommandRejected {
+        id: CommandId,
+    },
+    /// No answer came: the call timed out, or the connection dropped before the charger
+    /// answered. It runs what it had or what we sent, we do not know which: both stay
+    /// counted, and the plan is sent again once it can hear us. Not a refusal: a charger that
+    /// loses its link mid-call is offline, not one that ignores our limits.
+    CommandUnanswered {
         id: CommandId,
     },
     ChargerOnline {
@@ -213,7 +223,7 @@ impl Command {
 pub enum SmartState {
     /// Our profiles are accepted.
     Ok,
-    /// A profile was rejected (or timed out): budgeted at its maximum until a retry
+    /// A profile was rejected: budgeted at its maximum until a retry
     /// (with backoff) is accepted, the session changes or the charger reconnects.
     Rejected,
     /// The charger does no smart charging: always budgeted at its maximum.
@@ -833,9 +843,16 @@ impl Balancer {
 
     fn apply(&mut self, event: Event, now: Millis) -> Result<(), EventError> {
         let skew = self.skew();
-        if let Event::CommandAccepted { id } | Event::CommandRejected { id } = &event {
+        if let Event::CommandAccepted { id }
+        | Event::CommandRejected { id }
+        | Event::CommandUnanswered { id } = &event
+        {
             if let Some(i) = self.default_owners.remove(id) {
-                self.conns[i].idle.answered(*id, matches!(event, Event::CommandAccepted { .. }));
+                let d = &mut self.conns[i].idle;
+                match event {
+                    Event::CommandUnanswered { .. } => d.resend = true,
+                    _ => d.answered(*id, matches!(event, Event::CommandAccepted { .. })),
+                }
                 return Ok(());
             }
         }
@@ -955,6 +972,21 @@ impl Balancer {
                         let failures = c.retry.map_or(0, |r| r.0) + 1;
                         let backoff = self.cfg.profile_retry.0.saturating_mul(1 << (failures - 1).min(5));
                         c.retry = Some((failures, Some(now + Millis(backoff))));
+                    }
+                }
+            }
+            Event::CommandUnanswered { id } => {
+                let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
+                let profile_retry = self.cfg.profile_retry;
+                let c = &mut self.conns[i];
+                if c.epoch == epoch {
+                    // It stays in flight, counted until its lease would end; the next one the
+                    // charger accepts supersedes it.
+                    c.resend = true;
+                    if let Some((failures, at @ None)) = c.retry.as_mut() {
+                        // It was a retry after a rejection: try again after the same wait.
+                        let backoff = profile_retry.0.saturating_mul(1 << (*failures - 1).min(5));
+                        *at = Some(now + Millis(backoff));
                     }
                 }
             }

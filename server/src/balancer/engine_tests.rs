@@ -525,6 +525,22 @@ fn a_rejected_profile_budgets_the_connector_at_its_maximum() {
 }
 
 #[test]
+fn a_profile_that_gets_no_answer_counts_at_the_larger_of_old_and_new_and_is_sent_again() {
+    let mut h = H::two_cars_on_40_a();
+    let cmds = h.store([10; 3]);
+    let (lost, amps, _) = limit_for(&cmds, 0).expect("the store rose: connector 0 is brought down");
+    assert_eq!(amps, a(15));
+    h.sent.retain(|c| c.id() != lost);
+    // The link dropped before the charger answered: it runs 20 A or 15 A, not its maximum.
+    let again = h.ev(Event::CommandUnanswered { id: lost });
+    assert_eq!(limit_for(&again, 0).map(|l| l.1), Some(a(15)), "the plan is sent again");
+    let v = h.view(0);
+    assert_eq!((v.budget, v.smart), (a(20), SmartState::Ok));
+    h.settle();
+    assert_eq!((h.acked(0), h.view(0).budget), (a(15), a(15)));
+}
+
+#[test]
 fn hysteresis_keeps_small_changes_quiet_but_not_zero_crossings() {
     let mut cfg = site([30; 3], vec![], vec![conn(0, None, ST, 0)]);
     cfg.hysteresis = a(2);

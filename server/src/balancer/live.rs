@@ -7,7 +7,7 @@ use super::config::{CircuitConfig, ConnectorConfig, SiteConfig, Wiring};
 use super::engine::{Balancer, Command, Event, SessionInfo, Snapshot};
 use super::store::RiseLearning;
 use super::units::{
-    ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey,
+    ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey,
 };
 use crate::ocpp::frame::OcppVersion;
 use crate::ocpp::registry::{CallOutcome, Registry};
@@ -51,10 +51,6 @@ enum Input {
     SessionDeclared {
         session: SessionKey,
         declared: Declared,
-    },
-    Outcome {
-        id: CommandId,
-        accepted: bool,
     },
     /// The most periods a schedule may have on `charger`, as it told us.
     SchedulePeriods {
@@ -1188,8 +1184,6 @@ impl SiteTask {
                     events.push(Event::SessionEnded { connector: o.connector });
                 }
             }
-            Input::Outcome { id, accepted: true } => events.push(Event::CommandAccepted { id }),
-            Input::Outcome { id, accepted: false } => events.push(Event::CommandRejected { id }),
             Input::SchedulePeriods { charger, max } => {
                 let Some(key) = self.charger_key(&charger) else { return };
                 if max < 2 {
@@ -1302,23 +1296,28 @@ impl SiteTask {
             let target = self.targets.get(connector.0 as usize).cloned();
             let (Some(target), Some(payload)) = (target, payload) else {
                 // Nobody to tell: count it as refused, so the budget stays at the safe side.
-                let _ = self.outcomes.try_send(Input::Outcome { id, accepted: false });
+                let _ = self.outcomes.try_send(Input::Event(Event::CommandRejected { id }));
                 continue;
             };
             let pending = match self.registry.enqueue(&target.charger, "SetChargingProfile", payload) {
                 Ok(pending) => pending,
                 Err(err) => {
+                    // Not sent: it runs what it had, counted with this one until it hears us.
                     tracing::warn!(charger.id = %target.charger, error = %err, "limit not sent");
-                    let _ = self.outcomes.try_send(Input::Outcome { id, accepted: false });
+                    let _ = self.outcomes.try_send(Input::Event(Event::CommandUnanswered { id }));
                     continue;
                 }
             };
             let outcomes = self.outcomes.clone();
             tokio::spawn(async move {
                 let outcome = pending.outcome(CALL_WAIT).await;
-                let accepted = matches!(&outcome, CallOutcome::Answered(v) if v["status"] == "Accepted");
-                tracing::info!(charger.id = %target.charger, connector = target.connector_no, amps = amps_per_phase.as_amps(), accepted, "limit sent");
-                let _ = outcomes.send(Input::Outcome { id, accepted }).await;
+                let answer = match &outcome {
+                    CallOutcome::Answered(v) if v["status"] == "Accepted" => Event::CommandAccepted { id },
+                    CallOutcome::Answered(_) | CallOutcome::CallError { .. } => Event::CommandRejected { id },
+                    CallOutcome::Timeout | CallOutcome::Disconnected => Event::CommandUnanswered { id },
+                };
+                tracing::info!(charger.id = %target.charger, connector = target.connector_no, amps = amps_per_phase.as_amps(), ?answer, "limit sent");
+                let _ = outcomes.send(Input::Event(answer)).await;
             });
         }
     }

@@ -831,7 +831,7 @@ impl<'a> DaySim<'a> {
         let (Command::SetLimit { id, connector, .. } | Command::SetDefault { id, connector, .. }) = *cmd;
         if self.away[connector.0 as usize] {
             self.m.timed_out += 1;
-            self.feed(Event::CommandRejected { id }, now);
+            self.feed(Event::CommandUnanswered { id }, now);
             return;
         }
         match *cmd {

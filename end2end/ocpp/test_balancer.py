@@ -429,6 +429,58 @@ def test_a_session_limit_is_a_lease_the_charger_drops_if_it_loses_us(server):
     run(scenario())
 
 
+class DropsLinkOnProfile(Balanced16):
+    """A charger whose link drops while it is being sent a profile, once armed: it never answers."""
+
+    drop = False
+
+    @on(Action16.set_charging_profile)
+    async def on_set_charging_profile(self, connector_id, cs_charging_profiles, **kwargs):
+        if self.drop:
+            await self.ws.close()
+            await asyncio.sleep(3600)
+        return Balanced16.on_set_charging_profile(self, connector_id, cs_charging_profiles, **kwargs)
+
+
+def test_a_charger_whose_link_drops_mid_profile_counts_at_its_limits_not_its_maximum(server):
+    """A profile that gets no answer is not a refusal: the charger runs the limit it had or the one
+    sent, so the balancer counts the larger of the two while it is away, not the connector's 32 A."""
+    RECEIVED.clear()
+
+    async def scenario():
+        # The store draws 30 A: three cars share at most 70 A, well below their 32 A each.
+        status, body = await server.ahttp("POST", "/api/v1/sites/1/meter", {"l1_a": 30, "l2_a": 30, "l3_a": 30})
+        assert status == 200, body
+        async with charger(server, "FM-CAM-01", cls=DropsLinkOnProfile) as a:
+            async with charger(server, "FM-CAM-02", cls=Balanced16) as b:
+                txs_a = [await a.start_tx(1), await a.start_tx(2)]
+                tx_b = await b.start_tx(1)
+                await settle(lambda l: {("FM-CAM-01", 1), ("FM-CAM-01", 2), ("FM-CAM-02", 1)} <= l.keys())
+                await asyncio.sleep(1)
+                third = max(v for (cp, _), v in tx_limits().items() if cp == "FM-CAM-01")
+                assert third <= (GRID_A - 30) / 3 + 0.1, tx_limits()
+                a.drop = True
+                # The store rises: FM-CAM-01's cars are sent less, and its link drops mid-call.
+                status, body = await server.ahttp("POST", "/api/v1/sites/1/meter", {"l1_a": 45, "l2_a": 45, "l3_a": 45})
+                assert status == 200, body
+                deadline = time.monotonic() + 10
+                while await connector_flags(server, "FM-CAM-01", "online") != [False, False]:
+                    assert time.monotonic() < deadline, await connector_flags(server, "FM-CAM-01", "online")
+                    await asyncio.sleep(0.2)
+                budgets = await connector_flags(server, "FM-CAM-01", "budget")
+                smart = await connector_flags(server, "FM-CAM-01", "smart")
+                # Deciamps: what it had (a third at most), not its maximum (320).
+                assert all(b <= round(third * 10) + 5 < 320 for b in budgets), (budgets, third)
+                assert smart == ["Ok", "Ok"], smart
+                await b.stop_tx(1, tx_b)
+        # Back: it reports its sessions' end.
+        async with charger(server, "FM-CAM-01", cls=Balanced16) as a:
+            for no, tx in zip((1, 2), txs_a):
+                await a.stop_tx(no, tx)
+
+    run(scenario())
+
+
 async def store_after_incomer_reading(server, site: int, incomer_a: int, low_da: int, high_da: int) -> list[int]:
     """Posts an incomer reading of `incomer_a` on every phase, then the store the balancer assumes
     (deciamps per phase) once it lies within [low_da, high_da], or as it is after 10 s."""

@@ -51,11 +51,13 @@ pub fn decoy_hash() -> &'static str {
 /// thread its own heap arena and keeps what argon2 freed there, so a burst of a thousand handshakes
 /// on tokio's blocking pool left gigabytes resident (measured: see README, OCPP benchmark). A few
 /// long-lived threads, one per core, do all the hashing instead.
-fn argon2_worker() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>> {
-    static WORKERS: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>> =
+type HashJob = Box<dyn FnOnce() + Send>;
+
+fn argon2_worker() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<HashJob>> {
+    static WORKERS: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<HashJob>>> =
         std::sync::OnceLock::new();
     WORKERS.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
         for i in 0..std::thread::available_parallelism().map_or(2, |n| n.get()) {
             let rx = rx.clone();
@@ -79,7 +81,7 @@ fn argon2_worker() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn 
 
 async fn on_argon2_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+    let job: HashJob = Box::new(move || {
         let _ = tx.send(work());
     });
     argon2_worker().lock().ok()?.send(job).ok()?;

@@ -1118,7 +1118,7 @@ impl SiteTask {
                     self.flush(&mut events);
                     self.replace(*rebuilt, millis(self.epoch));
                 }
-                other => self.to_events(other, &mut events),
+                other => self.translate(other, &mut events),
             }
         }
         self.flush(&mut events);
@@ -1141,7 +1141,7 @@ impl SiteTask {
     }
 
     /// What an input means to the balancer, keeping the map of open sessions.
-    fn to_events(&mut self, input: Input, events: &mut Vec<Event>) {
+    fn translate(&mut self, input: Input, events: &mut Vec<Event>) {
         match input {
             Input::Event(Event::ConnectorMeter { connector, currents, energy_wh, measured_at }) => {
                 // Chargers report their energy register; the balancer wants the session's energy.

@@ -155,6 +155,9 @@ def test_four_cars_share_the_connection_and_never_overload_it(server):
             assert worst_sum_after(mark) <= GRID_A - 10 + 1e-9
             # Every limit sent was a pause or at least the IEC 61851 minimum, and never above the connector.
             assert all(r[4] == 0 or 6 <= r[4] <= CONNECTOR_MAX_A for r in RECEIVED if r[3] == "TxProfile"), RECEIVED
+            # The site as it was: no session left open for the next test.
+            await a.stop_tx(2, txs[1])
+            await b.stop_tx(2, txs[3])
 
     run(scenario())
 

@@ -165,6 +165,12 @@ pub struct HandoverConfig {
 }
 
 impl SiteConfig {
+    /// How long to wait before sending again a profile refused `failures` times in a row:
+    /// `profile_retry`, doubled each time, up to 32 times it.
+    pub fn retry_wait(&self, failures: u32) -> Millis {
+        Millis(self.profile_retry.0.saturating_mul(1 << failures.saturating_sub(1).min(5)))
+    }
+
     /// A config with the usual defaults around the given physical site.
     pub fn with_defaults(
         grid_limit: PerPhase,

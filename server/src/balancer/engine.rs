@@ -970,23 +970,21 @@ impl Balancer {
                     if c.smart != SmartState::Unsupported {
                         c.smart = SmartState::Rejected;
                         let failures = c.retry.map_or(0, |r| r.0) + 1;
-                        let backoff = self.cfg.profile_retry.0.saturating_mul(1 << (failures - 1).min(5));
-                        c.retry = Some((failures, Some(now + Millis(backoff))));
+                        c.retry = Some((failures, Some(now + self.cfg.retry_wait(failures))));
                     }
                 }
             }
             Event::CommandUnanswered { id } => {
                 let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
-                let profile_retry = self.cfg.profile_retry;
-                let c = &mut self.conns[i];
-                if c.epoch == epoch {
+                if self.conns[i].epoch == epoch {
+                    let wait = self.conns[i].retry.map(|(failures, _)| self.cfg.retry_wait(failures));
+                    let c = &mut self.conns[i];
                     // It stays in flight, counted until its lease would end; the next one the
                     // charger accepts supersedes it.
                     c.resend = true;
-                    if let Some((failures, at @ None)) = c.retry.as_mut() {
+                    if let (Some((_, at @ None)), Some(wait)) = (c.retry.as_mut(), wait) {
                         // It was a retry after a rejection: try again after the same wait.
-                        let backoff = profile_retry.0.saturating_mul(1 << (*failures - 1).min(5));
-                        *at = Some(now + Millis(backoff));
+                        *at = Some(now + wait);
                     }
                 }
             }

@@ -30,6 +30,9 @@ fn connector_default_profile_id(connector_no: u32) -> i64 {
     2000 + i64::from(connector_no)
 }
 const CALL_WAIT: Duration = Duration::from_secs(30);
+/// A profile that could not be queued (the charger just went away, or has too many calls
+/// waiting) is reported unanswered this much later, so resending it is paced, not a loop.
+const NOT_SENT_WAIT: Duration = Duration::from_secs(5);
 /// Inputs a site's task takes in one go (one recompute).
 const BATCH: usize = 512;
 
@@ -1304,7 +1307,11 @@ impl SiteTask {
                 Err(err) => {
                     // Not sent: it runs what it had, counted with this one until it hears us.
                     tracing::warn!(charger.id = %target.charger, error = %err, "limit not sent");
-                    let _ = self.outcomes.try_send(Input::Event(Event::CommandUnanswered { id }));
+                    let outcomes = self.outcomes.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(NOT_SENT_WAIT).await;
+                        let _ = outcomes.send(Input::Event(Event::CommandUnanswered { id })).await;
+                    });
                     continue;
                 }
             };

@@ -432,17 +432,53 @@ def test_a_session_limit_is_a_lease_the_charger_drops_if_it_loses_us(server):
     run(scenario())
 
 
-class DropsLinkOnProfile(Balanced16):
-    """A charger whose link drops while it is being sent a profile, once armed: it never answers."""
+class FlakyOnProfile(Balanced16):
+    """A charger that, once armed, fails the next profile it is sent: its link drops mid-call
+    ("drop"), or it answers only after the server has stopped waiting ("silent", 35 s)."""
 
-    drop = False
+    fault: str | None = None
+    faulted_connector: int | None = None
 
     @on(Action16.set_charging_profile)
     async def on_set_charging_profile(self, connector_id, cs_charging_profiles, **kwargs):
-        if self.drop:
+        fault, self.fault = self.fault, None
+        if fault:
+            self.faulted_connector = connector_id
+        if fault == "drop":
             await self.ws.close()
             await asyncio.sleep(3600)
+        elif fault == "silent":
+            await asyncio.sleep(35)
         return Balanced16.on_set_charging_profile(self, connector_id, cs_charging_profiles, **kwargs)
+
+
+async def three_cars_then_a_fault_as_the_store_rises(server, a: FlakyOnProfile, b: Balanced16, fault: str):
+    """Three cars share what a 30 A store leaves (a third of 70 A each, well below their 32 A), two
+    of them on `a`; then `a` is armed with `fault` and the store rises, so `a` is sent less.
+    Returns (a's transactions, b's, the most `a` had been sent)."""
+    status, body = await server.ahttp("POST", "/api/v1/sites/1/meter", {"l1_a": 30, "l2_a": 30, "l3_a": 30})
+    assert status == 200, body
+    txs_a = [await a.start_tx(1), await a.start_tx(2)]
+    tx_b = await b.start_tx(1)
+    try:
+        await settle(lambda l: {("FM-CAM-01", 1), ("FM-CAM-01", 2), ("FM-CAM-02", 1)} <= l.keys())
+    except AssertionError:
+        status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+        raise AssertionError((tx_limits(), budget))
+    await asyncio.sleep(1)
+    had = max(v for (cp, _), v in tx_limits().items() if cp == "FM-CAM-01")
+    assert had <= (GRID_A - 30) / 3 + 0.1, tx_limits()
+    a.fault = fault
+    status, body = await server.ahttp("POST", "/api/v1/sites/1/meter", {"l1_a": 45, "l2_a": 45, "l3_a": 45})
+    assert status == 200, body
+    return txs_a, tx_b, had
+
+
+async def assert_counted_at_most(server, had: float):
+    """FM-CAM-01's connectors are counted at what they were sent (deciamps), not their maximum (320)."""
+    budgets = await connector_flags(server, "FM-CAM-01", "budget")
+    assert all(b <= round(had * 10) + 5 < 320 for b in budgets), (budgets, had)
+    assert await connector_flags(server, "FM-CAM-01", "smart") == ["Ok", "Ok"]
 
 
 def test_a_charger_whose_link_drops_mid_profile_counts_at_its_limits_not_its_maximum(server):
@@ -451,35 +487,49 @@ def test_a_charger_whose_link_drops_mid_profile_counts_at_its_limits_not_its_max
     RECEIVED.clear()
 
     async def scenario():
-        # The store draws 30 A: three cars share at most 70 A, well below their 32 A each.
-        status, body = await server.ahttp("POST", "/api/v1/sites/1/meter", {"l1_a": 30, "l2_a": 30, "l3_a": 30})
-        assert status == 200, body
-        async with charger(server, "FM-CAM-01", cls=DropsLinkOnProfile) as a:
+        async with charger(server, "FM-CAM-01", cls=FlakyOnProfile) as a:
             async with charger(server, "FM-CAM-02", cls=Balanced16) as b:
-                txs_a = [await a.start_tx(1), await a.start_tx(2)]
-                tx_b = await b.start_tx(1)
-                await settle(lambda l: {("FM-CAM-01", 1), ("FM-CAM-01", 2), ("FM-CAM-02", 1)} <= l.keys())
-                await asyncio.sleep(1)
-                third = max(v for (cp, _), v in tx_limits().items() if cp == "FM-CAM-01")
-                assert third <= (GRID_A - 30) / 3 + 0.1, tx_limits()
-                a.drop = True
-                # The store rises: FM-CAM-01's cars are sent less, and its link drops mid-call.
-                status, body = await server.ahttp("POST", "/api/v1/sites/1/meter", {"l1_a": 45, "l2_a": 45, "l3_a": 45})
-                assert status == 200, body
+                txs_a, tx_b, had = await three_cars_then_a_fault_as_the_store_rises(server, a, b, "drop")
                 deadline = time.monotonic() + 10
                 while await connector_flags(server, "FM-CAM-01", "online") != [False, False]:
                     assert time.monotonic() < deadline, await connector_flags(server, "FM-CAM-01", "online")
                     await asyncio.sleep(0.2)
-                budgets = await connector_flags(server, "FM-CAM-01", "budget")
-                smart = await connector_flags(server, "FM-CAM-01", "smart")
-                # Deciamps: what it had (a third at most), not its maximum (320).
-                assert all(b <= round(third * 10) + 5 < 320 for b in budgets), (budgets, third)
-                assert smart == ["Ok", "Ok"], smart
+                await assert_counted_at_most(server, had)
                 await b.stop_tx(1, tx_b)
         # Back: it reports its sessions' end.
         async with charger(server, "FM-CAM-01", cls=Balanced16) as a:
             for no, tx in zip((1, 2), txs_a):
                 await a.stop_tx(no, tx)
+
+    run(scenario())
+
+
+def test_a_profile_a_connected_charger_never_answers_in_time_is_sent_again(server):
+    """The server waits 30 s for an answer. A charger that stays connected but silent is counted at
+    the larger of its old and new limits meanwhile and after, and is sent the plan again."""
+    RECEIVED.clear()
+
+    async def scenario():
+        async with charger(server, "FM-CAM-01", cls=FlakyOnProfile) as a:
+            async with charger(server, "FM-CAM-02", cls=Balanced16) as b:
+                txs_a, tx_b, had = await three_cars_then_a_fault_as_the_store_rises(server, a, b, "silent")
+                armed = time.monotonic()
+                await asyncio.sleep(31)
+                assert await connector_flags(server, "FM-CAM-01", "online") == [True, True]
+                await assert_counted_at_most(server, had)
+                # It handles the silent profile at 35 s (recorded then), then the plan sent again
+                # after the timeout: a second profile for the same connector.
+                def to_that_connector():
+                    return [r for r in RECEIVED if r[1] == "FM-CAM-01" and r[2] == a.faulted_connector
+                            and r[3] == "TxProfile" and r[0] > armed]
+
+                deadline = armed + 50
+                while len(to_that_connector()) < 2:
+                    assert time.monotonic() < deadline, (a.faulted_connector, RECEIVED[-6:])
+                    await asyncio.sleep(0.5)
+                await b.stop_tx(1, tx_b)
+                for no, tx in zip((1, 2), txs_a):
+                    await a.stop_tx(no, tx)
 
     run(scenario())
 

@@ -147,6 +147,11 @@ pub enum Event {
     SmartChargingUnsupported {
         charger: ChargerKey,
     },
+    /// The charger accepted a profile at boot: it does smart charging (again, if it was
+    /// counted unsupported: new firmware, or a boot whose answer was lost).
+    SmartChargingSupported {
+        charger: ChargerKey,
+    },
     /// The most periods a schedule may have on this charger (1.6 ChargingScheduleMaxPeriods, 2.0.1
     /// SmartChargingCtrlr.PeriodsPerSchedule): under two, it is never sent a handover.
     SchedulePeriods {
@@ -1029,6 +1034,20 @@ impl Balancer {
             Event::SmartChargingUnsupported { charger } => {
                 for i in self.charger(charger)? {
                     self.conns[i].smart = SmartState::Unsupported;
+                }
+            }
+            Event::SmartChargingSupported { charger } => {
+                for i in self.charger(charger)? {
+                    let max = self.cfg.connectors[i].max;
+                    let c = &mut self.conns[i];
+                    if c.smart == SmartState::Unsupported {
+                        // It ran uncontrolled: its maximum counts until it accepts our plan.
+                        c.smart = SmartState::Ok;
+                        c.acked = Limit::flat(max);
+                        c.acked_expires = None;
+                        c.inflight.clear();
+                        c.resend = true;
+                    }
                 }
             }
             Event::SchedulePeriods { charger, max } => {

@@ -525,6 +525,20 @@ fn a_rejected_profile_budgets_the_connector_at_its_maximum() {
 }
 
 #[test]
+fn a_charger_counted_unsupported_that_accepts_a_profile_at_boot_is_steered_again() {
+    let mut h = H::two_cars_on_40_a();
+    h.ev(Event::SmartChargingUnsupported { charger: ChargerKey(0) });
+    h.settle();
+    assert_eq!((h.view(0).budget, h.acked(1)), (a(32), a(8)));
+    // It ran uncontrolled: its maximum counts until it accepts our plan, then its share.
+    let cmds = h.ev(Event::SmartChargingSupported { charger: ChargerKey(0) });
+    assert_eq!(limit_for(&cmds, 0).map(|l| l.1), Some(a(20)));
+    assert_eq!((h.view(0).smart, h.view(0).budget), (SmartState::Ok, a(32)));
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (a(20), a(20)));
+}
+
+#[test]
 fn a_profile_that_gets_no_answer_counts_at_the_larger_of_old_and_new_and_is_sent_again() {
     let mut h = H::two_cars_on_40_a();
     let cmds = h.store([10; 3]);

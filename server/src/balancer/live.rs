@@ -602,10 +602,20 @@ impl Hub {
             .registry
             .call(charger, "SetChargingProfile", default_profile(version, 0, fallback), CALL_WAIT)
             .await;
-        if !matches!(&outcome, Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted") {
-            tracing::warn!(charger.id = %charger, ?outcome, "default profile refused: budgeting the charger at its maximum");
-            let _ = input.send(Input::Event(Event::SmartChargingUnsupported { charger: key })).await;
-            return;
+        match &outcome {
+            Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted" => {
+                let _ = input.send(Input::Event(Event::SmartChargingSupported { charger: key })).await;
+            }
+            Ok(CallOutcome::Answered(_) | CallOutcome::CallError { .. }) => {
+                tracing::warn!(charger.id = %charger, ?outcome, "default profile refused: budgeting the charger at its maximum");
+                let _ = input.send(Input::Event(Event::SmartChargingUnsupported { charger: key })).await;
+                return;
+            }
+            // No answer (it went away, or is slow): not a refusal. Its next boot asks again.
+            _ => {
+                tracing::warn!(charger.id = %charger, ?outcome, "default profile not answered");
+                return;
+            }
         }
         // How many periods its schedules may have: a handover takes two.
         let (action, ask) = schedule_periods_query(version);

@@ -30,6 +30,26 @@ fn connector_default_profile_id(connector_no: u32) -> i64 {
     2000 + i64::from(connector_no)
 }
 const CALL_WAIT: Duration = Duration::from_secs(30);
+
+/// What a SetChargingProfile came to.
+#[derive(Debug, PartialEq, Eq)]
+enum ProfileAnswer {
+    Accepted,
+    /// Answered with another status, or a CALLERROR: it does not take this profile.
+    Refused,
+    /// No answer (timed out, or the link dropped first): it runs what it had or the new one.
+    Unanswered,
+}
+
+impl ProfileAnswer {
+    fn of(outcome: &CallOutcome) -> ProfileAnswer {
+        match outcome {
+            CallOutcome::Answered(v) if v["status"] == "Accepted" => ProfileAnswer::Accepted,
+            CallOutcome::Answered(_) | CallOutcome::CallError { .. } => ProfileAnswer::Refused,
+            CallOutcome::Timeout | CallOutcome::Disconnected => ProfileAnswer::Unanswered,
+        }
+    }
+}
 /// A profile that could not be queued (the charger just went away, or has too many calls
 /// waiting) is reported unanswered this much later, so resending it is paced, not a loop.
 const NOT_SENT_WAIT: Duration = Duration::from_secs(5);
@@ -583,7 +603,7 @@ impl Hub {
             .registry
             .call(charger, "SetChargingProfile", default_profile(version, 0, fallback), CALL_WAIT)
             .await;
-        if matches!(&outcome, Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted") {
+        if matches!(outcome.as_ref().map(ProfileAnswer::of), Ok(ProfileAnswer::Accepted)) {
             tracing::info!(charger.id = %charger, fallback = %fallback, "charger-wide default lowered");
         } else {
             // Its connectors' own defaults, steered by the balancer, still hold where they were accepted.
@@ -602,11 +622,11 @@ impl Hub {
             .registry
             .call(charger, "SetChargingProfile", default_profile(version, 0, fallback), CALL_WAIT)
             .await;
-        match &outcome {
-            Ok(CallOutcome::Answered(v)) if v["status"] == "Accepted" => {
+        match outcome.as_ref().map(ProfileAnswer::of) {
+            Ok(ProfileAnswer::Accepted) => {
                 let _ = input.send(Input::Event(Event::SmartChargingSupported { charger: key })).await;
             }
-            Ok(CallOutcome::Answered(_) | CallOutcome::CallError { .. }) => {
+            Ok(ProfileAnswer::Refused) => {
                 tracing::warn!(charger.id = %charger, ?outcome, "default profile refused: budgeting the charger at its maximum");
                 let _ = input.send(Input::Event(Event::SmartChargingUnsupported { charger: key })).await;
                 return;
@@ -1328,10 +1348,10 @@ impl SiteTask {
             let outcomes = self.outcomes.clone();
             tokio::spawn(async move {
                 let outcome = pending.outcome(CALL_WAIT).await;
-                let answer = match &outcome {
-                    CallOutcome::Answered(v) if v["status"] == "Accepted" => Event::CommandAccepted { id },
-                    CallOutcome::Answered(_) | CallOutcome::CallError { .. } => Event::CommandRejected { id },
-                    CallOutcome::Timeout | CallOutcome::Disconnected => Event::CommandUnanswered { id },
+                let answer = match ProfileAnswer::of(&outcome) {
+                    ProfileAnswer::Accepted => Event::CommandAccepted { id },
+                    ProfileAnswer::Refused => Event::CommandRejected { id },
+                    ProfileAnswer::Unanswered => Event::CommandUnanswered { id },
                 };
                 tracing::info!(charger.id = %target.charger, connector = target.connector_no, amps = amps_per_phase.as_amps(), ?answer, "limit sent");
                 let _ = outcomes.send(Input::Event(answer)).await;

@@ -10,7 +10,7 @@ so the best of them are also run with the smallest whole-amp grid margin that st
     python end2end/lb/compare.py --seed 1 --meter-lag 1 --latency-steps 1
     python end2end/lb/compare.py --seeds 1-12 --meter-lag 1 --latency-steps 1   # many days, margins held out
 
-Our balancer gets a week of the same site's store meter history (seven more generated days, seeds
+Our balancer gets four weeks of the same site's store meter history (28 more generated days, seeds
 1000·i + seed): it learns from it how far the store can rise while the meter is blind. With --seeds, each
 acnportal algorithm in --margin-algos gets the margin an operator would have set from the other days (the
 largest of their smallest safe margins), and the smallest safe margin of the day itself (hindsight) beside it.
@@ -49,7 +49,7 @@ def referee(python, bench, day, out, scenario, extra):
         return json.load(f)["results"]
 
 
-HISTORY_DAYS = 7
+HISTORY_DAYS = 28
 
 
 def step_tag(a):
@@ -66,7 +66,7 @@ def generate(a, seed):
 
 
 def history(a, seed):
-    """The week before the day: the same site, other days (the store meter history)."""
+    """The four weeks before the day: the same site, other days (the store meter history)."""
     return [generate(a, 1000 * i + seed) for i in range(1, HISTORY_DAYS + 1)]
 
 

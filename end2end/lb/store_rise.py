@@ -3,13 +3,14 @@
 
 The balancer (server/src/balancer/store.rs) learns, per phase and per reference ("lens": the
 rank-th highest of the readings of a window), the largest rise of the store load over its blind spot
-(here meter lag 1 + latency 1 = two steps) above that reference, over a week of history, plus a
+(here meter lag 1 + latency 1 = two steps) above that reference, over four weeks of history, plus a
 headroom; it plans on the lowest over the lenses of reference plus rise. This replays that rule on the
-referee's generated days, each with its own week (seeds 1000*i + seed, as compare.py gives the
+referee's generated days, each with its own history (seeds 1000*i + seed, as compare.py gives the
 balancer), and counts the steps where the day's store rose past the bound, whether or not the grid was
 binding then.
 
-    python3 end2end/lb/store_rise.py --days 1-40 --headroom 10,20 --lenses 1:1,10:3
+    python3 end2end/lb/store_rise.py --days 1-100 --headroom 10,20
+    python3 end2end/lb/store_rise.py --days 1-100 --history-days 7 --headroom 10,20   # the earlier week
     python3 end2end/lb/store_rise.py --days 1-12 --step-s 10 --horizon 7 --lenses 1:1,10:3,60:6
 """
 import argparse
@@ -52,7 +53,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--days", default="1-40")
     ap.add_argument("--headroom", default="10,20", help="percent, comma-separated")
-    ap.add_argument("--history-days", type=int, default=7)
+    ap.add_argument("--history-days", type=int, default=28)
     ap.add_argument("--step-s", type=int, default=60, help="the days' step (compare.py --step-s)")
     ap.add_argument("--horizon", type=int, default=2, help="the blind spot in steps: meter lag + latency")
     ap.add_argument("--lenses", default="1:1,10:3", help="window steps:rank, comma-separated (store.rs's from_a_week)")
@@ -64,7 +65,7 @@ def main():
     seeds = range(int(first), int(last or first) + 1)
     lenses = [tuple(int(v) for v in lens.split(":")) for lens in a.lenses.split(",")]
     for pct in [int(p) for p in a.headroom.split(",")]:
-        exceeded, worst, steps = 0, float("-inf"), 0
+        exceeded, worst, steps, slack = 0, float("-inf"), 0, 0.0
         for s in seeds:
             today = day(a.bench, work, s, a.step_s)
             week = [day(a.bench, work, 1000 * i + s, a.step_s) for i in range(1, a.history_days + 1)]
@@ -75,8 +76,9 @@ def main():
                 steps += len(x)
                 exceeded += sum(1 for v, limit in zip(x, b) if v > limit)
                 worst = max(worst, max(v - limit for v, limit in zip(x, b)))
+                slack += sum(limit - v for v, limit in zip(x, b))
         print(f"lenses {a.lenses}, headroom {pct} %: the store rose past the learned bound on {exceeded} of {steps} phase-steps "
-              f"({len(seeds)} days); closest {worst:+.1f} A")
+              f"({len(seeds)} days); closest {worst:+.1f} A; mean bound above the load {slack / steps:.2f} A")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,10 @@ struct LbBenchArgs {
     /// (the rank-th highest reading of that many steps; default: our policy, 1:1,10:3).
     #[arg(long)]
     lenses: Option<String>,
+    /// How far above the worst rise seen the store's learned allowance is, percent (default:
+    /// our policy, 10).
+    #[arg(long)]
+    rise_headroom: Option<u32>,
     /// Never schedule handovers ahead: a decrease is in force as soon as it lands, and the
     /// increase it pays for waits for its acknowledgement.
     #[arg(long)]
@@ -405,6 +409,7 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
             .transpose()
             .map_err(|e| anyhow::anyhow!("--lenses: {e}"))?
             .unwrap_or_default(),
+        store_headroom_pct: args.rise_headroom,
         handover: !args.no_handover,
         ..defaults
     };

@@ -387,7 +387,7 @@ fn learning_site() -> SiteConfig {
     cfg.store.max_rise = a(16);
     cfg.store.reaction_time = Millis::from_secs(60);
     cfg.store.replan = Millis(0);
-    cfg.store.learn_rise = Some(RiseLearning::from_a_week(Millis::from_secs(120), Millis::from_secs(60)));
+    cfg.store.learn_rise = Some(RiseLearning::from_four_weeks(Millis::from_secs(120), Millis::from_secs(60)));
     cfg
 }
 
@@ -403,26 +403,35 @@ fn the_store_rise_is_learned_from_a_day_of_meter_history() {
         let l1 = if m % 60 == 30 { 45 } else { 40 };
         (Millis::from_secs(60 * m), PerPhase([a(l1), a(35), a(30)]))
     }));
-    assert_eq!(h.b.learned_store_rise(), Some(PerPhase([a(6), a(0), a(0)])), "5 A + 20 %");
+    let learned = PerPhase([DeciAmps::new(55), a(0), a(0)]);
+    assert_eq!(h.b.learned_store_rise(), Some(learned), "5 A + 10 %");
     h.now = Millis::from_secs(60 * (minutes + 1));
     h.store([40, 35, 30]);
     h.start(0, three());
     h.settle();
     let snap = h.b.snapshot(h.now);
-    assert_eq!(snap.store_rise_learned, Some(PerPhase([a(6), a(0), a(0)])));
+    assert_eq!(snap.store_rise_learned, Some(learned));
     // Fresh reading: 60 s reaction, inside the learned horizon: the learned rise, per phase.
-    assert_eq!(snap.store_assumed, PerPhase([a(46), a(35), a(30)]), "not the configured 14 A on every phase");
+    assert_eq!(
+        snap.store_assumed,
+        PerPhase([DeciAmps::new(455), a(35), a(30)]),
+        "not the configured 14 A on every phase"
+    );
     assert_eq!(h.acked(0), a(32));
     // A reading of the usual age (60 s) plus the reaction is still the learned horizon. The plan
     // takes the lower of the two references' bounds: the higher of the latest two readings (44 A)
-    // plus its 6 A, or the third highest of the last ten minutes (40 A) plus its own 6 A.
+    // plus its 5.5 A, or the third highest of the last ten minutes (40 A) plus its own 5.5 A.
     h.advance(60);
     h.store([44, 35, 30]);
     h.advance(60);
     h.store([41, 35, 30]);
     h.advance(60);
     h.ev(Event::Tick);
-    assert_eq!(h.store_assumed(), PerPhase([a(46), a(35), a(30)]), "40 A + 6 A, not 44 A + 6 A");
+    assert_eq!(
+        h.store_assumed(),
+        PerPhase([DeciAmps::new(455), a(35), a(30)]),
+        "40 A + 5.5 A, not 44 A + 5.5 A"
+    );
     // Older than the learned horizon: the configured rise where it is larger (on 40 A).
     h.advance(60);
     h.ev(Event::Tick);

@@ -5,7 +5,7 @@
 use super::clock::{ClockTolerance, ClockWatch, Stamp};
 use super::config::{CircuitConfig, ConnectorConfig, SiteConfig, Wiring};
 use super::engine::{Balancer, Command, Event, SessionInfo, Snapshot};
-use super::store::RiseLearning;
+use super::store::{RiseLearning, MEMORY_DAYS};
 use super::units::{
     ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey,
 };
@@ -167,11 +167,12 @@ impl Maps {
     }
 }
 
-/// The balancer's clock starts this far in: the store meter's stored history (a week) is fed to it
-/// at times before the process started.
-const HISTORY_ROOM: Duration = Duration::from_secs(8 * 24 * 3600);
-/// How far back stored store-meter readings are kept and fed to a new balancer.
-const STORE_HISTORY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How far back stored store-meter readings are kept and fed to a new balancer: what its rise
+/// learning remembers.
+const STORE_HISTORY: Duration = Duration::from_secs(MEMORY_DAYS * 24 * 3600);
+/// The balancer's clock starts this far in: the store meter's stored history is fed to it at
+/// times before the process started.
+const HISTORY_ROOM: Duration = Duration::from_secs((MEMORY_DAYS + 1) * 24 * 3600);
 
 fn millis(epoch: Instant) -> Millis {
     Millis(u64::try_from((epoch.elapsed() + HISTORY_ROOM).as_millis()).unwrap_or(u64::MAX))
@@ -245,7 +246,8 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     // bit (a reading's usual age plus our reaction), from the higher of its latest two readings and
     // from the third highest of its last ten minutes (the lower bound counts); until then, and for
     // older readings, the above.
-    config.store.learn_rise = Some(RiseLearning::from_a_week(Millis::from_secs(75), Millis::from_secs(60)));
+    config.store.learn_rise =
+        Some(RiseLearning::from_four_weeks(Millis::from_secs(75), Millis::from_secs(60)));
     // A charger that loses us drops our limit within ten minutes; renewed every five.
     config.lease = Millis::from_secs(600);
     // Off unless the site states its chargers' round trip and clock skew.

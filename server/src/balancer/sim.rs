@@ -156,8 +156,10 @@ pub struct SimOptions {
     /// [`DaySim::learn_store_history`]) rather than only the configured rise.
     pub learn_store_rise: bool,
     /// The references the rise is learned over, as (window in steps, rank); empty: our policy
-    /// ([`RiseLearning::from_a_week`]).
+    /// ([`RiseLearning::from_four_weeks`]).
     pub store_lenses: Vec<(u64, usize)>,
+    /// How far above the worst rise seen the learned allowance is, percent; `None`: our policy.
+    pub store_headroom_pct: Option<u32>,
     /// Schedule handovers ahead (a decrease for another session's sake switches when that
     /// session's increase can land, two latencies on): the simulated chargers' clocks agree with ours.
     pub handover: bool,
@@ -192,6 +194,7 @@ impl Default for SimOptions {
             lease_steps: 10,
             learn_store_rise: true,
             store_lenses: Vec::new(),
+            store_headroom_pct: None,
             handover: true,
             batch: true,
         }
@@ -348,10 +351,13 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
             // none to learn).
             learn_rise: (o.learn_store_rise && o.meter_lag_steps + o.latency_steps > 0).then(|| {
                 // Over the highest of the latest two readings, and the third highest of eleven.
-                let mut learn = RiseLearning::from_a_week(
+                let mut learn = RiseLearning::from_four_weeks(
                     Millis(step.0 * (o.meter_lag_steps + o.latency_steps + o.latency_jitter_steps)),
                     step,
                 );
+                if let Some(pct) = o.store_headroom_pct {
+                    learn.headroom_pct = pct;
+                }
                 if !o.store_lenses.is_empty() {
                     learn.lenses = o
                         .store_lenses

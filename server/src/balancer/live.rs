@@ -467,7 +467,7 @@ impl Hub {
         due
     }
 
-    /// Feeds a new balancer the site's stored store meter readings of the last week, at the
+    /// Feeds a new balancer the site's stored store meter readings it remembers (four weeks), at the
     /// balancer times they stand for.
     async fn learn_store_history(&self, balancer: &mut Balancer, site: SiteId) {
         let Some(db) = &self.inner.db else { return };

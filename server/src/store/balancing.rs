@@ -601,7 +601,7 @@ pub struct StoreReading {
     pub da: [i64; 3],
 }
 
-/// Keeps a store meter reading (the balancer learns the store's rise from a week of them).
+/// Keeps a store meter reading (the balancer learns the store's rise from four weeks of them).
 pub async fn record_store_reading(db: &Db, site: SiteId, reading: StoreReading) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO store_meter_readings (site_id, measured_at, l1_da, l2_da, l3_da) VALUES ($1, $2, $3, $4, $5)")
         .bind(site.0)

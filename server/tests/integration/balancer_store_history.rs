@@ -48,11 +48,19 @@ on_both_backends! {
                 .await
                 .expect("record");
         }
+        // Twenty days ago, L1 rose 10 A in two minutes.
+        let weeks_ago = now - 20 * 24 * 3_600_000;
+        for (at, l1) in [(weeks_ago - 120_000, 20), (weeks_ago, 30)] {
+            balancing::record_store_reading(&t.db, site, StoreReading { measured_at_ms: at, da: [amps(l1), amps(20), amps(20)] })
+                .await
+                .expect("record");
+        }
         let hub = Hub::start(&t.db, Registry::default()).await.expect("hub");
         let budget = hub.budget(site).await.expect("the site is balanced");
         let learned = budget.snapshot.store_rise_learned.expect("a day of readings is history enough");
-        // 5 A over the blind spot, plus 20 %; the other phases never rose.
-        assert_eq!(learned.0, [DeciAmps::from_amps(6), DeciAmps::ZERO, DeciAmps::ZERO]);
+        // The rise of twenty days ago (four weeks are remembered), plus 10 %, not the hourly 5 A of
+        // the last day; the other phases never rose.
+        assert_eq!(learned.0, [DeciAmps::from_amps(11), DeciAmps::ZERO, DeciAmps::ZERO]);
         // The latest reading (30 s old) counts as the store now, not the worst case.
         assert!(!budget.snapshot.store_worst_case, "{:?}", budget.snapshot);
         assert_eq!(budget.snapshot.store_reading.map(|r| r.0), Some([DeciAmps::from_amps(20); 3]));

@@ -56,11 +56,12 @@ def main():
     ap.add_argument("--history-days", type=int, default=28)
     ap.add_argument("--step-s", type=int, default=60, help="the days' step (compare.py --step-s)")
     ap.add_argument("--horizon", type=int, default=2, help="the blind spot in steps: meter lag + latency")
-    ap.add_argument("--lenses", default="1:1,10:3", help="window steps:rank, comma-separated (store.rs's from_a_week)")
+    ap.add_argument("--lenses", default="1:1,10:3", help="window steps:rank, comma-separated (store.rs's from_four_weeks)")
     ap.add_argument("--bench", default=os.path.join(root, "..", "shared", "lb-bench"))
     ap.add_argument("--work", default=None)
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="store-rise-")
+    os.makedirs(work, exist_ok=True)
     first, _, last = a.days.partition("-")
     seeds = range(int(first), int(last or first) + 1)
     lenses = [tuple(int(v) for v in lens.split(":")) for lens in a.lenses.split(",")]

@@ -83,6 +83,9 @@ pub struct RiseHistory {
     recent: VecDeque<(Millis, PerPhase)>,
     /// (hour, largest rise per phase that hour over each lens's reference), oldest first.
     rises: VecDeque<(u64, Vec<[u32; 3]>)>,
+    /// The largest of `rises` per lens, kept as they come and go: every plan asks for it, and
+    /// four weeks are 672 hours to scan.
+    worst: Vec<[u32; 3]>,
     first: Option<Millis>,
     last: Option<Millis>,
 }
@@ -110,6 +113,10 @@ impl RiseHistory {
                 })
                 .collect();
             if let Some(rises) = rises {
+                self.worst.resize(rises.len(), [0; 3]);
+                for (w, r) in self.worst.iter_mut().zip(&rises) {
+                    *w = [0, 1, 2].map(|k| w[k].max(r[k]));
+                }
                 let hour = at.0 / BUCKET.0;
                 match self.rises.back_mut() {
                     Some((h, m)) if *h == hour => {
@@ -128,8 +135,13 @@ impl RiseHistory {
             self.recent.pop_front();
         }
         let forget_before = at.0.saturating_sub(learn.memory.0) / BUCKET.0;
-        while self.rises.front().is_some_and(|(h, _)| *h < forget_before) {
+        let mut forgot_a_worst = false;
+        while let Some((_, gone)) = self.rises.front().filter(|(h, _)| *h < forget_before) {
+            forgot_a_worst |= gone.iter().zip(&self.worst).any(|(g, w)| (0..3).any(|k| g[k] == w[k]));
             self.rises.pop_front();
+        }
+        if forgot_a_worst {
+            self.worst = worst_of(&self.rises, self.worst.len());
         }
     }
 
@@ -142,14 +154,9 @@ impl RiseHistory {
         }
         let allowances = (0..learn.lenses.len())
             .map(|lens| {
-                let mut worst = [0u64; 3];
-                for (_, r) in &self.rises {
-                    for k in 0..3 {
-                        worst[k] = worst[k].max(u64::from(r.get(lens).map_or(0, |r| r[k])));
-                    }
-                }
+                let worst = self.worst.get(lens).copied().unwrap_or([0; 3]);
                 PerPhase(worst.map(|w| {
-                    let w = (w * (100 + u64::from(learn.headroom_pct))).div_ceil(100);
+                    let w = (u64::from(w) * (100 + u64::from(learn.headroom_pct))).div_ceil(100);
                     DeciAmps::new(u32::try_from(w).unwrap_or(u32::MAX))
                 }))
             })
@@ -188,6 +195,17 @@ impl RiseHistory {
         }
         out
     }
+}
+
+/// The largest rise per phase for each of `lenses` lenses over every bucket.
+fn worst_of(rises: &VecDeque<(u64, Vec<[u32; 3]>)>, lenses: usize) -> Vec<[u32; 3]> {
+    let mut worst = vec![[0; 3]; lenses];
+    for (_, r) in rises {
+        for (w, r) in worst.iter_mut().zip(r) {
+            *w = [0, 1, 2].map(|k| w[k].max(r[k]));
+        }
+    }
+    worst
 }
 
 /// The `rank`-th highest of some readings, per phase (`None`: there are none).
@@ -310,6 +328,26 @@ mod tests {
             assert_eq!(allowance_on(&mut h, d), Some(pp(11, 0, 0)), "day {d}");
         }
         assert_eq!(allowance_on(&mut h, 29), Some(pp(0, 0, 0)), "forgotten once 28 days old");
+    }
+
+    proptest::proptest! {
+        /// The largest rise kept as readings come and hours are forgotten is the largest of the
+        /// hours remembered, whatever the readings.
+        #[test]
+        fn the_kept_worst_is_the_worst_of_the_hours_remembered(
+            steps in proptest::collection::vec((1u64..40, 0u32..400, 0u32..400, 0u32..400), 1..400),
+        ) {
+            let mut l = learn();
+            l.lenses = vec![Lens::highest(minute(1)), Lens { window: minute(10), rank: 3 }];
+            let mut h = RiseHistory::default();
+            let mut at = 0;
+            for (gap_min, a, b, c) in steps {
+                at += gap_min;
+                h.observe(&l, minute(at), PerPhase([DeciAmps::new(a), DeciAmps::new(b), DeciAmps::new(c)]));
+                let rescanned = worst_of(&h.rises, h.worst.len());
+                proptest::prop_assert_eq!(&h.worst, &rescanned);
+            }
+        }
     }
 
     #[test]

@@ -107,9 +107,17 @@ struct LbBenchArgs {
     /// Each charger loses its connection this many times a day on average (5 to 30 steps each).
     #[arg(long, default_value_t = 0)]
     outages_per_day: u32,
+    /// Every charger loses its connection at once, at step FROM for STEPS steps (FROM:STEPS,
+    /// repeatable): the site's link to us down while its store meter still reports.
+    #[arg(long, value_name = "FROM:STEPS", value_parser = parse_all_away)]
+    all_away: Vec<(u64, u64)>,
     /// Our limits are leases of this many steps, renewed when half gone (0 = they never expire).
     #[arg(long)]
     lease_steps: Option<u64>,
+    /// Never shorten leases (by default a store seen climbing further within a lease than the
+    /// plan allows for gets half, or a fifth: at least four round trips).
+    #[arg(long)]
+    keep_leases: bool,
     /// One recompute per event instead of one per step's batch of events.
     #[arg(long)]
     per_event: bool,
@@ -132,6 +140,13 @@ struct LbBenchArgs {
     /// increase it pays for waits for its acknowledgement.
     #[arg(long)]
     no_handover: bool,
+}
+
+/// `600:15` as (600, 15): from step 600, for 15 steps.
+fn parse_all_away(text: &str) -> Result<(u64, u64), String> {
+    let (from, steps) = text.split_once(':').ok_or("expected FROM:STEPS")?;
+    let number = |x: &str| x.trim().parse::<u64>().map_err(|e| format!("{x:?}: {e}"));
+    Ok((number(from)?, number(steps)?))
 }
 
 /// `1:1,10:3` as [(1, 1), (10, 3)]: lenses of (window in steps, rank).
@@ -399,7 +414,9 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
         latency_jitter_steps: args.jitter,
         seed: args.seed,
         outages_per_day: args.outages_per_day,
+        all_away: args.all_away.clone(),
         lease_steps: args.lease_steps.unwrap_or(defaults.lease_steps),
+        shorten_leases: !args.keep_leases,
         batch: !args.per_event,
         learn_store_rise: !args.fixed_rise,
         store_lenses: args

@@ -466,9 +466,10 @@ impl Conn {
     fn giving_way(&self, now: Millis, skew: Millis) -> bool {
         self.acked.giving_way(now, skew) || self.inflight.iter().any(|x| x.limit.giving_way(now, skew))
     }
-    /// An accepted lease that is half gone: time to renew it.
+    /// An accepted lease that is half gone, or longer than leases are now: time to renew it.
     fn lease_due(&self, now: Millis, lease: Millis) -> bool {
-        self.inflight.is_empty() && self.acked_expires.is_some_and(|end| now + Millis(lease.0 / 2) >= end)
+        self.inflight.is_empty()
+            && self.acked_expires.is_some_and(|end| now + Millis(lease.0 / 2) >= end || end > now + lease)
     }
     /// It may be sent a handover: its charger takes schedules that switch, on a clock we trust.
     fn takes_handovers(&self) -> bool {
@@ -494,6 +495,9 @@ pub struct Snapshot {
     /// How far the store may rise while unseen, learned from the meter's history (per phase);
     /// `None` while the configured rise applies.
     pub store_rise_learned: Option<PerPhase>,
+    /// How long a limit sent now holds unless renewed, seconds (0: limits do not expire): shorter
+    /// while the store is seen climbing further within a lease than the plan allows for.
+    pub lease_s: u64,
     /// The grid connection first, then every circuit in config order.
     pub nodes: Vec<NodeView>,
     /// Every connector in config order.
@@ -794,7 +798,7 @@ impl Balancer {
                 consider((self.last_plan + sc.replan).max(now + Millis(1)));
             }
         }
-        let lease = self.cfg.lease;
+        let lease = self.lease();
         for c in &self.conns {
             if let Some((_, Some(at))) = c.retry {
                 consider(at);
@@ -1549,7 +1553,7 @@ impl Balancer {
         // budget changes by itself (handovers accepted or in flight), with the store as assumed now.
         // A lease half gone is renewed with the plan's value (or the current one, if an increase
         // must wait).
-        let lease = self.cfg.lease;
+        let lease = self.lease();
         let reaction = self.cfg.store.reaction_time;
         let mut loads: Vec<Vec<i64>> = moments.iter().map(|&t| self.budget_loads(now, t, store)).collect();
         // How far each constraint is over at its worst moment (an exogenous change). Decreases that
@@ -1765,9 +1769,10 @@ impl Balancer {
         let id = CommandId(self.next_id);
         self.next_id += 1;
         let phases = self.footprint(i).count();
-        let c = &mut self.conns[i];
         // A lease ends on the charger's clock: on one we do not trust, the limit holds until replaced.
-        let expires = (self.cfg.lease > Millis(0) && c.clock_trusted).then(|| now + self.cfg.lease);
+        let lease = self.lease();
+        let c = &mut self.conns[i];
+        let expires = (lease > Millis(0) && c.clock_trusted).then(|| now + lease);
         let Some(s) = &c.session else { return };
         c.resend = false;
         c.inflight.push(Sent { id, limit, expires });
@@ -1781,6 +1786,17 @@ impl Balancer {
             expires,
             then: limit.then,
         });
+    }
+
+    /// How long a limit sent now holds unless renewed: the site's lease, or the longest of the
+    /// shorter ones its store's meter never showed climbing past the plan in (a charger that
+    /// loses us holds its share for its lease, whatever the store does meanwhile).
+    fn lease(&self) -> Millis {
+        let full = self.cfg.lease;
+        match self.cfg.store.learn_rise.as_ref().and_then(|learn| self.store_history.longest_hold(learn)) {
+            Some(hold) if full > Millis(0) => full.min(hold),
+            _ => full,
+        }
     }
 
     /// An idle connector whose own default we steer.
@@ -1887,6 +1903,7 @@ impl Balancer {
             store_reading: self.store.map(|s| s.0),
             store_worst_case: stale,
             store_rise_learned: self.learned_store_rise(),
+            lease_s: self.lease().0 / 1000,
             nodes,
             connectors,
             overcommitted: self.overcommitted,

@@ -439,6 +439,46 @@ fn the_store_rise_is_learned_from_a_day_of_meter_history() {
 }
 
 #[test]
+fn a_store_seen_climbing_further_within_a_lease_than_planned_for_shortens_the_leases() {
+    let mut cfg = learning_site();
+    cfg.store.max_age = Millis::from_secs(180);
+    cfg.lease = Millis::from_secs(600);
+    if let Some(learn) = cfg.store.learn_rise.as_mut() {
+        learn.holds = vec![Millis::from_secs(600), Millis::from_secs(120)];
+    }
+    let mut h = H { b: Balancer::new(cfg).expect("test config is valid"), now: Millis(0), sent: Vec::new() };
+    // A day of a store whose L1 jumps 5 A for one minute every hour: over ten minutes more it rises
+    // no further than over the blind spot.
+    let minutes = 24 * 60;
+    h.b.learn_store_history((0..=minutes).map(|m| {
+        let l1 = if m % 60 == 30 { 45 } else { 40 };
+        (Millis::from_secs(60 * m), PerPhase([a(l1), a(35), a(30)]))
+    }));
+    h.now = Millis::from_secs(60 * (minutes + 1));
+    h.store([40, 35, 30]);
+    let first = h.start(0, three());
+    assert_eq!(expires_for(&first, 0), Some(Some(h.now + Millis::from_secs(600))), "the full lease");
+    h.settle();
+    assert_eq!(h.b.snapshot(h.now).lease_s, 600);
+    // Then L2 climbs 1 A a minute for a quarter of an hour: 2 A over the blind spot, 12 A within
+    // a ten-minute lease after it, 4 A within two. Once the meter has shown that, the lease held
+    // is renewed short at once (the shortest, as neither held).
+    let mut shortened = None;
+    for m in 1..=15 {
+        h.advance(60);
+        let cmds = h.store([40, 35 + m, 30]);
+        if let Some(Some(end)) = expires_for(&cmds, 0) {
+            shortened.get_or_insert((m, end.since(h.now)));
+        }
+        h.settle();
+    }
+    let (minute, lease) = shortened.expect("the lease is renewed short while the store climbs");
+    assert_eq!(lease, Millis::from_secs(120));
+    assert!(minute > 2, "not before the climb outgrew the plan's allowance (minute {minute})");
+    assert_eq!(h.b.snapshot(h.now).lease_s, 120);
+}
+
+#[test]
 fn without_a_day_of_history_the_configured_rise_applies() {
     let mut h = H::new(learning_site());
     h.b.learn_store_history((0..600).map(|m| (Millis::from_secs(60 * m), PerPhase::uniform(a(40)))));

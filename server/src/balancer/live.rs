@@ -246,10 +246,13 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     // bit (a reading's usual age plus our reaction), from the higher of its latest two readings and
     // from the third highest of its last ten minutes (the lower bound counts); until then, and for
     // older readings, the above.
-    config.store.learn_rise =
-        Some(RiseLearning::from_four_weeks(Millis::from_secs(75), Millis::from_secs(60)));
-    // A charger that loses us drops our limit within ten minutes; renewed every five.
+    let mut learn = RiseLearning::from_four_weeks(Millis::from_secs(75), Millis::from_secs(60));
+    // A charger that loses us drops our limit within ten minutes; renewed every five. Where the
+    // store's meter has shown it climbing further within that than the plan allows for, within
+    // five or, failing that, three (told 30 s short, renewed with 60 s to spare).
     config.lease = Millis::from_secs(600);
+    learn.holds = [600, 300, 180].map(Millis::from_secs).to_vec();
+    config.store.learn_rise = Some(learn);
     // Off unless the site states its chargers' round trip and clock skew.
     config.handover = site.handover;
     config.idle_raise_after = site.idle_raise_after;

@@ -149,9 +149,15 @@ pub struct SimOptions {
     pub seed: u64,
     /// Each charger loses its connection this many times a day on average, for 5 to 30 steps.
     pub outages_per_day: u32,
+    /// Every charger loses its connection at once at these (step, steps): the site's link to
+    /// us is down while its store meter still reports.
+    pub all_away: Vec<(u64, u64)>,
     /// Our limits are leases of this many steps (renewed when half gone); a charger that is
     /// away falls back to the default current when its lease ends. 0 = limits do not expire.
     pub lease_steps: u64,
+    /// Shorten leases where the store has climbed further within one than the plan allows for:
+    /// to half, or a fifth (at least four round trips).
+    pub shorten_leases: bool,
     /// Learn the store's rise from its meter (used once the history spans a day: see
     /// [`DaySim::learn_store_history`]) rather than only the configured rise.
     pub learn_store_rise: bool,
@@ -191,7 +197,9 @@ impl Default for SimOptions {
             latency_jitter_steps: 0,
             seed: 1,
             outages_per_day: 0,
+            all_away: Vec::new(),
             lease_steps: 10,
+            shorten_leases: true,
             learn_store_rise: true,
             store_lenses: Vec::new(),
             store_headroom_pct: None,
@@ -358,6 +366,16 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
                 if let Some(pct) = o.store_headroom_pct {
                     learn.headroom_pct = pct;
                 }
+                // Leases are shortened where the store climbs further within one than planned for.
+                if o.shorten_leases && o.lease_steps > 0 {
+                    let round_trips = 4 * (o.latency_steps + o.latency_jitter_steps);
+                    let mut holds =
+                        vec![o.lease_steps, o.lease_steps / 2, (o.lease_steps / 5).max(round_trips)];
+                    holds.retain(|&h| h > 0 && h <= o.lease_steps);
+                    holds.sort_unstable_by(|a, b| b.cmp(a));
+                    holds.dedup();
+                    learn.holds = holds.into_iter().map(|h| Millis(step.0 * h)).collect();
+                }
                 if !o.store_lenses.is_empty() {
                     learn.lenses = o
                         .store_lenses
@@ -471,8 +489,11 @@ impl<'a> DaySim<'a> {
             rot.push(r);
             feeder_of.push(fidx.get(c.feeder.as_str()).copied().unwrap_or(0));
         }
-        let outages =
+        let mut outages =
             outage_plan(wl.site.connectors.len(), wl.site.horizon_steps as u64, o.outages_per_day, o.seed);
+        for plan in &mut outages {
+            plan.extend(o.all_away.iter().map(|&(from, steps)| (from, from + steps)));
+        }
         let mut conn_of = Vec::new();
         for s in &wl.sessions {
             conn_of.push(*cidx.get(s.connector.as_str()).ok_or_else(|| SimError::UnknownConnector {

@@ -38,6 +38,12 @@ pub struct RiseLearning {
     /// The learned maximum is raised by this many percent: the next day's worst is rarely
     /// exactly the worst seen so far.
     pub headroom_pct: u32,
+    /// How long our limits may hold without us after the blind spot, longest first: the leases
+    /// to choose from (a charger that loses us keeps its limit for its lease). The rise within
+    /// each is learned too, so that a site whose store climbs further in a lease than the plan
+    /// allows for gets a shorter one. Empty: not learned.
+    #[serde(default)]
+    pub holds: Vec<Millis>,
 }
 
 /// A reference taken from the readings: the `rank`-th highest (1: the highest) of those of the
@@ -69,6 +75,7 @@ impl RiseLearning {
             min_history: Millis::from_secs(24 * 3600),
             memory: Millis::from_secs(MEMORY_DAYS * 24 * 3600),
             headroom_pct: 10,
+            holds: Vec::new(),
         }
     }
 }
@@ -81,7 +88,11 @@ const BUCKET: Millis = Millis(3_600_000);
 pub struct RiseHistory {
     /// Readings young enough to be a reference for a later one (time order).
     recent: VecDeque<(Millis, PerPhase)>,
-    /// (hour, largest rise per phase that hour over each lens's reference), oldest first.
+    /// Each lens's reference at each reading young enough to start a hold (time order).
+    references: VecDeque<(Millis, Vec<PerPhase>)>,
+    /// (hour, largest rise per phase that hour over each lens's reference), oldest first: over
+    /// the blind spot for each lens, then for each hold in turn, anywhere in it after the blind
+    /// spot for each lens.
     rises: VecDeque<(u64, Vec<[u32; 3]>)>,
     /// The largest of `rises` per lens, kept as they come and go: every plan asks for it, and
     /// four weeks are 672 hours to scan.
@@ -112,6 +123,24 @@ impl RiseHistory {
                     Some(Phase::ALL.map(|p| store.get(p).get().saturating_sub(reference.get(p).get())))
                 })
                 .collect();
+            let rises = rises.map(|mut rises| {
+                for hold in &learn.holds {
+                    // From the lowest reference any moment of the hold could have been planned on.
+                    let from = Millis(until.0.saturating_sub(hold.0));
+                    for lens in 0..learn.lenses.len() {
+                        let lowest = self
+                            .references
+                            .iter()
+                            .filter(|(t, _)| *t >= from && *t <= until)
+                            .filter_map(|(_, r)| r.get(lens).copied())
+                            .reduce(|a, b| PerPhase(Phase::ALL.map(|p| a.get(p).min(b.get(p)))));
+                        rises.push(lowest.map_or([0; 3], |low| {
+                            Phase::ALL.map(|p| store.get(p).get().saturating_sub(low.get(p).get()))
+                        }));
+                    }
+                }
+                rises
+            });
             if let Some(rises) = rises {
                 self.worst.resize(rises.len(), [0; 3]);
                 for (w, r) in self.worst.iter_mut().zip(&rises) {
@@ -126,6 +155,14 @@ impl RiseHistory {
                     }
                     _ => self.rises.push_back((hour, rises)),
                 }
+            }
+        }
+        if let Some(longest) = learn.holds.iter().max() {
+            let references = learn.lenses.iter().map(|lens| self.reference(*lens, at, store)).collect();
+            self.references.push_back((at, references));
+            let start_from = at.0.saturating_sub(learn.horizon.0 + longest.0);
+            while self.references.front().is_some_and(|(t, _)| t.0 < start_from) {
+                self.references.pop_front();
             }
         }
         self.recent.push_back((at, store));
@@ -162,6 +199,24 @@ impl RiseHistory {
             })
             .collect();
         Some(allowances)
+    }
+
+    /// The longest of the holds in which the store never rose, anywhere after the blind spot,
+    /// past what the plan allows for (each lens's reference plus its allowance): limits may hold
+    /// that long without us. The shortest if none did; `None` while nothing is learned or
+    /// without holds.
+    pub fn longest_hold(&self, learn: &RiseLearning) -> Option<Millis> {
+        let allowances = self.allowances(learn)?;
+        let n = learn.lenses.len();
+        let held = |k: usize| {
+            allowances.iter().enumerate().all(|(lens, allowance)| {
+                let rise = self.worst.get(n * (1 + k) + lens).copied().unwrap_or([0; 3]);
+                Phase::ALL.iter().all(|&p| rise[p.index()] <= allowance.get(p).get())
+            })
+        };
+        let mut holds: Vec<(usize, Millis)> = learn.holds.iter().copied().enumerate().collect();
+        holds.sort_by_key(|&(_, hold)| std::cmp::Reverse(hold));
+        holds.iter().find(|&&(k, _)| held(k)).or(holds.last()).map(|&(_, hold)| hold)
     }
 
     /// The learned rise over the first lens's reference (the one the budget shows).
@@ -230,7 +285,12 @@ mod tests {
             min_history: Millis::from_secs(3600),
             memory: Millis::from_secs(2 * 3600),
             headroom_pct: 20,
+            holds: Vec::new(),
         }
+    }
+
+    fn a(amps: u32) -> DeciAmps {
+        DeciAmps::from_amps(amps)
     }
 
     fn pp(l1: u32, l2: u32, l3: u32) -> PerPhase {
@@ -316,7 +376,7 @@ mod tests {
         let l = RiseLearning::from_four_weeks(minute(2), minute(1));
         let mut h = RiseHistory::default();
         let day = 24 * 60;
-        let mut allowance_on = |h: &mut RiseHistory, until_day: u64| {
+        let allowance_on = |h: &mut RiseHistory, until_day: u64| {
             for m in (until_day - 1) * day..until_day * day {
                 h.observe(&l, minute(m), pp(if m == 100 { 60 } else { 50 }, 40, 30));
             }
@@ -348,6 +408,39 @@ mod tests {
                 proptest::prop_assert_eq!(&h.worst, &rescanned);
             }
         }
+    }
+
+    #[test]
+    fn limits_may_hold_as_long_as_the_store_never_climbed_past_the_plan_in_that_time() {
+        let mut l = learn();
+        l.holds = vec![minute(12), minute(5), minute(1)];
+        let hold_after = |l: &RiseLearning, store: &dyn Fn(u64) -> u32| {
+            let mut h = RiseHistory::default();
+            assert_eq!(h.longest_hold(l), None, "nothing learned yet");
+            for m in 0..=130 {
+                h.observe(l, minute(m), pp(50, store(m), 30));
+            }
+            (h.allowance(l).map(|a| a.get(Phase::L2)), h.longest_hold(l))
+        };
+        // One-reading spikes of 10 A on a flat store: within any hold it rises no further than
+        // over the blind spot (10 A, 12 A allowed).
+        let spiky = |m: u64| if m % 20 == 10 { 50 } else { 40 };
+        assert_eq!(hold_after(&l, &spiky), (Some(a(12)), Some(minute(12))));
+        // The same spike once an hour, and a climb of 1 A a minute for 14 minutes: 2 A over the
+        // blind spot, 7 A within five minutes after it, 14 A within twelve.
+        let staircase = |m: u64| match m % 60 {
+            k @ 0..=14 => 40 + u32::try_from(k).unwrap(),
+            15..=29 => 54,
+            45 => 50,
+            _ => 40,
+        };
+        assert_eq!(hold_after(&l, &staircase), (Some(a(12)), Some(minute(5))));
+        // Climbing 1 A a minute, always: 2.4 A allowed, 3 A within even the shortest hold.
+        let climbing = |m: u64| 40 + u32::try_from(m % 35).unwrap();
+        assert_eq!(hold_after(&l, &climbing), (Some(DeciAmps::new(24)), Some(minute(1))), "the shortest");
+        // Without holds nothing is chosen.
+        l.holds.clear();
+        assert_eq!(hold_after(&l, &climbing).1, None);
     }
 
     #[test]

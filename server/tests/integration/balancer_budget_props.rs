@@ -428,6 +428,8 @@ fn build(
         min_history: Millis::from_secs(300),
         memory: Millis::from_secs(3600),
         headroom_pct: 20,
+        // Leases shortened to half where the store climbed further within one than planned for.
+        holds: lease_s.map(|l| vec![Millis::from_secs(l), Millis::from_secs(l / 2)]).unwrap_or_default(),
     });
     cfg.handover = handover.map(|(lead_s, skew_s)| HandoverConfig {
         lead: Millis::from_secs(lead_s),

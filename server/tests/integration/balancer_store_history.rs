@@ -61,6 +61,8 @@ on_both_backends! {
         // The rise of twenty days ago (four weeks are remembered), plus 10 %, not the hourly 5 A of
         // the last day; the other phases never rose.
         assert_eq!(learned.0, [DeciAmps::from_amps(11), DeciAmps::ZERO, DeciAmps::ZERO]);
+        // Neither step climbed further within ten minutes: limits are ten-minute leases.
+        assert_eq!(budget.snapshot.lease_s, 600);
         // The latest reading (30 s old) counts as the store now, not the worst case.
         assert!(!budget.snapshot.store_worst_case, "{:?}", budget.snapshot);
         assert_eq!(budget.snapshot.store_reading.map(|r| r.0), Some([DeciAmps::from_amps(20); 3]));
@@ -77,6 +79,30 @@ on_both_backends! {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(kept.iter().map(|r| r.da).collect::<Vec<_>>(), [[210, 210, 210]]);
+    }
+}
+
+on_both_backends! {
+    async fn a_store_that_climbed_further_within_a_lease_than_planned_for_gets_short_leases(t: &TestDb) {
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let site = balancing::all_sites(&t.db).await.expect("sites")[0].site;
+        // 25 hours of readings a minute apart: L2 climbs 1 A a minute for a quarter of every hour.
+        // Over the blind spot it rises 2 A (2.2 A allowed); within even a three-minute lease after
+        // it, 4 A.
+        let now = now_ms();
+        let minutes = 25 * 60;
+        for m in 0..=minutes {
+            let l2 = 20 + (m % 60).min(15);
+            let at = now - 30_000 - (minutes - m) * 60_000;
+            balancing::record_store_reading(&t.db, site, StoreReading { measured_at_ms: at, da: [amps(20), amps(l2), amps(20)] })
+                .await
+                .expect("record");
+        }
+        let hub = Hub::start(&t.db, Registry::default()).await.expect("hub");
+        let budget = hub.budget(site).await.expect("the site is balanced");
+        let learned = budget.snapshot.store_rise_learned.expect("a day of readings is history enough");
+        assert_eq!(learned.get(server::balancer::Phase::L2), DeciAmps::new(22));
+        assert_eq!(budget.snapshot.lease_s, 180, "the shortest lease: none of them held");
     }
 }
 

@@ -115,7 +115,7 @@ struct LbBenchArgs {
     #[arg(long)]
     lease_steps: Option<u64>,
     /// Never shorten leases (by default a store seen climbing further within a lease than the
-    /// plan allows for gets half, or a fifth: at least four round trips).
+    /// plan allows for gets half, or a fifth, but at least four round trips).
     #[arg(long)]
     keep_leases: bool,
     /// One recompute per event instead of one per step's batch of events.

@@ -1790,11 +1790,14 @@ impl Balancer {
 
     /// How long a limit sent now holds unless renewed: the site's lease, or the longest of the
     /// shorter ones its store's meter never showed climbing past the plan in (a charger that
-    /// loses us holds its share for its lease, whatever the store does meanwhile).
+    /// loses us holds its share for its lease, whatever the store does meanwhile). Never under
+    /// four of our slowest round trips: a renewal sent with half the lease left must land in time,
+    /// or the car drops to its default while we still talk to its charger.
     fn lease(&self) -> Millis {
         let full = self.cfg.lease;
+        let renewable = Millis(4 * self.cfg.store.reaction_time.0);
         match self.cfg.store.learn_rise.as_ref().and_then(|learn| self.store_history.longest_hold(learn)) {
-            Some(hold) if full > Millis(0) => full.min(hold),
+            Some(hold) if full > Millis(0) => full.min(hold.max(renewable)),
             _ => full,
         }
     }

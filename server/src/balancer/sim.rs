@@ -156,7 +156,7 @@ pub struct SimOptions {
     /// away falls back to the default current when its lease ends. 0 = limits do not expire.
     pub lease_steps: u64,
     /// Shorten leases where the store has climbed further within one than the plan allows for:
-    /// to half, or a fifth (at least four round trips).
+    /// to half, or a fifth (the balancer keeps a lease at four round trips at least).
     pub shorten_leases: bool,
     /// Learn the store's rise from its meter (used once the history spans a day: see
     /// [`DaySim::learn_store_history`]) rather than only the configured rise.
@@ -368,10 +368,9 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
                 }
                 // Leases are shortened where the store climbs further within one than planned for.
                 if o.shorten_leases && o.lease_steps > 0 {
-                    let round_trips = 4 * (o.latency_steps + o.latency_jitter_steps);
-                    let mut holds =
-                        vec![o.lease_steps, o.lease_steps / 2, (o.lease_steps / 5).max(round_trips)];
-                    holds.retain(|&h| h > 0 && h <= o.lease_steps);
+                    // (The balancer keeps a lease at four round trips at least.)
+                    let mut holds = vec![o.lease_steps, o.lease_steps / 2, o.lease_steps / 5];
+                    holds.retain(|&h| h > 0);
                     holds.sort_unstable_by(|a, b| b.cmp(a));
                     holds.dedup();
                     learn.holds = holds.into_iter().map(|h| Millis(step.0 * h)).collect();

@@ -38,10 +38,10 @@ pub struct RiseLearning {
     /// The learned maximum is raised by this many percent: the next day's worst is rarely
     /// exactly the worst seen so far.
     pub headroom_pct: u32,
-    /// How long our limits may hold without us after the blind spot, longest first: the leases
-    /// to choose from (a charger that loses us keeps its limit for its lease). The rise within
-    /// each is learned too, so that a site whose store climbs further in a lease than the plan
-    /// allows for gets a shorter one. Empty: not learned.
+    /// How long our limits may hold without us after the blind spot: the leases to choose from (a
+    /// charger that loses us keeps its limit for its lease). The rise within each is learned too,
+    /// so that a site whose store climbs further in a lease than the plan allows for gets a
+    /// shorter one. Empty: not learned.
     #[serde(default)]
     pub holds: Vec<Millis>,
 }
@@ -252,9 +252,10 @@ impl RiseHistory {
     }
 }
 
-/// The largest rise per phase for each of `lenses` lenses over every bucket.
-fn worst_of(rises: &VecDeque<(u64, Vec<[u32; 3]>)>, lenses: usize) -> Vec<[u32; 3]> {
-    let mut worst = vec![[0; 3]; lenses];
+/// The largest rise per phase of each of a bucket's first `entries` (the lenses', then each hold's)
+/// over every bucket.
+fn worst_of(rises: &VecDeque<(u64, Vec<[u32; 3]>)>, entries: usize) -> Vec<[u32; 3]> {
+    let mut worst = vec![[0; 3]; entries];
     for (_, r) in rises {
         for (w, r) in worst.iter_mut().zip(r) {
             *w = [0, 1, 2].map(|k| w[k].max(r[k]));

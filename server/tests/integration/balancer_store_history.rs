@@ -14,6 +14,23 @@ fn amps(a: i64) -> i64 {
     a * 10
 }
 
+/// 25 hours of store readings a minute apart, the latest 30 s before `now`: minute `m`'s amps per phase.
+async fn record_a_day_and_an_hour(
+    t: &crate::support::TestDb,
+    site: app::domain::SiteId,
+    now: i64,
+    amps_at: impl Fn(i64) -> [i64; 3],
+) {
+    let minutes = 25 * 60;
+    for m in 0..=minutes {
+        let at = now - 30_000 - (minutes - m) * 60_000;
+        let da = amps_at(m).map(amps);
+        balancing::record_store_reading(&t.db, site, StoreReading { measured_at_ms: at, da })
+            .await
+            .expect("record");
+    }
+}
+
 on_both_backends! {
     async fn store_readings_are_kept_read_in_order_and_forgotten(t: &TestDb) {
         seed::seed_if_empty(&t.db).await.expect("seed");
@@ -40,14 +57,7 @@ on_both_backends! {
         // 25 hours of readings a minute apart, the latest 30 s ago: the store draws 20 A a phase,
         // and L1 25 A for one minute every hour.
         let now = now_ms();
-        let minutes = 25 * 60;
-        for m in 0..=minutes {
-            let l1 = if m % 60 == 30 { 25 } else { 20 };
-            let at = now - 30_000 - (minutes - m) * 60_000;
-            balancing::record_store_reading(&t.db, site, StoreReading { measured_at_ms: at, da: [amps(l1), amps(20), amps(20)] })
-                .await
-                .expect("record");
-        }
+        record_a_day_and_an_hour(t, site, now, |m| [if m % 60 == 30 { 25 } else { 20 }, 20, 20]).await;
         // Twenty days ago, L1 rose 10 A in two minutes.
         let weeks_ago = now - 20 * 24 * 3_600_000;
         for (at, l1) in [(weeks_ago - 120_000, 20), (weeks_ago, 30)] {
@@ -89,15 +99,7 @@ on_both_backends! {
         // 25 hours of readings a minute apart: L2 climbs 1 A a minute for a quarter of every hour.
         // Over the blind spot it rises 2 A (2.2 A allowed); within even a three-minute lease after
         // it, 4 A.
-        let now = now_ms();
-        let minutes = 25 * 60;
-        for m in 0..=minutes {
-            let l2 = 20 + (m % 60).min(15);
-            let at = now - 30_000 - (minutes - m) * 60_000;
-            balancing::record_store_reading(&t.db, site, StoreReading { measured_at_ms: at, da: [amps(20), amps(l2), amps(20)] })
-                .await
-                .expect("record");
-        }
+        record_a_day_and_an_hour(t, site, now_ms(), |m| [20, 20 + (m % 60).min(15), 20]).await;
         let hub = Hub::start(&t.db, Registry::default()).await.expect("hub");
         let budget = hub.budget(site).await.expect("the site is balanced");
         let learned = budget.snapshot.store_rise_learned.expect("a day of readings is history enough");

@@ -6,7 +6,7 @@ drives our real balancer through it (`forecourt lb-bench`), has the referee scor
 with its own physics, and prints one table. With meter lag or latency, acnportal's algorithms overload;
 so the best of them are also run with the smallest whole-amp grid margin that stops their overloads, which is what an operator would have to configure to run it safely.
 
-    python end2end/lb/compare.py --seed 1                                # no delays, with the LP ceiling
+    python end2end/lb/compare.py --seed 1                                # no delays, with the LP ceilings
     python end2end/lb/compare.py --seed 1 --meter-lag 1 --latency-steps 1
     python end2end/lb/compare.py --seeds 1-12 --meter-lag 1 --latency-steps 1   # many days, margins held out
 
@@ -47,6 +47,14 @@ def referee(python, bench, day, out, scenario, extra):
         stdout=subprocess.DEVNULL)
     with open(out) as f:
         return json.load(f)["results"]
+
+
+def fair_ceiling(python, bench, day):
+    """The referee's other hindsight bound: the worst-served session's share as high as it can be,
+    then as much energy as that allows (the energy ceiling gets there by starving sessions)."""
+    out = run([python, os.path.join(bench, "offline_opt.py"), day], stdout=subprocess.PIPE, text=True).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return next((r for r in rows if "max-min" in r["algo"]), None)
 
 
 HISTORY_DAYS = 28
@@ -216,6 +224,10 @@ def main():
     rows = referee(a.python, a.bench, day, os.path.join(work, "acn.json"), scenario,
                    ["--algos", a.algos] + ([] if a.no_lp else ["--offline"]))
     lp = next((r["energy_pct"] for r in rows if r["algo"].startswith("Offline-LP")), None)
+    if lp is not None:
+        fair = fair_ceiling(a.python, a.bench, day)
+        if fair:
+            rows.append(fair)
     if delays:
         base = {r["algo"]: r for r in rows}
         for algo in [x for x in a.margin_algos.split(",") if x]:

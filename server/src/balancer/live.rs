@@ -94,6 +94,8 @@ enum Input {
 /// A site's balancer built afresh from storage, with what the task needs to drive it.
 struct Rebuilt {
     balancer: Balancer,
+    /// Its store history was learned from storage afresh: not carried over from the running one.
+    store_relearned: bool,
     targets: Vec<Target>,
     /// The site's chargers, in `ChargerKey` order.
     chargers: Vec<ChargerId>,
@@ -289,7 +291,7 @@ impl Hub {
     pub async fn start(db: &Db, registry: Registry) -> Result<Hub, StoreError> {
         let hub = Hub::new(Some(db.clone()), registry);
         for site in balancing::all_sites(db).await? {
-            hub.install(&site, true).await;
+            hub.install(&site, true, false).await;
         }
         Ok(hub)
     }
@@ -325,13 +327,33 @@ impl Hub {
             asked
         };
         let Some(electrics) = balancing::site(&db, site).await? else { return Ok(()) };
-        self.install(&electrics, false).await;
+        self.install(&electrics, false, false).await;
         tickets().entry(site).or_default().1 = seen;
         Ok(())
     }
 
-    /// Builds a site's balancer and starts its task, or hands it to the running one.
-    async fn install(&self, site: &balancing::SiteElectrics, at_start_up: bool) {
+    /// Forgets a site's store meter readings taken in `[from_ms, to_ms)` (a faulty meter's, which
+    /// would teach the balancer a rise the store never had) and has the site's balancer learn the
+    /// store's rise again from what is kept. Returns how many readings were forgotten (`None`: no
+    /// such site).
+    pub async fn forget_store_readings(
+        &self,
+        site: SiteId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(db) = self.inner.db.clone() else { return Ok(None) };
+        let _one_at_a_time = self.inner.rebuilding.lock().await;
+        let Some(electrics) = balancing::site(&db, site).await? else { return Ok(None) };
+        let forgotten = balancing::forget_store_readings_between(&db, site, from_ms, to_ms).await?;
+        tracing::info!(site.id = %site, forgotten, from_ms, to_ms, "store meter readings forgotten; the rise is learned again");
+        self.install(&electrics, false, true).await;
+        Ok(Some(forgotten))
+    }
+
+    /// Builds a site's balancer and starts its task, or hands it to the running one (which gives it
+    /// its store history, unless `relearn_store`: then it is read from storage again).
+    async fn install(&self, site: &balancing::SiteElectrics, at_start_up: bool, relearn_store: bool) {
         let (config, targets, chargers) = site_config(site);
         let maxima: Vec<DeciAmps> = config.connectors.iter().map(|c| c.max).collect();
         let mut balancer = match Balancer::new(config) {
@@ -358,7 +380,15 @@ impl Hub {
         let running = self.maps().sites.get(&site.site).map(|e| e.input.clone());
         let input = match running {
             Some(input) if !at_start_up => {
-                let rebuilt = Rebuilt { balancer, targets: targets.clone(), chargers: chargers.clone() };
+                if relearn_store {
+                    self.learn_store_history(&mut balancer, site.site).await;
+                }
+                let rebuilt = Rebuilt {
+                    balancer,
+                    store_relearned: relearn_store,
+                    targets: targets.clone(),
+                    chargers: chargers.clone(),
+                };
                 if input.send(Input::Replace(Box::new(rebuilt))).await.is_err() {
                     tracing::error!(site.id = %site.site, "balancer task is gone; site not rebuilt");
                     return;
@@ -1256,7 +1286,7 @@ impl SiteTask {
     /// budgeted it at (its limit may be in flight) until the charger confirms the new plan; answers
     /// to the old balancer's commands are ignored by the new one.
     fn replace(&mut self, rebuilt: Rebuilt, now: Millis) {
-        let Rebuilt { mut balancer, targets, chargers } = rebuilt;
+        let Rebuilt { mut balancer, store_relearned, targets, chargers } = rebuilt;
         // The new balancer trusts every clock and expects every charger to take handovers: tell it
         // what we know otherwise.
         let tolerance = clock_tolerance(balancer.config());
@@ -1276,7 +1306,9 @@ impl SiteTask {
         balancer.handle_all(known, now);
         // First the store reading and its history, so the sessions taken over are planned
         // against it rather than the worst case.
-        balancer.carry_store(&self.balancer);
+        if !store_relearned {
+            balancer.carry_store(&self.balancer);
+        }
         // And what each connector's own default may be: a default the new one would send differs
         // from what the charger has only once it is accepted (a lowered fallback included).
         let old_fallback = self.balancer.config().connectors.first().map(|c| c.fallback);

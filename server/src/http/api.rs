@@ -12,7 +12,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -99,6 +99,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/chargers/{id}/commands/{action}", post(send_command))
         .route("/api/v1/sites/{id}/budget", get(site_budget))
         .route("/api/v1/sites/{id}/meter", post(site_meter))
+        .route("/api/v1/sites/{id}/meter/readings", delete(forget_meter_readings))
         .route("/api/v1/sites/{id}/electrics", get(site_electrics).put(put_site_electrics))
         .route("/api/v1/sessions/{id}/needs", put(put_session_needs))
         .route("/api/v1/charger-models", get(list_models).put(put_model))
@@ -258,6 +259,48 @@ async fn site_meter(
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("site {site} is not balanced")));
     }
     Ok(Json(json!({ "status": "accepted" })))
+}
+
+/// A stretch of store meter readings to forget: `from` (inclusive) to `to` (exclusive), RFC 3339.
+#[derive(Debug, Deserialize)]
+struct ReadingsWindow {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Forgets the store meter readings of a stretch the operator knows was the meter's fault (a loose
+/// clamp reading zeros, say), which would otherwise teach the balancer a rise the store never had
+/// and keep it four weeks; the site's balancer learns the rise again from the readings kept.
+async fn forget_meter_readings(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(site): Path<i64>,
+    Query(window): Query<ReadingsWindow>,
+) -> Result<Json<Value>, ApiError> {
+    let moment = |name: &str, value: Option<String>| {
+        let value = value.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("`{name}` is required (RFC 3339, e.g. 2026-12-02T08:00:00Z)"),
+            )
+        })?;
+        chrono::DateTime::parse_from_rfc3339(&value).map(|t| t.timestamp_millis()).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("`{name}` is not an RFC 3339 moment: {e}"))
+        })
+    };
+    let (from_ms, to_ms) = (moment("from", window.from)?, moment("to", window.to)?);
+    if from_ms >= to_ms {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "`from` must be before `to`"));
+    }
+    let site = SiteId(site);
+    let forgotten = state
+        .ocpp
+        .hub
+        .forget_store_readings(site, from_ms, to_ms)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no site {}", site.0)))?;
+    let learned = state.ocpp.hub.budget(site).await.and_then(|b| b.snapshot.store_rise_learned);
+    Ok(Json(json!({ "forgotten": forgotten, "store_rise_learned": learned })))
 }
 
 /// The site's electrics: grid limit, store worst case, fallback current, circuit tree, connectors.
@@ -625,6 +668,11 @@ pub fn openapi_document() -> Value {
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["l1_a", "l2_a", "l3_a"],
                     "properties": {"l1_a": {"type": "number", "minimum": 0}, "l2_a": {"type": "number", "minimum": 0}, "l3_a": {"type": "number", "minimum": 0}}}}}},
                 "responses": {"200": {"description": "accepted"}, "400": {"description": "not a reading"}, "404": {"description": "no such balanced site"}, "422": {"description": "a current out of range"}}}},
+            "/api/v1/sites/{id}/meter/readings": {"delete": {"summary": "Forget the store meter readings of a stretch that was the meter's fault (they would teach the balancer a rise the store never had, kept four weeks); the site's balancer learns the rise again from the readings kept",
+                "parameters": [site_param,
+                    {"name": "from", "in": "query", "required": true, "schema": {"type": "string", "format": "date-time"}, "description": "first moment forgotten (inclusive)"},
+                    {"name": "to", "in": "query", "required": true, "schema": {"type": "string", "format": "date-time"}, "description": "end of the stretch (exclusive)"}],
+                "responses": {"200": {"description": "how many readings were forgotten, and the rise learned now"}, "400": {"description": "no stretch, or not RFC 3339, or from not before to"}, "404": {"description": "no such site"}}}},
             "/api/v1/sites/{id}/electrics": {
                 "get": {"summary": "The site's electrics: grid limit, store worst case, fallback current, circuit tree, connector ratings and wiring", "parameters": [site_param], "responses": {"200": {"description": "the electrics", "content": {"application/json": {"schema": electrics}}}, "404": {"description": "no such site"}}},
                 "put": {"summary": "Replace the site's electrics (checked; the balancer is rebuilt at once, running sessions carry on)", "parameters": [site_param],

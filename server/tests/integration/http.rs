@@ -158,3 +158,62 @@ on_both_backends! {
         assert!(body.contains("FreshMart Camden"), "{body}");
     }
 }
+
+on_both_backends! {
+    async fn an_operator_has_the_balancer_forget_a_stretch_its_meter_got_wrong(t: &TestDb) {
+        use server::store::balancing::{self, StoreReading};
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let site = balancing::all_sites(&t.db).await.expect("sites")[0].site;
+        // 25 hours of a store at 20 A a phase, read every minute, the latest 30 s ago; three hours
+        // ago its meter read zeros for a quarter of an hour (a loose clamp).
+        let now = server::store::now_ms();
+        let minutes = 25 * 60;
+        let faulty = minutes - 195..minutes - 180;
+        let at = |m: i64| now - 30_000 - (minutes - m) * 60_000;
+        for m in 0..=minutes {
+            let da = if faulty.contains(&m) { [0; 3] } else { [200; 3] };
+            balancing::record_store_reading(&t.db, site, StoreReading { measured_at_ms: at(m), da }).await.expect("record");
+        }
+        let themes =
+            Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("repo themes load");
+        let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
+        let ocpp = server::ocpp::CentralSystem::start(t.db.clone(), Default::default()).await.expect("balancers start");
+        let app = router(AppState::new(leptos, t.db.clone(), Arc::new(themes), ocpp));
+        let token = format!("Bearer {}", seed::OPERATOR_API_TOKEN);
+        let call = |method: &str, uri: String, auth: bool| {
+            let mut req = Request::builder().method(method).uri(uri);
+            if auth {
+                req = req.header(header::AUTHORIZATION, token.as_str());
+            }
+            req.body(Body::empty()).expect("request")
+        };
+        let learned = |body: &str| serde_json::from_str::<serde_json::Value>(body).expect("json")["snapshot"]["store_rise_learned"].clone();
+        let budget = format!("/api/v1/sites/{}/budget", site.0);
+        let (status, _, body) = send(&app, call("GET", budget.clone(), true)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(learned(&body), serde_json::json!([220, 220, 220]), "the zeros taught a 20 A rise (+10 %)");
+
+        let iso = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).expect("a moment").to_rfc3339();
+        let forget = |from: i64, to: i64| format!("/api/v1/sites/{}/meter/readings?from={}&to={}", site.0, iso(from), iso(to)).replace('+', "%2B");
+        let stretch = forget(at(faulty.start), at(faulty.end));
+        assert_eq!(send(&app, call("DELETE", stretch.clone(), false)).await.0, StatusCode::UNAUTHORIZED);
+        let (status, _, body) = send(&app, call("DELETE", forget(at(faulty.end), at(faulty.start)), true)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.contains("before"), "{body}");
+        let (status, _, body) =
+            send(&app, call("DELETE", format!("/api/v1/sites/{}/meter/readings?from=yesterday", site.0), true)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, _, body) = send(&app, call("DELETE", forget(at(faulty.start), at(faulty.end)).replace(&format!("sites/{}/", site.0), "sites/999/"), true)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+        let (status, _, body) = send(&app, call("DELETE", stretch, true)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(answer["forgotten"], 15, "{body}");
+        assert_eq!(answer["store_rise_learned"], serde_json::json!([0, 0, 0]), "learned again from what is kept");
+        let (_, _, body) = send(&app, call("GET", budget, true)).await;
+        assert_eq!(learned(&body), serde_json::json!([0, 0, 0]));
+        let kept = balancing::store_readings_since(&t.db, site, 0).await.expect("read");
+        assert_eq!(kept.len(), usize::try_from(minutes + 1 - 15).expect("a count"), "only the stretch is forgotten");
+    }
+}

@@ -637,7 +637,6 @@ pub async fn store_readings_since(
         .collect()
 }
 
-/// Forgets a site's store meter readings taken before `before_ms`; how many.
 /// Deletes a site's store meter readings taken in `[from_ms, to_ms)`: a stretch an operator knows
 /// was the meter's fault, not the store's (the rise is learned from what is kept).
 pub async fn forget_store_readings_between(
@@ -657,11 +656,7 @@ pub async fn forget_store_readings_between(
     Ok(done.rows_affected())
 }
 
+/// Forgets a site's store meter readings taken before `before_ms`; how many.
 pub async fn forget_store_readings(db: &Db, site: SiteId, before_ms: i64) -> Result<u64, StoreError> {
-    let done = sqlx::query("DELETE FROM store_meter_readings WHERE site_id = $1 AND measured_at < $2")
-        .bind(site.0)
-        .bind(before_ms)
-        .execute(db.pool())
-        .await?;
-    Ok(done.rows_affected())
+    forget_store_readings_between(db, site, i64::MIN, before_ms).await
 }

@@ -419,8 +419,9 @@ fn the_store_rise_is_learned_from_a_day_of_meter_history() {
     );
     assert_eq!(h.acked(0), a(32));
     // A reading of the usual age (60 s) plus the reaction is still the learned horizon. The plan
-    // takes the lower of the two references' bounds: the higher of the latest two readings (44 A)
-    // plus its 5.5 A, or the third highest of the last ten minutes (40 A) plus its own 5.5 A.
+    // takes the lowest of the references' bounds: the higher of the latest two readings (44 A) plus
+    // its 5.5 A, the second highest of the last five minutes (41 A) plus its own, or the third
+    // highest of the last ten (40 A) plus its own 5.5 A.
     h.advance(60);
     h.store([44, 35, 30]);
     h.advance(60);

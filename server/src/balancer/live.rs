@@ -245,9 +245,9 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     config.store.max_rise = DeciAmps::from_amps(16);
     config.store.reaction_time = Millis::from_secs(10);
     // After a day of readings the site's own meter says how far its store rises in a minute and a
-    // bit (a reading's usual age plus our reaction), from the higher of its latest two readings and
-    // from the third highest of its last ten minutes (the lower bound counts); until then, and for
-    // older readings, the above.
+    // bit (a reading's usual age plus our reaction), from the higher of its latest two readings, the
+    // second highest of its last five minutes and the third highest of its last ten (the lowest
+    // bound counts); until then, and for older readings, the above.
     let mut learn = RiseLearning::from_four_weeks(Millis::from_secs(75), Millis::from_secs(60));
     // A charger that loses us drops our limit within ten minutes; renewed every five. Where the
     // store's meter has shown it climbing further within that than the plan allows for, within

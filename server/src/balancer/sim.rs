@@ -358,7 +358,7 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
             // Learned over the blind spot of a reading of the usual age (with no delays there is
             // none to learn).
             learn_rise: (o.learn_store_rise && o.meter_lag_steps + o.latency_steps > 0).then(|| {
-                // Over the highest of the latest two readings, and the third highest of eleven.
+                // Over the highest of the latest two readings, the second highest of six, the third of eleven.
                 let mut learn = RiseLearning::from_four_weeks(
                     Millis(step.0 * (o.meter_lag_steps + o.latency_steps + o.latency_jitter_steps)),
                     step,

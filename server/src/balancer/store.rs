@@ -67,11 +67,18 @@ impl RiseLearning {
     /// it (the closest 0.46 A below); a week remembered and 20 % above was passed on three phase-steps of
     /// two days, by up to 1.4 A, and overloaded one of them (`end2end/lb/store_rise.py`): the worst of
     /// a week is too often not the worst of the next day. References: the highest reading of one
-    /// `interval` (the latest two readings), and the third highest of ten intervals.
+    /// `interval` (the latest two readings), the second highest of five intervals, and the third
+    /// highest of ten. The middle one passes over a single spike but follows a step within a few
+    /// minutes: with it the plan starts lower after a spike or a fall (on 100 generated days the
+    /// bound sits 0.28 A nearer the load on average, and is still never passed).
     pub fn from_four_weeks(horizon: Millis, interval: Millis) -> RiseLearning {
         RiseLearning {
             horizon,
-            lenses: vec![Lens::highest(interval), Lens { window: Millis(interval.0 * 10), rank: 3 }],
+            lenses: vec![
+                Lens::highest(interval),
+                Lens { window: Millis(interval.0 * 5), rank: 2 },
+                Lens { window: Millis(interval.0 * 10), rank: 3 },
+            ],
             min_history: Millis::from_secs(24 * 3600),
             memory: Millis::from_secs(MEMORY_DAYS * 24 * 3600),
             headroom_pct: 10,

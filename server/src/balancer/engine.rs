@@ -294,6 +294,15 @@ impl Limit {
             Some((_, amps)) => self.first.max(amps),
         }
     }
+    /// The least it may mean at our time `t`, with the charger's clock up to `skew` off ours.
+    fn least_at(self, t: Millis, skew: Millis) -> DeciAmps {
+        match self.then {
+            None => self.first,
+            Some((from, _)) if t + skew < from => self.first,
+            Some((from, amps)) if t >= from + skew => amps,
+            Some((_, amps)) => self.first.min(amps),
+        }
+    }
     /// Where it ends up.
     fn last(self) -> DeciAmps {
         self.then.map_or(self.first, |x| x.1)
@@ -457,6 +466,16 @@ impl Conn {
             .filter(|x| x.expires.is_none_or(|end| now < end))
             .map(|x| x.limit.most_from(now, skew))
             .fold(acked, DeciAmps::max)
+    }
+    /// The least the charger may have been applying at `t`, after its latest acknowledgement:
+    /// the accepted limit (its default, once its lease ran out), or any limit in flight, which
+    /// may have landed before its answer comes.
+    fn least(&self, t: Millis, fallback: DeciAmps, skew: Millis) -> DeciAmps {
+        let acked = match self.acked_expires {
+            Some(end) if t >= end => fallback.min(self.acked.least_at(t, skew)),
+            _ => self.acked.least_at(t, skew),
+        };
+        self.inflight.iter().map(|x| x.limit.least_at(t, skew)).fold(acked, DeciAmps::min)
     }
     /// A handover accepted or in flight is still to come.
     fn switching(&self, now: Millis, skew: Millis) -> bool {
@@ -1095,11 +1114,15 @@ impl Balancer {
     /// Learns phase count, own maximum and delivered energy from a connector reading.
     fn learn(&mut self, i: usize, currents: [DeciAmps; 3], energy_wh: Option<u32>, measured_at: Millis) {
         let lc = self.cfg.learning.clone();
+        let skew = self.skew();
         let c = &mut self.conns[i];
         c.measured = currents;
         c.keep_reading(currents, measured_at);
-        let (acked, acked_at, settled) =
-            (c.acked.first, c.acked_at, c.inflight.is_empty() && c.acked.then.is_none());
+        // What the car was offered when the reading was taken, at the least: a limit still in
+        // flight may already be in force, so a car is only taken to draw below its offer when it
+        // draws below every limit it may have been under. Waiting for them all to settle instead
+        // left a car whose share moved every few plans never learned.
+        let (acked, acked_at) = (c.least(measured_at, c.idle.held(), skew), c.acked_at);
         let Some(s) = c.session.as_mut() else { return };
         if let Some(e) = energy_wh {
             s.delivered_wh = s.delivered_wh.max(e);
@@ -1118,8 +1141,9 @@ impl Balancer {
                 s.learned_phases = Some(EvPhases::One);
             }
         }
-        // Learn the car's maximum only from readings taken under the limit now in force.
-        if !settled || measured_at <= acked_at || acked < DeciAmps::IEC_MIN {
+        // Learn the car's maximum only from readings taken after the latest acknowledgement (the limit
+        // before it may still have been in force then).
+        if measured_at <= acked_at || acked < DeciAmps::IEC_MIN {
             return;
         }
         let draw = currents.iter().copied().fold(DeciAmps::ZERO, DeciAmps::max);

@@ -288,6 +288,33 @@ fn a_car_with_a_low_maximum_leaves_capacity_to_others() {
 }
 
 #[test]
+fn a_cars_maximum_is_learned_while_a_new_limit_is_still_in_flight() {
+    let mut h = H::two_cars_on_40_a();
+    assert_eq!(h.acked(0), a(20));
+    // The store rises: both cars are lowered to 18 A, and no answer comes back for a while
+    // (a slow link), so the car may be under 20 A or 18 A.
+    let cmds = h.store([4, 4, 4]);
+    assert_eq!(limit_for(&cmds, 0).map(|l| l.1), Some(a(18)));
+    let minute = |h: &mut H, amps: u32| {
+        h.advance(60);
+        h.store([4, 4, 4]);
+        h.car_reads(0, amps);
+    };
+    // 17 A is clearly below 20 but not below 18: it may be following the new limit.
+    for _ in 0..4 {
+        minute(&mut h, 17);
+    }
+    assert_eq!(h.view(0).learned_max, None, "drawing near the lower of the two limits teaches nothing");
+    // 12 A is clearly below either, for longer than the window: its maximum, learned unanswered.
+    for _ in 0..4 {
+        minute(&mut h, 12);
+    }
+    assert_eq!(h.view(0).learned_max, Some(DeciAmps::new(125)));
+    h.settle();
+    assert_eq!((h.acked(0), h.acked(1)), (DeciAmps::new(125), DeciAmps::new(235)));
+}
+
+#[test]
 fn below_six_amps_sessions_pause_and_take_turns_after_the_dwell() {
     // 13 A per phase: two sessions at 6 A, the third must wait.
     let mut cfg = site([13; 3], vec![], (0..3).map(|k| conn(k, None, ST, 0)).collect());

@@ -523,10 +523,6 @@ pub struct Snapshot {
     pub connectors: Vec<ConnectorView>,
     /// Some budget exceeds a limit (an exogenous change; decreases are in flight).
     pub overcommitted: bool,
-    /// Since when the store meter reads far below anything it read over its memory (a loose
-    /// clamp, a meter reading zeros): its readings are set aside, so they go stale and the
-    /// worst case is counted, until it reads what a store can again.
-    pub store_meter_implausible: Option<Millis>,
 }
 
 /// One node of the circuit tree (`circuit: None` = the grid connection).
@@ -596,8 +592,6 @@ pub struct Balancer {
     store: Option<(PerPhase, Millis)>,
     /// The store's readings and rises, when the rise is learned.
     store_history: RiseHistory,
-    /// Since when the store meter's readings are not believed (see [`Snapshot`]).
-    store_implausible: Option<Millis>,
     next_id: u64,
     owners: HashMap<CommandId, (usize, u64)>,
     /// Default profiles in flight, by connector index.
@@ -649,7 +643,6 @@ impl Balancer {
             conns,
             store: None,
             store_history: RiseHistory::default(),
-            store_implausible: None,
             next_id: 1,
             owners: HashMap::new(),
             default_owners: HashMap::new(),
@@ -725,7 +718,6 @@ impl Balancer {
     pub fn carry_store(&mut self, from: &Balancer) {
         self.store = from.store;
         self.store_history = from.store_history.clone();
-        self.store_implausible = from.store_implausible;
     }
 
     /// What connector's own default may be on its charger (accepted or in flight), for a rebuilt
@@ -751,10 +743,6 @@ impl Balancer {
     pub fn learn_store_history(&mut self, readings: impl IntoIterator<Item = (Millis, PerPhase)>) {
         if let Some(learn) = &self.cfg.store.learn_rise {
             for (at, store) in readings {
-                // What a faulty meter read is not learned from after a restart either.
-                if !self.store_history.implausible(learn, store).is_empty() {
-                    continue;
-                }
                 self.store_history.observe(learn, at, store);
             }
         }
@@ -957,30 +945,14 @@ impl Balancer {
             Event::StoreMeter { currents, measured_at } => {
                 // Out-of-order readings must not replace a newer one.
                 if self.store.is_none_or(|(_, at)| measured_at >= at) {
+                    self.store = Some((currents, measured_at));
                     if let Some(learn) = &self.cfg.store.learn_rise {
                         let store = match self.cfg.store.meter {
                             SiteMeter::Incomer => self.store_behind_incomer(currents, measured_at, now),
                             SiteMeter::Store => currents,
                         };
-                        let implausible = self.store_history.implausible(learn, store);
-                        if !implausible.is_empty() {
-                            // Set aside: the last believed reading ages into the worst case.
-                            if self.store_implausible.is_none() {
-                                tracing::warn!(
-                                    ?implausible,
-                                    ?currents,
-                                    "store meter reads far below its floor; set aside"
-                                );
-                                self.store_implausible = Some(measured_at);
-                            }
-                            return Ok(());
-                        }
                         self.store_history.observe(learn, measured_at, store);
                     }
-                    if self.store_implausible.take().is_some() {
-                        tracing::info!("store meter reads plausibly again");
-                    }
-                    self.store = Some((currents, measured_at));
                 }
             }
             Event::ConnectorMeter { connector, currents, energy_wh, measured_at } => {
@@ -1962,7 +1934,6 @@ impl Balancer {
             nodes,
             connectors,
             overcommitted: self.overcommitted,
-            store_meter_implausible: self.store_implausible,
         }
     }
 }

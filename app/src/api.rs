@@ -54,6 +54,10 @@ pub struct SiteLoad {
     pub nodes: Vec<NodeLoad>,
     /// The store meter is stale or missing, so its worst case is counted.
     pub store_worst_case: bool,
+    /// The store meter reads far below anything it read over four weeks (a loose clamp?): its
+    /// readings are set aside.
+    #[serde(default)]
+    pub store_meter_implausible: bool,
     /// How far the store may rise while unseen is learned from its meter (not the configured guess).
     pub store_rise_learned: bool,
     /// Some limit is exceeded by what is counted (the store rose; decreases are on their way).

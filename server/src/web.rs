@@ -222,6 +222,7 @@ fn site_load(
         retailer_name,
         nodes,
         store_worst_case: snapshot.store_worst_case,
+        store_meter_implausible: snapshot.store_meter_implausible.is_some(),
         store_rise_learned: snapshot.store_rise_learned.is_some(),
         overcommitted: snapshot.overcommitted,
         connectors,

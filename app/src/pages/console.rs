@@ -95,12 +95,15 @@ fn SiteLoadView(load: SiteLoad) -> impl IntoView {
         retailer_name,
         nodes,
         store_worst_case,
+        store_meter_implausible,
         store_rise_learned,
         overcommitted,
         connectors,
         max_priority,
     } = load;
-    let store_note = if store_worst_case {
+    let store_note = if store_meter_implausible {
+        "The store meter reads far below anything it read in four weeks (a loose current clamp?): its readings are set aside and its worst case is counted. Check the meter."
+    } else if store_worst_case {
         "The store meter is stale or missing: its worst case is counted."
     } else if store_rise_learned {
         "Store: its latest reading plus the rise its meter has shown it can make before we see it."
@@ -117,7 +120,7 @@ fn SiteLoadView(load: SiteLoad) -> impl IntoView {
                 "Over a limit: the store rose faster than it was counted; decreases are on their way."
             </p>
         })}
-        <p class=if store_worst_case { "rounded border border-amber-300 bg-amber-50 p-3" } else { "text-slate-600" }
+        <p class=if store_worst_case || store_meter_implausible { "rounded border border-amber-300 bg-amber-50 p-3" } else { "text-slate-600" }
             data-testid="store-note">{store_note}</p>
         {nodes.into_iter().map(|node| view! { <NodeTable node/> }.into_any()).collect_view()}
         <ConnectorTable connectors max_priority/>

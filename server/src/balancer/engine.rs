@@ -523,6 +523,10 @@ pub struct Snapshot {
     pub connectors: Vec<ConnectorView>,
     /// Some budget exceeds a limit (an exogenous change; decreases are in flight).
     pub overcommitted: bool,
+    /// Since when the store meter reads far below anything it read over its memory (a loose
+    /// clamp, a meter reading zeros): its readings are set aside and the worst case is counted,
+    /// until it reads what a store can again.
+    pub store_meter_implausible: Option<Millis>,
 }
 
 /// One node of the circuit tree (`circuit: None` = the grid connection).
@@ -592,6 +596,8 @@ pub struct Balancer {
     store: Option<(PerPhase, Millis)>,
     /// The store's readings and rises, when the rise is learned.
     store_history: RiseHistory,
+    /// Since when the store meter's readings are not believed (see [`Snapshot`]).
+    store_implausible: Option<Millis>,
     next_id: u64,
     owners: HashMap<CommandId, (usize, u64)>,
     /// Default profiles in flight, by connector index.
@@ -643,6 +649,7 @@ impl Balancer {
             conns,
             store: None,
             store_history: RiseHistory::default(),
+            store_implausible: None,
             next_id: 1,
             owners: HashMap::new(),
             default_owners: HashMap::new(),
@@ -718,6 +725,7 @@ impl Balancer {
     pub fn carry_store(&mut self, from: &Balancer) {
         self.store = from.store;
         self.store_history = from.store_history.clone();
+        self.store_implausible = from.store_implausible;
     }
 
     /// What connector's own default may be on its charger (accepted or in flight), for a rebuilt
@@ -743,6 +751,10 @@ impl Balancer {
     pub fn learn_store_history(&mut self, readings: impl IntoIterator<Item = (Millis, PerPhase)>) {
         if let Some(learn) = &self.cfg.store.learn_rise {
             for (at, store) in readings {
+                // What a faulty meter read is not learned from after a restart either.
+                if !self.store_history.implausible(learn, store).is_empty() {
+                    continue;
+                }
                 self.store_history.observe(learn, at, store);
             }
         }
@@ -945,13 +957,34 @@ impl Balancer {
             Event::StoreMeter { currents, measured_at } => {
                 // Out-of-order readings must not replace a newer one.
                 if self.store.is_none_or(|(_, at)| measured_at >= at) {
-                    self.store = Some((currents, measured_at));
+                    let mut believed = true;
                     if let Some(learn) = &self.cfg.store.learn_rise {
                         let store = match self.cfg.store.meter {
                             SiteMeter::Incomer => self.store_behind_incomer(currents, measured_at, now),
                             SiteMeter::Store => currents,
                         };
-                        self.store_history.observe(learn, measured_at, store);
+                        let implausible = self.store_history.implausible(learn, store);
+                        if implausible.is_empty() {
+                            self.store_history.observe(learn, measured_at, store);
+                        } else {
+                            // Not believed on any phase (the clamp that came loose may read low on
+                            // one phase while another rose): the worst case counts at once.
+                            believed = false;
+                            if self.store_implausible.is_none() {
+                                tracing::warn!(
+                                    ?implausible,
+                                    ?currents,
+                                    "store meter reads far below its floor; set aside, worst case counted"
+                                );
+                                self.store_implausible = Some(measured_at);
+                            }
+                        }
+                    }
+                    if believed {
+                        if self.store_implausible.take().is_some() {
+                            tracing::info!("store meter reads plausibly again");
+                        }
+                        self.store = Some((currents, measured_at));
                     }
                 }
             }
@@ -1276,6 +1309,9 @@ impl Balancer {
             }
             (other, _) => other,
         };
+        if self.store_implausible.is_some() {
+            return (sc.worst_case, true);
+        }
         match store {
             Some((reading, at)) if now.since(at) <= sc.max_age => {
                 let blind = now.since(at).0 + sc.reaction_time.0 + sc.replan.0;
@@ -1934,6 +1970,7 @@ impl Balancer {
             nodes,
             connectors,
             overcommitted: self.overcommitted,
+            store_meter_implausible: self.store_implausible,
         }
     }
 }

@@ -467,6 +467,55 @@ fn the_store_rise_is_learned_from_a_day_of_meter_history() {
 }
 
 #[test]
+fn a_store_meter_reading_far_below_anything_it_read_is_set_aside() {
+    let mut cfg = learning_site();
+    cfg.store.max_age = Millis::from_secs(180);
+    let worst = cfg.store.worst_case;
+    let mut h = H { b: Balancer::new(cfg).expect("test config is valid"), now: Millis(0), sent: Vec::new() };
+    // A day of a store that never drew less than 40/35/30 A, with one stretch of zeros from the
+    // gateway in the stored history: not learned from after a restart either.
+    let minutes = 2 * 24 * 60;
+    h.b.learn_store_history((0..=minutes).map(|m| {
+        let flat = if (1600..1610).contains(&m) { [0, 0, 0] } else { [40, 35, 30] };
+        (Millis::from_secs(60 * m), PerPhase(flat.map(a)))
+    }));
+    assert_eq!(h.b.learned_store_rise(), Some(PerPhase([a(0); 3])), "no rise from the zeros back to 40 A");
+    h.now = Millis::from_secs(60 * (minutes + 1));
+    h.store([40, 35, 30]);
+    h.start(0, three());
+    h.settle();
+    assert_eq!(h.acked(0), a(32));
+    // The clamp on L1 comes loose: 1 A, while L2 and L3 read what they did. Nothing of it is
+    // believed: the worst case counts at once, on every phase.
+    h.advance(60);
+    let cmds = h.store([1, 35, 30]);
+    let snap = h.b.snapshot(h.now);
+    assert_eq!(snap.store_meter_implausible, Some(h.now));
+    assert_eq!(snap.store_reading, Some(PerPhase([a(40), a(35), a(30)])), "the last believed reading, shown");
+    assert!(snap.store_worst_case);
+    assert_eq!(snap.store_assumed, worst);
+    let (_, down, _) = limit_for(&cmds, 0).expect("the car gives the worst case its room");
+    assert!(down < a(32), "{down:?}");
+    // It keeps reading 1 A: still the worst case, flagged since the first.
+    let since = h.now;
+    for _ in 0..3 {
+        h.advance(60);
+        h.store([1, 35, 30]);
+    }
+    let snap = h.b.snapshot(h.now);
+    assert!(snap.store_worst_case);
+    assert_eq!(snap.store_assumed, worst);
+    assert_eq!(snap.store_meter_implausible, Some(since), "since the first");
+    // Fixed: believed again, and the jump back from 1 A teaches no rise.
+    h.advance(60);
+    h.store([40, 35, 30]);
+    let snap = h.b.snapshot(h.now);
+    assert_eq!(snap.store_meter_implausible, None);
+    assert!(!snap.store_worst_case);
+    assert_eq!(snap.store_rise_learned, Some(PerPhase([a(0); 3])));
+}
+
+#[test]
 fn a_store_seen_climbing_further_within_a_lease_than_planned_for_shortens_the_leases() {
     let mut cfg = learning_site();
     cfg.store.max_age = Millis::from_secs(180);

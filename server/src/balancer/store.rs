@@ -106,7 +106,19 @@ pub struct RiseHistory {
     worst: Vec<[u32; 3]>,
     first: Option<Millis>,
     last: Option<Millis>,
+    /// (hour, lowest reading per phase that hour), oldest first, as long as rises are remembered:
+    /// the store's floor, below which a reading is not believed.
+    lows: VecDeque<(u64, [u32; 3])>,
 }
+
+/// A reading below this share of the lowest the meter read over its memory is not believed: a
+/// store's base load (refrigeration, lighting, ventilation) does not vanish, but a current clamp
+/// that came loose, a meter that restarts or a gateway that fills gaps with zeros reads next to
+/// nothing, and believing it would give the cars the store's share.
+const IMPLAUSIBLE_BELOW_PCT: u64 = 50;
+
+/// A phase whose floor is below this is not checked: half of next to nothing tells nothing.
+const CHECKED_FLOOR: DeciAmps = DeciAmps::from_amps(2);
 
 impl RiseHistory {
     /// Records a store reading. Readings older than the latest are ignored (they arrive out
@@ -172,6 +184,15 @@ impl RiseHistory {
                 self.references.pop_front();
             }
         }
+        let hour = at.0 / BUCKET.0;
+        let reading = Phase::ALL.map(|p| store.get(p).get());
+        match self.lows.back_mut() {
+            Some((h, low)) if *h == hour => *low = [0, 1, 2].map(|k| low[k].min(reading[k])),
+            _ => self.lows.push_back((hour, reading)),
+        }
+        while self.lows.front().is_some_and(|(h, _)| *h < at.0.saturating_sub(learn.memory.0) / BUCKET.0) {
+            self.lows.pop_front();
+        }
         self.recent.push_back((at, store));
         let widest = learn.lenses.iter().map(|l| l.window.0).max().unwrap_or(0);
         let keep_from = at.0.saturating_sub(learn.horizon.0 + widest);
@@ -187,6 +208,26 @@ impl RiseHistory {
         if forgot_a_worst {
             self.worst = worst_of(&self.rises, self.worst.len());
         }
+    }
+
+    /// The phases on which `store` reads below half of the lowest the meter read over its memory,
+    /// once the history is long enough to trust: such a reading is not believed (see
+    /// [`IMPLAUSIBLE_BELOW_PCT`]), nor recorded. Empty while nothing is learned.
+    pub fn implausible(&self, learn: &RiseLearning, store: PerPhase) -> Vec<Phase> {
+        let (Some(first), Some(last)) = (self.first, self.last) else { return Vec::new() };
+        if last.since(first) < learn.min_history {
+            return Vec::new();
+        }
+        let floor = self.lows.iter().fold([u32::MAX; 3], |f, (_, low)| [0, 1, 2].map(|k| f[k].min(low[k])));
+        Phase::ALL
+            .into_iter()
+            .filter(|&p| {
+                let floor = floor[p.index()];
+                floor != u32::MAX
+                    && floor >= CHECKED_FLOOR.get()
+                    && u64::from(store.get(p).get()) * 100 < u64::from(floor) * IMPLAUSIBLE_BELOW_PCT
+            })
+            .collect()
     }
 
     /// The learned rise per phase over each lens's reference, with headroom (in the lenses'
@@ -307,6 +348,33 @@ mod tests {
 
     fn minute(m: u64) -> Millis {
         Millis::from_secs(60 * m)
+    }
+
+    #[test]
+    fn a_reading_far_below_the_stores_floor_is_not_believed() {
+        let l = learn();
+        let mut h = RiseHistory::default();
+        for m in 0..60 {
+            // Never below 20 / 10 / 1 A: L3's floor is too small to check.
+            let low = m % 10 == 0;
+            h.observe(&l, minute(m), if low { pp(20, 10, 1) } else { pp(50, 40, 30) });
+        }
+        assert!(h.implausible(&l, pp(0, 0, 0)).is_empty(), "59 minutes of history: nothing to go by");
+        h.observe(&l, minute(60), pp(50, 40, 30));
+        assert_eq!(
+            h.implausible(&l, pp(0, 0, 0)),
+            vec![Phase::L1, Phase::L2],
+            "a loose clamp on every phase"
+        );
+        assert_eq!(h.implausible(&l, pp(9, 6, 0)), vec![Phase::L1], "9 A is below half of L1's 20 A");
+        assert!(h.implausible(&l, pp(10, 5, 0)).is_empty(), "half the floor is believed");
+        // The floor is forgotten with the rises: two hours on, a store that now reads 20 A less
+        // around the clock is believed again (the lowest remembered is 30 A on L1).
+        for m in 61..=200 {
+            h.observe(&l, minute(m), pp(30, 40, 30));
+        }
+        assert!(h.implausible(&l, pp(15, 20, 15)).is_empty());
+        assert_eq!(h.implausible(&l, pp(14, 20, 15)), vec![Phase::L1]);
     }
 
     #[test]

@@ -187,6 +187,8 @@ struct World {
     store: Option<([u32; 3], u64)>,
     /// The store meter's readings, when its rise is learned.
     history: RiseHistory,
+    /// The latest reading was far below the store's floor: not believed, the worst case counts.
+    store_implausible: bool,
     outstanding: Vec<(u64, usize, Option<u64>)>, // (command id, connector, epoch; None: a default)
     now: u64,
 }
@@ -223,6 +225,7 @@ impl World {
     fn store_assumed(&self) -> [u32; 3] {
         let sc = &self.cfg.store;
         match self.store {
+            _ if self.store_implausible => sc.worst_case.0.map(|x| x.get()),
             Some((a, at)) if self.now - at <= sc.max_age.0 => {
                 // The reading plus how far the store can have risen while we were blind (until
                 // the next plan's decreases are in force).
@@ -471,6 +474,7 @@ fn build(
             conns: models,
             store: None,
             history: RiseHistory::default(),
+            store_implausible: false,
             outstanding: Vec::new(),
             now: 0,
         },
@@ -532,9 +536,14 @@ proptest! {
                     Event::SessionEnded { connector: ConnectorKey(i as u32) }
                 }
                 Op::Store { amps } => {
-                    w.store = Some((amps.map(|x| x * 10), w.now));
-                    if let Some(l) = &w.cfg.store.learn_rise {
-                        w.history.observe(l, Millis(w.now), PerPhase(amps.map(DeciAmps::from_amps)));
+                    let reading = PerPhase(amps.map(DeciAmps::from_amps));
+                    w.store_implausible =
+                        w.cfg.store.learn_rise.as_ref().is_some_and(|l| !w.history.implausible(l, reading).is_empty());
+                    if !w.store_implausible {
+                        w.store = Some((amps.map(|x| x * 10), w.now));
+                        if let Some(l) = &w.cfg.store.learn_rise {
+                            w.history.observe(l, Millis(w.now), reading);
+                        }
                     }
                     Event::StoreMeter { currents: PerPhase(amps.map(DeciAmps::from_amps)), measured_at: now }
                 }

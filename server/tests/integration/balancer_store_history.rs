@@ -93,6 +93,33 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    async fn a_store_meter_reading_next_to_nothing_is_set_aside_and_shown_to_the_operator(t: &TestDb) {
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let site = balancing::all_sites(&t.db).await.expect("sites")[0].site;
+        // A store that never drew less than 20 A a phase in the 25 hours its meter has read.
+        record_a_day_and_an_hour(t, site, now_ms(), |_| [20, 20, 20]).await;
+        let hub = Hub::start(&t.db, Registry::default()).await.expect("hub");
+        let before = hub.budget(site).await.expect("the site is balanced").snapshot;
+        assert_eq!(before.store_meter_implausible, None);
+        // The clamps come loose: zeros. Set aside, and the operator told.
+        assert!(hub.store_meter(site, [DeciAmps::ZERO; 3]));
+        let snap = hub.budget(site).await.expect("budget").snapshot;
+        assert!(snap.store_meter_implausible.is_some(), "{snap:?}");
+        assert_eq!(snap.store_reading.map(|r| r.0), Some([DeciAmps::from_amps(20); 3]), "the last believed reading, shown");
+        assert!(snap.store_worst_case, "{snap:?}");
+        assert!(
+            snap.store_assumed.0.iter().zip(before.store_assumed.0).all(|(now, then)| *now >= then),
+            "the worst case counts at once: {snap:?}"
+        );
+        // Fixed: believed again.
+        assert!(hub.store_meter(site, [DeciAmps::from_amps(21); 3]));
+        let snap = hub.budget(site).await.expect("budget").snapshot;
+        assert_eq!(snap.store_meter_implausible, None);
+        assert_eq!(snap.store_reading.map(|r| r.0), Some([DeciAmps::from_amps(21); 3]));
+    }
+}
+
+on_both_backends! {
     async fn a_store_that_climbed_further_within_a_lease_than_planned_for_gets_short_leases(t: &TestDb) {
         seed::seed_if_empty(&t.db).await.expect("seed");
         let site = balancing::all_sites(&t.db).await.expect("sites")[0].site;

@@ -54,10 +54,9 @@ pub struct SiteLoad {
     pub nodes: Vec<NodeLoad>,
     /// The store meter is stale or missing, so its worst case is counted.
     pub store_worst_case: bool,
-    /// The store meter reads far below anything it read over four weeks (a loose clamp?): its
-    /// readings are set aside.
+    /// Why the store meter's readings are set aside (its worst case counted), if they are.
     #[serde(default)]
-    pub store_meter_implausible: bool,
+    pub store_meter_set_aside: Option<MeterDoubt>,
     /// How far the store may rise while unseen is learned from its meter (not the configured guess).
     pub store_rise_learned: bool,
     /// Some limit is exceeded by what is counted (the store rose; decreases are on their way).
@@ -65,6 +64,15 @@ pub struct SiteLoad {
     pub connectors: Vec<ConnectorLoad>,
     /// The highest priority an operator may give a session (0 is normal).
     pub max_priority: u8,
+}
+
+/// Why a store meter's readings are not believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MeterDoubt {
+    /// Far below anything it read in four weeks: a loose current clamp, zeros from a gateway.
+    FarBelowFloor,
+    /// The very same reading for a quarter of an hour: a gateway repeating its last value.
+    Unchanged,
 }
 
 /// The grid connection (`circuit: None`) or one circuit, by name.

@@ -222,7 +222,10 @@ fn site_load(
         retailer_name,
         nodes,
         store_worst_case: snapshot.store_worst_case,
-        store_meter_implausible: snapshot.store_meter_implausible.is_some(),
+        store_meter_set_aside: snapshot.store_meter_set_aside.map(|s| match s.why {
+            crate::balancer::MeterDoubt::FarBelowFloor => app::api::MeterDoubt::FarBelowFloor,
+            crate::balancer::MeterDoubt::Unchanged => app::api::MeterDoubt::Unchanged,
+        }),
         store_rise_learned: snapshot.store_rise_learned.is_some(),
         overcommitted: snapshot.overcommitted,
         connectors,

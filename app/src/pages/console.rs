@@ -1,7 +1,8 @@
 //! The operator console: every charger on the network, and each site's live load.
 
 use crate::api::{
-    amps, live_site_load, network_chargers, ConnectorLoad, NodeLoad, SetSessionPriority, SignOut, SiteLoad,
+    amps, live_site_load, network_chargers, ConnectorLoad, MeterDoubt, NodeLoad, SetSessionPriority, SignOut,
+    SiteLoad,
 };
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -95,14 +96,17 @@ fn SiteLoadView(load: SiteLoad) -> impl IntoView {
         retailer_name,
         nodes,
         store_worst_case,
-        store_meter_implausible,
+        store_meter_set_aside,
         store_rise_learned,
         overcommitted,
         connectors,
         max_priority,
     } = load;
-    let store_note = if store_meter_implausible {
-        "The store meter reads far below anything it read in four weeks (a loose current clamp?): its readings are set aside and its worst case is counted. Check the meter."
+    let store_note = if let Some(doubt) = store_meter_set_aside {
+        match doubt {
+            MeterDoubt::FarBelowFloor => "The store meter reads far below anything it read in four weeks (a loose current clamp?): its readings are set aside and its worst case is counted. Check the meter.",
+            MeterDoubt::Unchanged => "The store meter has sent the very same reading for a quarter of an hour (a gateway that lost its meter?): its readings are set aside and its worst case is counted. Check the meter.",
+        }
     } else if store_worst_case {
         "The store meter is stale or missing: its worst case is counted."
     } else if store_rise_learned {
@@ -120,7 +124,7 @@ fn SiteLoadView(load: SiteLoad) -> impl IntoView {
                 "Over a limit: the store rose faster than it was counted; decreases are on their way."
             </p>
         })}
-        <p class=if store_worst_case || store_meter_implausible { "rounded border border-amber-300 bg-amber-50 p-3" } else { "text-slate-600" }
+        <p class=if store_worst_case || store_meter_set_aside.is_some() { "rounded border border-amber-300 bg-amber-50 p-3" } else { "text-slate-600" }
             data-testid="store-note">{store_note}</p>
         {nodes.into_iter().map(|node| view! { <NodeTable node/> }.into_any()).collect_view()}
         <ConnectorTable connectors max_priority/>

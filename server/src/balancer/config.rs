@@ -90,6 +90,11 @@ pub struct StoreConfig {
     /// `rise_per_min` and `max_rise` apply.
     #[serde(default)]
     pub learn_rise: Option<RiseLearning>,
+    /// A meter that repeats one reading, to the tenth of an amp on every phase, for this long is
+    /// not believed until it reads something else (see [`crate::balancer::store::Unchanged`]);
+    /// zero: never.
+    #[serde(default)]
+    pub frozen_after: Millis,
 }
 
 /// How a car's own maximum current is learned from its draw.
@@ -190,6 +195,7 @@ impl SiteConfig {
                 reaction_time: Millis(0),
                 replan: Millis::from_secs(5),
                 learn_rise: None,
+                frozen_after: Millis(0),
             },
             learning: LearningConfig {
                 window: Millis::from_secs(120),

@@ -47,7 +47,7 @@ use crate::balancer::alloc::{self, Demand};
 use crate::balancer::config::{
     wiring_phases, ConfigError, LearningConfig, SiteConfig, SiteMeter, Topology, Wiring, ROOT,
 };
-use crate::balancer::store::RiseHistory;
+use crate::balancer::store::{RiseHistory, Unchanged};
 use crate::balancer::units::{
     ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, PhaseSet, SessionKey,
 };
@@ -500,6 +500,24 @@ impl Conn {
     }
 }
 
+/// Why the store meter's readings are not believed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MeterDoubt {
+    /// Far below anything it read over its memory: a loose current clamp, a gateway filling gaps
+    /// with zeros (see [`RiseHistory::implausible`]).
+    FarBelowFloor,
+    /// The same reading, to the tenth of an amp, for too long: a gateway repeating the last value
+    /// it had (see [`crate::balancer::store::Unchanged`]).
+    Unchanged,
+}
+
+/// The store meter's readings are set aside: why, and since when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAside {
+    pub why: MeterDoubt,
+    pub since: Millis,
+}
+
 /// The live budget, for the operator API.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -523,10 +541,9 @@ pub struct Snapshot {
     pub connectors: Vec<ConnectorView>,
     /// Some budget exceeds a limit (an exogenous change; decreases are in flight).
     pub overcommitted: bool,
-    /// Since when the store meter reads far below anything it read over its memory (a loose
-    /// clamp, a meter reading zeros): its readings are set aside and the worst case is counted,
-    /// until it reads what a store can again.
-    pub store_meter_implausible: Option<Millis>,
+    /// Since when, and why, the store meter's readings are not believed: the worst case is
+    /// counted until it reads what a store can again.
+    pub store_meter_set_aside: Option<SetAside>,
 }
 
 /// One node of the circuit tree (`circuit: None` = the grid connection).
@@ -596,8 +613,10 @@ pub struct Balancer {
     store: Option<(PerPhase, Millis)>,
     /// The store's readings and rises, when the rise is learned.
     store_history: RiseHistory,
-    /// Since when the store meter's readings are not believed (see [`Snapshot`]).
-    store_implausible: Option<Millis>,
+    /// Since when, and why, the store meter's readings are not believed (see [`Snapshot`]).
+    store_set_aside: Option<SetAside>,
+    /// How long the store meter has read one value.
+    store_unchanged: Unchanged,
     next_id: u64,
     owners: HashMap<CommandId, (usize, u64)>,
     /// Default profiles in flight, by connector index.
@@ -649,7 +668,8 @@ impl Balancer {
             conns,
             store: None,
             store_history: RiseHistory::default(),
-            store_implausible: None,
+            store_set_aside: None,
+            store_unchanged: Unchanged::default(),
             next_id: 1,
             owners: HashMap::new(),
             default_owners: HashMap::new(),
@@ -725,7 +745,8 @@ impl Balancer {
     pub fn carry_store(&mut self, from: &Balancer) {
         self.store = from.store;
         self.store_history = from.store_history.clone();
-        self.store_implausible = from.store_implausible;
+        self.store_set_aside = from.store_set_aside;
+        self.store_unchanged = from.store_unchanged.clone();
     }
 
     /// What connector's own default may be on its charger (accepted or in flight), for a rebuilt
@@ -957,34 +978,42 @@ impl Balancer {
             Event::StoreMeter { currents, measured_at } => {
                 // Out-of-order readings must not replace a newer one.
                 if self.store.is_none_or(|(_, at)| measured_at >= at) {
-                    let mut believed = true;
+                    let frozen =
+                        self.store_unchanged.frozen(measured_at, currents, self.cfg.store.frozen_after);
+                    let mut doubt = frozen.then_some(MeterDoubt::Unchanged);
                     if let Some(learn) = &self.cfg.store.learn_rise {
                         let store = match self.cfg.store.meter {
                             SiteMeter::Incomer => self.store_behind_incomer(currents, measured_at, now),
                             SiteMeter::Store => currents,
                         };
-                        let implausible = self.store_history.implausible(learn, store);
-                        if implausible.is_empty() {
+                        if doubt.is_none() && !self.store_history.implausible(learn, store).is_empty() {
+                            doubt = Some(MeterDoubt::FarBelowFloor);
+                        }
+                        if doubt.is_none() {
                             self.store_history.observe(learn, measured_at, store);
-                        } else {
-                            // Not believed on any phase (the clamp that came loose may read low on
-                            // one phase while another rose): the worst case counts at once.
-                            believed = false;
-                            if self.store_implausible.is_none() {
-                                tracing::warn!(
-                                    ?implausible,
-                                    ?currents,
-                                    "store meter reads far below its floor; set aside, worst case counted"
-                                );
-                                self.store_implausible = Some(measured_at);
-                            }
                         }
                     }
-                    if believed {
-                        if self.store_implausible.take().is_some() {
-                            tracing::info!("store meter reads plausibly again");
+                    match doubt {
+                        // Not believed on any phase (a clamp loose on one phase tells nothing of
+                        // the others, which may have risen meanwhile), nor learned from: the
+                        // worst case counts at once.
+                        Some(why) => {
+                            if self.store_set_aside.is_none_or(|s| s.why != why) {
+                                tracing::warn!(
+                                    ?why,
+                                    ?currents,
+                                    "store meter reading set aside; worst case counted"
+                                );
+                            }
+                            let since = self.store_set_aside.map_or(measured_at, |s| s.since);
+                            self.store_set_aside = Some(SetAside { why, since });
                         }
-                        self.store = Some((currents, measured_at));
+                        None => {
+                            if self.store_set_aside.take().is_some() {
+                                tracing::info!("store meter reads plausibly again");
+                            }
+                            self.store = Some((currents, measured_at));
+                        }
                     }
                 }
             }
@@ -1309,7 +1338,7 @@ impl Balancer {
             }
             (other, _) => other,
         };
-        if self.store_implausible.is_some() {
+        if self.store_set_aside.is_some() {
             return (sc.worst_case, true);
         }
         match store {
@@ -1970,7 +1999,7 @@ impl Balancer {
             nodes,
             connectors,
             overcommitted: self.overcommitted,
-            store_meter_implausible: self.store_implausible,
+            store_meter_set_aside: self.store_set_aside,
         }
     }
 }

@@ -490,7 +490,7 @@ fn a_store_meter_reading_far_below_anything_it_read_is_set_aside() {
     h.advance(60);
     let cmds = h.store([1, 35, 30]);
     let snap = h.b.snapshot(h.now);
-    assert_eq!(snap.store_meter_implausible, Some(h.now));
+    assert_eq!(snap.store_meter_set_aside, Some(SetAside { why: MeterDoubt::FarBelowFloor, since: h.now }));
     assert_eq!(snap.store_reading, Some(PerPhase([a(40), a(35), a(30)])), "the last believed reading, shown");
     assert!(snap.store_worst_case);
     assert_eq!(snap.store_assumed, worst);
@@ -505,14 +505,50 @@ fn a_store_meter_reading_far_below_anything_it_read_is_set_aside() {
     let snap = h.b.snapshot(h.now);
     assert!(snap.store_worst_case);
     assert_eq!(snap.store_assumed, worst);
-    assert_eq!(snap.store_meter_implausible, Some(since), "since the first");
+    assert_eq!(snap.store_meter_set_aside.map(|s| s.since), Some(since), "since the first");
     // Fixed: believed again, and the jump back from 1 A teaches no rise.
     h.advance(60);
     h.store([40, 35, 30]);
     let snap = h.b.snapshot(h.now);
-    assert_eq!(snap.store_meter_implausible, None);
+    assert_eq!(snap.store_meter_set_aside, None);
     assert!(!snap.store_worst_case);
     assert_eq!(snap.store_rise_learned, Some(PerPhase([a(0); 3])));
+}
+
+#[test]
+fn a_store_meter_that_repeats_one_reading_for_a_quarter_of_an_hour_is_set_aside() {
+    // No history needed: a store is never that still.
+    let mut cfg = site([60; 3], vec![], vec![conn(0, None, ST, 0)]);
+    cfg.store.worst_case = PerPhase::uniform(a(50));
+    cfg.store.frozen_after = crate::balancer::store::FROZEN_AFTER;
+    let mut h = H::new(cfg);
+    h.store([40, 35, 30]);
+    h.start(0, three());
+    h.settle();
+    assert_eq!(h.acked(0), a(20), "60 A less the store's 40 A on L1");
+    // The gateway loses the meter and posts its last value every minute.
+    for _ in 0..14 {
+        h.advance(60);
+        h.store([40, 35, 30]);
+    }
+    assert_eq!(h.b.snapshot(h.now).store_meter_set_aside, None, "14 minutes still is believed");
+    h.advance(60);
+    let cmds = h.store([40, 35, 30]);
+    let snap = h.b.snapshot(h.now);
+    assert_eq!(snap.store_meter_set_aside, Some(SetAside { why: MeterDoubt::Unchanged, since: h.now }));
+    assert!(snap.store_worst_case);
+    assert_eq!(snap.store_assumed, PerPhase::uniform(a(50)));
+    let (_, down, _) = limit_for(&cmds, 0).expect("the car makes room for the worst case");
+    assert_eq!(down, a(10));
+    // The meter is back: the store moved a tenth of an amp, which is believed.
+    h.settle();
+    h.advance(60);
+    h.ev(Event::StoreMeter { currents: PerPhase([DeciAmps::new(401), a(35), a(30)]), measured_at: h.now });
+    h.settle();
+    let snap = h.b.snapshot(h.now);
+    assert_eq!(snap.store_meter_set_aside, None);
+    assert!(!snap.store_worst_case);
+    assert_eq!(h.acked(0), DeciAmps::new(199));
 }
 
 #[test]

@@ -240,6 +240,9 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     let mut config = SiteConfig::with_defaults(PerPhase(site.grid_limit_da.map(da)), circuits, connectors);
     config.store.worst_case = PerPhase::uniform(da(site.store_worst_case_da));
     config.store.meter = site.site_meter;
+    // A store is never still to the tenth of an amp for a quarter of an hour; a gateway that lost
+    // its meter and repeats the last value is.
+    config.store.frozen_after = crate::balancer::store::FROZEN_AFTER;
     // Between readings the store may have risen; bounded, and zero for a fresh reading.
     config.store.rise_per_min = DeciAmps::from_amps(14);
     config.store.max_rise = DeciAmps::from_amps(16);

@@ -355,6 +355,7 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
             // The store load is constant within a step and every step brings a reading and a
             // new plan: nothing can rise between plans.
             replan: Millis(0),
+            frozen_after: crate::balancer::store::FROZEN_AFTER,
             // Learned over the blind spot of a reading of the usual age (with no delays there is
             // none to learn).
             learn_rise: (o.learn_store_rise && o.meter_lag_steps + o.latency_steps > 0).then(|| {

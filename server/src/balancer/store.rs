@@ -19,6 +19,38 @@ use crate::balancer::units::{DeciAmps, Millis, PerPhase, Phase};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
+/// How long a meter has read one and the same value, to the tenth of an amp on every phase.
+///
+/// A store's load is never that still: compressors cycle, doors open, tills and lights come and
+/// go. A meter gateway that lost its meter but keeps posting the last value it had, with fresh
+/// timestamps, is: believed, it would be the last good value forever, however far the store has
+/// risen since. A store drawing next to nothing (a pod switched off) is still, and is believed.
+#[derive(Clone, Debug, Default)]
+pub struct Unchanged {
+    last: Option<(PerPhase, Millis)>,
+}
+
+/// Our policy: a quarter of an hour of one reading is a frozen meter.
+pub const FROZEN_AFTER: Millis = Millis(15 * 60 * 1000);
+
+/// A reading whose every phase is below this is a store switched off, not a frozen meter.
+const STILL_IS_PLAUSIBLE_BELOW: DeciAmps = DeciAmps::from_amps(2);
+
+impl Unchanged {
+    /// Records a reading (in time order); true if the meter has now read exactly it for `after`
+    /// or longer (never for a zero `after`, nor for a store drawing next to nothing).
+    pub fn frozen(&mut self, at: Millis, reading: PerPhase, after: Millis) -> bool {
+        let since = match self.last {
+            Some((same, since)) if same == reading => since,
+            _ => at,
+        };
+        self.last = Some((reading, since));
+        after > Millis(0)
+            && at.since(since) >= after
+            && Phase::ALL.iter().any(|&p| reading.get(p) >= STILL_IS_PLAUSIBLE_BELOW)
+    }
+}
+
 /// How long our policy remembers the store's rises, and so how much meter history is worth keeping.
 pub const MEMORY_DAYS: u64 = 28;
 
@@ -348,6 +380,29 @@ mod tests {
 
     fn minute(m: u64) -> Millis {
         Millis::from_secs(60 * m)
+    }
+
+    #[test]
+    fn a_meter_that_repeats_one_reading_for_long_enough_is_frozen() {
+        let mut u = Unchanged::default();
+        let after = Millis::from_secs(15 * 60);
+        for m in 0..15 {
+            assert!(!u.frozen(minute(m), pp(30, 20, 10), after), "minute {m}");
+        }
+        assert!(u.frozen(minute(15), pp(30, 20, 10), after), "a quarter of an hour to the tenth of an amp");
+        assert!(u.frozen(minute(16), pp(30, 20, 10), after));
+        // A tenth of an amp on one phase is a live meter again; the count starts over.
+        let moved = PerPhase([DeciAmps::new(300), DeciAmps::new(201), DeciAmps::new(100)]);
+        assert!(!u.frozen(minute(17), moved, after));
+        assert!(!u.frozen(minute(31), moved, after));
+        assert!(u.frozen(minute(32), moved, after));
+        // A store switched off is still, and believed: under 2 A on every phase.
+        let mut off = Unchanged::default();
+        let still = PerPhase([DeciAmps::new(19), DeciAmps::ZERO, DeciAmps::new(5)]);
+        assert!((0..120).all(|m| !off.frozen(minute(m), still, after)));
+        // Zero: never frozen.
+        let mut never = Unchanged::default();
+        assert!((0..120).all(|m| !never.frozen(minute(m), pp(30, 20, 10), Millis(0))));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use server::balancer::units::*;
 use server::balancer::EvPhases;
 use server::balancer::{
     Balancer, CircuitConfig, Command, ConfigError, ConnectorConfig, Event, HandoverConfig, Lens, RiseHistory,
-    RiseLearning, SessionInfo, SiteConfig,
+    RiseLearning, SessionInfo, SiteConfig, Unchanged,
 };
 
 #[derive(Clone, Debug)]
@@ -37,19 +37,51 @@ struct ConnSpec {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Start { conn: usize, three: bool, declare: bool, ev_max: Option<u32>, need_wh: Option<u32> },
-    End { conn: usize },
-    Store { amps: [u32; 3] },
-    Meter { conn: usize, amps: u32 },
-    Ack { pick: usize },
+    Start {
+        conn: usize,
+        three: bool,
+        declare: bool,
+        ev_max: Option<u32>,
+        need_wh: Option<u32>,
+    },
+    End {
+        conn: usize,
+    },
+    Store {
+        amps: [u32; 3],
+    },
+    /// The store meter sends its last reading again (a gateway that lost its meter).
+    StoreSame,
+    Meter {
+        conn: usize,
+        amps: u32,
+    },
+    Ack {
+        pick: usize,
+    },
     AckAll,
-    Reject { pick: usize },
-    Offline { conn: usize },
-    Online { conn: usize },
-    Unsupported { conn: usize },
-    Clock { conn: usize, trusted: bool },
-    Advance { secs: u64 },
-    Grid { amps: [u32; 3] },
+    Reject {
+        pick: usize,
+    },
+    Offline {
+        conn: usize,
+    },
+    Online {
+        conn: usize,
+    },
+    Unsupported {
+        conn: usize,
+    },
+    Clock {
+        conn: usize,
+        trusted: bool,
+    },
+    Advance {
+        secs: u64,
+    },
+    Grid {
+        amps: [u32; 3],
+    },
 }
 
 fn op(n: usize) -> impl Strategy<Value = Op> {
@@ -58,6 +90,7 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
             .prop_map(|(conn, three, declare, ev_max, need_wh)| Op::Start { conn, three, declare, ev_max, need_wh }),
         2 => (0..n).prop_map(|conn| Op::End { conn }),
         3 => prop::array::uniform3(0u32..60).prop_map(|amps| Op::Store { amps }),
+        2 => Just(Op::StoreSame),
         3 => (0..n, 0u32..40).prop_map(|(conn, amps)| Op::Meter { conn, amps }),
         5 => any::<usize>().prop_map(|pick| Op::Ack { pick }),
         2 => Just(Op::AckAll),
@@ -187,8 +220,12 @@ struct World {
     store: Option<([u32; 3], u64)>,
     /// The store meter's readings, when its rise is learned.
     history: RiseHistory,
-    /// The latest reading was far below the store's floor: not believed, the worst case counts.
-    store_implausible: bool,
+    /// The latest reading was far below the store's floor, or the meter has read it unchanged too
+    /// long: not believed, the worst case counts.
+    store_set_aside: bool,
+    unchanged: Unchanged,
+    /// The meter's latest reading, believed or not.
+    last_store: Option<[u32; 3]>,
     outstanding: Vec<(u64, usize, Option<u64>)>, // (command id, connector, epoch; None: a default)
     now: u64,
 }
@@ -225,7 +262,7 @@ impl World {
     fn store_assumed(&self) -> [u32; 3] {
         let sc = &self.cfg.store;
         match self.store {
-            _ if self.store_implausible => sc.worst_case.0.map(|x| x.get()),
+            _ if self.store_set_aside => sc.worst_case.0.map(|x| x.get()),
             Some((a, at)) if self.now - at <= sc.max_age.0 => {
                 // The reading plus how far the store can have risen while we were blind (until
                 // the next plan's decreases are in force).
@@ -420,6 +457,8 @@ fn build(
         .collect();
     let mut cfg = SiteConfig::with_defaults(PerPhase(grid.map(a)), ccfg, kcfg);
     cfg.store.worst_case = PerPhase(worst.map(a));
+    // A meter repeating itself is caught before its reading goes stale (90 s).
+    cfg.store.frozen_after = Millis::from_secs(60);
     cfg.store.max_age = Millis::from_secs(90);
     cfg.store.rise_per_min = a(rise);
     cfg.store.max_rise = a(max_rise);
@@ -474,7 +513,9 @@ fn build(
             conns: models,
             store: None,
             history: RiseHistory::default(),
-            store_implausible: false,
+            store_set_aside: false,
+            unchanged: Unchanged::default(),
+            last_store: None,
             outstanding: Vec::new(),
             now: 0,
         },
@@ -535,11 +576,20 @@ proptest! {
                     m.smart_broken = false;
                     Event::SessionEnded { connector: ConnectorKey(i as u32) }
                 }
-                Op::Store { amps } => {
+                Op::StoreSame | Op::Store { .. } => {
+                    let amps = match op {
+                        Op::Store { amps } => amps,
+                        _ => match w.last_store {
+                            Some(amps) => amps,
+                            None => continue,
+                        },
+                    };
+                    w.last_store = Some(amps);
                     let reading = PerPhase(amps.map(DeciAmps::from_amps));
-                    w.store_implausible =
-                        w.cfg.store.learn_rise.as_ref().is_some_and(|l| !w.history.implausible(l, reading).is_empty());
-                    if !w.store_implausible {
+                    let frozen = w.unchanged.frozen(Millis(w.now), reading, w.cfg.store.frozen_after);
+                    w.store_set_aside = frozen
+                        || w.cfg.store.learn_rise.as_ref().is_some_and(|l| !w.history.implausible(l, reading).is_empty());
+                    if !w.store_set_aside {
                         w.store = Some((amps.map(|x| x * 10), w.now));
                         if let Some(l) = &w.cfg.store.learn_rise {
                             w.history.observe(l, Millis(w.now), reading);

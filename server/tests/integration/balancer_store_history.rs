@@ -100,11 +100,11 @@ on_both_backends! {
         record_a_day_and_an_hour(t, site, now_ms(), |_| [20, 20, 20]).await;
         let hub = Hub::start(&t.db, Registry::default()).await.expect("hub");
         let before = hub.budget(site).await.expect("the site is balanced").snapshot;
-        assert_eq!(before.store_meter_implausible, None);
+        assert_eq!(before.store_meter_set_aside, None);
         // The clamps come loose: zeros. Set aside, and the operator told.
         assert!(hub.store_meter(site, [DeciAmps::ZERO; 3]));
         let snap = hub.budget(site).await.expect("budget").snapshot;
-        assert!(snap.store_meter_implausible.is_some(), "{snap:?}");
+        assert!(snap.store_meter_set_aside.is_some_and(|s| s.why == server::balancer::MeterDoubt::FarBelowFloor), "{snap:?}");
         assert_eq!(snap.store_reading.map(|r| r.0), Some([DeciAmps::from_amps(20); 3]), "the last believed reading, shown");
         assert!(snap.store_worst_case, "{snap:?}");
         assert!(
@@ -114,7 +114,7 @@ on_both_backends! {
         // Fixed: believed again.
         assert!(hub.store_meter(site, [DeciAmps::from_amps(21); 3]));
         let snap = hub.budget(site).await.expect("budget").snapshot;
-        assert_eq!(snap.store_meter_implausible, None);
+        assert_eq!(snap.store_meter_set_aside, None);
         assert_eq!(snap.store_reading.map(|r| r.0), Some([DeciAmps::from_amps(21); 3]));
     }
 }

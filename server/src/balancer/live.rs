@@ -240,9 +240,9 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     let mut config = SiteConfig::with_defaults(PerPhase(site.grid_limit_da.map(da)), circuits, connectors);
     config.store.worst_case = PerPhase::uniform(da(site.store_worst_case_da));
     config.store.meter = site.site_meter;
-    // A store is never still to the tenth of an amp for a quarter of an hour; a gateway that lost
-    // its meter and repeats the last value is.
-    config.store.frozen_after = crate::balancer::store::FROZEN_AFTER;
+    // A store is never still to the tenth of an amp for long; a gateway that lost its meter and
+    // repeats the last value is.
+    config.store.frozen_after = site.store_meter_frozen_after;
     // Between readings the store may have risen; bounded, and zero for a fresh reading.
     config.store.rise_per_min = DeciAmps::from_amps(14);
     config.store.max_rise = DeciAmps::from_amps(16);
@@ -1590,6 +1590,7 @@ mod tests {
                 clock_skew: Millis::from_secs(1),
             }),
             idle_raise_after: Millis::from_secs(120),
+            store_meter_frozen_after: crate::balancer::store::FROZEN_AFTER,
             circuits: vec![balancing::CircuitRow { id: 7, parent: None, limit_da: [660; 3] }],
             connectors: vec![
                 row("FM-CAM-01", 1),

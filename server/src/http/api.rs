@@ -597,6 +597,8 @@ pub fn openapi_document() -> Value {
             "properties": {"lead_s": {"type": "number", "minimum": 1, "maximum": balancing::HANDOVER_MAX_LEAD_S}, "clock_skew_s": {"type": "number", "minimum": 0, "maximum": balancing::HANDOVER_MAX_SKEW_S}}},
         "idle_default_raise_after_s": {"type": "number", "minimum": 0, "maximum": balancing::IDLE_RAISE_AFTER_MAX_S, "default": balancing::IDLE_RAISE_AFTER_DEFAULT_S,
             "description": "seconds the room for an idle connector's own default (the fallback) must last before it goes back up; decreases never wait. A car arriving soon after another left then sends no profile to every idle connector and back"},
+        "store_meter_frozen_after_s": {"type": "number", "minimum": 0, "maximum": balancing::STORE_METER_FROZEN_AFTER_MAX_S, "default": balancing::STORE_METER_FROZEN_AFTER_DEFAULT_S,
+            "description": "seconds the store meter may send one and the same reading (to the tenth of an amp, on every phase, any of them 2 A or more) before its readings are set aside and the store's worst case counted until it moves again: a gateway that lost its meter and repeats the last value. 0: never, for a meter of whole amps on a store that truly is that still"},
         "circuits": {"type": "array", "items": {"type": "object", "required": ["name", "limit_a"], "properties": {
             "name": {"type": "string"}, "parent": {"type": ["string", "null"]}, "limit_a": phases}}},
         "connectors": {"type": "array", "items": {"type": "object", "required": ["charger_id", "connector_no", "max_current_a", "phases", "rotation"], "properties": {

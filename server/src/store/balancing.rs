@@ -129,6 +129,8 @@ pub struct SiteElectrics {
     pub handover: Option<HandoverConfig>,
     /// How long the room for an idle connector's default must last before it goes back up.
     pub idle_raise_after: Millis,
+    /// How long the store meter may repeat one reading before it is not believed (zero: never).
+    pub store_meter_frozen_after: Millis,
     pub circuits: Vec<CircuitRow>,
     pub connectors: Vec<ConnectorRow>,
     pub open_sessions: Vec<OpenSession>,
@@ -148,7 +150,7 @@ pub async fn all_sites(db: &Db) -> Result<Vec<SiteElectrics>, StoreError> {
 pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreError> {
     let Some(s) = sqlx::query(
         "SELECT id, grid_limit_l1_da, grid_limit_l2_da, grid_limit_l3_da, store_worst_case_da, connector_fallback_da, store_meter_charger_id, site_meter, \
-         handover_lead_ms, handover_clock_skew_ms, idle_raise_after_ms FROM sites WHERE id = $1",
+         handover_lead_ms, handover_clock_skew_ms, idle_raise_after_ms, store_meter_frozen_after_ms FROM sites WHERE id = $1",
     )
     .bind(id.0)
     .fetch_optional(db.pool())
@@ -234,6 +236,9 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
             clock_skew: Millis(u64::try_from(skew_ms).unwrap_or(0)),
         }),
         idle_raise_after: Millis(u64::try_from(s.try_get::<i64, _>("idle_raise_after_ms")?).unwrap_or(0)),
+        store_meter_frozen_after: Millis(
+            u64::try_from(s.try_get::<i64, _>("store_meter_frozen_after_ms")?).unwrap_or(0),
+        ),
         circuits,
         connectors,
         open_sessions,
@@ -266,6 +271,12 @@ pub struct ElectricsSpec {
     /// (decreases never wait); absent: [`IDLE_RAISE_AFTER_DEFAULT_S`].
     #[serde(default = "idle_raise_after_default_s")]
     pub idle_default_raise_after_s: f64,
+    /// Seconds the store meter may send one and the same reading before its readings are set
+    /// aside and the worst case counted (a gateway repeating the last value it had); 0: never, for
+    /// a meter of whole amps on a store that truly is that still; absent:
+    /// [`STORE_METER_FROZEN_AFTER_DEFAULT_S`].
+    #[serde(default = "store_meter_frozen_after_default_s")]
+    pub store_meter_frozen_after_s: f64,
     #[serde(default)]
     pub circuits: Vec<CircuitSpec>,
     /// Connectors whose ratings or wiring change; the others keep theirs.
@@ -292,6 +303,15 @@ pub const IDLE_RAISE_AFTER_MAX_S: f64 = 3600.0;
 
 fn idle_raise_after_default_s() -> f64 {
     IDLE_RAISE_AFTER_DEFAULT_S
+}
+
+/// Our policy (see [`crate::balancer::store::FROZEN_AFTER`]), unless a site says.
+pub const STORE_METER_FROZEN_AFTER_DEFAULT_S: f64 = crate::balancer::store::FROZEN_AFTER.0 as f64 / 1000.0;
+/// The longest a site may believe a meter repeating itself: a day.
+pub const STORE_METER_FROZEN_AFTER_MAX_S: f64 = 86_400.0;
+
+fn store_meter_frozen_after_default_s() -> f64 {
+    STORE_METER_FROZEN_AFTER_DEFAULT_S
 }
 
 /// The longest handover lead: a decrease deferred longer is no longer a handover.
@@ -349,6 +369,7 @@ pub async fn electrics_spec(db: &Db, id: SiteId) -> Result<Option<ElectricsSpec>
             clock_skew_s: h.clock_skew.0 as f64 / 1000.0,
         }),
         idle_default_raise_after_s: site.idle_raise_after.0 as f64 / 1000.0,
+        store_meter_frozen_after_s: site.store_meter_frozen_after.0 as f64 / 1000.0,
         circuits: site
             .circuits
             .iter()
@@ -478,12 +499,19 @@ pub fn electrics_from_spec(
             "idle_default_raise_after_s must be 0 to {IDLE_RAISE_AFTER_MAX_S} seconds"
         )));
     }
+    let frozen_after = spec.store_meter_frozen_after_s;
+    if !frozen_after.is_finite() || !(0.0..=STORE_METER_FROZEN_AFTER_MAX_S).contains(&frozen_after) {
+        return Err(ElectricsError::Invalid(format!(
+            "store_meter_frozen_after_s must be 0 (never) to {STORE_METER_FROZEN_AFTER_MAX_S} seconds"
+        )));
+    }
     Ok(SiteElectrics {
         site: current.site,
         store_meter_charger: spec.store_meter_charger.clone(),
         site_meter: spec.site_meter,
         handover,
         idle_raise_after: Millis((raise_after * 1000.0).round() as u64),
+        store_meter_frozen_after: Millis((frozen_after * 1000.0).round() as u64),
         grid_limit_da,
         // The worst case is rounded up, what we may allocate down: both err on the safe side.
         store_worst_case_da: deci("store_worst_case_a", spec.store_worst_case_a, false, false)?,
@@ -523,8 +551,8 @@ pub async fn store_electrics(
     let site = checked.site.0;
     sqlx::query(
         "UPDATE sites SET grid_limit_l1_da = $2, grid_limit_l2_da = $3, grid_limit_l3_da = $4, store_worst_case_da = $5, connector_fallback_da = $6, \
-         store_meter_charger_id = $7, site_meter = $8, handover_lead_ms = $9, handover_clock_skew_ms = $10, idle_raise_after_ms = $11 \
-         WHERE id = $1",
+         store_meter_charger_id = $7, site_meter = $8, handover_lead_ms = $9, handover_clock_skew_ms = $10, idle_raise_after_ms = $11, \
+         store_meter_frozen_after_ms = $12 WHERE id = $1",
     )
     .bind(site)
     .bind(checked.grid_limit_da[0])
@@ -540,6 +568,7 @@ pub async fn store_electrics(
     .bind(checked.handover.map(|h| i64::try_from(h.lead.0).unwrap_or(i64::MAX)))
     .bind(checked.handover.map_or(0, |h| i64::try_from(h.clock_skew.0).unwrap_or(i64::MAX)))
     .bind(i64::try_from(checked.idle_raise_after.0).unwrap_or(i64::MAX))
+    .bind(i64::try_from(checked.store_meter_frozen_after.0).unwrap_or(i64::MAX))
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE connectors SET circuit_id = NULL WHERE charger_id IN (SELECT id FROM chargers WHERE site_id = $1)").bind(site).execute(&mut *tx).await?;

@@ -217,3 +217,69 @@ on_both_backends! {
         assert_eq!(kept.len(), usize::try_from(minutes + 1 - 15).expect("a count"), "only the stretch is forgotten");
     }
 }
+
+on_both_backends! {
+    async fn a_store_meter_that_repeats_itself_is_set_aside_and_the_site_says_how_soon(t: &TestDb) {
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let themes =
+            Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("repo themes load");
+        let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
+        let ocpp = server::ocpp::CentralSystem::start(t.db.clone(), Default::default()).await.expect("balancers start");
+        let app = router(AppState::new(leptos, t.db.clone(), Arc::new(themes), ocpp));
+        let token = format!("Bearer {}", seed::OPERATOR_API_TOKEN);
+        let call = |method: &str, uri: &str, body: Option<&serde_json::Value>| {
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::AUTHORIZATION, token.as_str())
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+                .expect("request")
+        };
+        let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).expect("json");
+        let (status, _, body) = send(&app, call("GET", "/api/v1/sites/1/electrics", None)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let original = json(&body);
+        assert_eq!(original["store_meter_frozen_after_s"], 900.0, "a quarter of an hour unless the site says");
+        let with = |s: serde_json::Value| {
+            let mut spec = original.clone();
+            spec["store_meter_frozen_after_s"] = s;
+            spec
+        };
+        for bad in [serde_json::json!(-1), serde_json::json!(86_401), serde_json::json!("soon")] {
+            let (status, _, body) = send(&app, call("PUT", "/api/v1/sites/1/electrics", Some(&with(bad.clone())))).await;
+            assert!(status.is_client_error(), "{bad}: {status} {body}");
+            assert!(json(&body)["error"].as_str().is_some_and(|e| e.contains("store_meter_frozen_after_s")), "{body}");
+        }
+        // One second here, so the test need not wait a quarter of an hour.
+        let (status, _, body) = send(&app, call("PUT", "/api/v1/sites/1/electrics", Some(&with(serde_json::json!(1))))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let reading = serde_json::json!({"l1_a": 40.0, "l2_a": 35.0, "l3_a": 30.0});
+        let set_aside = |body: &str| json(body)["snapshot"]["store_meter_set_aside"].clone();
+        let (status, _, body) = send(&app, call("POST", "/api/v1/sites/1/meter", Some(&reading))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, _, body) = send(&app, call("GET", "/api/v1/sites/1/budget", None)).await;
+        assert_eq!(set_aside(&body), serde_json::Value::Null, "{body}");
+        assert_eq!(json(&body)["snapshot"]["store_worst_case"], false, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        send(&app, call("POST", "/api/v1/sites/1/meter", Some(&reading))).await;
+        let (_, _, body) = send(&app, call("GET", "/api/v1/sites/1/budget", None)).await;
+        assert_eq!(set_aside(&body)["why"], "Unchanged", "{body}");
+        assert_eq!(json(&body)["snapshot"]["store_worst_case"], true, "{body}");
+        // It moves: believed again.
+        let moved = serde_json::json!({"l1_a": 40.1, "l2_a": 35.0, "l3_a": 30.0});
+        send(&app, call("POST", "/api/v1/sites/1/meter", Some(&moved))).await;
+        let (_, _, body) = send(&app, call("GET", "/api/v1/sites/1/budget", None)).await;
+        assert_eq!(set_aside(&body), serde_json::Value::Null, "{body}");
+        assert_eq!(json(&body)["snapshot"]["store_worst_case"], false, "{body}");
+        // 0: never (a meter of whole amps on a store that truly is that still).
+        let (status, _, body) = send(&app, call("PUT", "/api/v1/sites/1/electrics", Some(&with(serde_json::json!(0))))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for _ in 0..2 {
+            send(&app, call("POST", "/api/v1/sites/1/meter", Some(&moved))).await;
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        }
+        let (_, _, body) = send(&app, call("GET", "/api/v1/sites/1/budget", None)).await;
+        assert_eq!(set_aside(&body), serde_json::Value::Null, "{body}");
+    }
+}

@@ -66,8 +66,28 @@ pub struct SiteLoad {
     pub max_priority: u8,
 }
 
+/// A site whose balancing wants an operator's eye, for the network's overview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteAlert {
+    pub site_id: i64,
+    pub site_name: String,
+    pub retailer_name: String,
+    pub alert: SiteAlertKind,
+}
+
+/// What is wrong at a site, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SiteAlertKind {
+    /// What is counted exceeds a limit (the store rose; decreases are on their way).
+    Overcommitted,
+    /// The store meter's readings are set aside: its worst case is counted.
+    StoreMeterSetAside(MeterDoubt),
+    /// The store meter reported and then stopped: its worst case is counted.
+    StoreMeterSilent,
+}
+
 /// Why a store meter's readings are not believed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum MeterDoubt {
     /// Far below anything it read in four weeks: a loose current clamp, zeros from a gateway.
     FarBelowFloor,
@@ -300,6 +320,16 @@ pub async fn network_chargers() -> Result<Vec<ChargerRow>, ServerFnError> {
     ssr::backend()?.network_chargers().await.map_err(ssr::internal)
 }
 
+/// Every balanced site with something wrong, worst first.
+#[server(endpoint = "network_alerts")]
+pub async fn network_alerts() -> Result<Vec<SiteAlert>, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    if me.role != Role::Operator {
+        return Err(ssr::forbidden());
+    }
+    ssr::backend()?.network_alerts().await.map_err(ssr::internal)
+}
+
 #[server(endpoint = "live_site_load")]
 pub async fn live_site_load(site: i64) -> Result<SiteLoad, ServerFnError> {
     let me = ssr::require_signed_in().await?;
@@ -387,6 +417,7 @@ pub mod ssr {
         async fn sign_out(&self, token: &str) -> anyhow_like::Result<()>;
         async fn principal(&self, token: &str) -> anyhow_like::Result<Option<Principal>>;
         async fn network_chargers(&self) -> anyhow_like::Result<Vec<ChargerRow>>;
+        async fn network_alerts(&self) -> anyhow_like::Result<Vec<SiteAlert>>;
         /// `None`: no such site, or it is not balanced.
         async fn site_load(&self, site: SiteId) -> anyhow_like::Result<Option<SiteLoad>>;
         async fn set_session_priority(

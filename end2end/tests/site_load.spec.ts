@@ -138,8 +138,14 @@ test("an operator is told when the store meter repeats itself, and its worst cas
     await meter(5);
     await expect(page.getByTestId("store-note")).toContainText("very same reading", { timeout: 10_000 });
     await expect(page.getByTestId("grid-L1-store")).toHaveText("30.0 A");
+    // The network's overview points at the site too.
+    await page.getByRole("link", { name: "All chargers" }).click();
+    await expect(page).toHaveURL(/\/console$/);
+    await expect(page.getByTestId(`site-alert-${site}`)).toContainText("repeats the very same reading", { timeout: 10_000 });
     // The meter is back: a tenth of an amp more is a live store.
     await meter(5.1);
+    await expect(page.getByTestId("site-alerts")).toHaveCount(0, { timeout: 15_000 });
+    await page.getByRole("link", { name: "FreshMart Camden" }).first().click();
     await expect(page.getByTestId("store-note")).toContainText("latest reading", { timeout: 10_000 });
     expect(await ampsOf(page, "grid-L1-store")).toBeLessThan(30);
   } finally {

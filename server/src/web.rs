@@ -8,7 +8,7 @@ use crate::themes::Themes;
 use app::api::ssr::{anyhow_like::Result, Backend, NewSession, Principal};
 use app::api::{
     CarLoad, ChargerRow, ConnectorLoad, DriverConnector, NodeLoad, PlanOutcome, PriorityChange,
-    RetailerSummary, SiteLoad, SiteRow,
+    RetailerSummary, SiteAlert, SiteAlertKind, SiteLoad, SiteRow,
 };
 use app::domain::{ChargerId, ConnectorNo, DriverPlan, PlanInput, RetailerId, SiteId};
 use std::collections::HashMap;
@@ -92,6 +92,20 @@ impl Backend for WebBackend {
             .collect())
     }
 
+    async fn network_alerts(&self) -> Result<Vec<SiteAlert>> {
+        let mut alerts = Vec::new();
+        for site in self.hub.sites() {
+            let Some(budget) = self.hub.budget(site).await else { continue };
+            let Some(alert) = site_alert(&budget.snapshot) else { continue };
+            let Some((site_name, retailer_name)) = catalog::site_names(&self.db, site).await? else {
+                continue;
+            };
+            alerts.push(SiteAlert { site_id: site.0, site_name, retailer_name, alert });
+        }
+        alerts.sort_by(|a, b| a.alert.cmp(&b.alert).then(a.site_id.cmp(&b.site_id)));
+        Ok(alerts)
+    }
+
     async fn site_load(&self, site: SiteId) -> Result<Option<SiteLoad>> {
         let Some((site_name, retailer_name)) = catalog::site_names(&self.db, site).await? else {
             return Ok(None);
@@ -159,6 +173,27 @@ impl Backend for WebBackend {
 }
 
 /// A site's live budget in the console's terms.
+fn meter_doubt(why: crate::balancer::MeterDoubt) -> app::api::MeterDoubt {
+    match why {
+        crate::balancer::MeterDoubt::FarBelowFloor => app::api::MeterDoubt::FarBelowFloor,
+        crate::balancer::MeterDoubt::Unchanged => app::api::MeterDoubt::Unchanged,
+    }
+}
+
+/// What an operator should look at, if anything: a site without a store meter counts its worst
+/// case by design, and is no alert; one whose meter stopped or reads nonsense is.
+fn site_alert(snapshot: &crate::balancer::Snapshot) -> Option<SiteAlertKind> {
+    if snapshot.overcommitted {
+        Some(SiteAlertKind::Overcommitted)
+    } else if let Some(set_aside) = snapshot.store_meter_set_aside {
+        Some(SiteAlertKind::StoreMeterSetAside(meter_doubt(set_aside.why)))
+    } else if snapshot.store_worst_case && snapshot.store_reading.is_some() {
+        Some(SiteAlertKind::StoreMeterSilent)
+    } else {
+        None
+    }
+}
+
 fn site_load(
     site_name: String,
     retailer_name: String,
@@ -222,13 +257,47 @@ fn site_load(
         retailer_name,
         nodes,
         store_worst_case: snapshot.store_worst_case,
-        store_meter_set_aside: snapshot.store_meter_set_aside.map(|s| match s.why {
-            crate::balancer::MeterDoubt::FarBelowFloor => app::api::MeterDoubt::FarBelowFloor,
-            crate::balancer::MeterDoubt::Unchanged => app::api::MeterDoubt::Unchanged,
-        }),
+        store_meter_set_aside: snapshot.store_meter_set_aside.map(|s| meter_doubt(s.why)),
         store_rise_learned: snapshot.store_rise_learned.is_some(),
         overcommitted: snapshot.overcommitted,
         connectors,
         max_priority: u8::try_from(balancing::MAX_SESSION_PRIORITY).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balancer::{Balancer, DeciAmps, Event, Millis, SiteConfig};
+
+    fn snapshot_after(readings: &[(u64, u32)], now_s: u64) -> crate::balancer::Snapshot {
+        let mut cfg = SiteConfig::with_defaults(PerPhase::uniform(DeciAmps::from_amps(100)), vec![], vec![]);
+        cfg.store.worst_case = PerPhase::uniform(DeciAmps::from_amps(30));
+        cfg.store.frozen_after = Millis::from_secs(60);
+        let mut b = Balancer::new(cfg).expect("a valid site");
+        for &(at_s, amps) in readings {
+            let at = Millis::from_secs(at_s);
+            let currents = PerPhase::uniform(DeciAmps::from_amps(amps));
+            b.handle(Event::StoreMeter { currents, measured_at: at }, at).expect("a reading");
+        }
+        // The site's task ticks as readings age (the balancer asks it to).
+        let now = Millis::from_secs(now_s);
+        b.handle(Event::Tick, now).expect("a tick");
+        b.snapshot(now)
+    }
+
+    #[test]
+    fn a_site_wants_a_look_when_its_meter_stopped_or_is_set_aside_not_when_it_has_none() {
+        assert_eq!(site_alert(&snapshot_after(&[], 600)), None, "no meter: the worst case by design");
+        assert_eq!(site_alert(&snapshot_after(&[(0, 10), (30, 11)], 40)), None, "a live meter");
+        assert_eq!(
+            site_alert(&snapshot_after(&[(0, 10), (30, 11)], 600)),
+            Some(SiteAlertKind::StoreMeterSilent),
+            "it reported, then stopped"
+        );
+        assert_eq!(
+            site_alert(&snapshot_after(&[(0, 10), (30, 10), (60, 10)], 60)),
+            Some(SiteAlertKind::StoreMeterSetAside(app::api::MeterDoubt::Unchanged))
+        );
     }
 }

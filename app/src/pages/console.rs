@@ -1,8 +1,8 @@
 //! The operator console: every charger on the network, and each site's live load.
 
 use crate::api::{
-    amps, live_site_load, network_chargers, ConnectorLoad, MeterDoubt, NodeLoad, SetSessionPriority, SignOut,
-    SiteLoad,
+    amps, live_site_load, network_alerts, network_chargers, ConnectorLoad, MeterDoubt, NodeLoad,
+    SetSessionPriority, SignOut, SiteAlert, SiteAlertKind, SiteLoad,
 };
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -12,6 +12,7 @@ use leptos_router::hooks::use_params_map;
 pub fn ConsolePage() -> impl IntoView {
     let tick = super::ticking(5);
     let chargers = Resource::new(move || tick.get(), |_| network_chargers());
+    let alerts = Resource::new(move || tick.get(), |_| network_alerts());
     let sign_out = ServerAction::<SignOut>::new();
     view! {
         <main class="mx-auto max-w-5xl p-6 space-y-4">
@@ -19,6 +20,12 @@ pub fn ConsolePage() -> impl IntoView {
                 <h1 class="text-2xl font-bold">"Operator console"</h1>
                 <ActionForm action=sign_out><button class="underline" type="submit">"Sign out"</button></ActionForm>
             </div>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    // Errors (signed out) are shown once, by the chargers' table below.
+                    alerts.await.ok().filter(|a| !a.is_empty()).map(|alerts| view! { <SiteAlerts alerts/> })
+                })}
+            </Transition>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match chargers.await {
@@ -42,6 +49,33 @@ pub fn ConsolePage() -> impl IntoView {
                 })}
             </Transition>
         </main>
+    }
+}
+
+/// The sites whose balancing wants a look, worst first, each linking to its live load.
+#[component]
+fn SiteAlerts(alerts: Vec<SiteAlert>) -> impl IntoView {
+    view! {
+        <section class="rounded border border-amber-300 bg-amber-50 p-3 space-y-1" data-testid="site-alerts">
+            <h2 class="font-semibold">"Sites that need a look"</h2>
+            <ul>
+                {alerts.into_iter().map(|a| {
+                    let what = match a.alert {
+                        SiteAlertKind::Overcommitted => "over a limit: the store rose faster than it was counted",
+                        SiteAlertKind::StoreMeterSetAside(MeterDoubt::FarBelowFloor) => "store meter reads far below anything it read in four weeks: worst case counted",
+                        SiteAlertKind::StoreMeterSetAside(MeterDoubt::Unchanged) => "store meter repeats the very same reading: worst case counted",
+                        SiteAlertKind::StoreMeterSilent => "store meter stopped reporting: worst case counted",
+                    };
+                    let test_id = format!("site-alert-{}", a.site_id);
+                    view! {
+                        <li data-testid=test_id>
+                            <a class="text-blue-700 underline" href=format!("/console/sites/{}", a.site_id)>{a.site_name}</a>
+                            " (" {a.retailer_name} "): " {what}
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </section>
     }
 }
 

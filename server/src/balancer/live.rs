@@ -840,6 +840,13 @@ impl Hub {
         }
     }
 
+    /// The sites being balanced.
+    pub fn sites(&self) -> Vec<SiteId> {
+        let mut sites: Vec<SiteId> = self.maps().sites.keys().copied().collect();
+        sites.sort_by_key(|s| s.0);
+        sites
+    }
+
     pub async fn budget(&self, site: SiteId) -> Option<SiteBudget> {
         let input = self.maps().sites.get(&site)?.input.clone();
         let (tx, rx) = oneshot::channel();

@@ -119,11 +119,13 @@ on_both_backends! {
         seed::seed_if_empty(&t.db).await.expect("seed");
         let app = app(&t.db);
         assert_eq!(status_of(&app, "live_site_load", "site=1", None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status_of(&app, "network_alerts", "", None).await, StatusCode::UNAUTHORIZED);
         assert_eq!(status_of(&app, "set_session_priority", "session=1&priority=2", None).await, StatusCode::UNAUTHORIZED);
 
         let urban = &seed::RETAILERS[1];
         let retailer = sign_in(&app, urban.login, urban.password).await;
         assert_eq!(status_of(&app, "live_site_load", "site=1", Some(&retailer)).await, StatusCode::FORBIDDEN);
+        assert_eq!(status_of(&app, "network_alerts", "", Some(&retailer)).await, StatusCode::FORBIDDEN);
         assert_eq!(status_of(&app, "set_session_priority", "session=1&priority=2", Some(&retailer)).await, StatusCode::FORBIDDEN);
 
         let operator = sign_in(&app, seed::OPERATOR_EMAIL, seed::OPERATOR_PASSWORD).await;
@@ -266,12 +268,24 @@ on_both_backends! {
         let (_, _, body) = send(&app, call("GET", "/api/v1/sites/1/budget", None)).await;
         assert_eq!(set_aside(&body)["why"], "Unchanged", "{body}");
         assert_eq!(json(&body)["snapshot"]["store_worst_case"], true, "{body}");
+        // The network's overview points the operator at the site.
+        let operator = sign_in(&app, seed::OPERATOR_EMAIL, seed::OPERATOR_PASSWORD).await;
+        let alerts = || send(&app, server_fn("network_alerts", "", Some(&operator)));
+        let (status, _, body) = alerts().await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            json(&body),
+            serde_json::json!([{"site_id": 1, "site_name": "FreshMart Camden", "retailer_name": "FreshMart",
+                "alert": {"StoreMeterSetAside": "Unchanged"}}]),
+            "{body}"
+        );
         // It moves: believed again.
         let moved = serde_json::json!({"l1_a": 40.1, "l2_a": 35.0, "l3_a": 30.0});
         send(&app, call("POST", "/api/v1/sites/1/meter", Some(&moved))).await;
         let (_, _, body) = send(&app, call("GET", "/api/v1/sites/1/budget", None)).await;
         assert_eq!(set_aside(&body), serde_json::Value::Null, "{body}");
         assert_eq!(json(&body)["snapshot"]["store_worst_case"], false, "{body}");
+        assert_eq!(json(&alerts().await.2), serde_json::json!([]), "nothing to look at");
         // 0: never (a meter of whole amps on a store that truly is that still).
         let (status, _, body) = send(&app, call("PUT", "/api/v1/sites/1/electrics", Some(&with(serde_json::json!(0))))).await;
         assert_eq!(status, StatusCode::OK, "{body}");

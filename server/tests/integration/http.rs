@@ -12,12 +12,22 @@ use std::path::Path;
 use std::sync::Arc;
 use tower::ServiceExt;
 
-fn app(db: &server::store::Db) -> Router {
+fn app_with(db: &server::store::Db, ocpp: server::ocpp::CentralSystem) -> Router {
     let themes =
         Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("repo themes load");
     let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
-    let ocpp = server::ocpp::CentralSystem::new(db.clone(), Default::default());
     router(AppState::new(leptos, db.clone(), Arc::new(themes), ocpp))
+}
+
+fn app(db: &server::store::Db) -> Router {
+    app_with(db, server::ocpp::CentralSystem::new(db.clone(), Default::default()))
+}
+
+/// With the sites' balancers running (they read the stored meter history as they start).
+async fn app_with_balancers(db: &server::store::Db) -> Router {
+    let ocpp =
+        server::ocpp::CentralSystem::start(db.clone(), Default::default()).await.expect("balancers start");
+    app_with(db, ocpp)
 }
 
 async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
@@ -176,11 +186,7 @@ on_both_backends! {
             let da = if faulty.contains(&m) { [0; 3] } else { [200; 3] };
             balancing::record_store_reading(&t.db, site, StoreReading { measured_at_ms: at(m), da }).await.expect("record");
         }
-        let themes =
-            Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("repo themes load");
-        let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
-        let ocpp = server::ocpp::CentralSystem::start(t.db.clone(), Default::default()).await.expect("balancers start");
-        let app = router(AppState::new(leptos, t.db.clone(), Arc::new(themes), ocpp));
+        let app = app_with_balancers(&t.db).await;
         let token = format!("Bearer {}", seed::OPERATOR_API_TOKEN);
         let call = |method: &str, uri: String, auth: bool| {
             let mut req = Request::builder().method(method).uri(uri);
@@ -223,11 +229,7 @@ on_both_backends! {
 on_both_backends! {
     async fn a_store_meter_that_repeats_itself_is_set_aside_and_the_site_says_how_soon(t: &TestDb) {
         seed::seed_if_empty(&t.db).await.expect("seed");
-        let themes =
-            Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("repo themes load");
-        let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
-        let ocpp = server::ocpp::CentralSystem::start(t.db.clone(), Default::default()).await.expect("balancers start");
-        let app = router(AppState::new(leptos, t.db.clone(), Arc::new(themes), ocpp));
+        let app = app_with_balancers(&t.db).await;
         let token = format!("Bearer {}", seed::OPERATOR_API_TOKEN);
         let call = |method: &str, uri: &str, body: Option<&serde_json::Value>| {
             Request::builder()

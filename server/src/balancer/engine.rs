@@ -768,15 +768,18 @@ impl Balancer {
     }
 
     /// Feeds the store meter's past readings (oldest first, before any live one) to the rise
-    /// learning, as a site's stored meter history would after a restart.
+    /// learning, as a site's stored meter history would after a restart. What a faulty meter read
+    /// is not learned from after a restart either, and a meter that had been repeating itself
+    /// before it is still known to (its latest reading, fed next, is set aside at once).
     pub fn learn_store_history(&mut self, readings: impl IntoIterator<Item = (Millis, PerPhase)>) {
-        if let Some(learn) = &self.cfg.store.learn_rise {
-            for (at, store) in readings {
-                // What a faulty meter read is not learned from after a restart either.
-                if !self.store_history.implausible(learn, store).is_empty() {
-                    continue;
+        for (at, store) in readings {
+            if self.store_unchanged.frozen(at, store, self.cfg.store.frozen_after) {
+                continue;
+            }
+            if let Some(learn) = &self.cfg.store.learn_rise {
+                if self.store_history.implausible(learn, store).is_empty() {
+                    self.store_history.observe(learn, at, store);
                 }
-                self.store_history.observe(learn, at, store);
             }
         }
     }

@@ -552,6 +552,35 @@ fn a_store_meter_that_repeats_one_reading_for_a_quarter_of_an_hour_is_set_aside(
 }
 
 #[test]
+fn a_store_meter_that_was_repeating_itself_before_a_restart_is_set_aside_at_once() {
+    let mut cfg = site([60; 3], vec![], vec![conn(0, None, ST, 0)]);
+    cfg.store.worst_case = PerPhase::uniform(a(50));
+    cfg.store.frozen_after = crate::balancer::store::FROZEN_AFTER;
+    let mut h = H { b: Balancer::new(cfg).expect("test config is valid"), now: Millis(0), sent: Vec::new() };
+    // The stored history: a live meter for an hour, then twenty minutes of one value.
+    let history: Vec<(Millis, PerPhase)> = (0u64..80)
+        .map(|m| {
+            let l1 = if m < 60 { 30 + m % 7 } else { 40 };
+            (Millis::from_secs(60 * m), PerPhase([a(u32::try_from(l1).expect("amps")), a(35), a(30)]))
+        })
+        .collect();
+    let (latest_at, latest) = *history.last().expect("readings");
+    h.b.learn_store_history(history);
+    h.now = latest_at + Millis::from_secs(5);
+    // The restart feeds the latest reading, at its true age.
+    h.ev(Event::StoreMeter { currents: latest, measured_at: latest_at });
+    let snap = h.b.snapshot(h.now);
+    assert_eq!(snap.store_meter_set_aside.map(|s| s.why), Some(MeterDoubt::Unchanged));
+    assert!(snap.store_worst_case);
+    // Without the history, the same reading is believed.
+    let mut cfg = site([60; 3], vec![], vec![conn(0, None, ST, 0)]);
+    cfg.store.frozen_after = crate::balancer::store::FROZEN_AFTER;
+    let mut fresh = H { b: Balancer::new(cfg).expect("test config is valid"), now: h.now, sent: Vec::new() };
+    fresh.ev(Event::StoreMeter { currents: latest, measured_at: latest_at });
+    assert_eq!(fresh.b.snapshot(fresh.now).store_meter_set_aside, None);
+}
+
+#[test]
 fn a_store_seen_climbing_further_within_a_lease_than_planned_for_shortens_the_leases() {
     let mut cfg = learning_site();
     cfg.store.max_age = Millis::from_secs(180);

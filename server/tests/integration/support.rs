@@ -139,3 +139,13 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Turns off a site's check for a store meter repeating itself, for tests whose synthetic store
+/// is drawn flat (no real store is).
+pub async fn no_stillness_check(t: &TestDb, site: app::domain::SiteId) {
+    sqlx::query("UPDATE sites SET store_meter_frozen_after_ms = 0 WHERE id = $1")
+        .bind(site.0)
+        .execute(t.db.pool())
+        .await
+        .expect("site updated");
+}

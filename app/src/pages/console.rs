@@ -138,7 +138,7 @@ fn SiteLoadView(load: SiteLoad) -> impl IntoView {
     } = load;
     let store_note = if let Some(doubt) = store_meter_set_aside {
         match doubt {
-            MeterDoubt::FarBelowFloor => "The store meter reads far below anything it read in four weeks (a loose current clamp?): its readings are set aside and its worst case is counted. Check the meter.",
+            MeterDoubt::FarBelowFloor => "The store meter reads far below anything it read in four weeks (a loose current clamp?): its readings are set aside and its worst case is counted. Check the meter; if the store truly draws that little now, have its readings from before the change forgotten.",
             MeterDoubt::Unchanged => "The store meter has sent the very same reading for a quarter of an hour (a gateway that lost its meter?): its readings are set aside and its worst case is counted. Check the meter.",
         }
     } else if store_worst_case {

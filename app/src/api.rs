@@ -313,29 +313,20 @@ pub async fn who_am_i() -> Result<Option<Me>, ServerFnError> {
 
 #[server(endpoint = "network_chargers")]
 pub async fn network_chargers() -> Result<Vec<ChargerRow>, ServerFnError> {
-    let me = ssr::require_signed_in().await?;
-    if me.role != Role::Operator {
-        return Err(ssr::forbidden());
-    }
+    ssr::require_operator().await?;
     ssr::backend()?.network_chargers().await.map_err(ssr::internal)
 }
 
 /// Every balanced site with something wrong, worst first.
 #[server(endpoint = "network_alerts")]
 pub async fn network_alerts() -> Result<Vec<SiteAlert>, ServerFnError> {
-    let me = ssr::require_signed_in().await?;
-    if me.role != Role::Operator {
-        return Err(ssr::forbidden());
-    }
+    ssr::require_operator().await?;
     ssr::backend()?.network_alerts().await.map_err(ssr::internal)
 }
 
 #[server(endpoint = "live_site_load")]
 pub async fn live_site_load(site: i64) -> Result<SiteLoad, ServerFnError> {
-    let me = ssr::require_signed_in().await?;
-    if me.role != Role::Operator {
-        return Err(ssr::forbidden());
-    }
+    ssr::require_operator().await?;
     ssr::backend()?
         .site_load(crate::domain::SiteId(site))
         .await
@@ -347,10 +338,7 @@ pub async fn live_site_load(site: i64) -> Result<SiteLoad, ServerFnError> {
 /// what an operator does when a driver calls with a good reason.
 #[server(endpoint = "set_session_priority")]
 pub async fn set_session_priority(session: i64, priority: u8) -> Result<(), ServerFnError> {
-    let me = ssr::require_signed_in().await?;
-    if me.role != Role::Operator {
-        return Err(ssr::forbidden());
-    }
+    ssr::require_operator().await?;
     match ssr::backend()?.set_session_priority(session, priority).await.map_err(ssr::internal)? {
         PriorityChange::Set => Ok(()),
         PriorityChange::NotRunning => Err(ssr::not_found("that session is not running")),
@@ -531,6 +519,15 @@ pub mod ssr {
                 Err(ServerFnError::new("please sign in"))
             }
         }
+    }
+
+    /// The operator asking, or 401 (not signed in) / 403 (a retailer).
+    pub async fn require_operator() -> Result<Principal, ServerFnError> {
+        let me = require_signed_in().await?;
+        if me.role != Role::Operator {
+            return Err(forbidden());
+        }
+        Ok(me)
     }
 
     pub fn set_session_cookie(token: &str, max_age_s: u64) {

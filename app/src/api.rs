@@ -54,9 +54,10 @@ pub struct SiteLoad {
     pub nodes: Vec<NodeLoad>,
     /// The store meter is stale or missing, so its worst case is counted.
     pub store_worst_case: bool,
-    /// Why the store meter's readings are set aside (its worst case counted), if they are.
+    /// Why, and for how long, the store meter's readings are set aside (its worst case
+    /// counted), if they are.
     #[serde(default)]
-    pub store_meter_set_aside: Option<MeterDoubt>,
+    pub store_meter_set_aside: Option<MeterSetAside>,
     /// How far the store may rise while unseen is learned from its meter (not the configured guess).
     pub store_rise_learned: bool,
     /// Some limit is exceeded by what is counted (the store rose; decreases are on their way).
@@ -84,6 +85,13 @@ pub enum SiteAlertKind {
     StoreMeterSetAside(MeterDoubt),
     /// The store meter reported and then stopped: its worst case is counted.
     StoreMeterSilent,
+}
+
+/// A store meter's readings set aside: why, and for how long so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterSetAside {
+    pub why: MeterDoubt,
+    pub for_s: u64,
 }
 
 /// Why a store meter's readings are not believed.

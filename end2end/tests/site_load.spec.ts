@@ -137,6 +137,7 @@ test("an operator is told when the store meter repeats itself, and its worst cas
     await page.waitForTimeout(1_200);
     await meter(5);
     await expect(page.getByTestId("store-note")).toContainText("very same reading", { timeout: 10_000 });
+    await expect(page.getByTestId("store-note")).toContainText(/Set aside for \d+ s\./);
     await expect(page.getByTestId("grid-L1-store")).toHaveText("30.0 A");
     // The network's overview points at the site too.
     await page.getByRole("link", { name: "All chargers" }).click();

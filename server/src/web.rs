@@ -7,8 +7,8 @@ use crate::store::{self, balancing, catalog, users, Db};
 use crate::themes::Themes;
 use app::api::ssr::{anyhow_like::Result, Backend, NewSession, Principal};
 use app::api::{
-    CarLoad, ChargerRow, ConnectorLoad, DriverConnector, NodeLoad, PlanOutcome, PriorityChange,
-    RetailerSummary, SiteAlert, SiteAlertKind, SiteLoad, SiteRow,
+    CarLoad, ChargerRow, ConnectorLoad, DriverConnector, MeterSetAside, NodeLoad, PlanOutcome,
+    PriorityChange, RetailerSummary, SiteAlert, SiteAlertKind, SiteLoad, SiteRow,
 };
 use app::domain::{ChargerId, ConnectorNo, DriverPlan, PlanInput, RetailerId, SiteId};
 use std::collections::HashMap;
@@ -257,7 +257,9 @@ fn site_load(
         retailer_name,
         nodes,
         store_worst_case: snapshot.store_worst_case,
-        store_meter_set_aside: snapshot.store_meter_set_aside.map(|s| meter_doubt(s.why)),
+        store_meter_set_aside: snapshot
+            .store_meter_set_aside
+            .map(|s| MeterSetAside { why: meter_doubt(s.why), for_s: snapshot.at.since(s.since).0 / 1000 }),
         store_rise_learned: snapshot.store_rise_learned.is_some(),
         overcommitted: snapshot.overcommitted,
         connectors,

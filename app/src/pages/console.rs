@@ -1,8 +1,8 @@
 //! The operator console: every charger on the network, and each site's live load.
 
 use crate::api::{
-    amps, live_site_load, network_alerts, network_chargers, ConnectorLoad, MeterDoubt, NodeLoad,
-    SetSessionPriority, SignOut, SiteAlert, SiteAlertKind, SiteLoad,
+    amps, live_site_load, network_alerts, network_chargers, ConnectorLoad, MeterDoubt, MeterSetAside,
+    NodeLoad, SetSessionPriority, SignOut, SiteAlert, SiteAlertKind, SiteLoad,
 };
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -49,6 +49,15 @@ pub fn ConsolePage() -> impl IntoView {
                 })}
             </Transition>
         </main>
+    }
+}
+
+/// "40 s", "12 min", "3 h 5 min".
+fn duration(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s => format!("{} h {} min", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -136,17 +145,18 @@ fn SiteLoadView(load: SiteLoad) -> impl IntoView {
         connectors,
         max_priority,
     } = load;
-    let store_note = if let Some(doubt) = store_meter_set_aside {
-        match doubt {
+    let store_note = if let Some(MeterSetAside { why, for_s }) = store_meter_set_aside {
+        let what = match why {
             MeterDoubt::FarBelowFloor => "The store meter reads far below anything it read in four weeks (a loose current clamp?): its readings are set aside and its worst case is counted. Check the meter; if the store truly draws that little now, have its readings from before the change forgotten.",
-            MeterDoubt::Unchanged => "The store meter has sent the very same reading for a quarter of an hour (a gateway that lost its meter?): its readings are set aside and its worst case is counted. Check the meter.",
-        }
+            MeterDoubt::Unchanged => "The store meter has sent the very same reading for too long (a gateway that lost its meter?): its readings are set aside and its worst case is counted. Check the meter.",
+        };
+        format!("{what} Set aside for {}.", duration(for_s))
     } else if store_worst_case {
-        "The store meter is stale or missing: its worst case is counted."
+        "The store meter is stale or missing: its worst case is counted.".to_owned()
     } else if store_rise_learned {
-        "Store: its latest reading plus the rise its meter has shown it can make before we see it."
+        "Store: its latest reading plus the rise its meter has shown it can make before we see it.".to_owned()
     } else {
-        "Store: its latest reading plus the configured rise (its meter's history is still short)."
+        "Store: its latest reading plus the configured rise (its meter's history is still short).".to_owned()
     };
     view! {
         <div>
@@ -267,5 +277,19 @@ fn ConnectorTable(connectors: Vec<ConnectorLoad>, max_priority: u8) -> impl Into
                 </tbody>
             </table>
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+
+    #[test]
+    fn durations_read_in_the_largest_sensible_unit() {
+        assert_eq!(duration(0), "0 s");
+        assert_eq!(duration(59), "59 s");
+        assert_eq!(duration(60), "1 min");
+        assert_eq!(duration(3599), "59 min");
+        assert_eq!(duration(3600 + 5 * 60 + 59), "1 h 5 min");
     }
 }

@@ -389,6 +389,36 @@ def test_a_charger_wired_to_the_store_meter_reports_the_store_load(server):
             asked = await calls_received(other, "ChangeConfiguration", 4)
             assert asked[2:4] == aligned, asked
 
+            # A charger's meter that keeps sending one reading is not believed either (one second
+            # here, a quarter of an hour unless the site says): the worst case counts until it moves.
+            status, body = await server.ahttp("PUT", "/api/v1/sites/1/electrics",
+                                              {**original, "store_meter_charger": "FM-CAM-01", "store_meter_frozen_after_s": 1})
+            assert status == 200 and body["electrics"]["store_meter_frozen_after_s"] == 1, body
+
+            async def set_aside():
+                status, budget = await server.ahttp("GET", "/api/v1/sites/1/budget")
+                assert status == 200, budget
+                return budget["snapshot"]["store_meter_set_aside"], budget["snapshot"]["store_worst_case"]
+
+            await other.req(call16.MeterValues(connector_id=0, meter_value=reading(20, 21, 22)))
+            deadline = time.monotonic() + 10
+            while await budget_store() != [200, 210, 220] and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert await set_aside() == (None, False)
+            await asyncio.sleep(1.2)
+            await other.req(call16.MeterValues(connector_id=0, meter_value=reading(20, 21, 22)))
+            deadline = time.monotonic() + 10
+            while (await set_aside())[0] is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            doubt, worst = await set_aside()
+            assert doubt is not None and doubt["why"] == "Unchanged" and worst, (doubt, worst)
+            await other.req(call16.MeterValues(connector_id=0, meter_value=reading(20, 21, 22.1)))
+            deadline = time.monotonic() + 10
+            while (await set_aside())[0] is not None and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert await set_aside() == (None, False)
+            assert await budget_store() == [200, 210, 221]
+
     run_then_restore(server, original, scenario)
 
 

@@ -285,23 +285,23 @@ impl Limit {
     fn flat(amps: DeciAmps) -> Limit {
         Limit { first: amps, then: None }
     }
-    /// The most it may mean at our time `t`, with the charger's clock up to `skew` off ours.
-    fn at(self, t: Millis, skew: Millis) -> DeciAmps {
+    /// The least and the most it may mean at our time `t`, with the charger's clock up to `skew`
+    /// off ours: near the switch, either side of it.
+    fn range_at(self, t: Millis, skew: Millis) -> (DeciAmps, DeciAmps) {
         match self.then {
-            None => self.first,
-            Some((from, _)) if t + skew < from => self.first,
-            Some((from, amps)) if t >= from + skew => amps,
-            Some((_, amps)) => self.first.max(amps),
+            None => (self.first, self.first),
+            Some((from, _)) if t + skew < from => (self.first, self.first),
+            Some((from, amps)) if t >= from + skew => (amps, amps),
+            Some((_, amps)) => (self.first.min(amps), self.first.max(amps)),
         }
     }
-    /// The least it may mean at our time `t`, with the charger's clock up to `skew` off ours.
+    /// The most it may mean at our time `t` (see [`Limit::range_at`]).
+    fn at(self, t: Millis, skew: Millis) -> DeciAmps {
+        self.range_at(t, skew).1
+    }
+    /// The least it may mean at our time `t` (see [`Limit::range_at`]).
     fn least_at(self, t: Millis, skew: Millis) -> DeciAmps {
-        match self.then {
-            None => self.first,
-            Some((from, _)) if t + skew < from => self.first,
-            Some((from, amps)) if t >= from + skew => amps,
-            Some((_, amps)) => self.first.min(amps),
-        }
+        self.range_at(t, skew).0
     }
     /// Where it ends up.
     fn last(self) -> DeciAmps {

@@ -33,8 +33,9 @@ pub struct Unchanged {
 /// Our policy: a quarter of an hour of one reading is a frozen meter.
 pub const FROZEN_AFTER: Millis = Millis(15 * 60 * 1000);
 
-/// A reading whose every phase is below this is a store switched off, not a frozen meter.
-const STILL_IS_PLAUSIBLE_BELOW: DeciAmps = DeciAmps::from_amps(2);
+/// A store current that is next to nothing: a reading this low on every phase is a store
+/// switched off (still, and believed), and half of a floor this low tells nothing.
+const NEXT_TO_NOTHING: DeciAmps = DeciAmps::from_amps(2);
 
 impl Unchanged {
     /// Records a reading (in time order); true if the meter has now read exactly it for `after`
@@ -47,7 +48,7 @@ impl Unchanged {
         self.last = Some((reading, since));
         after > Millis(0)
             && at.since(since) >= after
-            && Phase::ALL.iter().any(|&p| reading.get(p) >= STILL_IS_PLAUSIBLE_BELOW)
+            && Phase::ALL.iter().any(|&p| reading.get(p) >= NEXT_TO_NOTHING)
     }
 }
 
@@ -148,9 +149,6 @@ pub struct RiseHistory {
 /// that came loose, a meter that restarts or a gateway that fills gaps with zeros reads next to
 /// nothing, and believing it would give the cars the store's share.
 const IMPLAUSIBLE_BELOW_PCT: u64 = 50;
-
-/// A phase whose floor is below this is not checked: half of next to nothing tells nothing.
-const CHECKED_FLOOR: DeciAmps = DeciAmps::from_amps(2);
 
 impl RiseHistory {
     /// Records a store reading. Readings older than the latest are ignored (they arrive out
@@ -256,7 +254,7 @@ impl RiseHistory {
             .filter(|&p| {
                 let floor = floor[p.index()];
                 floor != u32::MAX
-                    && floor >= CHECKED_FLOOR.get()
+                    && floor >= NEXT_TO_NOTHING.get()
                     && u64::from(store.get(p).get()) * 100 < u64::from(floor) * IMPLAUSIBLE_BELOW_PCT
             })
             .collect()

@@ -172,7 +172,6 @@ impl Backend for WebBackend {
     }
 }
 
-/// A site's live budget in the console's terms.
 fn meter_doubt(why: crate::balancer::MeterDoubt) -> app::api::MeterDoubt {
     match why {
         crate::balancer::MeterDoubt::FarBelowFloor => app::api::MeterDoubt::FarBelowFloor,
@@ -194,6 +193,7 @@ fn site_alert(snapshot: &crate::balancer::Snapshot) -> Option<SiteAlertKind> {
     }
 }
 
+/// A site's live budget in the console's terms.
 fn site_load(
     site_name: String,
     retailer_name: String,

@@ -93,10 +93,12 @@ impl Backend for WebBackend {
     }
 
     async fn network_alerts(&self) -> Result<Vec<SiteAlert>> {
+        // Every site's task answers at once; only the few with an alert cost a query.
+        let sites = self.hub.sites();
+        let budgets = futures::future::join_all(sites.iter().map(|&site| self.hub.budget(site))).await;
         let mut alerts = Vec::new();
-        for site in self.hub.sites() {
-            let Some(budget) = self.hub.budget(site).await else { continue };
-            let Some(alert) = site_alert(&budget.snapshot) else { continue };
+        for (site, budget) in sites.into_iter().zip(budgets) {
+            let Some(alert) = budget.and_then(|b| site_alert(&b.snapshot)) else { continue };
             let Some((site_name, retailer_name)) = catalog::site_names(&self.db, site).await? else {
                 continue;
             };

@@ -773,15 +773,23 @@ impl Balancer {
     /// before it is still known to (its latest reading, fed next, is set aside at once).
     pub fn learn_store_history(&mut self, readings: impl IntoIterator<Item = (Millis, PerPhase)>) {
         for (at, store) in readings {
-            if self.store_unchanged.frozen(at, store, self.cfg.store.frozen_after) {
-                continue;
-            }
-            if let Some(learn) = &self.cfg.store.learn_rise {
-                if self.store_history.implausible(learn, store).is_empty() {
-                    self.store_history.observe(learn, at, store);
-                }
-            }
+            self.weigh_store_reading(at, store, store);
         }
+    }
+
+    /// Whether a store meter reading (`raw`, and the store's own load it stands for) is to be
+    /// doubted; one that is not is learned from.
+    fn weigh_store_reading(&mut self, at: Millis, raw: PerPhase, store: PerPhase) -> Option<MeterDoubt> {
+        if self.store_unchanged.frozen(at, raw, self.cfg.store.frozen_after) {
+            return Some(MeterDoubt::Unchanged);
+        }
+        if let Some(learn) = &self.cfg.store.learn_rise {
+            if !self.store_history.implausible(learn, store).is_empty() {
+                return Some(MeterDoubt::FarBelowFloor);
+            }
+            self.store_history.observe(learn, at, store);
+        }
+        None
     }
 
     /// The rise of the store load the budget allows for, when learned.
@@ -981,22 +989,14 @@ impl Balancer {
             Event::StoreMeter { currents, measured_at } => {
                 // Out-of-order readings must not replace a newer one.
                 if self.store.is_none_or(|(_, at)| measured_at >= at) {
-                    let frozen =
-                        self.store_unchanged.frozen(measured_at, currents, self.cfg.store.frozen_after);
-                    let mut doubt = frozen.then_some(MeterDoubt::Unchanged);
-                    if let Some(learn) = &self.cfg.store.learn_rise {
-                        let store = match self.cfg.store.meter {
-                            SiteMeter::Incomer => self.store_behind_incomer(currents, measured_at, now),
-                            SiteMeter::Store => currents,
-                        };
-                        if doubt.is_none() && !self.store_history.implausible(learn, store).is_empty() {
-                            doubt = Some(MeterDoubt::FarBelowFloor);
+                    // The store behind an incomer is only worked out where it is learned from.
+                    let store = match self.cfg.store.meter {
+                        SiteMeter::Incomer if self.cfg.store.learn_rise.is_some() => {
+                            self.store_behind_incomer(currents, measured_at, now)
                         }
-                        if doubt.is_none() {
-                            self.store_history.observe(learn, measured_at, store);
-                        }
-                    }
-                    match doubt {
+                        _ => currents,
+                    };
+                    match self.weigh_store_reading(measured_at, currents, store) {
                         // Not believed on any phase (a clamp loose on one phase tells nothing of
                         // the others, which may have risen meanwhile), nor learned from: the
                         // worst case counts at once.

@@ -93,18 +93,19 @@ impl Backend for WebBackend {
     }
 
     async fn network_alerts(&self) -> Result<Vec<SiteAlert>> {
-        // Every site's task answers at once; only the few with an alert cost a query.
-        let sites = self.hub.sites();
-        let budgets = futures::future::join_all(sites.iter().map(|&site| self.hub.budget(site))).await;
+        // The sites' tasks keep the list; only the few on it cost a query.
         let mut alerts = Vec::new();
-        for (site, budget) in sites.into_iter().zip(budgets) {
-            let Some(alert) = budget.and_then(|b| site_alert(&b.snapshot)) else { continue };
+        for (site, attention) in self.hub.attention() {
             let Some((site_name, retailer_name)) = catalog::site_names(&self.db, site).await? else {
                 continue;
             };
-            alerts.push(SiteAlert { site_id: site.0, site_name, retailer_name, alert });
+            alerts.push(SiteAlert {
+                site_id: site.0,
+                site_name,
+                retailer_name,
+                alert: site_alert(attention),
+            });
         }
-        alerts.sort_by(|a, b| a.alert.cmp(&b.alert).then(a.site_id.cmp(&b.site_id)));
         Ok(alerts)
     }
 
@@ -181,17 +182,13 @@ fn meter_doubt(why: crate::balancer::MeterDoubt) -> app::api::MeterDoubt {
     }
 }
 
-/// What an operator should look at, if anything: a site without a store meter counts its worst
-/// case by design, and is no alert; one whose meter stopped or reads nonsense is.
-fn site_alert(snapshot: &crate::balancer::Snapshot) -> Option<SiteAlertKind> {
-    if snapshot.overcommitted {
-        Some(SiteAlertKind::Overcommitted)
-    } else if let Some(set_aside) = snapshot.store_meter_set_aside {
-        Some(SiteAlertKind::StoreMeterSetAside(meter_doubt(set_aside.why)))
-    } else if snapshot.store_worst_case && snapshot.store_reading.is_some() {
-        Some(SiteAlertKind::StoreMeterSilent)
-    } else {
-        None
+/// A site's call for a look in the console's terms.
+fn site_alert(attention: crate::balancer::Attention) -> SiteAlertKind {
+    use crate::balancer::Attention;
+    match attention {
+        Attention::Overcommitted => SiteAlertKind::Overcommitted,
+        Attention::StoreMeterSetAside(why) => SiteAlertKind::StoreMeterSetAside(meter_doubt(why)),
+        Attention::StoreMeterSilent => SiteAlertKind::StoreMeterSilent,
     }
 }
 
@@ -266,42 +263,5 @@ fn site_load(
         overcommitted: snapshot.overcommitted,
         connectors,
         max_priority: u8::try_from(balancing::MAX_SESSION_PRIORITY).unwrap_or(0),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::balancer::{Balancer, DeciAmps, Event, Millis, SiteConfig};
-
-    fn snapshot_after(readings: &[(u64, u32)], now_s: u64) -> crate::balancer::Snapshot {
-        let mut cfg = SiteConfig::with_defaults(PerPhase::uniform(DeciAmps::from_amps(100)), vec![], vec![]);
-        cfg.store.worst_case = PerPhase::uniform(DeciAmps::from_amps(30));
-        cfg.store.frozen_after = Millis::from_secs(60);
-        let mut b = Balancer::new(cfg).expect("a valid site");
-        for &(at_s, amps) in readings {
-            let at = Millis::from_secs(at_s);
-            let currents = PerPhase::uniform(DeciAmps::from_amps(amps));
-            b.handle(Event::StoreMeter { currents, measured_at: at }, at).expect("a reading");
-        }
-        // The site's task ticks as readings age (the balancer asks it to).
-        let now = Millis::from_secs(now_s);
-        b.handle(Event::Tick, now).expect("a tick");
-        b.snapshot(now)
-    }
-
-    #[test]
-    fn a_site_wants_a_look_when_its_meter_stopped_or_is_set_aside_not_when_it_has_none() {
-        assert_eq!(site_alert(&snapshot_after(&[], 600)), None, "no meter: the worst case by design");
-        assert_eq!(site_alert(&snapshot_after(&[(0, 10), (30, 11)], 40)), None, "a live meter");
-        assert_eq!(
-            site_alert(&snapshot_after(&[(0, 10), (30, 11)], 600)),
-            Some(SiteAlertKind::StoreMeterSilent),
-            "it reported, then stopped"
-        );
-        assert_eq!(
-            site_alert(&snapshot_after(&[(0, 10), (30, 10), (60, 10)], 60)),
-            Some(SiteAlertKind::StoreMeterSetAside(app::api::MeterDoubt::Unchanged))
-        );
     }
 }

@@ -501,7 +501,7 @@ impl Conn {
 }
 
 /// Why the store meter's readings are not believed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum MeterDoubt {
     /// Far below anything it read over its memory: a loose current clamp, a gateway filling gaps
     /// with zeros (see [`RiseHistory::implausible`]).
@@ -516,6 +516,18 @@ pub enum MeterDoubt {
 pub struct SetAside {
     pub why: MeterDoubt,
     pub since: Millis,
+}
+
+/// What an operator should look at on a site, worst first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Attention {
+    /// What is counted exceeds a limit (the store rose; decreases are on their way).
+    Overcommitted,
+    /// The store meter's readings are set aside: its worst case is counted.
+    StoreMeterSetAside(MeterDoubt),
+    /// The store meter reported, then went quiet: its worst case is counted. (A site with no
+    /// meter counts its worst case by design, and is no cause for a look.)
+    StoreMeterSilent,
 }
 
 /// The live budget, for the operator API.
@@ -1931,6 +1943,21 @@ impl Balancer {
     }
 
     /// The live budget per node and connector.
+    /// What an operator should look at, if anything, as of the last plan (the site's task plans
+    /// again as a reading ages past the meter's age, so this follows without being asked).
+    pub fn attention(&self) -> Option<Attention> {
+        let silent = self.store.is_some_and(|(_, at)| self.last_plan.since(at) > self.cfg.store.max_age);
+        if self.overcommitted {
+            Some(Attention::Overcommitted)
+        } else if let Some(set_aside) = self.store_set_aside {
+            Some(Attention::StoreMeterSetAside(set_aside.why))
+        } else if silent {
+            Some(Attention::StoreMeterSilent)
+        } else {
+            None
+        }
+    }
+
     pub fn snapshot(&self, now: Millis) -> Snapshot {
         // What the last plan assumed (the store term grows between plans; the plan covers it).
         let planned = self.last_plan;

@@ -1692,3 +1692,47 @@ fn a_tapering_car_is_learned_lower_and_still_probed_after_the_usual_wait() {
     }
     assert!(probed.is_some_and(|m| m <= 16), "probed after {probed:?} minutes");
 }
+
+#[test]
+fn a_site_wants_a_look_when_its_meter_stopped_or_is_set_aside_or_a_limit_is_exceeded() {
+    let after = |readings: &[(u64, u32)], now_s: u64| {
+        let mut cfg = SiteConfig::with_defaults(PerPhase::uniform(a(100)), vec![], vec![]);
+        cfg.store.worst_case = PerPhase::uniform(a(30));
+        cfg.store.frozen_after = Millis::from_secs(60);
+        let mut b = Balancer::new(cfg).expect("a valid site");
+        for &(at_s, amps) in readings {
+            let at = Millis::from_secs(at_s);
+            b.handle(Event::StoreMeter { currents: PerPhase::uniform(a(amps)), measured_at: at }, at)
+                .expect("a reading");
+        }
+        // The site's task ticks as readings age (the balancer asks it to).
+        let now = Millis::from_secs(now_s);
+        b.handle(Event::Tick, now).expect("a tick");
+        b.attention()
+    };
+    assert_eq!(after(&[], 600), None, "no meter: the worst case by design");
+    assert_eq!(after(&[(0, 10), (30, 11)], 40), None, "a live meter");
+    assert_eq!(
+        after(&[(0, 10), (30, 11)], 600),
+        Some(Attention::StoreMeterSilent),
+        "it reported, then stopped"
+    );
+    assert_eq!(
+        after(&[(0, 10), (30, 10), (60, 10)], 60),
+        Some(Attention::StoreMeterSetAside(MeterDoubt::Unchanged)),
+        "set aside outranks silence"
+    );
+
+    // Two cars at their limits, then the store jumps: the decreases are in flight, and until they
+    // land the site is over.
+    let mut h = H::two_cars_on_40_a();
+    assert_eq!(h.b.attention(), None);
+    h.advance(10);
+    h.store([30, 0, 0]);
+    assert_eq!(h.b.attention(), Some(Attention::Overcommitted));
+    h.settle();
+    assert_eq!(h.b.attention(), None, "the cars made room");
+    // Attention ranks worst first.
+    assert!(Attention::Overcommitted < Attention::StoreMeterSetAside(MeterDoubt::FarBelowFloor));
+    assert!(Attention::StoreMeterSetAside(MeterDoubt::Unchanged) < Attention::StoreMeterSilent);
+}

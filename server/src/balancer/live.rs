@@ -4,7 +4,7 @@
 
 use super::clock::{ClockTolerance, ClockWatch, Stamp};
 use super::config::{CircuitConfig, ConnectorConfig, SiteConfig, Wiring};
-use super::engine::{Balancer, Command, Event, SessionInfo, Snapshot};
+use super::engine::{Attention, Balancer, Command, Event, SessionInfo, Snapshot};
 use super::store::{RiseLearning, MEMORY_DAYS};
 use super::units::{
     ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey,
@@ -141,6 +141,32 @@ struct HubInner {
     rebuild_tickets: std::sync::Mutex<HashMap<SiteId, (u64, u64)>>,
     /// When each site's old store meter readings were last forgotten.
     last_prune: std::sync::Mutex<HashMap<SiteId, Instant>>,
+    /// The sites that want an operator's look, kept by their tasks as it changes.
+    attention: Arc<AttentionBoard>,
+}
+
+/// Which sites want an operator's look, and why. Each site's task writes its own entry when its
+/// answer changes, so the console's overview reads one map rather than asking every site of a
+/// network (thousands) for its whole budget every few seconds.
+#[derive(Default)]
+struct AttentionBoard(RwLock<HashMap<SiteId, Attention>>);
+
+impl AttentionBoard {
+    fn set(&self, site: SiteId, attention: Option<Attention>) {
+        // Writers only insert and remove whole entries: a panic cannot leave the map half-changed.
+        let mut map = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match attention {
+            Some(a) => map.insert(site, a),
+            None => map.remove(&site),
+        };
+    }
+
+    fn all(&self) -> Vec<(SiteId, Attention)> {
+        let map = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut all: Vec<(SiteId, Attention)> = map.iter().map(|(s, a)| (*s, *a)).collect();
+        all.sort_by_key(|&(site, a)| (a, site.0));
+        all
+    }
 }
 
 #[derive(Default)]
@@ -286,6 +312,7 @@ impl Hub {
                 rebuilding: tokio::sync::Mutex::new(()),
                 rebuild_tickets: std::sync::Mutex::new(HashMap::new()),
                 last_prune: std::sync::Mutex::new(HashMap::new()),
+                attention: Arc::default(),
             }),
         }
     }
@@ -438,6 +465,8 @@ impl Hub {
                     clocks: HashMap::new(),
                     single_period: Default::default(),
                     open,
+                    board: self.inner.attention.clone(),
+                    shown: None,
                 };
                 tokio::spawn(task.run(rx));
                 tx
@@ -847,6 +876,11 @@ impl Hub {
         sites
     }
 
+    /// The sites that want an operator's look, worst first, then by site.
+    pub fn attention(&self) -> Vec<(SiteId, Attention)> {
+        self.inner.attention.all()
+    }
+
     pub async fn budget(&self, site: SiteId) -> Option<SiteBudget> {
         let input = self.maps().sites.get(&site)?.input.clone();
         let (tx, rx) = oneshot::channel();
@@ -1142,6 +1176,9 @@ struct SiteTask {
     single_period: std::collections::HashSet<ChargerId>,
     /// Open sessions: balancer key → (connector, OCPP transaction id).
     open: HashMap<SessionKey, OpenTx>,
+    /// Where the sites that want a look are listed, and what this site last listed there.
+    board: Arc<AttentionBoard>,
+    shown: Option<Attention>,
 }
 
 impl SiteTask {
@@ -1166,7 +1203,26 @@ impl SiteTask {
                 }
             }
             self.send_commands();
+            self.publish_attention();
         }
+        self.board.set(self.site, None);
+    }
+
+    /// Lists the site on the network's board while it wants a look, with why.
+    fn publish_attention(&mut self) {
+        let attention = self.balancer.attention();
+        if attention == self.shown {
+            return;
+        }
+        // Over a limit comes and goes with the store (decreases on their way): not worth a line
+        // each time. A meter that went quiet or is not believed is.
+        if matches!(attention, Some(Attention::StoreMeterSetAside(_) | Attention::StoreMeterSilent)) {
+            tracing::warn!(site.id = %self.site, ?attention, "site wants a look");
+        } else {
+            tracing::debug!(site.id = %self.site, ?attention, was = ?self.shown, "site's call for a look changed");
+        }
+        self.board.set(self.site, attention);
+        self.shown = attention;
     }
 
     /// Applies what arrived together with one recompute: at thousands of connectors a recompute
@@ -1177,6 +1233,8 @@ impl SiteTask {
             match input {
                 Input::Snapshot(reply) => {
                     self.flush(&mut events);
+                    // Whoever asks next for the sites that want a look sees what this budget says.
+                    self.publish_attention();
                     let now = millis(self.epoch);
                     let connectors = self
                         .targets

@@ -20,8 +20,8 @@ pub use config::{
     SiteMeter, StoreConfig, Wiring,
 };
 pub use engine::{
-    Balancer, CarriedSession, Command, ConnectorView, EvPhases, Event, EventError, MeterDoubt, NodeView,
-    SessionInfo, SetAside, SmartState, Snapshot,
+    Attention, Balancer, CarriedSession, Command, ConnectorView, EvPhases, Event, EventError, MeterDoubt,
+    NodeView, SessionInfo, SetAside, SmartState, Snapshot,
 };
 pub use store::{Lens, RiseHistory, RiseLearning, Unchanged};
 pub use units::*;

@@ -103,7 +103,10 @@ impl RiseLearning {
     /// `interval` (the latest two readings), the second highest of five intervals, and the third
     /// highest of ten. The middle one passes over a single spike but follows a step within a few
     /// minutes: with it the plan starts lower after a spike or a fall (on 100 generated days the
-    /// bound sits 0.28 A nearer the load on average, and is still never passed).
+    /// bound sits 0.28 A nearer the load on average, and is still never passed). The windows are
+    /// counted in readings: the same windows in time over a meter read six times as often (the
+    /// second highest of thirty readings) were passed on days generated in 10 s steps, where these
+    /// were not (`end2end/lb/store_rise.py --step-s 10`).
     pub fn from_four_weeks(horizon: Millis, interval: Millis) -> RiseLearning {
         RiseLearning {
             horizon,

@@ -356,6 +356,23 @@ pub async fn set_session_priority(session: i64, priority: u8) -> Result<(), Serv
     }
 }
 
+/// The store now draws less than it ever did (equipment removed): its meter's readings from before
+/// they were set aside are forgotten, and the balancer believes the meter again and learns the
+/// store's rise anew (the configured bound counts meanwhile). Only while the readings are set aside
+/// as far below the meter's floor. Returns how many readings were forgotten.
+#[server(endpoint = "forget_readings_before_drop")]
+pub async fn forget_readings_before_drop(site: i64) -> Result<u64, ServerFnError> {
+    ssr::require_operator().await?;
+    match ssr::backend()?
+        .forget_readings_before_drop(crate::domain::SiteId(site))
+        .await
+        .map_err(ssr::internal)?
+    {
+        Some(forgotten) => Ok(forgotten),
+        None => Err(ssr::conflict("the store meter's readings are not set aside as far below its floor")),
+    }
+}
+
 /// What became of an operator's new priority for a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PriorityChange {
@@ -422,6 +439,8 @@ pub mod ssr {
             priority: u8,
         ) -> anyhow_like::Result<PriorityChange>;
         async fn retailer_overview(&self, retailer: RetailerId) -> anyhow_like::Result<RetailerSummary>;
+        /// `None`: the site's store meter readings are not set aside as far below its floor.
+        async fn forget_readings_before_drop(&self, site: SiteId) -> anyhow_like::Result<Option<u64>>;
         /// The plan whose token this is, if it was stated for this connector.
         async fn driver_plan(
             &self,

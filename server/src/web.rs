@@ -135,6 +135,22 @@ impl Backend for WebBackend {
         Ok(PriorityChange::Set)
     }
 
+    async fn forget_readings_before_drop(&self, site: SiteId) -> Result<Option<u64>> {
+        let Some(budget) = self.hub.budget(site).await else { return Ok(None) };
+        let snapshot = &budget.snapshot;
+        let Some(set_aside) =
+            snapshot.store_meter_set_aside.filter(|s| s.why == crate::balancer::MeterDoubt::FarBelowFloor)
+        else {
+            return Ok(None);
+        };
+        // The balancer's clock to the wall's: the readings were set aside this long before the budget.
+        let set_aside_for = i64::try_from(snapshot.at.since(set_aside.since).0).unwrap_or(i64::MAX);
+        let before_ms = store::now_ms().saturating_sub(set_aside_for);
+        let forgotten = self.hub.forget_store_readings(site, 0, before_ms).await?;
+        tracing::info!(site.id = %site, ?forgotten, "an operator had the store meter's readings from before its drop forgotten");
+        Ok(forgotten)
+    }
+
     async fn driver_plan(
         &self,
         charger: &ChargerId,

@@ -1,8 +1,8 @@
 //! The operator console: every charger on the network, and each site's live load.
 
 use crate::api::{
-    amps, live_site_load, network_alerts, network_chargers, ConnectorLoad, MeterDoubt, MeterSetAside,
-    NodeLoad, SetSessionPriority, SignOut, SiteAlert, SiteAlertKind, SiteLoad,
+    amps, live_site_load, network_alerts, network_chargers, ConnectorLoad, ForgetReadingsBeforeDrop,
+    MeterDoubt, MeterSetAside, NodeLoad, SetSessionPriority, SignOut, SiteAlert, SiteAlertKind, SiteLoad,
 };
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -97,14 +97,17 @@ pub fn SiteLoadPage() -> impl IntoView {
     // Lives outside the refreshing view, so a click's answer is not lost when the table is redrawn.
     let set_priority = ServerAction::<SetSessionPriority>::new();
     provide_context(set_priority);
+    let forget = ServerAction::<ForgetReadingsBeforeDrop>::new();
+    provide_context(forget);
     Effect::new(move |_| {
-        // Show a new priority at once rather than at the next tick.
-        if set_priority.version().get() > 0 {
+        // Show a new priority, or the meter believed again, at once rather than at the next tick.
+        if set_priority.version().get() + forget.version().get() > 0 {
             tick.update(|t| *t += 1);
         }
     });
+    let site = move || params.read().get("site").and_then(|s| s.parse::<i64>().ok());
     let load = Resource::new(
-        move || (params.read().get("site").and_then(|s| s.parse::<i64>().ok()), tick.get()),
+        move || (site(), tick.get()),
         |(site, _)| async move {
             match site {
                 Some(site) => live_site_load(site).await,
@@ -120,10 +123,22 @@ pub fn SiteLoadPage() -> impl IntoView {
                     {super::error_text(&err)}
                 </p>
             })}
+            {move || forget.value().get().map(|r| match r {
+                Ok(n) => view! {
+                    <p class="rounded border border-emerald-300 bg-emerald-50 p-3" data-testid="forget-result">
+                        {format!("{n} readings from before the drop forgotten: the meter is believed again, and the store's rise is learned anew (the configured bound counts meanwhile).")}
+                    </p>
+                }.into_any(),
+                Err(err) => view! {
+                    <p class="rounded border border-red-300 bg-red-50 p-3" data-testid="forget-result">
+                        {super::error_text(&err)}
+                    </p>
+                }.into_any(),
+            })}
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match load.await {
-                        Ok(load) => view! { <SiteLoadView load/> }.into_any(),
+                        Ok(load) => view! { <SiteLoadView load site=site().unwrap_or_default()/> }.into_any(),
                         Err(err) => view! { <super::SignInPrompt message=super::error_text(&err)/> }.into_any(),
                     }
                 })}
@@ -133,7 +148,7 @@ pub fn SiteLoadPage() -> impl IntoView {
 }
 
 #[component]
-fn SiteLoadView(load: SiteLoad) -> impl IntoView {
+fn SiteLoadView(load: SiteLoad, site: i64) -> impl IntoView {
     let SiteLoad {
         site_name,
         retailer_name,
@@ -170,6 +185,15 @@ fn SiteLoadView(load: SiteLoad) -> impl IntoView {
         })}
         <p class=if store_worst_case || store_meter_set_aside.is_some() { "rounded border border-amber-300 bg-amber-50 p-3" } else { "text-slate-600" }
             data-testid="store-note">{store_note}</p>
+        {store_meter_set_aside
+            .filter(|s| s.why == MeterDoubt::FarBelowFloor)
+            .and(use_context::<ServerAction<ForgetReadingsBeforeDrop>>())
+            .map(|forget| view! {
+                <button type="button" class="rounded bg-slate-800 px-3 py-1.5 text-white" data-testid="forget-before-drop"
+                    on:click=move |_| { forget.dispatch(ForgetReadingsBeforeDrop { site }); }>
+                    "The store truly draws less now: forget the meter's readings from before"
+                </button>
+            })}
         {nodes.into_iter().map(|node| view! { <NodeTable node/> }.into_any()).collect_view()}
         <ConnectorTable connectors max_priority/>
     }

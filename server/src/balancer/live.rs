@@ -391,6 +391,23 @@ impl Hub {
         Ok(Some(forgotten))
     }
 
+    /// Keeps a stretch of the site's earlier store meter readings (a meter's export, when a site
+    /// goes live) and has its balancer learn the store's rise again with them, rather than wait a
+    /// day on the configured bound. Returns how many were kept (`None`: no such site).
+    pub async fn import_store_readings(
+        &self,
+        site: SiteId,
+        readings: &[balancing::StoreReading],
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(db) = self.inner.db.clone() else { return Ok(None) };
+        let _one_at_a_time = self.inner.rebuilding.lock().await;
+        let Some(electrics) = balancing::site(&db, site).await? else { return Ok(None) };
+        let kept = balancing::record_store_readings(&db, site, readings).await?;
+        tracing::info!(site.id = %site, kept, "earlier store meter readings imported; the rise is learned again");
+        self.install(&electrics, false, true).await;
+        Ok(Some(kept))
+    }
+
     /// Builds a site's balancer and starts its task, or hands it to the running one (which gives it
     /// its store history, unless `relearn_store`: then it is read from storage again).
     async fn install(&self, site: &balancing::SiteElectrics, at_start_up: bool, relearn_store: bool) {

@@ -29,6 +29,12 @@ impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self { status, message: message.into(), extra: None }
     }
+
+    /// The same error, its message saying where (which item of a list, say).
+    fn with_prefix(mut self, prefix: &str) -> Self {
+        self.message.insert_str(0, prefix);
+        self
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -99,7 +105,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/chargers/{id}/commands/{action}", post(send_command))
         .route("/api/v1/sites/{id}/budget", get(site_budget))
         .route("/api/v1/sites/{id}/meter", post(site_meter))
-        .route("/api/v1/sites/{id}/meter/readings", delete(forget_meter_readings))
+        .route("/api/v1/sites/{id}/meter/readings", delete(forget_meter_readings).post(import_meter_readings))
         .route("/api/v1/sites/{id}/electrics", get(site_electrics).put(put_site_electrics))
         .route("/api/v1/sessions/{id}/needs", put(put_session_needs))
         .route("/api/v1/charger-models", get(list_models).put(put_model))
@@ -244,21 +250,101 @@ async fn site_meter(
             format!("expected {{\"l1_a\", \"l2_a\", \"l3_a\"}} in amps: {e}"),
         )
     })?;
-    let mut currents = [crate::balancer::DeciAmps::ZERO; 3];
-    for (slot, amps) in currents.iter_mut().zip([reading.l1_a, reading.l2_a, reading.l3_a]) {
-        if !amps.is_finite() || !(0.0..=10_000.0).contains(&amps) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "each phase's current must be between 0 and 10000 A",
-            ));
-        }
-        // Round up: the store may be drawing a little more than the meter says, never assume less.
-        *slot = crate::balancer::DeciAmps::from_f64_ceil(amps);
-    }
+    let currents = reading.currents()?;
     if !state.ocpp.hub.store_meter(app::domain::SiteId(site), currents) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("site {site} is not balanced")));
     }
     Ok(Json(json!({ "status": "accepted" })))
+}
+
+impl StoreReading {
+    /// Per phase, in tenths of an amp.
+    fn currents(&self) -> Result<[crate::balancer::DeciAmps; 3], ApiError> {
+        let mut currents = [crate::balancer::DeciAmps::ZERO; 3];
+        for (slot, amps) in currents.iter_mut().zip([self.l1_a, self.l2_a, self.l3_a]) {
+            if !amps.is_finite() || !(0.0..=10_000.0).contains(&amps) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "each phase's current must be between 0 and 10000 A",
+                ));
+            }
+            // Round up: the store may be drawing a little more than the meter says, never assume less.
+            *slot = crate::balancer::DeciAmps::from_f64_ceil(amps);
+        }
+        Ok(currents)
+    }
+}
+
+/// Earlier store meter readings, each with when it was taken.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EarlierReadings {
+    readings: Vec<EarlierReading>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EarlierReading {
+    at: String,
+    l1_a: f64,
+    l2_a: f64,
+    l3_a: f64,
+}
+
+/// The most readings one import takes: four weeks of one a minute, and some.
+const MAX_IMPORTED_READINGS: usize = 50_000;
+
+/// Imports the site meter's earlier readings (its export, when a site goes live): the balancer
+/// learns the store's rise from them at once rather than counting the configured bound for a day.
+async fn import_meter_readings(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(site): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let earlier: EarlierReadings = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"readings\": [{{\"at\", \"l1_a\", \"l2_a\", \"l3_a\"}}]}}: {e}"),
+        )
+    })?;
+    if earlier.readings.is_empty() || earlier.readings.len() > MAX_IMPORTED_READINGS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("between 1 and {MAX_IMPORTED_READINGS} readings at a time"),
+        ));
+    }
+    let now_ms = crate::store::now_ms();
+    let memory_ms = i64::try_from(crate::balancer::store::MEMORY_DAYS * 24 * 3600 * 1000).unwrap_or(i64::MAX);
+    let mut readings = Vec::with_capacity(earlier.readings.len());
+    for (k, r) in earlier.readings.iter().enumerate() {
+        let at = chrono::DateTime::parse_from_rfc3339(&r.at).map(|t| t.timestamp_millis()).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("reading {k}: `at` is not an RFC 3339 moment: {e}"),
+            )
+        })?;
+        if at > now_ms || at < now_ms - memory_ms {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "reading {k}: taken in the future or more than {} days ago",
+                    crate::balancer::store::MEMORY_DAYS
+                ),
+            ));
+        }
+        let currents = StoreReading { l1_a: r.l1_a, l2_a: r.l2_a, l3_a: r.l3_a };
+        let da = currents.currents().map_err(|e| e.with_prefix(&format!("reading {k}: ")))?;
+        readings.push(balancing::StoreReading { measured_at_ms: at, da: da.map(|a| i64::from(a.get())) });
+    }
+    let kept = state
+        .ocpp
+        .hub
+        .import_store_readings(SiteId(site), &readings)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no site {site}")))?;
+    let learned = state.ocpp.hub.budget(SiteId(site)).await.and_then(|b| b.snapshot.store_rise_learned);
+    Ok(Json(json!({ "kept": kept, "store_rise_learned": learned })))
 }
 
 /// A stretch of store meter readings to forget: `from` (inclusive) to `to` (exclusive), RFC 3339.
@@ -674,7 +760,14 @@ pub fn openapi_document() -> Value {
                 "parameters": [site_param,
                     {"name": "from", "in": "query", "required": true, "schema": {"type": "string", "format": "date-time"}, "description": "first moment forgotten (inclusive)"},
                     {"name": "to", "in": "query", "required": true, "schema": {"type": "string", "format": "date-time"}, "description": "end of the stretch (exclusive)"}],
-                "responses": {"200": {"description": "how many readings were forgotten, and the rise learned now"}, "400": {"description": "no stretch, or not RFC 3339, or from not before to"}, "404": {"description": "no such site"}}}},
+                "responses": {"200": {"description": "how many readings were forgotten, and the rise learned now"}, "400": {"description": "no stretch, or not RFC 3339, or from not before to"}, "404": {"description": "no such site"}}},
+                "post": {"summary": "Import the site meter's earlier readings (its export, when a site goes live): the balancer learns the store's rise from them at once rather than counting the configured bound for a day",
+                "parameters": [site_param],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["readings"], "properties": {
+                    "readings": {"type": "array", "minItems": 1, "maxItems": MAX_IMPORTED_READINGS, "items": {"type": "object", "required": ["at", "l1_a", "l2_a", "l3_a"], "properties": {
+                        "at": {"type": "string", "format": "date-time", "description": "when it was taken: within the last four weeks"},
+                        "l1_a": {"type": "number"}, "l2_a": {"type": "number"}, "l3_a": {"type": "number"}}}}}}}}},
+                "responses": {"200": {"description": "how many readings were kept, and the rise learned now"}, "400": {"description": "not that shape, or a moment not RFC 3339"}, "404": {"description": "no such site"}, "422": {"description": "none or too many, a reading in the future or older than four weeks, or a current out of range"}}}},
             "/api/v1/sites/{id}/electrics": {
                 "get": {"summary": "The site's electrics: grid limit, store worst case, fallback current, circuit tree, connector ratings and wiring", "parameters": [site_param], "responses": {"200": {"description": "the electrics", "content": {"application/json": {"schema": electrics}}}, "404": {"description": "no such site"}}},
                 "put": {"summary": "Replace the site's electrics (checked; the balancer is rebuilt at once, running sessions carry on)", "parameters": [site_param],

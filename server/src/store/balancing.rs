@@ -643,6 +643,28 @@ pub async fn record_store_reading(db: &Db, site: SiteId, reading: StoreReading) 
     Ok(())
 }
 
+/// Keeps a stretch of earlier store meter readings (a meter's export, imported when a site goes
+/// live) in one transaction: all or none. Returns how many were kept.
+pub async fn record_store_readings(
+    db: &Db,
+    site: SiteId,
+    readings: &[StoreReading],
+) -> Result<u64, StoreError> {
+    let mut tx = db.pool().begin().await?;
+    for reading in readings {
+        sqlx::query("INSERT INTO store_meter_readings (site_id, measured_at, l1_da, l2_da, l3_da) VALUES ($1, $2, $3, $4, $5)")
+            .bind(site.0)
+            .bind(reading.measured_at_ms)
+            .bind(reading.da[0])
+            .bind(reading.da[1])
+            .bind(reading.da[2])
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(u64::try_from(readings.len()).unwrap_or(u64::MAX))
+}
+
 /// A site's store meter readings taken at or after `since_ms`, oldest first.
 pub async fn store_readings_since(
     db: &Db,

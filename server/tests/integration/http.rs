@@ -137,6 +137,8 @@ on_both_backends! {
         assert_eq!(status_of(&app, "live_site_load", "site=1", Some(&retailer)).await, StatusCode::FORBIDDEN);
         assert_eq!(status_of(&app, "network_alerts", "", Some(&retailer)).await, StatusCode::FORBIDDEN);
         assert_eq!(status_of(&app, "set_session_priority", "session=1&priority=2", Some(&retailer)).await, StatusCode::FORBIDDEN);
+        assert_eq!(status_of(&app, "forget_readings_before_drop", "site=1", None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status_of(&app, "forget_readings_before_drop", "site=1", Some(&retailer)).await, StatusCode::FORBIDDEN);
 
         let operator = sign_in(&app, seed::OPERATOR_EMAIL, seed::OPERATOR_PASSWORD).await;
         let (status, _, body) = send(&app, server_fn("live_site_load", "site=999", Some(&operator))).await;
@@ -299,5 +301,84 @@ on_both_backends! {
         }
         let (_, _, body) = send(&app, call("GET", "/api/v1/sites/1/budget", None)).await;
         assert_eq!(set_aside(&body), serde_json::Value::Null, "{body}");
+    }
+}
+
+on_both_backends! {
+    async fn a_meters_earlier_readings_are_imported_and_forgotten_when_the_store_truly_drops(t: &TestDb) {
+        use app::domain::SiteId;
+        use server::store::balancing;
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let app = app_with_balancers(&t.db).await;
+        let token = format!("Bearer {}", seed::OPERATOR_API_TOKEN);
+        let call = |method: &str, uri: &str, body: Option<serde_json::Value>| {
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::AUTHORIZATION, token.as_str())
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+                .expect("request")
+        };
+        let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).expect("json");
+        let ago = |minutes: i64| (chrono::Utc::now() - chrono::Duration::minutes(minutes)).to_rfc3339();
+        let reading = |at: String, l1: f64| serde_json::json!({"at": at, "l1_a": l1, "l2_a": 35.0, "l3_a": 30.0});
+        // A day and two hours of the meter's export, a reading a minute: the store between 40 and 46 A on L1.
+        let export: Vec<serde_json::Value> =
+            (1..=1560).rev().map(|k| reading(ago(k), 40.0 + f64::from(u32::try_from(k % 7).expect("small")))).collect();
+
+        // Bad imports lose nothing and say why.
+        let bad = [
+            (serde_json::json!({"readings": []}), StatusCode::UNPROCESSABLE_ENTITY, "between 1 and"),
+            (serde_json::json!({"readings": [reading("yesterday".into(), 40.0)]}), StatusCode::BAD_REQUEST, "reading 0: `at`"),
+            (serde_json::json!({"readings": [reading(ago(-10), 40.0)]}), StatusCode::UNPROCESSABLE_ENTITY, "in the future"),
+            (serde_json::json!({"readings": [reading(ago(29 * 24 * 60), 40.0)]}), StatusCode::UNPROCESSABLE_ENTITY, "28 days"),
+            (serde_json::json!({"readings": [reading(ago(5), 40.0), reading(ago(4), -1.0)]}), StatusCode::UNPROCESSABLE_ENTITY, "reading 1: each phase"),
+            (serde_json::json!({"readings": [{"at": ago(5), "l1_a": 1.0, "l2_a": 1.0, "l3_a": 1.0, "l4_a": 1.0}]}), StatusCode::BAD_REQUEST, "l4_a"),
+        ];
+        for (body, status, says) in bad {
+            let (got, _, answer) = send(&app, call("POST", "/api/v1/sites/1/meter/readings", Some(body.clone()))).await;
+            assert_eq!(got, status, "{body}: {answer}");
+            assert!(json(&answer)["error"].as_str().is_some_and(|e| e.contains(says)), "{body}: {answer}");
+        }
+        let (status, _, _) = send(&app, call("POST", "/api/v1/sites/999/meter/readings", Some(serde_json::json!({"readings": [reading(ago(5), 40.0)]})))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let anonymous = Request::post("/api/v1/sites/1/meter/readings")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::json!({"readings": [reading(ago(5), 40.0)]}).to_string()))
+            .expect("request");
+        assert_eq!(send(&app, anonymous).await.0, StatusCode::UNAUTHORIZED);
+        assert!(balancing::store_readings_since(&t.db, SiteId(1), 0).await.expect("read").is_empty(), "nothing kept");
+
+        // The export: the rise is learned at once, not after a day on the configured bound.
+        let (status, _, body) =
+            send(&app, call("POST", "/api/v1/sites/1/meter/readings", Some(serde_json::json!({"readings": export})))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(json(&body)["kept"], 1560, "{body}");
+        assert!(json(&body)["store_rise_learned"].is_array(), "{body}");
+
+        // Equipment removed: the store now draws under half its floor, which is not believed.
+        let low = serde_json::json!({"l1_a": 15.0, "l2_a": 12.0, "l3_a": 10.0});
+        let (status, _, body) = send(&app, call("POST", "/api/v1/sites/1/meter", Some(low.clone()))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let budget = || async { json(&send(&app, call("GET", "/api/v1/sites/1/budget", None)).await.2)["snapshot"].clone() };
+        let snapshot = budget().await;
+        assert_eq!(snapshot["store_meter_set_aside"]["why"], "FarBelowFloor", "{snapshot}");
+        assert_eq!(snapshot["store_worst_case"], true, "{snapshot}");
+
+        // The operator, from the console, has the readings from before the drop forgotten.
+        let operator = sign_in(&app, seed::OPERATOR_EMAIL, seed::OPERATOR_PASSWORD).await;
+        let (status, _, body) = send(&app, server_fn("forget_readings_before_drop", "site=1", Some(&operator))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(json(&body), serde_json::json!(1560), "the export, not the low reading");
+        let snapshot = budget().await;
+        assert_eq!(snapshot["store_meter_set_aside"], serde_json::Value::Null, "{snapshot}");
+        assert_eq!(snapshot["store_worst_case"], false, "the low reading is believed: {snapshot}");
+        assert_eq!(snapshot["store_reading"], serde_json::json!([150, 120, 100]), "{snapshot}");
+        assert_eq!(snapshot["store_rise_learned"], serde_json::Value::Null, "learned anew: {snapshot}");
+        assert_eq!(balancing::store_readings_since(&t.db, SiteId(1), 0).await.expect("read").len(), 1);
+        // Nothing set aside now: nothing to forget.
+        let (status, _, body) = send(&app, server_fn("forget_readings_before_drop", "site=1", Some(&operator))).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
     }
 }

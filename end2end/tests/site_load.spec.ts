@@ -154,3 +154,41 @@ test("an operator is told when the store meter repeats itself, and its worst cas
     expect(back.status()).toBe(200);
   }
 });
+
+test("an operator has a store meter's older readings forgotten when the store truly draws less now", async ({ page }) => {
+  await signIn(page, "operator@forecourt.local", "demo-operator-pass");
+  await expect(page).toHaveURL(/\/console$/);
+  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
+  await page.getByRole("link", { name: "FreshMart Camden" }).first().click();
+  await expect(page).toHaveURL(/\/console\/sites\/\d+$/);
+  const site = page.url().match(/\/console\/sites\/(\d+)$/)![1];
+  const auth = { Authorization: "Bearer demo-operator-api-token" };
+  const ago = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+  try {
+    // The meter's export: a day and two hours, a reading a minute, the store at 40 to 46 A on L1.
+    const readings = Array.from({ length: 1560 }, (_, i) => 1560 - i).map((k) => ({
+      at: ago(k), l1_a: 40 + (k % 7), l2_a: 35, l3_a: 30,
+    }));
+    const imported = await page.request.post(`/api/v1/sites/${site}/meter/readings`, { headers: auth, data: { readings } });
+    expect(imported.status()).toBe(200);
+    expect((await imported.json()).kept).toBe(1560);
+    await expect(page.getByTestId("store-note")).toContainText("the rise its meter has shown", { timeout: 10_000 });
+    // The bakery's ovens are gone: the store draws under half of anything its meter read before.
+    const low = await page.request.post(`/api/v1/sites/${site}/meter`, { headers: auth, data: { l1_a: 15, l2_a: 12, l3_a: 10 } });
+    expect(low.status()).toBe(200);
+    await expect(page.getByTestId("store-note")).toContainText("far below anything it read", { timeout: 10_000 });
+    await expect(page.getByTestId("grid-L1-store")).toHaveText("30.0 A");
+    await page.getByTestId("forget-before-drop").click();
+    await expect(page.getByTestId("forget-result")).toContainText("1560 readings from before the drop forgotten");
+    // Believed again, on the configured rise until a day of the new store is known.
+    await expect(page.getByTestId("store-note")).toContainText("configured rise", { timeout: 10_000 });
+    await expect(page.getByTestId("forget-before-drop")).toHaveCount(0);
+    expect(await ampsOf(page, "grid-L1-store")).toBeLessThan(30);
+  } finally {
+    // Whatever happened, the site's meter history is left as the other tests expect it.
+    const from = encodeURIComponent(ago(3 * 24 * 60));
+    const to = encodeURIComponent(ago(-1));
+    const cleared = await page.request.delete(`/api/v1/sites/${site}/meter/readings?from=${from}&to=${to}`, { headers: auth });
+    expect(cleared.status()).toBe(200);
+  }
+});

@@ -144,8 +144,10 @@ impl Backend for WebBackend {
             return Ok(None);
         };
         // The balancer's clock to the wall's: the readings were set aside this long before the budget.
+        // A second earlier still, as the two clocks are read apart (the first low reading is kept;
+        // a meter reads no faster than that).
         let set_aside_for = i64::try_from(snapshot.at.since(set_aside.since).0).unwrap_or(i64::MAX);
-        let before_ms = store::now_ms().saturating_sub(set_aside_for);
+        let before_ms = store::now_ms().saturating_sub(set_aside_for).saturating_sub(1000);
         let forgotten = self.hub.forget_store_readings(site, 0, before_ms).await?;
         tracing::info!(site.id = %site, ?forgotten, "an operator had the store meter's readings from before its drop forgotten");
         Ok(forgotten)

@@ -632,15 +632,21 @@ pub struct StoreReading {
 
 /// Keeps a store meter reading (the balancer learns the store's rise from four weeks of them).
 pub async fn record_store_reading(db: &Db, site: SiteId, reading: StoreReading) -> Result<(), StoreError> {
+    insert_store_reading(site, &reading).execute(db.pool()).await?;
+    Ok(())
+}
+
+/// The one INSERT of a store meter reading, for a single live reading and for an import alike.
+fn insert_store_reading(
+    site: SiteId,
+    reading: &StoreReading,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments<'static>> {
     sqlx::query("INSERT INTO store_meter_readings (site_id, measured_at, l1_da, l2_da, l3_da) VALUES ($1, $2, $3, $4, $5)")
         .bind(site.0)
         .bind(reading.measured_at_ms)
         .bind(reading.da[0])
         .bind(reading.da[1])
         .bind(reading.da[2])
-        .execute(db.pool())
-        .await?;
-    Ok(())
 }
 
 /// Keeps a stretch of earlier store meter readings (a meter's export, imported when a site goes
@@ -652,14 +658,7 @@ pub async fn record_store_readings(
 ) -> Result<u64, StoreError> {
     let mut tx = db.pool().begin().await?;
     for reading in readings {
-        sqlx::query("INSERT INTO store_meter_readings (site_id, measured_at, l1_da, l2_da, l3_da) VALUES ($1, $2, $3, $4, $5)")
-            .bind(site.0)
-            .bind(reading.measured_at_ms)
-            .bind(reading.da[0])
-            .bind(reading.da[1])
-            .bind(reading.da[2])
-            .execute(&mut *tx)
-            .await?;
+        insert_store_reading(site, reading).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(u64::try_from(readings.len()).unwrap_or(u64::MAX))

@@ -328,7 +328,11 @@ impl ServeArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.global.log_format);
+    let log_to = match cli.command {
+        Command::LbBench(_) => telemetry::LogTo::Stderr,
+        _ => telemetry::LogTo::Stdout,
+    };
+    telemetry::init(cli.global.log_format, log_to);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {

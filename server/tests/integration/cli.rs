@@ -187,3 +187,34 @@ fn user_create_makes_an_account_for_a_retailer() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("boss@forecourt.local"));
 }
+
+/// `lb-bench` prints its report as JSON on standard output, so a script can read it: the
+/// balancer's log lines (a store meter set aside, say) go to standard error instead.
+#[test]
+fn lb_bench_keeps_its_report_apart_from_its_log() {
+    // A store meter that reads 10 A for half an hour: set aside as stuck after a quarter of one.
+    let steps = 30;
+    let store = vec![10.0; steps];
+    let workload = serde_json::json!({
+        "site": {
+            "voltage_ln": 230.0, "grid_limit_a": 63.0, "step_s": 60, "horizon_steps": steps,
+            "feeders": [{"id": "F1", "limit_a": 63.0}],
+            "connectors": [{"id": "C1", "feeder": "F1", "max_a": 32.0, "phases": 3, "rotation": ["L1", "L2", "L3"]}],
+            "base_load_a": {"L1": store, "L2": store, "L3": store},
+        },
+        "sessions": [{
+            "id": "S1", "connector": "C1", "arrival_s": 60, "departure_s": 1500, "est_departure_s": null,
+            "energy_kwh": 5.0, "ev_phases": 3, "ev_max_a": 16.0,
+        }],
+    });
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), workload.to_string()).expect("write the workload");
+    let out = forecourt().arg("lb-bench").arg(file.path()).env("RUST_LOG", "info").output().expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("stdout is not the JSON report ({e}): {}", String::from_utf8_lossy(&out.stdout))
+    });
+    assert_eq!(report["sessions"], 1, "{report}");
+    assert!(report["delivered_kwh"].as_f64().is_some_and(|kwh| kwh > 0.0), "{report}");
+    assert!(stderr(&out).contains("store meter reading set aside"), "the log: {}", stderr(&out));
+}

@@ -792,7 +792,7 @@ impl Balancer {
     /// Whether a store meter reading (`raw`, and the store's own load it stands for) is to be
     /// doubted; one that is not is learned from.
     fn weigh_store_reading(&mut self, at: Millis, raw: PerPhase, store: PerPhase) -> Option<MeterDoubt> {
-        if self.store_unchanged.frozen(at, raw, self.cfg.store.frozen_after) {
+        if self.store_unchanged.frozen(at, raw, self.cfg.store.frozen_after, self.cfg.store.max_age) {
             return Some(MeterDoubt::Unchanged);
         }
         if let Some(learn) = &self.cfg.store.learn_rise {

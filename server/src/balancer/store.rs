@@ -27,7 +27,8 @@ use std::collections::VecDeque;
 /// risen since. A store drawing next to nothing (a pod switched off) is still, and is believed.
 #[derive(Clone, Debug, Default)]
 pub struct Unchanged {
-    last: Option<(PerPhase, Millis)>,
+    /// The latest reading, since when the meter has read it, and when it last read it.
+    last: Option<(PerPhase, Millis, Millis)>,
 }
 
 /// Our policy: a quarter of an hour of one reading is a frozen meter.
@@ -39,13 +40,16 @@ const NEXT_TO_NOTHING: DeciAmps = DeciAmps::from_amps(2);
 
 impl Unchanged {
     /// Records a reading (in time order); true if the meter has now read exactly it for `after`
-    /// or longer (never for a zero `after`, nor for a store drawing next to nothing).
-    pub fn frozen(&mut self, at: Millis, reading: PerPhase, after: Millis) -> bool {
+    /// or longer (never for a zero `after`, nor for a store drawing next to nothing). A silence
+    /// longer than `silence` (the age past which a reading is stale) starts the count over: a
+    /// meter back from an outage that happens to read what it read before has not been
+    /// repeating itself.
+    pub fn frozen(&mut self, at: Millis, reading: PerPhase, after: Millis, silence: Millis) -> bool {
         let since = match self.last {
-            Some((same, since)) if same == reading => since,
+            Some((same, since, seen)) if same == reading && at.since(seen) <= silence => since,
             _ => at,
         };
-        self.last = Some((reading, since));
+        self.last = Some((reading, since, at));
         after > Millis(0)
             && at.since(since) >= after
             && Phase::ALL.iter().any(|&p| reading.get(p) >= NEXT_TO_NOTHING)
@@ -387,23 +391,35 @@ mod tests {
     fn a_meter_that_repeats_one_reading_for_long_enough_is_frozen() {
         let mut u = Unchanged::default();
         let after = Millis::from_secs(15 * 60);
+        let silence = Millis::from_secs(120);
         for m in 0..15 {
-            assert!(!u.frozen(minute(m), pp(30, 20, 10), after), "minute {m}");
+            assert!(!u.frozen(minute(m), pp(30, 20, 10), after, silence), "minute {m}");
         }
-        assert!(u.frozen(minute(15), pp(30, 20, 10), after), "a quarter of an hour to the tenth of an amp");
-        assert!(u.frozen(minute(16), pp(30, 20, 10), after));
+        assert!(
+            u.frozen(minute(15), pp(30, 20, 10), after, silence),
+            "a quarter of an hour to the tenth of an amp"
+        );
+        assert!(u.frozen(minute(16), pp(30, 20, 10), after, silence));
         // A tenth of an amp on one phase is a live meter again; the count starts over.
         let moved = PerPhase([DeciAmps::new(300), DeciAmps::new(201), DeciAmps::new(100)]);
-        assert!(!u.frozen(minute(17), moved, after));
-        assert!(!u.frozen(minute(31), moved, after));
-        assert!(u.frozen(minute(32), moved, after));
+        for m in 17..32 {
+            assert!(!u.frozen(minute(m), moved, after, silence), "minute {m}");
+        }
+        assert!(u.frozen(minute(32), moved, after, silence));
+        // Silent for longer than a reading stays fresh, then the same reading again: back from an
+        // outage, not stuck; the count starts over.
+        assert!(!u.frozen(minute(35), moved, after, silence));
+        for m in 36..50 {
+            assert!(!u.frozen(minute(m), moved, after, silence), "minute {m}");
+        }
+        assert!(u.frozen(minute(50), moved, after, silence));
         // A store switched off is still, and believed: under 2 A on every phase.
         let mut off = Unchanged::default();
         let still = PerPhase([DeciAmps::new(19), DeciAmps::ZERO, DeciAmps::new(5)]);
-        assert!((0..120).all(|m| !off.frozen(minute(m), still, after)));
+        assert!((0..120).all(|m| !off.frozen(minute(m), still, after, silence)));
         // Zero: never frozen.
         let mut never = Unchanged::default();
-        assert!((0..120).all(|m| !never.frozen(minute(m), pp(30, 20, 10), Millis(0))));
+        assert!((0..120).all(|m| !never.frozen(minute(m), pp(30, 20, 10), Millis(0), silence)));
     }
 
     #[test]

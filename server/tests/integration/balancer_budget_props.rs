@@ -586,7 +586,7 @@ proptest! {
                     };
                     w.last_store = Some(amps);
                     let reading = PerPhase(amps.map(DeciAmps::from_amps));
-                    let frozen = w.unchanged.frozen(Millis(w.now), reading, w.cfg.store.frozen_after);
+                    let frozen = w.unchanged.frozen(Millis(w.now), reading, w.cfg.store.frozen_after, w.cfg.store.max_age);
                     w.store_set_aside = frozen
                         || w.cfg.store.learn_rise.as_ref().is_some_and(|l| !w.history.implausible(l, reading).is_empty());
                     if !w.store_set_aside {

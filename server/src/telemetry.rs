@@ -15,13 +15,13 @@ pub fn init(format: LogFormat, to: LogTo) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
     let registry = tracing_subscriber::registry().with(filter);
-    // A second init (tests starting several servers in one process) keeps the first subscriber.
     let writer = move || -> Box<dyn std::io::Write> {
         match to {
             LogTo::Stdout => Box::new(std::io::stdout()),
             LogTo::Stderr => Box::new(std::io::stderr()),
         }
     };
+    // A second init (tests starting several servers in one process) keeps the first subscriber.
     let _ = match format {
         LogFormat::Human => registry.with(fmt::layer().with_target(false).with_writer(writer)).try_init(),
         LogFormat::Json => {

@@ -99,7 +99,7 @@ cmd_test() {
   export FORECOURT_TEST_POSTGRES_URL
   FORECOURT_TEST_POSTGRES_URL=$(postgres_url)
   say "unit, property and integration tests (SQLite and PostgreSQL)"
-  cargo test -p app -p server
+  cargo test -p app -p forecourt-balancer -p server
   if [ -d end2end/ocpp ]; then
     say "OCPP conformance tests with independent chargers (Python ocpp package)"
     FORECOURT_BIN="$ROOT/target/debug/forecourt" .venv/bin/python -m pytest -q end2end/ocpp

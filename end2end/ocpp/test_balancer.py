@@ -422,6 +422,47 @@ def test_a_charger_wired_to_the_store_meter_reports_the_store_load(server):
     run_then_restore(server, original, scenario)
 
 
+def test_a_201_station_wired_to_the_store_meter_reports_the_store_load(server):
+    """The same as the 1.6 charger above, for a 2.0.1 station: MeterValues on EVSE 0 (Current.Import
+    per phase) are the store's own load, and the station is asked for them on the clock every 10 s
+    (AlignedDataCtrlr). Another station's EVSE 0 is that station, not the store."""
+    status, original = server.http("GET", "/api/v1/sites/2/electrics")
+    assert status == 200 and original["store_meter_charger"] is None, original
+    status, body = server.http("PUT", "/api/v1/sites/2/electrics", {**original, "store_meter_charger": "UP-ZUI-02"})
+    assert status == 200 and body["electrics"]["store_meter_charger"] == "UP-ZUI-02", body
+
+    def reading(l1, l2, l3):
+        return [{"timestamp": now_iso(), "sampledValue": [
+            {"value": v, "measurand": "Current.Import", "phase": ph, "unitOfMeasure": {"unit": "A"},
+             "context": "Sample.Clock", "location": "Inlet"}
+            for v, ph in ((l1, "L1"), (l2, "L2"), (l3, "L3"))]}]
+
+    async def budget_store():
+        status, budget = await server.ahttp("GET", "/api/v1/sites/2/budget")
+        assert status == 200, budget
+        return budget["snapshot"]["store_reading"]
+
+    async def scenario():
+        async with charger(server, "UP-ZUI-01", "2.0.1", cls=Balanced201) as other, \
+                charger(server, "UP-ZUI-02", "2.0.1", cls=Balanced201) as meter:
+            await other.req(call201.MeterValues(evse_id=0, meter_value=reading(50, 50, 50)))
+            await meter.req(call201.MeterValues(evse_id=0, meter_value=reading(4.5, 5, 3)))
+            deadline = time.monotonic() + 10
+            while await budget_store() != [45, 50, 30] and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert await budget_store() == [45, 50, 30]
+
+            def aligned(requests):
+                return [{(d["component"]["name"], d["variable"]["name"]): d["attribute_value"] for d in r["set_variable_data"]}
+                        for r in requests]
+            asked = aligned(await calls_received(meter, "SetVariables", 2))
+            assert {("AlignedDataCtrlr", "Measurands"): "Current.Import", ("AlignedDataCtrlr", "Interval"): "10"} in asked, asked
+            await asyncio.sleep(0.5)
+            assert all(("AlignedDataCtrlr", "Measurands") not in a for a in aligned(await calls_received(other, "SetVariables", 1))), other.incoming
+
+    run_then_restore(server, original, scenario, site=2)
+
+
 class Leased16(Balanced16):
     """Keeps the whole TxProfiles it is sent."""
 

@@ -7,12 +7,12 @@
 //! `cargo run --release -p server --example alerts_timing -- 100,1000,10000`
 
 use app::domain::{ChargerId, ConnectorNo, Currency, Slug, Tariff};
-use server::balancer::live::Hub;
 use server::balancer::units::DeciAmps;
+use server::balancing::Hub;
+use server::db::catalog::{self, ConnectorSpec, NewSite};
+use server::db::Db;
 use server::ocpp::registry::Registry;
 use server::settings::DatabaseUrl;
-use server::store::catalog::{self, ConnectorSpec, NewSite};
-use server::store::Db;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 20;

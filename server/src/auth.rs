@@ -49,8 +49,8 @@ pub fn decoy_hash() -> &'static str {
 /// Argon2 is deliberately costly (about 19 MiB and tens of milliseconds per call). Many chargers
 /// reconnecting at once must queue for it rather than each take a blocking thread: glibc gives every
 /// thread its own heap arena and keeps what argon2 freed there, so a burst of a thousand handshakes
-/// on tokio's blocking pool left gigabytes resident (measured: see README, OCPP benchmark). A few
-/// long-lived threads, one per core, do all the hashing instead.
+/// on tokio's blocking pool left gigabytes resident (measured: docs/benchmarks.md, OCPP central system).
+/// A few long-lived threads, one per core, do all the hashing instead.
 type HashJob = Box<dyn FnOnce() + Send>;
 
 fn argon2_worker() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<HashJob>> {

@@ -1,7 +1,7 @@
 //! The command line: `forecourt serve | migrate | user create`.
 
+use crate::db::{catalog, users};
 use crate::settings::{DatabaseUrl, LogFormat, Settings};
-use crate::store::{catalog, users};
 use crate::{auth, seed, serve, telemetry};
 use anyhow::Context;
 use app::domain::{Role, Slug};

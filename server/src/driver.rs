@@ -7,8 +7,8 @@
 //! plan's random token in an HttpOnly cookie, and only that phone may change it: the first phone to
 //! plan a session owns it. Times of day are the site's: the driver is standing there.
 
-use crate::balancer::live::Hub;
-use crate::store::{self, plans, Db};
+use crate::balancing::Hub;
+use crate::db::{self, plans, Db};
 use app::api::PlanOutcome;
 use app::domain::{ChargerId, ConnectorNo, DriverPlan, PlanInput, PlanState, WallClock};
 use chrono::{Duration, NaiveTime, TimeZone, Timelike, Utc};
@@ -111,16 +111,12 @@ pub fn plan_view(p: &plans::PlanRow, now_ms: i64, tz: Tz) -> Option<DriverPlan> 
 }
 
 /// The time zone of the site a connector is at; `None`: no such (accepted) connector.
-async fn site_zone(
-    db: &Db,
-    charger: &ChargerId,
-    connector: ConnectorNo,
-) -> Result<Option<Tz>, store::StoreError> {
-    let Some(facts) = store::catalog::connector_facts(db, charger, connector).await? else { return Ok(None) };
+async fn site_zone(db: &Db, charger: &ChargerId, connector: ConnectorNo) -> Result<Option<Tz>, db::DbError> {
+    let Some(facts) = db::catalog::connector_facts(db, charger, connector).await? else { return Ok(None) };
     let name = facts.site_timezone;
     name.parse::<Tz>()
         .map(Some)
-        .map_err(|_| store::StoreError::Corrupt(format!("site time zone {name:?} is not an IANA zone")))
+        .map_err(|_| db::DbError::Corrupt(format!("site time zone {name:?} is not an IANA zone")))
 }
 
 /// The plan whose token this is, if it was stated for this connector.
@@ -129,10 +125,10 @@ pub async fn own_plan(
     charger: &ChargerId,
     connector: ConnectorNo,
     token: &str,
-) -> Result<Option<DriverPlan>, store::StoreError> {
+) -> Result<Option<DriverPlan>, db::DbError> {
     let Some(tz) = site_zone(db, charger, connector).await? else { return Ok(None) };
     let own = plans::by_token(db, &crate::auth::token_hash(token)).await?;
-    let now = store::now_ms();
+    let now = db::now_ms();
     Ok(own.filter(|p| same_connector(p, charger, connector)).and_then(|p| plan_view(&p, now, tz)))
 }
 
@@ -149,9 +145,9 @@ pub async fn state_plan(
     connector: ConnectorNo,
     token: Option<&str>,
     input: PlanInput,
-) -> Result<PlanOutcome, store::StoreError> {
+) -> Result<PlanOutcome, db::DbError> {
     let Some(tz) = site_zone(db, charger, connector).await? else { return Ok(PlanOutcome::NoSuchConnector) };
-    let now = store::now_ms();
+    let now = db::now_ms();
     let departure = input.leave_at.map(|at| next_departure_ms(now, tz, at));
     let energy = input.energy_wh.map(i64::from);
     let connector_no = i64::from(connector.get());
@@ -214,7 +210,7 @@ pub async fn state_plan(
                 expires,
             )
             .await?
-            .ok_or_else(|| store::StoreError::Conflict("a plan token".to_owned()))?;
+            .ok_or_else(|| db::DbError::Conflict("a plan token".to_owned()))?;
             (id, Some(token))
         }
         Decision::OwnedByAnotherPhone => return Ok(PlanOutcome::OwnedByAnotherPhone),
@@ -230,18 +226,17 @@ pub async fn state_plan(
         plans::supersede_waiting(db, charger.as_str(), connector_no, plan_id, now).await?;
         tracing::info!(plan.id = plan_id, charger.id = %charger, connector = connector_no, "driver's plan waits for a car");
     }
-    let stored = plans::by_id(db, plan_id)
-        .await?
-        .ok_or_else(|| store::StoreError::Corrupt("plan vanished".to_owned()))?;
+    let stored =
+        plans::by_id(db, plan_id).await?.ok_or_else(|| db::DbError::Corrupt("plan vanished".to_owned()))?;
     let plan = plan_view(&stored, now, tz)
-        .ok_or_else(|| store::StoreError::Corrupt("plan expired as stated".to_owned()))?;
+        .ok_or_else(|| db::DbError::Corrupt("plan expired as stated".to_owned()))?;
     Ok(PlanOutcome::Saved { plan, new_token })
 }
 
 /// A session started: the plan waiting on its connector, if any, joins it and goes to the balancer.
 /// A failure is logged and leaves the plan waiting; the session itself is recorded already.
 pub async fn session_started(db: &Db, hub: &Hub, charger: &ChargerId, connector_no: i64, transaction: i64) {
-    match plans::join_waiting(db, charger.as_str(), connector_no, transaction, store::now_ms()).await {
+    match plans::join_waiting(db, charger.as_str(), connector_no, transaction, db::now_ms()).await {
         Ok(Some(needs)) => {
             hub.session_declared(charger, transaction, &needs);
             tracing::info!(transaction.id = transaction, charger.id = %charger, connector = connector_no, ?needs, "driver's waiting plan joined the session");

@@ -2,18 +2,21 @@
 //! modules) the OCPP central system and the load balancer.
 
 pub mod auth;
-pub mod balancer;
+pub mod balancing;
 pub mod cli;
+pub mod db;
 pub mod driver;
 pub mod http;
+pub mod network;
 pub mod ocpp;
 pub mod seed;
 pub mod serve;
 pub mod settings;
 pub mod simulate;
-pub mod store;
 pub mod telemetry;
 pub mod themes;
 pub mod web;
 
+/// The pure balancer core, a crate of its own (`server/balancer/`); `balancing` drives it.
+pub use forecourt_balancer as balancer;
 pub use settings::Settings;

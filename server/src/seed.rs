@@ -3,7 +3,7 @@
 //! and are for the demo only.
 
 use crate::auth;
-use crate::store::{api, catalog, ocpp, users, Db, StoreError};
+use crate::db::{api, catalog, ocpp, users, Db, DbError};
 use app::domain::{ChargerId, ConnectorNo, Currency, Role, Slug, Tariff};
 
 pub const OPERATOR_EMAIL: &str = "operator@forecourt.local";
@@ -75,12 +75,12 @@ pub const RETAILERS: [DemoRetailer; 2] = [
 /// The first connector of the first demo charger: the driver page the README points to.
 pub const DEMO_CONNECTOR: (&str, u32) = ("FM-CAM-01", 1);
 
-fn parse<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StoreError> {
-    r.map_err(|e| StoreError::Corrupt(format!("demo data: {e}")))
+fn parse<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, DbError> {
+    r.map_err(|e| DbError::Corrupt(format!("demo data: {e}")))
 }
 
 /// Seeds the demo network when the database has no users yet. Returns whether it seeded.
-pub async fn seed_if_empty(db: &Db) -> Result<bool, StoreError> {
+pub async fn seed_if_empty(db: &Db) -> Result<bool, DbError> {
     if users::count(db).await? > 0 {
         return Ok(false);
     }
@@ -89,7 +89,7 @@ pub async fn seed_if_empty(db: &Db) -> Result<bool, StoreError> {
     api::create_token(db, &auth::token_hash(OPERATOR_API_TOKEN), "demo operator", &Role::Operator).await?;
     ocpp::create_token(db, ACCEPTED_TAG, false, None, "demo").await?;
     ocpp::create_token(db, BLOCKED_TAG, true, None, "demo: blocked").await?;
-    ocpp::create_token(db, EXPIRED_TAG, false, Some(crate::store::now_ms() - 86_400_000), "demo: expired")
+    ocpp::create_token(db, EXPIRED_TAG, false, Some(crate::db::now_ms() - 86_400_000), "demo: expired")
         .await?;
     let charger_hash = hash(CHARGER_PASSWORD)?;
     for r in &RETAILERS {

@@ -1,12 +1,13 @@
 //! Start-up and shutdown of `forecourt serve`: every check that can fail runs before we listen,
 //! and fails in one sentence.
 
+use crate::db::ocpp as ocpp_db;
+use crate::db::{catalog, Db};
 use crate::http::{self, AppState};
+use crate::network::Network;
 use crate::ocpp::CentralSystem;
 use crate::seed;
 use crate::settings::{self, Backend, Settings};
-use crate::store::ocpp as ocpp_store;
-use crate::store::{catalog, Db};
 use crate::themes::Themes;
 use anyhow::Context;
 use leptos::config::{Env, LeptosOptions};
@@ -80,13 +81,13 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         .env(Env::PROD)
         .build();
     // Whatever a previous process left marked online is offline until it reconnects to us.
-    let stale = ocpp_store::mark_all_offline(&db).await?;
+    let stale = ocpp_db::mark_all_offline(&db).await?;
     if stale > 0 {
         tracing::info!(chargers = stale, "marked chargers offline until they reconnect");
     }
-    let ocpp = CentralSystem::start(db.clone(), settings.ocpp.clone())
-        .await
-        .context("starting the load balancers")?;
+    let network =
+        Network::start(db.clone(), settings.ocpp.clone()).await.context("starting the load balancers")?;
+    let ocpp = network.ocpp.clone();
     let housekeeping = {
         let ocpp = ocpp.clone();
         tokio::spawn(async move {
@@ -97,7 +98,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             }
         })
     };
-    let state = AppState::new(leptos, db.clone(), themes, ocpp.clone());
+    let state = AppState::new(leptos, db.clone(), themes, network);
     let router = http::router(state);
     let (stop, task): (Box<dyn FnOnce() + Send>, JoinHandle<std::io::Result<()>>) = match &settings.tls {
         None => {

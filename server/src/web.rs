@@ -1,9 +1,9 @@
 //! The pages' backend: implements `app::api::ssr::Backend` over the store and the themes.
 
 use crate::auth;
-use crate::balancer::live::{Hub, SiteBudget};
 use crate::balancer::{CircuitId, EvPhases, PerPhase, SmartState};
-use crate::store::{self, balancing, catalog, users, Db};
+use crate::balancing::{Hub, SiteBudget};
+use crate::db::{self, balancing, catalog, users, Db};
 use crate::themes::Themes;
 use app::api::ssr::{anyhow_like::Result, Backend, NewSession, Principal};
 use app::api::{
@@ -56,7 +56,7 @@ impl Backend for WebBackend {
         };
         let token = auth::new_token();
         let ttl_ms = i64::try_from(SESSION_TTL_S * 1000).unwrap_or(i64::MAX);
-        users::create_session(&self.db, &auth::token_hash(&token), user.id, store::now_ms() + ttl_ms).await?;
+        users::create_session(&self.db, &auth::token_hash(&token), user.id, db::now_ms() + ttl_ms).await?;
         tracing::info!(user.id = %user.id, "signed in");
         Ok(Some(NewSession { token, max_age_s: SESSION_TTL_S, role: user.role }))
     }
@@ -67,7 +67,7 @@ impl Backend for WebBackend {
     }
 
     async fn principal(&self, token: &str) -> Result<Option<Principal>> {
-        let user = users::session_user(&self.db, &auth::token_hash(token), store::now_ms()).await?;
+        let user = users::session_user(&self.db, &auth::token_hash(token), db::now_ms()).await?;
         Ok(user.map(|u| Principal { user: u.id, email: u.email, role: u.role }))
     }
 
@@ -147,7 +147,7 @@ impl Backend for WebBackend {
         // A second earlier still, as the two clocks are read apart (the first low reading is kept;
         // a meter reads no faster than that).
         let set_aside_for = i64::try_from(snapshot.at.since(set_aside.since).0).unwrap_or(i64::MAX);
-        let before_ms = store::now_ms().saturating_sub(set_aside_for).saturating_sub(1000);
+        let before_ms = db::now_ms().saturating_sub(set_aside_for).saturating_sub(1000);
         let forgotten = self.hub.forget_store_readings(site, 0, before_ms).await?;
         tracing::info!(site.id = %site, ?forgotten, "an operator had the store meter's readings from before its drop forgotten");
         Ok(forgotten)

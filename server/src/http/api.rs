@@ -3,10 +3,10 @@
 
 use super::AppState;
 use crate::auth;
+use crate::db::{self, api as repo, balancing, users, DbError};
 use crate::ocpp::frame::OcppVersion;
 use crate::ocpp::registry::{CallOutcome, CommandError};
 use crate::ocpp::{v16, v201};
-use crate::store::{self, api as repo, balancing, users, StoreError};
 use app::domain::{ChargerId, Role, SiteId};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -47,12 +47,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
         match err {
-            StoreError::Conflict(what) => {
-                ApiError::new(StatusCode::CONFLICT, format!("{what} already exists"))
-            }
+            DbError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, format!("{what} already exists")),
             other => {
                 tracing::error!(error = %other, "API request failed in storage");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -82,7 +80,7 @@ impl FromRequestParts<AppState> for Operator {
         {
             repo::token_role(&state.db, &auth::token_hash(token.trim())).await?.ok_or_else(unauthorized)?
         } else if let Some(session) = app::api::ssr::session_token_from(&parts.headers) {
-            users::session_user(&state.db, &auth::token_hash(&session), store::now_ms())
+            users::session_user(&state.db, &auth::token_hash(&session), db::now_ms())
                 .await?
                 .ok_or_else(unauthorized)?
                 .role
@@ -126,7 +124,7 @@ async fn site_budget(
     State(state): State<AppState>,
     Path(site): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let budget = state.ocpp.hub.budget(app::domain::SiteId(site)).await.ok_or_else(|| {
+    let budget = state.hub.budget(app::domain::SiteId(site)).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("site {site} is not balanced (unknown, or its configuration is unsafe)"),
@@ -167,7 +165,7 @@ async fn put_session_needs(
             format!("expected {{\"departure\", \"energy_kwh\", \"priority\"}}: {e}"),
         )
     })?;
-    let now = crate::store::now_ms();
+    let now = crate::db::now_ms();
     let departure_at_ms = match body.departure.as_deref() {
         None => None,
         Some(text) => {
@@ -210,7 +208,7 @@ async fn put_session_needs(
     match balancing::set_session_needs(&state.db, session, &needs).await? {
         balancing::NeedsStored::Running { charger_id, connector_no } => {
             if let Ok(charger) = ChargerId::parse(&charger_id) {
-                state.ocpp.hub.session_declared(&charger, session, &needs);
+                state.hub.session_declared(&charger, session, &needs);
             }
             tracing::info!(session.id = session, charger.id = %charger_id, connector = connector_no, ?needs, "session needs stated");
             Ok(Json(json!({
@@ -251,7 +249,7 @@ async fn site_meter(
         )
     })?;
     let currents = reading.currents()?;
-    if !state.ocpp.hub.store_meter(app::domain::SiteId(site), currents) {
+    if !state.hub.store_meter(app::domain::SiteId(site), currents) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("site {site} is not balanced")));
     }
     Ok(Json(json!({ "status": "accepted" })))
@@ -314,7 +312,7 @@ async fn import_meter_readings(
             format!("between 1 and {MAX_IMPORTED_READINGS} readings at a time"),
         ));
     }
-    let now_ms = crate::store::now_ms();
+    let now_ms = crate::db::now_ms();
     let memory_ms = i64::try_from(crate::balancer::store::MEMORY_DAYS * 24 * 3600 * 1000).unwrap_or(i64::MAX);
     let mut readings = Vec::with_capacity(earlier.readings.len());
     for (k, r) in earlier.readings.iter().enumerate() {
@@ -338,12 +336,11 @@ async fn import_meter_readings(
         readings.push(balancing::StoreReading { measured_at_ms: at, da: da.map(|a| i64::from(a.get())) });
     }
     let kept = state
-        .ocpp
         .hub
         .import_store_readings(SiteId(site), &readings)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no site {site}")))?;
-    let learned = state.ocpp.hub.budget(SiteId(site)).await.and_then(|b| b.snapshot.store_rise_learned);
+    let learned = state.hub.budget(SiteId(site)).await.and_then(|b| b.snapshot.store_rise_learned);
     Ok(Json(json!({ "kept": kept, "store_rise_learned": learned })))
 }
 
@@ -380,12 +377,11 @@ async fn forget_meter_readings(
     }
     let site = SiteId(site);
     let forgotten = state
-        .ocpp
         .hub
         .forget_store_readings(site, from_ms, to_ms)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no site {}", site.0)))?;
-    let learned = state.ocpp.hub.budget(site).await.and_then(|b| b.snapshot.store_rise_learned);
+    let learned = state.hub.budget(site).await.and_then(|b| b.snapshot.store_rise_learned);
     Ok(Json(json!({ "forgotten": forgotten, "store_rise_learned": learned })))
 }
 
@@ -420,7 +416,7 @@ async fn put_site_electrics(
         balancing::ElectricsError::Invalid(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why),
         balancing::ElectricsError::Store(e) => e.into(),
     })?;
-    let warnings = crate::balancer::live::check_site(&checked).map_err(|e| {
+    let warnings = crate::balancing::check_site(&checked).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the site cannot be balanced safely: {e}"))
     })?;
     balancing::store_electrics(&state.db, &checked, &spec).await?;
@@ -430,14 +426,14 @@ async fn put_site_electrics(
         connectors = spec.connectors.len(),
         "site electrics changed"
     );
-    state.ocpp.hub.rebuild_site(SiteId(site)).await?;
+    state.hub.rebuild_site(SiteId(site)).await?;
     let stored = balancing::electrics_spec(&state.db, SiteId(site)).await?;
     Ok(Json(json!({ "electrics": stored, "warnings": warnings })))
 }
 
 /// Per-model OCPP settings (leniency, kWh meter registers).
 async fn list_models(_: Operator, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let models = crate::store::ocpp::model_settings(&state.db).await?;
+    let models = crate::db::ocpp::model_settings(&state.db).await?;
     Ok(Json(json!(models)))
 }
 
@@ -447,7 +443,7 @@ async fn put_model(
     State(state): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let settings: crate::store::ocpp::ModelSettings = serde_json::from_slice(&body).map_err(|e| {
+    let settings: crate::db::ocpp::ModelSettings = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("expected {{\"vendor\", \"model\", \"lenient\", \"meter_in_kwh\", \"note\"}}: {e}"),
@@ -462,14 +458,14 @@ async fn put_model(
             ));
         }
     }
-    crate::store::ocpp::put_model_settings(&state.db, &settings).await?;
+    crate::db::ocpp::put_model_settings(&state.db, &settings).await?;
     tracing::info!(vendor = %settings.vendor, model = %settings.model, lenient = settings.lenient, meter_in_kwh = settings.meter_in_kwh, "charger model settings changed");
     Ok(Json(json!(settings)))
 }
 
 /// Unknown chargers waiting for an operator (the `--unknown-chargers pending` policy).
 async fn list_requests(_: Operator, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let requests = crate::store::ocpp::charger_requests(&state.db).await?;
+    let requests = crate::db::ocpp::charger_requests(&state.db).await?;
     Ok(Json(Value::Array(
         requests
             .into_iter()
@@ -499,10 +495,10 @@ async fn accept_request(
     let AcceptRequest { site_id } = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"site_id\": N}}: {e}")))?;
     let site = app::domain::SiteId(site_id);
-    if !crate::store::ocpp::site_exists(&state.db, site).await? {
+    if !crate::db::ocpp::site_exists(&state.db, site).await? {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("no site {site_id}")));
     }
-    if !crate::store::ocpp::accept_charger_request(&state.db, &id, site).await? {
+    if !crate::db::ocpp::accept_charger_request(&state.db, &id, site).await? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no charger {id} is waiting")));
     }
     tracing::info!(charger.id = %id, site.id = %site, "operator accepted a waiting charger");
@@ -527,7 +523,7 @@ async fn reject_request(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = charger_id(&id)?;
-    if !crate::store::ocpp::reject_charger_request(&state.db, &id).await? {
+    if !crate::db::ocpp::reject_charger_request(&state.db, &id).await? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no charger {id} is waiting")));
     }
     tracing::info!(charger.id = %id, "operator rejected a waiting charger");

@@ -4,8 +4,10 @@
 pub mod api;
 mod health;
 
+use crate::balancing::Hub;
+use crate::db::Db;
+use crate::network::Network;
 use crate::ocpp::{handshake, CentralSystem};
-use crate::store::Db;
 use crate::themes::Themes;
 use crate::web::WebBackend;
 use app::api::ssr::SharedBackend;
@@ -31,6 +33,8 @@ pub struct AppState {
     pub themes: Arc<Themes>,
     pub backend: SharedBackend,
     pub ocpp: CentralSystem,
+    /// The sites' load balancers.
+    pub hub: Hub,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -46,10 +50,11 @@ impl FromRef<AppState> for CentralSystem {
 }
 
 impl AppState {
-    pub fn new(leptos: LeptosOptions, db: Db, themes: Arc<Themes>, ocpp: CentralSystem) -> Self {
+    pub fn new(leptos: LeptosOptions, db: Db, themes: Arc<Themes>, network: Network) -> Self {
+        let Network { ocpp, hub } = network;
         let backend: SharedBackend =
-            Arc::new(WebBackend { db: db.clone(), themes: themes.clone(), hub: ocpp.hub.clone() });
-        Self { leptos, db, themes, backend, ocpp }
+            Arc::new(WebBackend { db: db.clone(), themes: themes.clone(), hub: hub.clone() });
+        Self { leptos, db, themes, backend, ocpp, hub }
     }
 }
 

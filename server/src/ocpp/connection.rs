@@ -5,7 +5,7 @@
 use super::frame::{self, Frame, RpcError};
 use super::registry::{CallOutcome, OutgoingCall};
 use super::{CentralSystem, Link};
-use crate::store::ocpp as db;
+use crate::db::ocpp as db;
 use axum::extract::ws::Message;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use std::collections::VecDeque;
@@ -33,7 +33,7 @@ where
         tracing::error!(charger.id = %charger, error = %err, "could not mark charger online");
     }
     tracing::info!(charger.id = %charger, ocpp.version = %link.version, "connected");
-    cs.hub.charger_online(&charger, true);
+    cs.report(&link, super::report::ChargerReport::Online(true)).await;
 
     let mut queue: VecDeque<OutgoingCall> = VecDeque::new();
     let mut in_flight: Option<InFlight> = None;
@@ -179,7 +179,7 @@ where
         let _ = call.reply.send(CallOutcome::Disconnected);
     }
     if cs.registry.unregister(&charger, registration.generation) {
-        cs.hub.charger_online(&charger, false);
+        cs.report(&link, super::report::ChargerReport::Online(false)).await;
         if let Err(err) = db::set_online(&cs.db, &charger, &version_text, false).await {
             tracing::error!(charger.id = %charger, error = %err, "could not mark charger offline");
         }

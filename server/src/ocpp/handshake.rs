@@ -4,7 +4,7 @@
 use super::frame::OcppVersion;
 use super::{connection, CentralSystem, Link, UnknownChargers};
 use crate::auth;
-use crate::store::ocpp as db;
+use crate::db::ocpp as db;
 use app::domain::ChargerId;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
@@ -148,7 +148,7 @@ async fn unknown_charger(
     version: OcppVersion,
     password: String,
 ) -> Result<Link, Response> {
-    let unavailable = |err: crate::store::StoreError| {
+    let unavailable = |err: crate::db::DbError| {
         tracing::error!(charger.id = %charger, error = %err, "handshake: storage failed");
         refuse(StatusCode::SERVICE_UNAVAILABLE, "try again later")
     };

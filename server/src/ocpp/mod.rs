@@ -13,10 +13,12 @@ pub mod frame;
 pub mod handshake;
 pub mod quirks;
 pub mod registry;
+pub mod report;
+pub mod smart_charging;
 pub mod v16;
 pub mod v201;
 
-use crate::store::{ocpp as store, Db};
+use crate::db::{ocpp as db, Db};
 use app::domain::{ChargerId, SiteId};
 use frame::{ErrorCode, OcppVersion, RpcError};
 use serde_json::Value;
@@ -67,8 +69,8 @@ pub struct CentralSystem {
     pub db: Db,
     pub registry: registry::Registry,
     pub settings: OcppSettings,
-    /// The load balancers of every site, told of sessions, meters and chargers coming and going.
-    pub hub: crate::balancer::live::Hub,
+    /// Who hears what chargers report (the sites' load balancers and the drivers' plans).
+    reports: std::sync::Arc<dyn report::ReportSink>,
     /// Passwords that verified recently, so reconnects skip argon2.
     pub credentials: std::sync::Arc<handshake::VerifiedCredentials>,
     /// Becomes true when the server shuts down: every connection closes cleanly.
@@ -107,34 +109,26 @@ impl Link {
 }
 
 impl CentralSystem {
-    /// A central system without load balancing (for tests of other parts).
-    pub fn new(db: Db, settings: OcppSettings) -> Self {
-        let registry = registry::Registry::default();
-        let hub = crate::balancer::live::Hub::empty(registry.clone());
-        Self::with(db, settings, registry, hub)
-    }
-
-    /// The central system with every site's load balancer running.
-    pub async fn start(db: Db, settings: OcppSettings) -> Result<Self, crate::store::StoreError> {
-        let registry = registry::Registry::default();
-        let hub = crate::balancer::live::Hub::start(&db, registry.clone()).await?;
-        Ok(Self::with(db, settings, registry, hub))
-    }
-
-    fn with(
+    /// A central system whose chargers' reports go to `reports`, calling chargers through `registry`.
+    pub fn new(
         db: Db,
         settings: OcppSettings,
         registry: registry::Registry,
-        hub: crate::balancer::live::Hub,
+        reports: std::sync::Arc<dyn report::ReportSink>,
     ) -> Self {
         Self {
             db,
             registry,
             settings,
-            hub,
+            reports,
             credentials: Default::default(),
             shutting_down: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Hands what a charger reported to those who listen.
+    pub(crate) async fn report(&self, link: &Link, report: report::ChargerReport) {
+        self.reports.report(&link.charger, link.site, report).await;
     }
 
     /// Asks every connection to close (WebSocket close 1001, "going away").
@@ -156,7 +150,7 @@ impl CentralSystem {
     ) -> Result<Value, RpcError> {
         if link.site.is_none() {
             // An operator may have accepted this charger since it connected.
-            if let Some(auth) = store::charger_auth(&self.db, &link.charger).await.map_err(internal)? {
+            if let Some(auth) = db::charger_auth(&self.db, &link.charger).await.map_err(internal)? {
                 if auth.registration == "accepted" {
                     tracing::info!(charger.id = %link.charger, "charger accepted by an operator");
                     link.site = Some(auth.site);
@@ -170,7 +164,7 @@ impl CentralSystem {
         let result = self.dispatch(link, action, payload).await;
         if booting && result.is_ok() {
             // The boot named the charger's vendor and model: its model's settings apply from here.
-            if let Ok(Some(auth)) = store::charger_auth(&self.db, &link.charger).await {
+            if let Ok(Some(auth)) = db::charger_auth(&self.db, &link.charger).await {
                 link.lenient = auth.lenient;
                 link.meter_in_kwh = auth.meter_in_kwh;
                 link.session_register = auth.session_register;
@@ -202,14 +196,14 @@ impl CentralSystem {
     pub(crate) async fn boot(
         &self,
         link: &Link,
-        info: &store::BootInfo,
+        info: &db::BootInfo,
         raw_payload: &str,
     ) -> Result<Registration, RpcError> {
         let id = &link.charger;
-        store::record_boot(&self.db, id, &link.version.to_string(), info, raw_payload)
+        db::record_boot(&self.db, id, &link.version.to_string(), info, raw_payload)
             .await
             .map_err(internal)?;
-        let registration = match store::charger_auth(&self.db, id)
+        let registration = match db::charger_auth(&self.db, id)
             .await
             .map_err(internal)?
             .as_ref()
@@ -221,16 +215,16 @@ impl CentralSystem {
         };
         tracing::info!(charger.id = %id, vendor = %info.vendor, model = %info.model, status = ?registration, "boot");
         if registration == Registration::Accepted {
-            self.hub.charger_booted(id, link.site, link.version);
+            self.report(link, report::ChargerReport::Booted { version: link.version }).await;
         }
         Ok(registration)
     }
 
     /// Periodic housekeeping: ghost sessions and the frame log's retention.
     pub async fn housekeeping(&self) {
-        let now = crate::store::now_ms();
+        let now = crate::db::now_ms();
         let grace = i64::try_from(self.settings.ghost_grace.as_millis()).unwrap_or(i64::MAX);
-        match store::close_ghost_sessions(&self.db, now - grace).await {
+        match db::close_ghost_sessions(&self.db, now - grace).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 closed = n,
@@ -239,12 +233,12 @@ impl CentralSystem {
             Err(err) => tracing::error!(error = %err, "ghost session sweep failed"),
         }
         let keep = i64::try_from(self.settings.frame_retention.as_millis()).unwrap_or(i64::MAX);
-        if let Err(err) = store::purge_frames_before(&self.db, now - keep).await {
+        if let Err(err) = db::purge_frames_before(&self.db, now - keep).await {
             tracing::error!(error = %err, "frame log purge failed");
         }
         // A phone's plan that no car took is of no use a day on (its cookie is gone by then too).
         let day = i64::try_from(app::api::ssr::PLAN_COOKIE_MAX_AGE_S * 1000).unwrap_or(i64::MAX);
-        match crate::store::plans::forget_unjoined(&self.db, now - day).await {
+        match crate::db::plans::forget_unjoined(&self.db, now - day).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(forgotten = n, "forgot drivers' plans that no car took"),
             Err(err) => tracing::error!(error = %err, "drivers' plan sweep failed"),
@@ -253,7 +247,7 @@ impl CentralSystem {
 }
 
 /// A storage failure while handling a CALL: the charger gets InternalError and will retry.
-pub(crate) fn internal(err: crate::store::StoreError) -> RpcError {
+pub(crate) fn internal(err: crate::db::DbError) -> RpcError {
     tracing::error!(error = %err, "storage failed while handling an OCPP message");
     RpcError::new(ErrorCode::InternalError, "the central system could not store this message; please retry")
 }
@@ -443,13 +437,13 @@ pub(crate) async fn judge_token(
     cs: &CentralSystem,
     link: &Link,
     token: &str,
-) -> Result<store::TokenStanding, RpcError> {
-    let now = crate::store::now_ms();
-    let standing = store::token_standing(&cs.db, token, now).await.map_err(internal)?;
-    if standing == store::TokenStanding::Unknown {
+) -> Result<db::TokenStanding, RpcError> {
+    let now = crate::db::now_ms();
+    let standing = db::token_standing(&cs.db, token, now).await.map_err(internal)?;
+    if standing == db::TokenStanding::Unknown {
         if let Some(site) = link.site {
-            if store::site_free_vend(&cs.db, site).await.map_err(internal)? {
-                return Ok(store::TokenStanding::Accepted);
+            if db::site_free_vend(&cs.db, site).await.map_err(internal)? {
+                return Ok(db::TokenStanding::Accepted);
             }
         }
     }
@@ -471,8 +465,8 @@ pub(crate) struct RawSample {
 pub(crate) fn to_samples(
     charger_time: chrono::DateTime<chrono::Utc>,
     raw: Vec<RawSample>,
-) -> Vec<store::Sample> {
-    let received = crate::store::now_ms();
+) -> Vec<db::Sample> {
+    let received = crate::db::now_ms();
     let sampled_at = quirks::effective_time(charger_time, received);
     let charger_time = charger_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     raw.into_iter()
@@ -489,7 +483,7 @@ pub(crate) fn to_samples(
                 }
                 None => (None, unit),
             };
-            store::Sample {
+            db::Sample {
                 sampled_at,
                 charger_time: charger_time.clone(),
                 measurand,
@@ -505,7 +499,7 @@ pub(crate) fn to_samples(
 }
 
 /// Per-phase currents among samples (`Current.Import` on L1, L2, L3), in tenths of an amp.
-pub(crate) fn phase_currents_da(samples: &[store::Sample]) -> Option<[u32; 3]> {
+pub(crate) fn phase_currents_da(samples: &[db::Sample]) -> Option<[u32; 3]> {
     let mut currents = [0u32; 3];
     let mut seen = false;
     for s in samples.iter().filter(|s| s.measurand == "Current.Import" && s.unit == "A") {
@@ -524,7 +518,7 @@ pub(crate) fn phase_currents_da(samples: &[store::Sample]) -> Option<[u32; 3]> {
 }
 
 /// The energy register at a given context among samples, in Wh.
-pub(crate) fn energy_register_wh(samples: &[store::Sample], context: &str) -> Option<i64> {
+pub(crate) fn energy_register_wh(samples: &[db::Sample], context: &str) -> Option<i64> {
     samples
         .iter()
         .filter(|s| s.measurand == "Energy.Active.Import.Register" && s.phase.is_empty() && s.unit == "Wh")

@@ -1,12 +1,13 @@
 //! OCPP 1.6J: typed dispatch of what chargers send, and the commands we can send them.
 
 use super::frame::{ErrorCode, RpcError};
+use super::report::{meter_report, ChargerReport};
 use super::{
     actions, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample,
     Registration,
 };
 use crate::balancer::clock::Stamp;
-use crate::store::{self, ocpp as db};
+use crate::db::{now_ms, ocpp as db};
 use chrono::Utc;
 use rust_ocpp::v1_6::messages as m;
 use rust_ocpp::v1_6::types::{
@@ -177,7 +178,7 @@ pub async fn handle(
         }
         Incoming::StatusNotification(r) => {
             if let Some(stamped) = r.timestamp {
-                cs.hub.charger_clock(id, stamped, Stamp::Event);
+                cs.report(link, ChargerReport::Clock { stamped, stamp: Stamp::Event }).await;
             }
             let change = db::StatusChange {
                 connector_no: i64::from(r.connector_id),
@@ -188,17 +189,17 @@ pub async fn handle(
                     .flatten()
                     .collect::<Vec<_>>()
                     .join(" / "),
-                charger_time: r.timestamp.map(|t| super::quirks::effective_time(t, store::now_ms())),
+                charger_time: r.timestamp.map(|t| super::quirks::effective_time(t, now_ms())),
             };
             db::record_status(&cs.db, id, &change).await.map_err(internal)?;
-            cs.hub.connector_seen(id, link.site, u32::try_from(change.connector_no).unwrap_or(0));
+            cs.report(link, ChargerReport::ConnectorSeen { connector: r.connector_id }).await;
             if matches!(
                 r.status,
                 ChargePointStatus::SuspendedEV
                     | ChargePointStatus::SuspendedEVSE
                     | ChargePointStatus::Finishing
             ) {
-                cs.hub.draw_stopped(id, r.connector_id);
+                cs.report(link, ChargerReport::DrawStopped { connector: r.connector_id }).await;
             }
             encode(&m::status_notification::StatusNotificationResponse {})
         }
@@ -207,12 +208,12 @@ pub async fn handle(
             encode(&m::authorize::AuthorizeResponse { id_tag_info: id_tag_info(standing) })
         }
         Incoming::StartTransaction(r) => {
-            cs.hub.charger_clock(id, r.timestamp, Stamp::Event);
+            cs.report(link, ChargerReport::Clock { stamped: r.timestamp, stamp: Stamp::Event }).await;
             let standing = judge_token(cs, link, &r.id_tag).await?;
             let start = db::TxStart {
                 connector_no: i64::from(r.connector_id),
                 id_tag: r.id_tag,
-                started_at: super::quirks::effective_time(r.timestamp, store::now_ms()),
+                started_at: super::quirks::effective_time(r.timestamp, now_ms()),
                 started_at_charger: r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 meter_start_wh: Some(register_wh(link, r.meter_start)),
             };
@@ -220,8 +221,13 @@ pub async fn handle(
             if fresh {
                 tracing::info!(charger.id = %id, transaction.id = %tx, connector = start.connector_no, "transaction started");
                 if standing == db::TokenStanding::Accepted {
-                    cs.hub.session_started(id, r.connector_id, tx.0, &tx.0.to_string(), start.meter_start_wh);
-                    crate::driver::session_started(&cs.db, &cs.hub, id, start.connector_no, tx.0).await;
+                    let started = ChargerReport::SessionStarted {
+                        connector: r.connector_id,
+                        transaction: tx,
+                        ocpp_tx_id: tx.0.to_string(),
+                        meter_start_wh: start.meter_start_wh,
+                    };
+                    cs.report(link, started).await;
                 }
             } else {
                 tracing::info!(charger.id = %id, transaction.id = %tx, "replayed StartTransaction: same transaction");
@@ -234,7 +240,7 @@ pub async fn handle(
             })
         }
         Incoming::StopTransaction(r) => {
-            cs.hub.charger_clock(id, r.timestamp, Stamp::Event);
+            cs.report(link, ChargerReport::Clock { stamped: r.timestamp, stamp: Stamp::Event }).await;
             let data = samples(r.transaction_data.unwrap_or_default());
             let ocpp_tx_id = if super::quirks::is_placeholder_transaction_id(r.transaction_id) {
                 // Started offline, never got an id from us: keep it apart from every real one.
@@ -243,7 +249,7 @@ pub async fn handle(
                 r.transaction_id.to_string()
             };
             let stop = db::TxStop {
-                stopped_at: super::quirks::effective_time(r.timestamp, store::now_ms()),
+                stopped_at: super::quirks::effective_time(r.timestamp, now_ms()),
                 stopped_at_charger: r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 meter_stop_wh: Some(register_wh(link, r.meter_stop)),
                 reason: r.reason.as_ref().map(enum_text),
@@ -254,7 +260,7 @@ pub async fn handle(
             if !seen {
                 tracing::warn!(charger.id = %id, ocpp.transaction = %ocpp_tx_id, "StopTransaction for a transaction we never saw; recorded");
             }
-            cs.hub.session_ended(id, tx.0);
+            cs.report(link, ChargerReport::SessionEnded { transaction: tx }).await;
             if !data.is_empty() {
                 db::record_samples(&cs.db, id, 0, Some(tx), &data).await.map_err(internal)?;
             }
@@ -270,13 +276,12 @@ pub async fn handle(
                 None => None,
             };
             if let Some(stamped) = r.meter_value.iter().map(|v| v.timestamp).max() {
-                cs.hub.charger_clock(id, stamped, Stamp::Sample);
+                cs.report(link, ChargerReport::Clock { stamped, stamp: Stamp::Sample }).await;
             }
             let data = samples(r.meter_value);
             db::record_samples(&cs.db, id, i64::from(r.connector_id), tx, &data).await.map_err(internal)?;
-            if let Some(currents) = super::phase_currents_da(&data) {
-                let energy = super::energy_register_wh(&data, "").and_then(|wh| u32::try_from(wh).ok());
-                cs.hub.connector_meter(id, r.connector_id, currents, energy);
+            if let Some(reading) = meter_report(r.connector_id, &data) {
+                cs.report(link, reading).await;
             }
             encode(&m::meter_values::MeterValuesResponse {})
         }

@@ -2,12 +2,13 @@
 
 use super::frame::{ErrorCode, RpcError};
 use super::quirks;
+use super::report::{meter_report, ChargerReport};
 use super::{
     actions, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample,
     Registration,
 };
 use crate::balancer::clock::Stamp;
-use crate::store::{self, ocpp as db};
+use crate::db::{now_ms, ocpp as db};
 use chrono::Utc;
 use rust_ocpp::v2_0_1::datatypes::id_token_info_type::IdTokenInfoType;
 use rust_ocpp::v2_0_1::datatypes::meter_value_type::MeterValueType;
@@ -220,17 +221,18 @@ pub async fn handle(
             encode(&m::heartbeat::HeartbeatResponse { current_time: now })
         }
         Incoming::StatusNotification(r) => {
-            cs.hub.charger_clock(id, r.timestamp, Stamp::Event);
+            cs.report(link, ChargerReport::Clock { stamped: r.timestamp, stamp: Stamp::Event }).await;
             // We address connectors by EVSE: 2.0.1's (evse, connector) maps to our connector number = evse id.
             let change = db::StatusChange {
                 connector_no: i64::from(r.evse_id),
                 status: enum_text(&r.connector_status),
                 error_code: String::new(),
                 info: format!("connector {}", r.connector_id),
-                charger_time: Some(quirks::effective_time(r.timestamp, store::now_ms())),
+                charger_time: Some(quirks::effective_time(r.timestamp, now_ms())),
             };
             db::record_status(&cs.db, id, &change).await.map_err(internal)?;
-            cs.hub.connector_seen(id, link.site, u32::try_from(change.connector_no).unwrap_or(0));
+            let connector = u32::try_from(r.evse_id).unwrap_or(0);
+            cs.report(link, ChargerReport::ConnectorSeen { connector }).await;
             encode(&m::status_notification::StatusNotificationResponse {})
         }
         Incoming::Authorize(r) => {
@@ -243,10 +245,14 @@ pub async fn handle(
         Incoming::TransactionEvent(r) => transaction_event(cs, link, r).await,
         Incoming::MeterValues(r) => {
             if let Some(stamped) = r.meter_value.iter().map(|v| v.timestamp).max() {
-                cs.hub.charger_clock(id, stamped, Stamp::Sample);
+                cs.report(link, ChargerReport::Clock { stamped, stamp: Stamp::Sample }).await;
             }
             let data = samples(r.meter_value);
             db::record_samples(&cs.db, id, i64::from(r.evse_id), None, &data).await.map_err(internal)?;
+            // EVSE 0 is the station as a whole: on the one wired to the store meter, the store's load.
+            if let Some(reading) = meter_report(u32::try_from(r.evse_id).unwrap_or(0), &data) {
+                cs.report(link, reading).await;
+            }
             encode(&m::meter_values::MeterValuesResponse {})
         }
         Incoming::NotifyReport(r) => {
@@ -266,13 +272,13 @@ pub async fn handle(
             record(cs, link, "ev_charging_needs", &r.evse_id.to_string(), &raw_payload).await?;
             let needs = &r.charging_needs;
             let ac = needs.ac_charging_parameters.as_ref();
-            cs.hub.session_needs(
-                id,
-                u32::try_from(r.evse_id).unwrap_or(0),
-                ac.and_then(|p| u32::try_from(p.ev_max_current).ok()),
-                needs.departure_time.map(|t| t.timestamp_millis()),
-                ac.and_then(|p| u32::try_from(p.energy_amount).ok()),
-            );
+            let needs = ChargerReport::EvNeeds {
+                connector: u32::try_from(r.evse_id).unwrap_or(0),
+                ev_max_a: ac.and_then(|p| u32::try_from(p.ev_max_current).ok()),
+                departure_utc_ms: needs.departure_time.map(|t| t.timestamp_millis()),
+                energy_wh: ac.and_then(|p| u32::try_from(p.energy_amount).ok()),
+            };
+            cs.report(link, needs).await;
             encode(&m::notify_ev_charging_needs::NotifyEVChargingNeedsResponse {
                 status: NotifyEVChargingNeedsStatusEnumType::Accepted,
                 status_info: None,
@@ -304,10 +310,10 @@ async fn transaction_event(
     r: m::transaction_event::TransactionEventRequest,
 ) -> Result<Value, RpcError> {
     let id = &link.charger;
-    let received = store::now_ms();
+    let received = now_ms();
     if r.offline != Some(true) {
         // One queued while offline says nothing of the clock now.
-        cs.hub.charger_clock(id, r.timestamp, Stamp::Event);
+        cs.report(link, ChargerReport::Clock { stamped: r.timestamp, stamp: Stamp::Event }).await;
     }
     let ocpp_tx_id = r.transaction_info.transaction_id.clone();
     let data = samples(r.meter_value.clone().unwrap_or_default());
@@ -355,9 +361,8 @@ async fn transaction_event(
             }
             // The balancer hears of the reading once it knows the session (a Started event's own
             // reading counts too), and of a suspended car after the reading.
-            let reading = super::phase_currents_da(&data).map(|currents| {
-                (currents, super::energy_register_wh(&data, "").and_then(|wh| u32::try_from(wh).ok()))
-            });
+            let connector = u32::try_from(connector_no).unwrap_or(0);
+            let reading = meter_report(connector, &data);
             if matches!(r.event_type, TransactionEventEnumType::Ended) {
                 let stop = db::TxStop {
                     stopped_at: quirks::effective_time(r.timestamp, received),
@@ -369,24 +374,22 @@ async fn transaction_event(
                 };
                 db::stop_transaction(&cs.db, id, &ocpp_tx_id, connector_no, &stop).await.map_err(internal)?;
                 tracing::info!(charger.id = %id, transaction.id = %tx, "transaction ended");
-                cs.hub.session_ended(id, tx.0);
+                cs.report(link, ChargerReport::SessionEnded { transaction: tx }).await;
             } else if started {
                 tracing::info!(charger.id = %id, transaction.id = %tx, offline, "transaction started");
                 // Without a Transaction.Begin reading, a register that restarts each session starts at 0.
                 let meter_start = start.meter_start_wh.or(link.session_register.then_some(0));
-                cs.hub.session_started(
-                    id,
-                    u32::try_from(connector_no).unwrap_or(0),
-                    tx.0,
-                    &ocpp_tx_id,
-                    meter_start,
-                );
-                crate::driver::session_started(&cs.db, &cs.hub, id, connector_no, tx.0).await;
+                let started = ChargerReport::SessionStarted {
+                    connector,
+                    transaction: tx,
+                    ocpp_tx_id: ocpp_tx_id.clone(),
+                    meter_start_wh: meter_start,
+                };
+                cs.report(link, started).await;
             }
-            if let (Some((currents, energy)), false) =
-                (reading, matches!(r.event_type, TransactionEventEnumType::Ended))
+            if let (Some(reading), false) = (reading, matches!(r.event_type, TransactionEventEnumType::Ended))
             {
-                cs.hub.connector_meter(id, u32::try_from(connector_no).unwrap_or(0), currents, energy);
+                cs.report(link, reading).await;
             }
             let not_drawing = matches!(
                 r.transaction_info.charging_state,
@@ -398,7 +401,7 @@ async fn transaction_event(
                 )
             );
             if not_drawing && !offline && !matches!(r.event_type, TransactionEventEnumType::Ended) {
-                cs.hub.draw_stopped(id, u32::try_from(connector_no).unwrap_or(0));
+                cs.report(link, ChargerReport::DrawStopped { connector }).await;
             }
         }
     }

@@ -2,12 +2,12 @@
 //! site balancer at start-up, which learns the store's rise from them.
 
 use crate::on_both_backends;
-use server::balancer::live::Hub;
 use server::balancer::DeciAmps;
+use server::balancing::Hub;
+use server::db::balancing::{self, StoreReading};
+use server::db::now_ms;
 use server::ocpp::registry::Registry;
 use server::seed;
-use server::store::balancing::{self, StoreReading};
-use server::store::now_ms;
 use std::time::Duration;
 
 fn amps(a: i64) -> i64 {
@@ -139,7 +139,7 @@ on_both_backends! {
 
 on_both_backends! {
     async fn a_sessions_stated_needs_outlive_a_restart(t: &TestDb) {
-        use server::store::ocpp::{self as db, TxStart};
+        use server::db::ocpp::{self as db, TxStart};
         seed::seed_if_empty(&t.db).await.expect("seed");
         let electrics = balancing::all_sites(&t.db).await.expect("sites").remove(0);
         let site = electrics.site;

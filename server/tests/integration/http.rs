@@ -12,22 +12,22 @@ use std::path::Path;
 use std::sync::Arc;
 use tower::ServiceExt;
 
-fn app_with(db: &server::store::Db, ocpp: server::ocpp::CentralSystem) -> Router {
+fn app_with(db: &server::db::Db, network: server::network::Network) -> Router {
     let themes =
         Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("repo themes load");
     let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
-    router(AppState::new(leptos, db.clone(), Arc::new(themes), ocpp))
+    router(AppState::new(leptos, db.clone(), Arc::new(themes), network))
 }
 
-fn app(db: &server::store::Db) -> Router {
-    app_with(db, server::ocpp::CentralSystem::new(db.clone(), Default::default()))
+fn app(db: &server::db::Db) -> Router {
+    app_with(db, server::network::Network::without_balancing(db.clone(), Default::default()))
 }
 
 /// With the sites' balancers running (they read the stored meter history as they start).
-async fn app_with_balancers(db: &server::store::Db) -> Router {
-    let ocpp =
-        server::ocpp::CentralSystem::start(db.clone(), Default::default()).await.expect("balancers start");
-    app_with(db, ocpp)
+async fn app_with_balancers(db: &server::db::Db) -> Router {
+    let network =
+        server::network::Network::start(db.clone(), Default::default()).await.expect("balancers start");
+    app_with(db, network)
 }
 
 async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
@@ -175,12 +175,12 @@ on_both_backends! {
 
 on_both_backends! {
     async fn an_operator_has_the_balancer_forget_a_stretch_its_meter_got_wrong(t: &TestDb) {
-        use server::store::balancing::{self, StoreReading};
+        use server::db::balancing::{self, StoreReading};
         seed::seed_if_empty(&t.db).await.expect("seed");
         let site = balancing::all_sites(&t.db).await.expect("sites")[0].site;
         // 25 hours of a store at 20 A a phase, read every minute, the latest 30 s ago; three hours
         // ago its meter read zeros for a quarter of an hour (a loose clamp).
-        let now = server::store::now_ms();
+        let now = server::db::now_ms();
         let minutes = 25 * 60;
         let faulty = minutes - 195..minutes - 180;
         let at = |m: i64| now - 30_000 - (minutes - m) * 60_000;
@@ -307,7 +307,7 @@ on_both_backends! {
 on_both_backends! {
     async fn a_meters_earlier_readings_are_imported_and_forgotten_when_the_store_truly_drops(t: &TestDb) {
         use app::domain::SiteId;
-        use server::store::balancing;
+        use server::db::balancing;
         seed::seed_if_empty(&t.db).await.expect("seed");
         let app = app_with_balancers(&t.db).await;
         let token = format!("Bearer {}", seed::OPERATOR_API_TOKEN);

@@ -3,10 +3,9 @@
 
 mod support;
 
-mod balancer_budget_props;
-mod balancer_sim_day;
 mod balancer_store_history;
 mod cli;
+mod db;
 mod http;
+mod layers;
 mod ocpp_pending;
-mod store;

@@ -3,8 +3,8 @@
 //! PostgreSQL runs when `FORECOURT_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
 //! answers. With `CI=true` it must answer; elsewhere an unreachable server skips those tests loudly.
 
+use server::db::Db;
 use server::settings::DatabaseUrl;
-use server::store::Db;
 use sqlx::{Connection, Executor, PgConnection};
 use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::sync::OnceCell;

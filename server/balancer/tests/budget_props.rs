@@ -17,14 +17,14 @@
 //! learned from its meter, the model learns it with the balancer's own `RiseHistory` (tested on its
 //! own in `store.rs`): what is tested here is the budget around it.
 
-use proptest::prelude::*;
-use server::balancer::config::Wiring;
-use server::balancer::units::*;
-use server::balancer::EvPhases;
-use server::balancer::{
+use forecourt_balancer::config::Wiring;
+use forecourt_balancer::units::*;
+use forecourt_balancer::EvPhases;
+use forecourt_balancer::{
     Balancer, CircuitConfig, Command, ConfigError, ConnectorConfig, Event, HandoverConfig, Lens, RiseHistory,
     RiseLearning, SessionInfo, SiteConfig, Unchanged,
 };
+use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 struct ConnSpec {

@@ -12,7 +12,7 @@
 //! Pure: observations in, a verdict out. The verdict holds for a window after the last bad
 //! observation, so a clock that is corrected is trusted again only once it has stayed right.
 
-use crate::balancer::units::Millis;
+use crate::units::Millis;
 use std::collections::VecDeque;
 
 /// How far a charger's clock may be off before its schedules are not trusted.

@@ -2,7 +2,7 @@
 
 use crate::on_both_backends;
 use app::domain::{ChargerId, ConnectorNo, Role, Slug};
-use server::store::{catalog, users, StoreError};
+use server::db::{catalog, users, DbError};
 use server::{auth, seed};
 use sqlx::Row;
 
@@ -13,7 +13,7 @@ on_both_backends! {
         assert_eq!(found.id, id);
         assert_eq!(found.role, Role::Operator);
         let dup = users::create(&t.db, "OPS@example.com", "hash", &Role::Operator).await;
-        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        assert!(matches!(dup, Err(DbError::Conflict(_))), "{dup:?}");
     }
 }
 
@@ -65,7 +65,7 @@ on_both_backends! {
 
 on_both_backends! {
     async fn a_drivers_plan_joins_the_next_car_only_while_it_waits_and_one_plan_per_session(t: &TestDb) {
-        use server::store::{ocpp as tx_store, plans};
+        use server::db::{ocpp as tx_store, plans};
         seed::seed_if_empty(&t.db).await.expect("seed");
         let charger = ChargerId::parse("UP-ZUI-02").expect("id");
         let wait = |hash: &'static str, created: i64, expires: i64, energy: i64| {

@@ -2,54 +2,30 @@
 //! [`Hub`] what happened; each site's task feeds its balancer, carries the limits it decides to the
 //! chargers as OCPP SetChargingProfile (TxProfile), and reports each answer back.
 
-use super::clock::{ClockTolerance, ClockWatch, Stamp};
-use super::config::{CircuitConfig, ConnectorConfig, SiteConfig, Wiring};
-use super::engine::{Attention, Balancer, Command, Event, SessionInfo, Snapshot};
-use super::store::{RiseLearning, MEMORY_DAYS};
-use super::units::{
+use crate::balancer::clock::{ClockTolerance, ClockWatch, Stamp};
+use crate::balancer::config::{CircuitConfig, ConnectorConfig, SiteConfig, Wiring};
+use crate::balancer::engine::{Attention, Balancer, Command, Event, SessionInfo, Snapshot};
+use crate::balancer::policy::{SitePolicy, StoreMeterCadence, LEASE_CLOCK_MARGIN_S, METER_SAMPLE_INTERVAL_S};
+use crate::balancer::store::MEMORY_DAYS;
+use crate::balancer::units::{
     ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey,
 };
+use crate::db::{balancing, Db, DbError};
 use crate::ocpp::frame::OcppVersion;
 use crate::ocpp::registry::{CallOutcome, Registry};
-use crate::store::{balancing, Db, StoreError};
+use crate::ocpp::smart_charging::{
+    configuration_refusal, default_profile, readings_requests, schedule_periods, schedule_periods_query,
+    switch_after_s, tx_profile, whole_second, ProfileAnswer, ProfileLease, ProfileSwitch, Readings,
+};
 use app::domain::{ChargerId, SiteId};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-/// Profile id we use for a connector's TxProfile (a new one with the same id replaces the old).
-fn tx_profile_id(connector_no: u32) -> i64 {
-    1000 + i64::from(connector_no)
-}
-/// Profile id of the charger-wide default we install at boot.
-const DEFAULT_PROFILE_ID: i64 = 999;
-/// Profile id of a connector's own default, which the balancer steers above the charger-wide one.
-fn connector_default_profile_id(connector_no: u32) -> i64 {
-    2000 + i64::from(connector_no)
-}
 const CALL_WAIT: Duration = Duration::from_secs(30);
 
-/// What a SetChargingProfile came to.
-#[derive(Debug, PartialEq, Eq)]
-enum ProfileAnswer {
-    Accepted,
-    /// Answered with another status, or a CALLERROR: it does not take this profile.
-    Refused,
-    /// No answer (timed out, or the link dropped first): it runs what it had or the new one.
-    Unanswered,
-}
-
-impl ProfileAnswer {
-    fn of(outcome: &CallOutcome) -> ProfileAnswer {
-        match outcome {
-            CallOutcome::Answered(v) if v["status"] == "Accepted" => ProfileAnswer::Accepted,
-            CallOutcome::Answered(_) | CallOutcome::CallError { .. } => ProfileAnswer::Refused,
-            CallOutcome::Timeout | CallOutcome::Disconnected => ProfileAnswer::Unanswered,
-        }
-    }
-}
 /// A profile that could not be queued (the charger just went away, or has too many calls
 /// waiting) is reported unanswered this much later, so resending it is paced, not a loop.
 const NOT_SENT_WAIT: Duration = Duration::from_secs(5);
@@ -269,31 +245,12 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     // A store is never still to the tenth of an amp for long; a gateway that lost its meter and
     // repeats the last value is.
     config.store.frozen_after = site.store_meter_frozen_after;
-    // Between readings the store may have risen; bounded, and zero for a fresh reading.
-    config.store.rise_per_min = DeciAmps::from_amps(14);
-    config.store.max_rise = DeciAmps::from_amps(16);
-    config.store.reaction_time = Millis::from_secs(10);
-    // After a day of readings the site's own meter says how far its store rises in a minute and a
-    // bit (a reading's usual age plus our reaction), from the higher of its latest two readings, the
-    // second highest of its last five and the third highest of its last ten (the lowest bound
-    // counts); until then, and for older readings, the above. Counted in the meter's readings: a
-    // charger wired to the store meter is asked for one every 10 s; a site meter is taken to post
-    // one a minute. Ten-second windows held where minutes did not: on 28 days generated in 10 s
-    // steps (13-40, out of sample) the store never rose past the bound they give (closest 0.2 A
-    // below), and rose past the minute windows' 6 times by up to 0.6 A (`end2end/lb/store_rise.py
-    // --step-s 10 --horizon 7 --lenses 1:1,5:2,10:3`, and `6:1,30:2,60:3`).
-    let interval = if site.store_meter_charger.is_some() {
-        Millis::from_secs(u64::from(METER_SAMPLE_INTERVAL_S))
+    let cadence = if site.store_meter_charger.is_some() {
+        StoreMeterCadence::Charger
     } else {
-        Millis::from_secs(60)
+        StoreMeterCadence::SiteMeter
     };
-    let mut learn = RiseLearning::from_four_weeks(Millis::from_secs(75), interval);
-    // A charger that loses us drops our limit within ten minutes; renewed every five. Where the
-    // store's meter has shown it climbing further within that than the plan allows for, within
-    // five or, failing that, three (told 30 s short, renewed with 60 s to spare).
-    config.lease = Millis::from_secs(600);
-    learn.holds = [600, 300, 180].map(Millis::from_secs).to_vec();
-    config.store.learn_rise = Some(learn);
+    SitePolicy::default().apply(&mut config, cadence);
     // Off unless the site states its chargers' round trip and clock skew.
     config.handover = site.handover;
     config.idle_raise_after = site.idle_raise_after;
@@ -301,7 +258,9 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
 }
 
 /// Whether a site with these electrics can be balanced safely; its configuration warnings if so.
-pub fn check_site(site: &balancing::SiteElectrics) -> Result<Vec<String>, super::config::ConfigError> {
+pub fn check_site(
+    site: &balancing::SiteElectrics,
+) -> Result<Vec<String>, crate::balancer::config::ConfigError> {
     let (config, _, _) = site_config(site);
     Balancer::new(config).map(|b| b.warnings().iter().map(ToString::to_string).collect())
 }
@@ -328,7 +287,7 @@ impl Hub {
     }
 
     /// Builds every site's balancer from storage and starts its task.
-    pub async fn start(db: &Db, registry: Registry) -> Result<Hub, StoreError> {
+    pub async fn start(db: &Db, registry: Registry) -> Result<Hub, DbError> {
         let hub = Hub::new(Some(db.clone()), registry);
         for site in balancing::all_sites(db).await? {
             hub.install(&site, true, false).await;
@@ -347,7 +306,7 @@ impl Hub {
 
     /// Rebuilds a site's balancer from storage, after a charger or connector was added to it.
     /// Sessions carry on; the limits they may be running count until the chargers confirm ours.
-    pub async fn rebuild_site(&self, site: SiteId) -> Result<(), StoreError> {
+    pub async fn rebuild_site(&self, site: SiteId) -> Result<(), DbError> {
         let Some(db) = self.inner.db.clone() else { return Ok(()) };
         let tickets = || self.inner.rebuild_tickets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mine = {
@@ -381,7 +340,7 @@ impl Hub {
         site: SiteId,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<u64>, DbError> {
         let Some(db) = self.inner.db.clone() else { return Ok(None) };
         let _one_at_a_time = self.inner.rebuilding.lock().await;
         let Some(electrics) = balancing::site(&db, site).await? else { return Ok(None) };
@@ -398,7 +357,7 @@ impl Hub {
         &self,
         site: SiteId,
         readings: &[balancing::StoreReading],
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<u64>, DbError> {
         let Some(db) = self.inner.db.clone() else { return Ok(None) };
         let _one_at_a_time = self.inner.rebuilding.lock().await;
         let Some(electrics) = balancing::site(&db, site).await? else { return Ok(None) };
@@ -563,7 +522,7 @@ impl Hub {
     /// balancer times they stand for.
     async fn learn_store_history(&self, balancer: &mut Balancer, site: SiteId) {
         let Some(db) = &self.inner.db else { return };
-        let wall_now = crate::store::now_ms();
+        let wall_now = crate::db::now_ms();
         let since = wall_now - i64::try_from(STORE_HISTORY.as_millis()).unwrap_or(i64::MAX);
         let readings = match balancing::store_readings_since(db, site, since).await {
             Ok(r) => r,
@@ -808,7 +767,7 @@ impl Hub {
     /// A UTC moment on the balancer's clock, which is monotonic from start-up: "this long from now"
     /// (a moment past is now).
     fn at_utc_ms(&self, at: i64) -> Millis {
-        let from_now = u64::try_from((at - crate::store::now_ms()).max(0)).unwrap_or(0);
+        let from_now = u64::try_from((at - crate::db::now_ms()).max(0)).unwrap_or(0);
         Millis(self.now().0.saturating_add(from_now))
     }
 
@@ -867,7 +826,7 @@ impl Hub {
         );
         if let Some(db) = self.inner.db.clone() {
             let reading = balancing::StoreReading {
-                measured_at_ms: crate::store::now_ms(),
+                measured_at_ms: crate::db::now_ms(),
                 da: currents.map(|a| i64::from(a.get())),
             };
             let prune = self.prune_due(site);
@@ -913,218 +872,6 @@ impl Hub {
         let (tx, rx) = oneshot::channel();
         input.send(Input::Snapshot(tx)).await.ok()?;
         rx.await.ok()
-    }
-}
-
-/// The call that asks a charger how many periods a charging schedule may have.
-/// How often a charger's meter is read: at this interval the engine's kept readings reach 80 s
-/// back, past a late incomer reading, and a car's maximum is learned within its window.
-const METER_SAMPLE_INTERVAL_S: u32 = 10;
-
-/// The readings a charger is asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Readings {
-    /// Each transaction's energy register, per-phase currents and power: a car's phases and
-    /// maximum are learned from them, and an incomer meter's arithmetic needs them.
-    Transactions,
-    /// A charger wired to the store meter: its per-phase currents on the clock (connector 0, or
-    /// EVSE 0), the store's own load.
-    StoreMeter,
-}
-
-impl Readings {
-    /// The measurand lists to ask for, in both versions' words: the full one, then what the
-    /// balancer cannot do without.
-    fn measurands(self) -> &'static [&'static [&'static str]] {
-        match self {
-            Readings::Transactions => &[
-                &["Energy.Active.Import.Register", "Current.Import", "Power.Active.Import"],
-                &["Energy.Active.Import.Register", "Current.Import"],
-            ],
-            Readings::StoreMeter => &[&["Current.Import"]],
-        }
-    }
-}
-
-/// The calls that set a charger's readings (measurands and interval).
-fn readings_requests(
-    version: OcppVersion,
-    readings: Readings,
-    measurands: &[&str],
-) -> Vec<(&'static str, Value)> {
-    let list = measurands.join(",");
-    let interval = METER_SAMPLE_INTERVAL_S.to_string();
-    match version {
-        OcppVersion::V16 => {
-            let (data, every) = match readings {
-                Readings::Transactions => ("MeterValuesSampledData", "MeterValueSampleInterval"),
-                Readings::StoreMeter => ("MeterValuesAlignedData", "ClockAlignedDataInterval"),
-            };
-            vec![
-                ("ChangeConfiguration", json!({"key": data, "value": list})),
-                ("ChangeConfiguration", json!({"key": every, "value": interval})),
-            ]
-        }
-        OcppVersion::V201 => {
-            let (component, data, every) = match readings {
-                Readings::Transactions => ("SampledDataCtrlr", "TxUpdatedMeasurands", "TxUpdatedInterval"),
-                Readings::StoreMeter => ("AlignedDataCtrlr", "Measurands", "Interval"),
-            };
-            let set = |variable: &str, value: &str| json!({"component": {"name": component}, "variable": {"name": variable}, "attributeValue": value});
-            vec![("SetVariables", json!({"setVariableData": [set(data, &list), set(every, &interval)]}))]
-        }
-    }
-}
-
-/// Why the answer to a ChangeConfiguration or SetVariables is a refusal (`None`: it took it; a
-/// RebootRequired takes it from the charger's next boot).
-fn configuration_refusal(version: OcppVersion, answer: &Value) -> Option<String> {
-    match version {
-        OcppVersion::V16 => match answer["status"].as_str() {
-            Some("Accepted" | "RebootRequired") => None,
-            other => Some(format!("status {other:?}")),
-        },
-        OcppVersion::V201 => {
-            let results = answer["setVariableResult"].as_array().map(Vec::as_slice).unwrap_or_default();
-            let refused: Vec<String> = results
-                .iter()
-                .filter(|r| !matches!(r["attributeStatus"].as_str(), Some("Accepted" | "RebootRequired")))
-                .map(|r| format!("{}: {}", r["variable"]["name"], r["attributeStatus"]))
-                .collect();
-            match (results.is_empty(), refused.is_empty()) {
-                (true, _) => Some("no setVariableResult".to_owned()),
-                (false, true) => None,
-                (false, false) => Some(refused.join(", ")),
-            }
-        }
-    }
-}
-
-fn schedule_periods_query(version: OcppVersion) -> (&'static str, Value) {
-    match version {
-        OcppVersion::V16 => ("GetConfiguration", json!({"key": ["ChargingScheduleMaxPeriods"]})),
-        OcppVersion::V201 => (
-            "GetVariables",
-            json!({"getVariableData": [{"component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "PeriodsPerSchedule"}}]}),
-        ),
-    }
-}
-
-/// The number of periods from the answer to [`schedule_periods_query`] (`None`: not said).
-fn schedule_periods(version: OcppVersion, answer: &Value) -> Option<u32> {
-    let value = match version {
-        OcppVersion::V16 => answer["configurationKey"]
-            .as_array()?
-            .iter()
-            .find(|k| k["key"] == "ChargingScheduleMaxPeriods")?["value"]
-            .as_str()?,
-        OcppVersion::V201 => {
-            let result = answer["getVariableResult"].as_array()?.first()?;
-            if result["attributeStatus"] != "Accepted" {
-                return None;
-            }
-            result["attributeValue"].as_str()?
-        }
-    };
-    value.trim().parse().ok()
-}
-
-/// A default profile (TxDefaultProfile): on connector (2.0.1 EVSE) 0 the charger-wide one at the
-/// site's fallback, installed at boot; on a connector, that connector's own, one stack level above,
-/// as the balancer steers it.
-pub fn default_profile(version: OcppVersion, connector_no: u32, amps: DeciAmps) -> Value {
-    let period = json!({"startPeriod": 0, "limit": amps.as_amps()});
-    let (id, stack) = match connector_no {
-        0 => (DEFAULT_PROFILE_ID, 0),
-        n => (connector_default_profile_id(n), 1),
-    };
-    match version {
-        OcppVersion::V16 => json!({"connectorId": connector_no, "csChargingProfiles": {
-            "chargingProfileId": id, "stackLevel": stack, "chargingProfilePurpose": "TxDefaultProfile",
-            "chargingProfileKind": "Relative", "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [period]}}}),
-        OcppVersion::V201 => json!({"evseId": connector_no, "chargingProfile": {
-            "id": id, "stackLevel": stack, "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
-            "chargingSchedule": [{"id": id, "chargingRateUnit": "A", "chargingSchedulePeriod": [period]}]}}),
-    }
-}
-
-/// A limit that holds for a while only: from `start` for `duration_s` seconds, then the charger
-/// falls back to its TxDefaultProfile (the balancer renews it before then).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProfileLease {
-    pub start: chrono::DateTime<chrono::Utc>,
-    pub duration_s: u32,
-}
-
-/// How much sooner than the balancer counts the charger is told to drop a lease: a charger's
-/// clock a little behind ours must still drop it before the balancer frees its capacity.
-pub const LEASE_CLOCK_MARGIN_S: u64 = 30;
-
-/// A handover scheduled ahead: the limit changes `after_s` seconds after `start`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProfileSwitch {
-    pub start: chrono::DateTime<chrono::Utc>,
-    pub after_s: u32,
-    pub amps: DeciAmps,
-}
-
-/// A moment as a schedule's start (OCPP dateTimes here are whole seconds) and how far past it now is.
-fn whole_second(now: chrono::DateTime<chrono::Utc>) -> (chrono::DateTime<chrono::Utc>, u64) {
-    let into = now.timestamp_subsec_millis();
-    (now - chrono::Duration::milliseconds(i64::from(into)), u64::from(into))
-}
-
-/// A schedule's second period, `ms` after its start, in the whole seconds a schedule counts in. The
-/// balancer counts a switch from its moment on, so a decrease may come sooner (rounded down) and an
-/// increase later (rounded up), never the other way.
-fn switch_after_s(ms: u64, decrease: bool) -> u32 {
-    let s = if decrease { ms / 1000 } else { ms.div_ceil(1000) };
-    u32::try_from(s).unwrap_or(u32::MAX)
-}
-
-/// A session's limit as a TxProfile; with a lease, an Absolute schedule with a duration; with a
-/// switch, an Absolute schedule whose second period holds the later limit.
-pub fn tx_profile(
-    version: OcppVersion,
-    connector_no: u32,
-    ocpp_tx_id: &str,
-    amps: DeciAmps,
-    phases: u8,
-    lease: Option<ProfileLease>,
-    switch: Option<ProfileSwitch>,
-) -> Value {
-    let mut periods = vec![json!({"startPeriod": 0, "limit": amps.as_amps(), "numberPhases": phases})];
-    let id = tx_profile_id(connector_no);
-    let start = lease.map(|l| l.start).or(switch.map(|s| s.start));
-    if let Some(s) = switch.filter(|s| s.after_s > 0) {
-        periods.push(json!({"startPeriod": s.after_s, "limit": s.amps.as_amps(), "numberPhases": phases}));
-    }
-    let mut schedule = json!({"chargingRateUnit": "A", "chargingSchedulePeriod": periods});
-    let kind = if let Some(start) = start {
-        schedule["startSchedule"] = json!(start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        if let Some(lease) = lease {
-            schedule["duration"] = json!(lease.duration_s);
-        }
-        "Absolute"
-    } else {
-        "Relative"
-    };
-    match version {
-        OcppVersion::V16 => {
-            let mut profile = json!({"chargingProfileId": id, "stackLevel": 1, "chargingProfilePurpose": "TxProfile",
-                "chargingProfileKind": kind, "chargingSchedule": schedule});
-            // 1.6 transaction ids are integers; one we could not parse (started offline) is left out.
-            if let Ok(tx) = ocpp_tx_id.parse::<i32>() {
-                profile["transactionId"] = json!(tx);
-            }
-            json!({"connectorId": connector_no, "csChargingProfiles": profile})
-        }
-        OcppVersion::V201 => {
-            schedule["id"] = json!(id);
-            json!({"evseId": connector_no, "chargingProfile": {
-                "id": id, "stackLevel": 1, "chargingProfilePurpose": "TxProfile", "chargingProfileKind": kind,
-                "transactionId": ocpp_tx_id, "chargingSchedule": [schedule]}})
-        }
     }
 }
 
@@ -1528,137 +1275,6 @@ impl SiteTask {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ocpp::{v16, v201};
-
-    #[test]
-    fn profiles_fit_the_official_schemas() {
-        for (version, payload) in [
-            (OcppVersion::V16, tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, None, None)),
-            (
-                OcppVersion::V16,
-                tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, Some(lease()), None),
-            ),
-            (
-                OcppVersion::V16,
-                tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(160), 3, Some(lease()), Some(switch())),
-            ),
-            (
-                OcppVersion::V201,
-                tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(160), 3, None, Some(switch())),
-            ),
-            (
-                OcppVersion::V201,
-                tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, Some(lease()), None),
-            ),
-            (OcppVersion::V16, default_profile(OcppVersion::V16, 0, DeciAmps::from_amps(6))),
-            (OcppVersion::V16, default_profile(OcppVersion::V16, 2, DeciAmps::ZERO)),
-            (OcppVersion::V201, default_profile(OcppVersion::V201, 2, DeciAmps::from_amps(6))),
-            (OcppVersion::V201, tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, None, None)),
-            (OcppVersion::V201, default_profile(OcppVersion::V201, 0, DeciAmps::ZERO)),
-        ] {
-            let checked = match version {
-                OcppVersion::V16 => v16::command("SetChargingProfile", payload.clone()).map(|_| ()),
-                OcppVersion::V201 => v201::command("SetChargingProfile", payload.clone()).map(|_| ()),
-            };
-            assert!(checked.is_ok(), "{payload}: {checked:?}");
-        }
-    }
-
-    #[test]
-    fn readings_are_asked_in_each_version_and_a_refusal_is_read_from_the_answer() {
-        let full = Readings::Transactions.measurands()[0];
-        let v16_calls = readings_requests(OcppVersion::V16, Readings::Transactions, full);
-        assert_eq!(v16_calls.len(), 2);
-        assert_eq!(
-            v16_calls[0].1["value"],
-            "Energy.Active.Import.Register,Current.Import,Power.Active.Import"
-        );
-        assert_eq!(v16_calls[1].1, json!({"key": "MeterValueSampleInterval", "value": "10"}));
-        let store =
-            readings_requests(OcppVersion::V16, Readings::StoreMeter, Readings::StoreMeter.measurands()[0]);
-        assert_eq!(store[0].1, json!({"key": "MeterValuesAlignedData", "value": "Current.Import"}));
-        assert_eq!(store[1].1, json!({"key": "ClockAlignedDataInterval", "value": "10"}));
-        for (action, request) in v16_calls.iter().chain(&store) {
-            assert!(v16::command(action, request.clone()).is_ok(), "{action} {request}");
-        }
-        let fallback = Readings::Transactions.measurands()[1];
-        let v201_calls = readings_requests(OcppVersion::V201, Readings::Transactions, fallback);
-        let [(action, request)] = &v201_calls[..] else { panic!("one SetVariables: {v201_calls:?}") };
-        assert!(v201::command(action, request.clone()).is_ok(), "{request}");
-        assert_eq!(
-            request["setVariableData"][0]["attributeValue"],
-            "Energy.Active.Import.Register,Current.Import"
-        );
-        assert_eq!(request["setVariableData"][1]["variable"]["name"], "TxUpdatedInterval");
-        let store = readings_requests(OcppVersion::V201, Readings::StoreMeter, &["Current.Import"]);
-        assert!(v201::command(store[0].0, store[0].1.clone()).is_ok());
-        assert_eq!(store[0].1["setVariableData"][0]["component"]["name"], "AlignedDataCtrlr");
-
-        assert_eq!(configuration_refusal(OcppVersion::V16, &json!({"status": "Accepted"})), None);
-        assert_eq!(configuration_refusal(OcppVersion::V16, &json!({"status": "RebootRequired"})), None);
-        assert!(configuration_refusal(OcppVersion::V16, &json!({"status": "Rejected"})).is_some());
-        let answer = |statuses: &[&str]| {
-            json!({"setVariableResult": statuses.iter().map(|s| json!({
-                "attributeStatus": s, "component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedMeasurands"}
-            })).collect::<Vec<_>>()})
-        };
-        assert_eq!(configuration_refusal(OcppVersion::V201, &answer(&["Accepted", "Accepted"])), None);
-        let refused = configuration_refusal(OcppVersion::V201, &answer(&["Accepted", "Rejected"]));
-        assert!(refused.as_deref().is_some_and(|r| r.contains("Rejected")), "{refused:?}");
-        assert!(configuration_refusal(OcppVersion::V201, &json!({})).is_some(), "no results is no answer");
-    }
-
-    #[test]
-    fn the_schedule_periods_a_charger_takes_are_asked_in_its_version_and_read_from_its_answer() {
-        let (action, ask) = schedule_periods_query(OcppVersion::V16);
-        assert!(v16::command(action, ask).is_ok());
-        let (action, ask) = schedule_periods_query(OcppVersion::V201);
-        assert!(v201::command(action, ask).is_ok());
-        let v16_answer = |keys: Value| json!({"configurationKey": keys});
-        assert_eq!(
-            schedule_periods(
-                OcppVersion::V16,
-                &v16_answer(json!([{"key": "ChargingScheduleMaxPeriods", "readonly": true, "value": "1"}]))
-            ),
-            Some(1)
-        );
-        assert_eq!(
-            schedule_periods(
-                OcppVersion::V16,
-                &v16_answer(
-                    json!([{"key": "ChargingScheduleMaxPeriods", "readonly": true, "value": " 24 "}])
-                )
-            ),
-            Some(24)
-        );
-        assert_eq!(
-            schedule_periods(OcppVersion::V16, &json!({"unknownKey": ["ChargingScheduleMaxPeriods"]})),
-            None
-        );
-        assert_eq!(
-            schedule_periods(
-                OcppVersion::V16,
-                &v16_answer(
-                    json!([{"key": "ChargingScheduleMaxPeriods", "readonly": true, "value": "many"}])
-                )
-            ),
-            None
-        );
-        let v201_answer = |status: &str| {
-            json!({"getVariableResult": [{"attributeStatus": status, "attributeValue": "1",
-                "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "PeriodsPerSchedule"}}]})
-        };
-        assert_eq!(schedule_periods(OcppVersion::V201, &v201_answer("Accepted")), Some(1));
-        assert_eq!(schedule_periods(OcppVersion::V201, &v201_answer("UnknownVariable")), None);
-    }
-
-    fn switch() -> ProfileSwitch {
-        ProfileSwitch {
-            start: chrono::DateTime::from_timestamp(1_764_000_000, 0).expect("valid time"),
-            after_s: 90,
-            amps: DeciAmps::from_amps(6),
-        }
-    }
 
     #[test]
     fn the_store_lenses_are_counted_in_the_meters_own_readings() {
@@ -1668,7 +1284,7 @@ mod tests {
             store_worst_case_da: 300,
             connector_fallback_da: 0,
             store_meter_charger: meter.map(str::to_owned),
-            site_meter: super::super::SiteMeter::Store,
+            site_meter: crate::balancer::SiteMeter::Store,
             handover: None,
             idle_raise_after: Millis::from_secs(120),
             store_meter_frozen_after: crate::balancer::store::FROZEN_AFTER,
@@ -1701,8 +1317,8 @@ mod tests {
             store_worst_case_da: 300,
             connector_fallback_da: 0,
             store_meter_charger: None,
-            site_meter: super::super::SiteMeter::Store,
-            handover: Some(super::super::HandoverConfig {
+            site_meter: crate::balancer::SiteMeter::Store,
+            handover: Some(crate::balancer::HandoverConfig {
                 lead: Millis::from_secs(4),
                 clock_skew: Millis::from_secs(1),
             }),
@@ -1761,67 +1377,6 @@ mod tests {
             panic!("nothing scheduled for the newcomer: {cmds:?}")
         };
         assert_eq!((*amps_per_phase, *from), (DeciAmps::ZERO, t + Millis::from_secs(6)));
-    }
-
-    #[test]
-    fn a_switch_moment_rounds_to_the_safe_side_of_a_whole_second() {
-        // A decrease comes no later than the balancer counts it, an increase no sooner.
-        assert_eq!(switch_after_s(19_400, true), 19);
-        assert_eq!(switch_after_s(19_400, false), 20);
-        assert_eq!(switch_after_s(20_000, true), 20);
-        assert_eq!(switch_after_s(20_000, false), 20);
-        assert_eq!(switch_after_s(999, true), 0);
-        let t = chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:05.750Z")
-            .expect("a valid time")
-            .with_timezone(&chrono::Utc);
-        let (start, into) = whole_second(t);
-        assert_eq!(start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "2026-11-30T12:00:05.000Z");
-        assert_eq!(into, 750);
-    }
-
-    #[test]
-    fn a_handover_is_a_second_period_of_the_same_schedule() {
-        let p =
-            tx_profile(OcppVersion::V16, 2, "17", DeciAmps::from_amps(16), 3, Some(lease()), Some(switch()));
-        let periods = &p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"];
-        assert_eq!(periods[0]["limit"], 16.0);
-        assert_eq!((periods[1]["startPeriod"].as_u64(), periods[1]["limit"].as_f64()), (Some(90), Some(6.0)));
-        assert_eq!(p["csChargingProfiles"]["chargingProfileKind"], "Absolute");
-        let p = tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::from_amps(16), 3, None, Some(switch()));
-        assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["startSchedule"], "2025-11-24T16:00:00Z");
-        assert_eq!(
-            p["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][1]["startPeriod"],
-            90
-        );
-    }
-
-    fn lease() -> ProfileLease {
-        ProfileLease {
-            start: chrono::DateTime::from_timestamp(1_764_000_000, 0).expect("valid time"),
-            duration_s: 570,
-        }
-    }
-
-    #[test]
-    fn a_tx_profile_carries_the_limit_and_the_transaction() {
-        let p = tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, None, None);
-        assert_eq!(p["csChargingProfiles"]["transactionId"], 17);
-        assert_eq!(p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"], 10.5);
-        let offline = tx_profile(OcppVersion::V16, 2, "offline:-1:5", DeciAmps::new(60), 3, None, None);
-        assert!(offline["csChargingProfiles"].get("transactionId").is_none());
-    }
-
-    #[test]
-    fn a_leased_limit_is_an_absolute_schedule_that_ends() {
-        let p = tx_profile(OcppVersion::V16, 2, "17", DeciAmps::new(105), 3, Some(lease()), None);
-        let profile = &p["csChargingProfiles"];
-        assert_eq!(profile["chargingProfileKind"], "Absolute");
-        assert_eq!(profile["chargingSchedule"]["startSchedule"], "2025-11-24T16:00:00Z");
-        assert_eq!(profile["chargingSchedule"]["duration"], 570);
-        let p = tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, Some(lease()), None);
-        assert_eq!(p["chargingProfile"]["chargingProfileKind"], "Absolute");
-        assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["duration"], 570);
-        assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["startSchedule"], "2025-11-24T16:00:00Z");
     }
 
     #[test]

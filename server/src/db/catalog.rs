@@ -1,15 +1,10 @@
 //! The network's static shape: retailers, tariffs, sites, chargers and connectors.
 
-use super::{conflict_as, now_ms, Db, StoreError};
+use super::{conflict_as, now_ms, Db, DbError};
 use app::domain::{ChargerId, ConnectorNo, Currency, RetailerId, SiteId, Slug, Tariff, TariffId};
 use sqlx::Row;
 
-pub async fn create_retailer(
-    db: &Db,
-    slug: &Slug,
-    name: &str,
-    theme: &Slug,
-) -> Result<RetailerId, StoreError> {
+pub async fn create_retailer(db: &Db, slug: &Slug, name: &str, theme: &Slug) -> Result<RetailerId, DbError> {
     let row = sqlx::query(
         "INSERT INTO retailers (slug, name, theme, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
     )
@@ -23,7 +18,7 @@ pub async fn create_retailer(
     Ok(RetailerId(row.try_get("id")?))
 }
 
-pub async fn retailer_by_slug(db: &Db, slug: &Slug) -> Result<Option<RetailerId>, StoreError> {
+pub async fn retailer_by_slug(db: &Db, slug: &Slug) -> Result<Option<RetailerId>, DbError> {
     let row = sqlx::query("SELECT id FROM retailers WHERE slug = $1")
         .bind(slug.as_str())
         .fetch_optional(db.pool())
@@ -32,12 +27,12 @@ pub async fn retailer_by_slug(db: &Db, slug: &Slug) -> Result<Option<RetailerId>
 }
 
 /// Every (retailer slug, theme slug) pair, so start-up can check each theme exists.
-pub async fn retailer_themes(db: &Db) -> Result<Vec<(String, String)>, StoreError> {
+pub async fn retailer_themes(db: &Db) -> Result<Vec<(String, String)>, DbError> {
     let rows = sqlx::query("SELECT slug, theme FROM retailers ORDER BY slug").fetch_all(db.pool()).await?;
     rows.iter().map(|r| Ok((r.try_get("slug")?, r.try_get("theme")?))).collect()
 }
 
-pub async fn create_tariff(db: &Db, tariff: &Tariff) -> Result<TariffId, StoreError> {
+pub async fn create_tariff(db: &Db, tariff: &Tariff) -> Result<TariffId, DbError> {
     let row = sqlx::query(
         "INSERT INTO tariffs (currency, per_kwh_minor, session_fee_minor) VALUES ($1, $2, $3) RETURNING id",
     )
@@ -70,7 +65,7 @@ pub struct NewSite {
     pub connector_fallback_da: i64,
 }
 
-pub async fn create_site(db: &Db, site: &NewSite) -> Result<SiteId, StoreError> {
+pub async fn create_site(db: &Db, site: &NewSite) -> Result<SiteId, DbError> {
     let row = sqlx::query(
         "INSERT INTO sites (retailer_id, name, address, timezone, tariff_id, grid_limit_l1_da, grid_limit_l2_da, \
          grid_limit_l3_da, auto_register, free_vend, created_at, store_worst_case_da, connector_fallback_da) \
@@ -99,7 +94,7 @@ pub async fn create_charger(
     id: &ChargerId,
     site: SiteId,
     password_hash: Option<&str>,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     sqlx::query("INSERT INTO chargers (id, site_id, password_hash, registration, created_at) VALUES ($1, $2, $3, 'accepted', $4)")
         .bind(id.as_str())
         .bind(site.0)
@@ -124,7 +119,7 @@ pub async fn create_connector(
     charger: &ChargerId,
     no: ConnectorNo,
     spec: ConnectorSpec,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO connectors (charger_id, connector_no, max_current_a, phases, max_power_w, status) VALUES ($1, $2, $3, $4, $5, 'Unknown')",
     )
@@ -156,7 +151,7 @@ pub async fn connector_facts(
     db: &Db,
     charger: &ChargerId,
     no: ConnectorNo,
-) -> Result<Option<ConnectorFacts>, StoreError> {
+) -> Result<Option<ConnectorFacts>, DbError> {
     let row = sqlx::query(
         "SELECT r.theme, s.name, s.address, s.timezone, c.status, c.max_power_w, t.currency, t.per_kwh_minor, t.session_fee_minor \
          FROM connectors c JOIN chargers ch ON ch.id = c.charger_id JOIN sites s ON s.id = ch.site_id \
@@ -177,7 +172,7 @@ pub async fn connector_facts(
         status: row.try_get("status")?,
         max_power_w: row.try_get("max_power_w")?,
         tariff: Tariff {
-            currency: Currency::parse(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            currency: Currency::parse(&currency).map_err(|e| DbError::Corrupt(e.to_string()))?,
             per_kwh_minor: row.try_get("per_kwh_minor")?,
             session_fee_minor: row.try_get("session_fee_minor")?,
         },
@@ -197,7 +192,7 @@ pub struct ChargerSummary {
     pub active_sessions: i64,
 }
 
-pub async fn charger_summaries(db: &Db) -> Result<Vec<ChargerSummary>, StoreError> {
+pub async fn charger_summaries(db: &Db) -> Result<Vec<ChargerSummary>, DbError> {
     let rows = sqlx::query(
         "SELECT ch.id, s.id AS site_id, s.name AS site_name, r.name AS retailer_name, ch.online, ch.registration, \
          (SELECT COUNT(*) FROM connectors c WHERE c.charger_id = ch.id) AS connectors, \
@@ -223,7 +218,7 @@ pub async fn charger_summaries(db: &Db) -> Result<Vec<ChargerSummary>, StoreErro
 }
 
 /// A site's name and its retailer's (`None`: no such site).
-pub async fn site_names(db: &Db, site: SiteId) -> Result<Option<(String, String)>, StoreError> {
+pub async fn site_names(db: &Db, site: SiteId) -> Result<Option<(String, String)>, DbError> {
     let row = sqlx::query(
         "SELECT s.name AS site_name, r.name AS retailer_name FROM sites s JOIN retailers r ON r.id = s.retailer_id WHERE s.id = $1",
     )
@@ -249,7 +244,7 @@ pub struct SiteSummary {
     pub connectors: i64,
 }
 
-pub async fn retailer_sites(db: &Db, retailer: RetailerId) -> Result<Option<RetailerSites>, StoreError> {
+pub async fn retailer_sites(db: &Db, retailer: RetailerId) -> Result<Option<RetailerSites>, DbError> {
     let Some(head) = sqlx::query("SELECT name, theme FROM retailers WHERE id = $1")
         .bind(retailer.0)
         .fetch_optional(db.pool())
@@ -276,6 +271,6 @@ pub async fn retailer_sites(db: &Db, retailer: RetailerId) -> Result<Option<Reta
                 connectors: r.try_get("connectors")?,
             })
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .collect::<Result<Vec<_>, DbError>>()?;
     Ok(Some(RetailerSites { name: head.try_get("name")?, theme: head.try_get("theme")?, sites }))
 }

@@ -1,6 +1,6 @@
 //! Operator and retailer accounts, and their sign-in sessions.
 
-use super::{conflict_as, now_ms, Db, StoreError};
+use super::{conflict_as, now_ms, Db, DbError};
 use app::domain::{RetailerId, Role, UserId};
 use sqlx::Row;
 
@@ -19,15 +19,15 @@ fn role_columns(role: &Role) -> (&'static str, Option<i64>) {
     }
 }
 
-fn role_from(kind: &str, retailer: Option<i64>) -> Result<Role, StoreError> {
+fn role_from(kind: &str, retailer: Option<i64>) -> Result<Role, DbError> {
     match (kind, retailer) {
         ("operator", None) => Ok(Role::Operator),
         ("retailer", Some(id)) => Ok(Role::Retailer(RetailerId(id))),
-        _ => Err(StoreError::Corrupt(format!("user role {kind:?} with retailer {retailer:?}"))),
+        _ => Err(DbError::Corrupt(format!("user role {kind:?} with retailer {retailer:?}"))),
     }
 }
 
-fn user_from(row: &sqlx::any::AnyRow) -> Result<User, StoreError> {
+fn user_from(row: &sqlx::any::AnyRow) -> Result<User, DbError> {
     Ok(User {
         id: UserId(row.try_get("id")?),
         email: row.try_get("email")?,
@@ -41,7 +41,7 @@ pub fn normalise_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-pub async fn create(db: &Db, email: &str, password_hash: &str, role: &Role) -> Result<UserId, StoreError> {
+pub async fn create(db: &Db, email: &str, password_hash: &str, role: &Role) -> Result<UserId, DbError> {
     let (kind, retailer) = role_columns(role);
     let email = normalise_email(email);
     let row = sqlx::query(
@@ -58,7 +58,7 @@ pub async fn create(db: &Db, email: &str, password_hash: &str, role: &Role) -> R
     Ok(UserId(row.try_get("id")?))
 }
 
-pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, StoreError> {
+pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, DbError> {
     let row = sqlx::query("SELECT id, email, password_hash, role, retailer_id FROM users WHERE email = $1")
         .bind(normalise_email(email))
         .fetch_optional(db.pool())
@@ -66,7 +66,7 @@ pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, StoreEr
     row.as_ref().map(user_from).transpose()
 }
 
-pub async fn count(db: &Db) -> Result<i64, StoreError> {
+pub async fn count(db: &Db) -> Result<i64, DbError> {
     Ok(sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(db.pool()).await?.try_get("n")?)
 }
 
@@ -76,7 +76,7 @@ pub async fn create_session(
     token_hash: &str,
     user: UserId,
     expires_at_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO auth_sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
     )
@@ -90,7 +90,7 @@ pub async fn create_session(
 }
 
 /// The user behind an unexpired session.
-pub async fn session_user(db: &Db, token_hash: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
+pub async fn session_user(db: &Db, token_hash: &str, now_ms: i64) -> Result<Option<User>, DbError> {
     let row = sqlx::query(
         "SELECT u.id, u.email, u.password_hash, u.role, u.retailer_id FROM auth_sessions s \
          JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2",
@@ -102,7 +102,7 @@ pub async fn session_user(db: &Db, token_hash: &str, now_ms: i64) -> Result<Opti
     row.as_ref().map(user_from).transpose()
 }
 
-pub async fn delete_session(db: &Db, token_hash: &str) -> Result<(), StoreError> {
+pub async fn delete_session(db: &Db, token_hash: &str) -> Result<(), DbError> {
     sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1")
         .bind(token_hash)
         .execute(db.pool())

@@ -5,12 +5,14 @@
 //! The [`Balancer`] owns no sockets and reads no clock. The caller feeds it [`Event`]s with the
 //! current time and carries the [`Command`]s it returns to the chargers (as OCPP
 //! SetChargingProfile), then reports each command's fate back. See `engine.rs` for the safety rules.
+//! This crate depends on nothing that does I/O, so the compiler keeps it that way; the async shell
+//! that drives it lives in the server (`server/src/balancing/`).
 
 mod alloc;
 pub mod clock;
 pub mod config;
 pub mod engine;
-pub mod live;
+pub mod policy;
 pub mod sim;
 pub mod store;
 pub mod units;

@@ -1,6 +1,6 @@
 //! Read models for the operator API, and API tokens.
 
-use super::{now_ms, Db, StoreError};
+use super::{now_ms, Db, DbError};
 use app::domain::{ChargerId, RetailerId, Role};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -10,7 +10,7 @@ fn iso(ms: Option<i64>) -> Value {
         .map_or(Value::Null, |t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
 }
 
-pub async fn create_token(db: &Db, token_hash: &str, name: &str, role: &Role) -> Result<(), StoreError> {
+pub async fn create_token(db: &Db, token_hash: &str, name: &str, role: &Role) -> Result<(), DbError> {
     let (kind, retailer) = match role {
         Role::Operator => ("operator", None),
         Role::Retailer(r) => ("retailer", Some(r.0)),
@@ -27,7 +27,7 @@ pub async fn create_token(db: &Db, token_hash: &str, name: &str, role: &Role) ->
     Ok(())
 }
 
-pub async fn token_role(db: &Db, token_hash: &str) -> Result<Option<Role>, StoreError> {
+pub async fn token_role(db: &Db, token_hash: &str) -> Result<Option<Role>, DbError> {
     let row = sqlx::query("SELECT role, retailer_id FROM api_tokens WHERE token_hash = $1")
         .bind(token_hash)
         .fetch_optional(db.pool())
@@ -38,7 +38,7 @@ pub async fn token_role(db: &Db, token_hash: &str) -> Result<Option<Role>, Store
     Ok(match (kind.as_str(), retailer) {
         ("operator", None) => Some(Role::Operator),
         ("retailer", Some(r)) => Some(Role::Retailer(RetailerId(r))),
-        _ => return Err(StoreError::Corrupt(format!("API token role {kind}"))),
+        _ => return Err(DbError::Corrupt(format!("API token role {kind}"))),
     })
 }
 
@@ -46,7 +46,7 @@ const CHARGER_COLUMNS: &str =
     "ch.id, s.name AS site, ch.online, ch.ocpp_version, ch.vendor, ch.model, ch.firmware, ch.serial, \
     ch.registration, ch.last_seen_at, ch.offline_since, ch.booted_at";
 
-fn charger_json(r: &sqlx::any::AnyRow) -> Result<Value, StoreError> {
+fn charger_json(r: &sqlx::any::AnyRow) -> Result<Value, DbError> {
     Ok(json!({
         "id": r.try_get::<String, _>("id")?,
         "site": r.try_get::<String, _>("site")?,
@@ -63,7 +63,7 @@ fn charger_json(r: &sqlx::any::AnyRow) -> Result<Value, StoreError> {
     }))
 }
 
-pub async fn chargers(db: &Db) -> Result<Vec<Value>, StoreError> {
+pub async fn chargers(db: &Db) -> Result<Vec<Value>, DbError> {
     let rows = sqlx::query(&format!(
         "SELECT {CHARGER_COLUMNS} FROM chargers ch JOIN sites s ON s.id = ch.site_id ORDER BY ch.id"
     ))
@@ -72,7 +72,7 @@ pub async fn chargers(db: &Db) -> Result<Vec<Value>, StoreError> {
     rows.iter().map(charger_json).collect()
 }
 
-pub async fn charger_detail(db: &Db, id: &ChargerId) -> Result<Option<Value>, StoreError> {
+pub async fn charger_detail(db: &Db, id: &ChargerId) -> Result<Option<Value>, DbError> {
     let row = sqlx::query(&format!(
         "SELECT {CHARGER_COLUMNS} FROM chargers ch JOIN sites s ON s.id = ch.site_id WHERE ch.id = $1"
     ))
@@ -96,7 +96,7 @@ pub async fn charger_detail(db: &Db, id: &ChargerId) -> Result<Option<Value>, St
                 "max_power_w": r.try_get::<i64, _>("max_power_w")?,
             }))
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .collect::<Result<Vec<_>, DbError>>()?;
     let transactions = sqlx::query(
         "SELECT id, ocpp_tx_id, connector_no, id_tag, status, started_at, stopped_at, meter_start_wh, meter_stop_wh, stop_reason, start_unseen \
          FROM transactions WHERE charger_id = $1 ORDER BY id DESC LIMIT 50",
@@ -123,13 +123,13 @@ pub async fn charger_detail(db: &Db, id: &ChargerId) -> Result<Option<Value>, St
             "start_unseen": r.try_get::<i64, _>("start_unseen")? != 0,
         }))
     })
-    .collect::<Result<Vec<_>, StoreError>>()?;
+    .collect::<Result<Vec<_>, DbError>>()?;
     detail["connectors"] = Value::Array(connectors);
     detail["transactions"] = Value::Array(transactions);
     Ok(Some(detail))
 }
 
-pub async fn frames(db: &Db, id: &ChargerId, limit: i64) -> Result<Vec<Value>, StoreError> {
+pub async fn frames(db: &Db, id: &ChargerId, limit: i64) -> Result<Vec<Value>, DbError> {
     let rows = sqlx::query(
         "SELECT direction, at, frame FROM ocpp_frames WHERE charger_id = $1 ORDER BY id DESC LIMIT $2",
     )

@@ -5,10 +5,10 @@
 //!
 //! `cargo run --release --example alloc_timing -- 10,100,1000,10000`
 
-use server::balancer::config::Wiring;
-use server::balancer::units::*;
-use server::balancer::EvPhases;
-use server::balancer::{Balancer, CircuitConfig, ConnectorConfig, Event, SessionInfo, SiteConfig};
+use forecourt_balancer::config::Wiring;
+use forecourt_balancer::units::*;
+use forecourt_balancer::EvPhases;
+use forecourt_balancer::{Balancer, CircuitConfig, ConnectorConfig, Event, SessionInfo, SiteConfig};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

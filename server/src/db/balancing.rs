@@ -1,6 +1,6 @@
 //! What the load balancer needs from storage: each site's electrics and its open sessions.
 
-use super::{Db, StoreError};
+use super::{Db, DbError};
 use crate::balancer::{HandoverConfig, Millis, SiteMeter};
 use app::domain::SiteId;
 use serde::Serialize;
@@ -64,7 +64,7 @@ pub async fn set_session_needs(
     db: &Db,
     transaction_id: i64,
     needs: &SessionNeeds,
-) -> Result<NeedsStored, StoreError> {
+) -> Result<NeedsStored, DbError> {
     let updated = sqlx::query(
         "UPDATE transactions SET departure_at_ms = $1, energy_need_wh = $2, priority = $3 WHERE id = $4 AND status = 'active' \
              RETURNING charger_id, connector_no",
@@ -94,7 +94,7 @@ pub async fn set_session_priority(
     db: &Db,
     transaction_id: i64,
     priority: i64,
-) -> Result<Option<(SessionNeeds, String)>, StoreError> {
+) -> Result<Option<(SessionNeeds, String)>, DbError> {
     let updated = sqlx::query(
         "UPDATE transactions SET priority = $1 WHERE id = $2 AND status = 'active' \
              RETURNING charger_id, departure_at_ms, energy_need_wh",
@@ -137,7 +137,7 @@ pub struct SiteElectrics {
 }
 
 /// Every site's electrics.
-pub async fn all_sites(db: &Db) -> Result<Vec<SiteElectrics>, StoreError> {
+pub async fn all_sites(db: &Db) -> Result<Vec<SiteElectrics>, DbError> {
     let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM sites ORDER BY id").fetch_all(db.pool()).await?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
@@ -147,7 +147,7 @@ pub async fn all_sites(db: &Db) -> Result<Vec<SiteElectrics>, StoreError> {
 }
 
 /// One site's electrics, as storage knows them now (`None`: no such site).
-pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreError> {
+pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, DbError> {
     let Some(s) = sqlx::query(
         "SELECT id, grid_limit_l1_da, grid_limit_l2_da, grid_limit_l3_da, store_worst_case_da, connector_fallback_da, store_meter_charger_id, site_meter, \
          handover_lead_ms, handover_clock_skew_ms, idle_raise_after_ms, store_meter_frozen_after_ms FROM sites WHERE id = $1",
@@ -172,7 +172,7 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
                 limit_da: [r.try_get("limit_l1_da")?, r.try_get("limit_l2_da")?, r.try_get("limit_l3_da")?],
             })
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .collect::<Result<Vec<_>, DbError>>()?;
     let connectors = sqlx::query(
             "SELECT c.charger_id, c.connector_no, c.max_current_a, c.phases, c.rotation, c.circuit_id FROM connectors c \
              JOIN chargers ch ON ch.id = c.charger_id WHERE ch.site_id = $1 AND ch.registration = 'accepted' ORDER BY c.charger_id, c.connector_no",
@@ -191,7 +191,7 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
                 circuit: r.try_get("circuit_id")?,
             })
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .collect::<Result<Vec<_>, DbError>>()?;
     let open_sessions = sqlx::query(
         "SELECT t.id, t.charger_id, t.connector_no, t.ocpp_tx_id, t.meter_start_wh, t.departure_at_ms, t.energy_need_wh, t.priority \
              FROM transactions t JOIN chargers ch ON ch.id = t.charger_id \
@@ -215,7 +215,7 @@ pub async fn site(db: &Db, id: SiteId) -> Result<Option<SiteElectrics>, StoreErr
             },
         })
     })
-    .collect::<Result<Vec<_>, StoreError>>()?;
+    .collect::<Result<Vec<_>, DbError>>()?;
     Ok(Some(SiteElectrics {
         site: SiteId(site),
         grid_limit_da: [
@@ -317,7 +317,7 @@ fn store_meter_frozen_after_default_s() -> f64 {
 /// The longest handover lead: a decrease deferred longer is no longer a handover.
 pub const HANDOVER_MAX_LEAD_S: f64 = 300.0;
 /// The largest clock skew a site may state: our leases already trust chargers' clocks to this.
-pub const HANDOVER_MAX_SKEW_S: f64 = crate::balancer::live::LEASE_CLOCK_MARGIN_S as f64;
+pub const HANDOVER_MAX_SKEW_S: f64 = crate::balancer::policy::LEASE_CLOCK_MARGIN_S as f64;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -343,7 +343,7 @@ pub struct ConnectorSpec {
 }
 
 /// A site's circuits' names by id.
-pub async fn circuit_names(db: &Db, site: SiteId) -> Result<HashMap<i64, String>, StoreError> {
+pub async fn circuit_names(db: &Db, site: SiteId) -> Result<HashMap<i64, String>, DbError> {
     sqlx::query("SELECT id, name FROM circuits WHERE site_id = $1")
         .bind(site.0)
         .fetch_all(db.pool())
@@ -354,7 +354,7 @@ pub async fn circuit_names(db: &Db, site: SiteId) -> Result<HashMap<i64, String>
 }
 
 /// The site's electrics as stored, in the operator's terms.
-pub async fn electrics_spec(db: &Db, id: SiteId) -> Result<Option<ElectricsSpec>, StoreError> {
+pub async fn electrics_spec(db: &Db, id: SiteId) -> Result<Option<ElectricsSpec>, DbError> {
     let Some(site) = site(db, id).await? else { return Ok(None) };
     let names = circuit_names(db, id).await?;
     let amps = |da: i64| da as f64 / 10.0;
@@ -400,7 +400,7 @@ pub enum ElectricsError {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] DbError),
 }
 
 const ROTATIONS: [&str; 6] = ["L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L3L2L1", "L2L1L3"];
@@ -542,11 +542,7 @@ fn handover_from_spec(spec: HandoverSpec) -> Result<HandoverConfig, ElectricsErr
 
 /// Stores checked electrics: the site's limits, its circuit tree (replaced whole) and its connectors'
 /// ratings and wiring, in one transaction.
-pub async fn store_electrics(
-    db: &Db,
-    checked: &SiteElectrics,
-    spec: &ElectricsSpec,
-) -> Result<(), StoreError> {
+pub async fn store_electrics(db: &Db, checked: &SiteElectrics, spec: &ElectricsSpec) -> Result<(), DbError> {
     let mut tx = db.pool().begin().await?;
     let site = checked.site.0;
     sqlx::query(
@@ -631,7 +627,7 @@ pub struct StoreReading {
 }
 
 /// Keeps a store meter reading (the balancer learns the store's rise from four weeks of them).
-pub async fn record_store_reading(db: &Db, site: SiteId, reading: StoreReading) -> Result<(), StoreError> {
+pub async fn record_store_reading(db: &Db, site: SiteId, reading: StoreReading) -> Result<(), DbError> {
     insert_store_reading(site, &reading).execute(db.pool()).await?;
     Ok(())
 }
@@ -651,11 +647,7 @@ fn insert_store_reading(
 
 /// Keeps a stretch of earlier store meter readings (a meter's export, imported when a site goes
 /// live) in one transaction: all or none. Returns how many were kept.
-pub async fn record_store_readings(
-    db: &Db,
-    site: SiteId,
-    readings: &[StoreReading],
-) -> Result<u64, StoreError> {
+pub async fn record_store_readings(db: &Db, site: SiteId, readings: &[StoreReading]) -> Result<u64, DbError> {
     let mut tx = db.pool().begin().await?;
     for reading in readings {
         insert_store_reading(site, reading).execute(&mut *tx).await?;
@@ -669,7 +661,7 @@ pub async fn store_readings_since(
     db: &Db,
     site: SiteId,
     since_ms: i64,
-) -> Result<Vec<StoreReading>, StoreError> {
+) -> Result<Vec<StoreReading>, DbError> {
     let rows = sqlx::query(
         "SELECT measured_at, l1_da, l2_da, l3_da FROM store_meter_readings WHERE site_id = $1 AND measured_at >= $2 ORDER BY measured_at",
     )
@@ -694,7 +686,7 @@ pub async fn forget_store_readings_between(
     site: SiteId,
     from_ms: i64,
     to_ms: i64,
-) -> Result<u64, StoreError> {
+) -> Result<u64, DbError> {
     let done = sqlx::query(
         "DELETE FROM store_meter_readings WHERE site_id = $1 AND measured_at >= $2 AND measured_at < $3",
     )
@@ -707,6 +699,6 @@ pub async fn forget_store_readings_between(
 }
 
 /// Forgets a site's store meter readings taken before `before_ms`; how many.
-pub async fn forget_store_readings(db: &Db, site: SiteId, before_ms: i64) -> Result<u64, StoreError> {
+pub async fn forget_store_readings(db: &Db, site: SiteId, before_ms: i64) -> Result<u64, DbError> {
     forget_store_readings_between(db, site, i64::MIN, before_ms).await
 }

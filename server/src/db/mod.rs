@@ -10,16 +10,17 @@ pub mod balancing;
 pub mod catalog;
 pub mod ocpp;
 pub mod plans;
+pub mod url;
 pub mod users;
 
-use crate::settings::{Backend, DatabaseUrl};
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use std::sync::Once;
 use std::time::Duration;
+pub use url::{Backend, DatabaseUrl};
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum DbError {
     #[error("cannot open the database at {url}: {reason}")]
     Connect { url: String, reason: String },
     #[error("cannot migrate the database at {url}: {reason}")]
@@ -45,7 +46,7 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migration
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 impl Db {
-    pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, DbError> {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let max = match url.backend() {
             // SQLite serialises writers anyway; a few readers are plenty.
@@ -61,7 +62,7 @@ impl Db {
             .acquire_slow_level(log::LevelFilter::Debug)
             .connect(url.expose())
             .await
-            .map_err(|e| StoreError::Connect { url: url.redacted(), reason: one_line(&e) })?;
+            .map_err(|e| DbError::Connect { url: url.redacted(), reason: one_line(&e) })?;
         if url.backend() == Backend::Sqlite {
             // Write-ahead log: readers no longer wait for the writer and a commit costs one fsync,
             // not two; `synchronous` stays FULL, so a commit is on disk when it returns. The mode is
@@ -69,12 +70,12 @@ impl Db {
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
                 .await
-                .map_err(|e| StoreError::Connect { url: url.redacted(), reason: one_line(&e) })?;
+                .map_err(|e| DbError::Connect { url: url.redacted(), reason: one_line(&e) })?;
         }
         Ok(Self { pool, backend: url.backend() })
     }
 
-    pub async fn migrate(&self, url: &DatabaseUrl) -> Result<(), StoreError> {
+    pub async fn migrate(&self, url: &DatabaseUrl) -> Result<(), DbError> {
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
@@ -82,11 +83,11 @@ impl Db {
         migrator
             .run(&self.pool)
             .await
-            .map_err(|e| StoreError::Migrate { url: url.redacted(), reason: one_line(&e) })
+            .map_err(|e| DbError::Migrate { url: url.redacted(), reason: one_line(&e) })
     }
 
     /// Is the database answering? Used by `/readyz`.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub async fn ping(&self) -> Result<(), DbError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
@@ -109,12 +110,12 @@ fn one_line(err: &dyn std::fmt::Display) -> String {
     err.to_string().lines().next().unwrap_or_default().trim_end_matches('.').to_owned()
 }
 
-/// Maps a unique-constraint violation to [`StoreError::Conflict`] naming what collided.
-pub(crate) fn conflict_as(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
+/// Maps a unique-constraint violation to [`DbError::Conflict`] naming what collided.
+pub(crate) fn conflict_as(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> DbError {
     let what = what.into();
     move |err| match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
-        _ => StoreError::Sql(err),
+        sqlx::Error::Database(db) if db.is_unique_violation() => DbError::Conflict(what),
+        _ => DbError::Sql(err),
     }
 }
 

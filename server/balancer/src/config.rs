@@ -4,8 +4,8 @@
 //! paths the allocator can walk without lookups, or says precisely why the site
 //! cannot be balanced safely.
 
-use crate::balancer::store::RiseLearning;
-use crate::balancer::units::{
+use crate::store::RiseLearning;
+use crate::units::{
     ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, PhaseSet, Rotation,
 };
 use serde::{Deserialize, Serialize};
@@ -91,7 +91,7 @@ pub struct StoreConfig {
     #[serde(default)]
     pub learn_rise: Option<RiseLearning>,
     /// A meter that repeats one reading, to the tenth of an amp on every phase, for this long is
-    /// not believed until it reads something else (see [`crate::balancer::store::Unchanged`]);
+    /// not believed until it reads something else (see [`crate::store::Unchanged`]);
     /// zero: never.
     #[serde(default)]
     pub frozen_after: Millis,
@@ -111,7 +111,7 @@ pub struct LearningConfig {
 }
 
 /// Everything the balancer needs to know about a site. Changes need a new `Balancer`,
-/// except the grid limit (see [`crate::balancer::Event::GridLimitChanged`]).
+/// except the grid limit (see [`crate::Event::GridLimitChanged`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SiteConfig {
     /// Grid connection limit per phase.

@@ -3,7 +3,7 @@
 //! session (`transactions`), where the balancer reads them.
 
 use super::balancing::SessionNeeds;
-use super::{Db, StoreError};
+use super::{Db, DbError};
 use sqlx::Row;
 
 /// A stored plan and how its session stands.
@@ -26,7 +26,7 @@ const SELECT_PLAN: &str = "SELECT p.id, p.charger_id, p.connector_no, p.transact
      p.energy_need_wh, p.expires_at_ms, CAST(CASE WHEN t.status = 'active' THEN 1 ELSE 0 END AS BIGINT) AS session_active \
      FROM driver_plans p LEFT JOIN transactions t ON t.id = p.transaction_id";
 
-fn plan_row(r: &sqlx::any::AnyRow) -> Result<PlanRow, StoreError> {
+fn plan_row(r: &sqlx::any::AnyRow) -> Result<PlanRow, DbError> {
     Ok(PlanRow {
         id: r.try_get("id")?,
         charger_id: r.try_get("charger_id")?,
@@ -40,7 +40,7 @@ fn plan_row(r: &sqlx::any::AnyRow) -> Result<PlanRow, StoreError> {
 }
 
 /// The plan whose token hashes to this.
-pub async fn by_token(db: &Db, token_hash: &str) -> Result<Option<PlanRow>, StoreError> {
+pub async fn by_token(db: &Db, token_hash: &str) -> Result<Option<PlanRow>, DbError> {
     let sql = format!("{SELECT_PLAN} WHERE p.token_hash = $1");
     let row = sqlx::query(&sql).bind(token_hash).fetch_optional(db.pool()).await?;
     row.as_ref().map(plan_row).transpose()
@@ -52,7 +52,7 @@ pub async fn running_session(
     db: &Db,
     charger_id: &str,
     connector_no: i64,
-) -> Result<Option<(i64, i64, bool)>, StoreError> {
+) -> Result<Option<(i64, i64, bool)>, DbError> {
     let row = sqlx::query(
         "SELECT t.id, t.started_at, (SELECT COUNT(*) FROM driver_plans p WHERE p.transaction_id = t.id) AS plans \
          FROM transactions t WHERE t.charger_id = $1 AND t.connector_no = $2 AND t.status = 'active' \
@@ -67,7 +67,7 @@ pub async fn running_session(
 }
 
 /// A plan by its id.
-pub async fn by_id(db: &Db, plan_id: i64) -> Result<Option<PlanRow>, StoreError> {
+pub async fn by_id(db: &Db, plan_id: i64) -> Result<Option<PlanRow>, DbError> {
     let sql = format!("{SELECT_PLAN} WHERE p.id = $1");
     let row = sqlx::query(&sql).bind(plan_id).fetch_optional(db.pool()).await?;
     row.as_ref().map(plan_row).transpose()
@@ -87,7 +87,7 @@ pub async fn insert(
     energy_need_wh: Option<i64>,
     now_ms: i64,
     expires_at_ms: i64,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<Option<i64>, DbError> {
     let id = sqlx::query_scalar(
         "INSERT INTO driver_plans (token_hash, charger_id, connector_no, transaction_id, departure_at_ms, energy_need_wh, \
          created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id",
@@ -113,7 +113,7 @@ pub async fn supersede_waiting(
     connector_no: i64,
     newest: i64,
     now_ms: i64,
-) -> Result<u64, StoreError> {
+) -> Result<u64, DbError> {
     let done = sqlx::query(
         "UPDATE driver_plans SET expires_at_ms = $4 WHERE charger_id = $1 AND connector_no = $2 AND id <> $3 \
          AND transaction_id IS NULL AND expires_at_ms > $4",
@@ -134,7 +134,7 @@ pub async fn update(
     departure_at_ms: Option<i64>,
     energy_need_wh: Option<i64>,
     expires_at_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE driver_plans SET departure_at_ms = $1, energy_need_wh = $2, expires_at_ms = $3 WHERE id = $4",
     )
@@ -156,7 +156,7 @@ pub async fn join_waiting(
     connector_no: i64,
     transaction_id: i64,
     now_ms: i64,
-) -> Result<Option<SessionNeeds>, StoreError> {
+) -> Result<Option<SessionNeeds>, DbError> {
     let waiting: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM driver_plans WHERE charger_id = $1 AND connector_no = $2 AND transaction_id IS NULL \
          AND expires_at_ms > $3 ORDER BY expires_at_ms DESC, id DESC LIMIT 1",
@@ -174,7 +174,7 @@ pub async fn join_waiting(
 }
 
 /// A waiting plan joins a session, unless another plan has joined it first. Returns whether it did.
-pub async fn join(db: &Db, plan_id: i64, transaction_id: i64) -> Result<bool, StoreError> {
+pub async fn join(db: &Db, plan_id: i64, transaction_id: i64) -> Result<bool, DbError> {
     let joined = sqlx::query(
         "UPDATE driver_plans SET transaction_id = $1 WHERE id = $2 AND transaction_id IS NULL \
          AND NOT EXISTS (SELECT 1 FROM driver_plans q WHERE q.transaction_id = $1)",
@@ -188,7 +188,7 @@ pub async fn join(db: &Db, plan_id: i64, transaction_id: i64) -> Result<bool, St
 
 /// Puts a joined plan's departure and energy on its running session. Returns the session's needs
 /// as they now stand and its id, or `None` when it is not running (or the plan waits).
-pub async fn copy_to_session(db: &Db, plan_id: i64) -> Result<Option<(SessionNeeds, i64)>, StoreError> {
+pub async fn copy_to_session(db: &Db, plan_id: i64) -> Result<Option<(SessionNeeds, i64)>, DbError> {
     let row = sqlx::query(
         "UPDATE transactions SET departure_at_ms = (SELECT departure_at_ms FROM driver_plans WHERE id = $1), \
          energy_need_wh = (SELECT energy_need_wh FROM driver_plans WHERE id = $1) \
@@ -211,7 +211,7 @@ pub async fn copy_to_session(db: &Db, plan_id: i64) -> Result<Option<(SessionNee
 
 /// Forgets plans that waited for a car in vain and expired before `before_ms` (a joined plan is
 /// kept with its session: what the driver asked for). Returns how many.
-pub async fn forget_unjoined(db: &Db, before_ms: i64) -> Result<u64, StoreError> {
+pub async fn forget_unjoined(db: &Db, before_ms: i64) -> Result<u64, DbError> {
     let done = sqlx::query("DELETE FROM driver_plans WHERE transaction_id IS NULL AND expires_at_ms < $1")
         .bind(before_ms)
         .execute(db.pool())

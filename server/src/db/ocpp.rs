@@ -1,7 +1,7 @@
 //! What chargers report over OCPP, persisted whole: boots, statuses, transactions, meter values,
 //! other notifications and the raw frame log.
 
-use super::{now_ms, Db, StoreError};
+use super::{now_ms, Db, DbError};
 use app::domain::{ChargerId, SiteId, TransactionId};
 use sqlx::Row;
 
@@ -20,7 +20,7 @@ pub struct ChargerAuth {
     pub session_register: bool,
 }
 
-pub async fn charger_auth(db: &Db, id: &ChargerId) -> Result<Option<ChargerAuth>, StoreError> {
+pub async fn charger_auth(db: &Db, id: &ChargerId) -> Result<Option<ChargerAuth>, DbError> {
     let row = sqlx::query(
         "SELECT ch.site_id, ch.password_hash, ch.registration, ch.lenient, \
          COALESCE(cm.lenient, 0) AS model_lenient, COALESCE(cm.meter_in_kwh, 0) AS meter_in_kwh, \
@@ -58,7 +58,7 @@ pub struct ModelSettings {
     pub note: String,
 }
 
-pub async fn model_settings(db: &Db) -> Result<Vec<ModelSettings>, StoreError> {
+pub async fn model_settings(db: &Db) -> Result<Vec<ModelSettings>, DbError> {
     let rows = sqlx::query("SELECT vendor, model, lenient, meter_in_kwh, session_register, note FROM charger_models ORDER BY vendor, model").fetch_all(db.pool()).await?;
     rows.iter()
         .map(|r| {
@@ -75,7 +75,7 @@ pub async fn model_settings(db: &Db) -> Result<Vec<ModelSettings>, StoreError> {
 }
 
 /// Creates or replaces a model's settings; chargers of that model pick them up at their next boot.
-pub async fn put_model_settings(db: &Db, settings: &ModelSettings) -> Result<(), StoreError> {
+pub async fn put_model_settings(db: &Db, settings: &ModelSettings) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO charger_models (vendor, model, lenient, meter_in_kwh, session_register, note, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (vendor, model) DO UPDATE SET lenient = excluded.lenient, meter_in_kwh = excluded.meter_in_kwh, \
@@ -94,7 +94,7 @@ pub async fn put_model_settings(db: &Db, settings: &ModelSettings) -> Result<(),
 }
 
 /// The site unknown chargers are attached to, if any site allows it.
-pub async fn auto_register_site(db: &Db) -> Result<Option<SiteId>, StoreError> {
+pub async fn auto_register_site(db: &Db) -> Result<Option<SiteId>, DbError> {
     let row = sqlx::query("SELECT id FROM sites WHERE auto_register = 1 ORDER BY id LIMIT 1")
         .fetch_optional(db.pool())
         .await?;
@@ -102,7 +102,7 @@ pub async fn auto_register_site(db: &Db) -> Result<Option<SiteId>, StoreError> {
 }
 
 /// Site flags the OCPP handlers need.
-pub async fn site_free_vend(db: &Db, site: SiteId) -> Result<bool, StoreError> {
+pub async fn site_free_vend(db: &Db, site: SiteId) -> Result<bool, DbError> {
     let row =
         sqlx::query("SELECT free_vend FROM sites WHERE id = $1").bind(site.0).fetch_one(db.pool()).await?;
     Ok(row.try_get::<i64, _>("free_vend")? != 0)
@@ -127,7 +127,7 @@ pub async fn record_boot(
     version: &str,
     info: &BootInfo,
     payload: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     let now = now_ms();
     let mut tx = db.pool().begin().await?;
     sqlx::query(
@@ -166,7 +166,7 @@ pub async fn auto_register(
     id: &ChargerId,
     site: SiteId,
     password_hash: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO chargers (id, site_id, password_hash, registration, created_at) VALUES ($1, $2, $3, 'accepted', $4) \
          ON CONFLICT (id) DO NOTHING",
@@ -180,7 +180,7 @@ pub async fn auto_register(
     Ok(())
 }
 
-pub async fn set_online(db: &Db, id: &ChargerId, version: &str, online: bool) -> Result<(), StoreError> {
+pub async fn set_online(db: &Db, id: &ChargerId, version: &str, online: bool) -> Result<(), DbError> {
     let now = now_ms();
     let sql = if online {
         "UPDATE chargers SET online = 1, ocpp_version = $2, last_seen_at = $3, offline_since = NULL WHERE id = $1"
@@ -191,7 +191,7 @@ pub async fn set_online(db: &Db, id: &ChargerId, version: &str, online: bool) ->
     Ok(())
 }
 
-pub async fn touch(db: &Db, id: &ChargerId) -> Result<(), StoreError> {
+pub async fn touch(db: &Db, id: &ChargerId) -> Result<(), DbError> {
     sqlx::query("UPDATE chargers SET last_seen_at = $2 WHERE id = $1")
         .bind(id.as_str())
         .bind(now_ms())
@@ -201,7 +201,7 @@ pub async fn touch(db: &Db, id: &ChargerId) -> Result<(), StoreError> {
 }
 
 /// Chargers left marked online by a previous process (a crash): offline until they reconnect.
-pub async fn mark_all_offline(db: &Db) -> Result<u64, StoreError> {
+pub async fn mark_all_offline(db: &Db) -> Result<u64, DbError> {
     let done = sqlx::query("UPDATE chargers SET online = 0, offline_since = $1 WHERE online = 1")
         .bind(now_ms())
         .execute(db.pool())
@@ -219,7 +219,7 @@ pub struct StatusChange {
     pub charger_time: Option<i64>,
 }
 
-pub async fn record_status(db: &Db, id: &ChargerId, change: &StatusChange) -> Result<(), StoreError> {
+pub async fn record_status(db: &Db, id: &ChargerId, change: &StatusChange) -> Result<(), DbError> {
     let now = now_ms();
     let mut tx = db.pool().begin().await?;
     sqlx::query(
@@ -262,7 +262,7 @@ pub enum TokenStanding {
     Unknown,
 }
 
-pub async fn token_standing(db: &Db, token: &str, now: i64) -> Result<TokenStanding, StoreError> {
+pub async fn token_standing(db: &Db, token: &str, now: i64) -> Result<TokenStanding, DbError> {
     let row = sqlx::query("SELECT status, expires_at FROM id_tokens WHERE lower(token) = lower($1)")
         .bind(token)
         .fetch_optional(db.pool())
@@ -283,7 +283,7 @@ pub async fn create_token(
     blocked: bool,
     expires_at: Option<i64>,
     note: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO id_tokens (token, status, expires_at, note, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -315,7 +315,7 @@ pub async fn start_transaction_v16(
     db: &Db,
     id: &ChargerId,
     start: &TxStart,
-) -> Result<(TransactionId, bool), StoreError> {
+) -> Result<(TransactionId, bool), DbError> {
     let find = |db: Db, id: ChargerId, start: TxStart| async move {
         let row = sqlx::query(
             "SELECT id FROM transactions WHERE charger_id = $1 AND connector_no = $2 AND id_tag = $3 \
@@ -328,7 +328,7 @@ pub async fn start_transaction_v16(
         .bind(start.meter_start_wh)
         .fetch_optional(db.pool())
         .await?;
-        Ok::<_, StoreError>(row.map(|r| r.try_get::<i64, _>("id")).transpose()?.map(TransactionId))
+        Ok::<_, DbError>(row.map(|r| r.try_get::<i64, _>("id")).transpose()?.map(TransactionId))
     };
     if let Some(existing) = find(db.clone(), id.clone(), start.clone()).await? {
         return Ok((existing, false));
@@ -355,7 +355,7 @@ pub async fn start_transaction_v16(
             return find(db.clone(), id.clone(), start.clone())
                 .await?
                 .map(|t| (t, false))
-                .ok_or_else(|| StoreError::Corrupt("replayed start vanished".into()));
+                .ok_or_else(|| DbError::Corrupt("replayed start vanished".into()));
         }
         Err(e) => return Err(e.into()),
     };
@@ -387,7 +387,7 @@ pub async fn stop_transaction(
     ocpp_tx_id: &str,
     connector_no: i64,
     stop: &TxStop,
-) -> Result<(TransactionId, bool), StoreError> {
+) -> Result<(TransactionId, bool), DbError> {
     let existing = find_transaction(db, id, ocpp_tx_id).await?;
     if let Some(tx_id) = existing {
         sqlx::query(
@@ -430,7 +430,7 @@ async fn close_superseded(
     id: &ChargerId,
     connector_no: i64,
     newer: TransactionId,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     let done = sqlx::query(
         "UPDATE transactions SET status = 'ghost_closed', stop_reason = 'SupersededByNewTransaction', stop_received_at = $4 \
          WHERE charger_id = $1 AND connector_no = $2 AND status = 'active' AND id < $3",
@@ -451,7 +451,7 @@ pub async fn find_transaction(
     db: &Db,
     id: &ChargerId,
     ocpp_tx_id: &str,
-) -> Result<Option<TransactionId>, StoreError> {
+) -> Result<Option<TransactionId>, DbError> {
     let row = sqlx::query("SELECT id FROM transactions WHERE charger_id = $1 AND ocpp_tx_id = $2")
         .bind(id.as_str())
         .bind(ocpp_tx_id)
@@ -470,7 +470,7 @@ pub async fn upsert_transaction_v201(
     ocpp_tx_id: &str,
     start: &TxStart,
     start_seen: bool,
-) -> Result<(TransactionId, i64), StoreError> {
+) -> Result<(TransactionId, i64), DbError> {
     sqlx::query(
         "INSERT INTO transactions (charger_id, connector_no, ocpp_tx_id, id_tag, status, started_at, started_at_charger, \
          start_received_at, meter_start_wh, start_unseen) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9) \
@@ -493,7 +493,7 @@ pub async fn upsert_transaction_v201(
             .bind(ocpp_tx_id)
             .fetch_optional(db.pool())
             .await?
-            .ok_or_else(|| StoreError::Corrupt("upserted transaction vanished".into()))?;
+            .ok_or_else(|| DbError::Corrupt("upserted transaction vanished".into()))?;
     let tx = TransactionId(row.try_get("id")?);
     let mut connector_no: i64 = row.try_get("connector_no")?;
     if connector_no == 0 && start.connector_no > 0 {
@@ -516,7 +516,7 @@ pub async fn enrich_transaction(
     tx: TransactionId,
     id_tag: Option<&str>,
     meter_start_wh: Option<i64>,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE transactions SET id_tag = CASE WHEN id_tag = '' THEN COALESCE($2, '') ELSE id_tag END, \
          meter_start_wh = COALESCE(meter_start_wh, $3) WHERE id = $1",
@@ -539,7 +539,7 @@ pub async fn record_tx_event(
     trigger: &str,
     offline: bool,
     charger_time: &str,
-) -> Result<Option<Option<i64>>, StoreError> {
+) -> Result<Option<Option<i64>>, DbError> {
     let inserted = sqlx::query(
         "INSERT INTO transaction_events (transaction_id, seq_no, event_type, trigger_reason, offline, charger_time, received_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (transaction_id, seq_no) DO NOTHING",
@@ -590,7 +590,7 @@ pub async fn record_samples(
     connector_no: i64,
     tx: Option<TransactionId>,
     samples: &[Sample],
-) -> Result<u64, StoreError> {
+) -> Result<u64, DbError> {
     let now = now_ms();
     let mut stored = 0;
     let mut conn = db.pool().begin().await?;
@@ -628,7 +628,7 @@ pub async fn record_event(
     kind: &str,
     status: &str,
     payload: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     sqlx::query("INSERT INTO charger_events (charger_id, kind, status, payload, received_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(id.as_str())
         .bind(kind)
@@ -640,7 +640,7 @@ pub async fn record_event(
     Ok(())
 }
 
-pub async fn log_frame(db: &Db, id: &ChargerId, inbound: bool, frame: &str) -> Result<(), StoreError> {
+pub async fn log_frame(db: &Db, id: &ChargerId, inbound: bool, frame: &str) -> Result<(), DbError> {
     sqlx::query("INSERT INTO ocpp_frames (charger_id, direction, at, frame) VALUES ($1, $2, $3, $4)")
         .bind(id.as_str())
         .bind(if inbound { "in" } else { "out" })
@@ -651,7 +651,7 @@ pub async fn log_frame(db: &Db, id: &ChargerId, inbound: bool, frame: &str) -> R
     Ok(())
 }
 
-pub async fn purge_frames_before(db: &Db, cutoff_ms: i64) -> Result<u64, StoreError> {
+pub async fn purge_frames_before(db: &Db, cutoff_ms: i64) -> Result<u64, DbError> {
     Ok(sqlx::query("DELETE FROM ocpp_frames WHERE at < $1")
         .bind(cutoff_ms)
         .execute(db.pool())
@@ -661,7 +661,7 @@ pub async fn purge_frames_before(db: &Db, cutoff_ms: i64) -> Result<u64, StoreEr
 
 /// Closes transactions whose connector has reported Available for longer than the grace period:
 /// the charger forgot them (a "ghost session"). Returns how many were closed.
-pub async fn close_ghost_sessions(db: &Db, available_before_ms: i64) -> Result<u64, StoreError> {
+pub async fn close_ghost_sessions(db: &Db, available_before_ms: i64) -> Result<u64, DbError> {
     let done = sqlx::query(
         "UPDATE transactions SET status = 'ghost_closed', stop_reason = 'GhostSession', stop_received_at = $2, \
          stopped_at = (SELECT c.status_at FROM connectors c WHERE c.charger_id = transactions.charger_id AND c.connector_no = transactions.connector_no) \
@@ -688,7 +688,7 @@ pub struct ChargerRequest {
     pub last_seen_at: i64,
 }
 
-fn request_from(r: &sqlx::any::AnyRow) -> Result<ChargerRequest, StoreError> {
+fn request_from(r: &sqlx::any::AnyRow) -> Result<ChargerRequest, DbError> {
     Ok(ChargerRequest {
         charger_id: r.try_get("charger_id")?,
         password_hash: r.try_get("password_hash")?,
@@ -704,7 +704,7 @@ fn request_from(r: &sqlx::any::AnyRow) -> Result<ChargerRequest, StoreError> {
 const REQUEST_COLUMNS: &str =
     "charger_id, password_hash, status, vendor, model, ocpp_version, first_seen_at, last_seen_at";
 
-pub async fn charger_request(db: &Db, id: &ChargerId) -> Result<Option<ChargerRequest>, StoreError> {
+pub async fn charger_request(db: &Db, id: &ChargerId) -> Result<Option<ChargerRequest>, DbError> {
     let row = sqlx::query(&format!("SELECT {REQUEST_COLUMNS} FROM charger_requests WHERE charger_id = $1"))
         .bind(id.as_str())
         .fetch_optional(db.pool())
@@ -712,7 +712,7 @@ pub async fn charger_request(db: &Db, id: &ChargerId) -> Result<Option<ChargerRe
     row.as_ref().map(request_from).transpose()
 }
 
-pub async fn charger_requests(db: &Db) -> Result<Vec<ChargerRequest>, StoreError> {
+pub async fn charger_requests(db: &Db) -> Result<Vec<ChargerRequest>, DbError> {
     let rows = sqlx::query(&format!("SELECT {REQUEST_COLUMNS} FROM charger_requests ORDER BY first_seen_at"))
         .fetch_all(db.pool())
         .await?;
@@ -725,7 +725,7 @@ pub async fn upsert_charger_request(
     id: &ChargerId,
     password_hash: &str,
     version: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     let now = now_ms();
     sqlx::query(
         "INSERT INTO charger_requests (charger_id, password_hash, status, ocpp_version, first_seen_at, last_seen_at) \
@@ -741,7 +741,7 @@ pub async fn upsert_charger_request(
     Ok(())
 }
 
-pub async fn note_request_boot(db: &Db, id: &ChargerId, vendor: &str, model: &str) -> Result<(), StoreError> {
+pub async fn note_request_boot(db: &Db, id: &ChargerId, vendor: &str, model: &str) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE charger_requests SET vendor = $2, model = $3, last_seen_at = $4 WHERE charger_id = $1",
     )
@@ -755,7 +755,7 @@ pub async fn note_request_boot(db: &Db, id: &ChargerId, vendor: &str, model: &st
 }
 
 /// Accepts a pending charger onto a site: it becomes a charger with the password it presented.
-pub async fn accept_charger_request(db: &Db, id: &ChargerId, site: SiteId) -> Result<bool, StoreError> {
+pub async fn accept_charger_request(db: &Db, id: &ChargerId, site: SiteId) -> Result<bool, DbError> {
     let Some(request) = charger_request(db, id).await? else { return Ok(false) };
     let mut tx = db.pool().begin().await?;
     sqlx::query(
@@ -780,7 +780,7 @@ pub async fn accept_charger_request(db: &Db, id: &ChargerId, site: SiteId) -> Re
     Ok(true)
 }
 
-pub async fn reject_charger_request(db: &Db, id: &ChargerId) -> Result<bool, StoreError> {
+pub async fn reject_charger_request(db: &Db, id: &ChargerId) -> Result<bool, DbError> {
     let done = sqlx::query("UPDATE charger_requests SET status = 'rejected' WHERE charger_id = $1")
         .bind(id.as_str())
         .execute(db.pool())
@@ -788,7 +788,7 @@ pub async fn reject_charger_request(db: &Db, id: &ChargerId) -> Result<bool, Sto
     Ok(done.rows_affected() > 0)
 }
 
-pub async fn site_exists(db: &Db, site: SiteId) -> Result<bool, StoreError> {
+pub async fn site_exists(db: &Db, site: SiteId) -> Result<bool, DbError> {
     Ok(sqlx::query("SELECT id FROM sites WHERE id = $1")
         .bind(site.0)
         .fetch_optional(db.pool())

@@ -29,7 +29,7 @@
 //! freed by a decrease waits for that decrease's acknowledgement: the freed capacity
 //! only appears in the budget once it is acked.
 //!
-//! With handovers scheduled ahead ([`crate::balancer::config::HandoverConfig`]), a decrease
+//! With handovers scheduled ahead ([`crate::config::HandoverConfig`]), a decrease
 //! that no limit needs switches at a moment two round trips away, and the increase it pays
 //! for is sent once it is acknowledged, to start at that moment. A limit with a switch
 //! counts its first value until the moment less the clock skew, its second from the moment
@@ -43,12 +43,12 @@
 //! fit (checked in [`SiteConfig`] validation), so once acks arrive the budget fits
 //! again whenever the store's own load leaves room for the fallbacks.
 
-use crate::balancer::alloc::{self, Demand};
-use crate::balancer::config::{
+use crate::alloc::{self, Demand};
+use crate::config::{
     wiring_phases, ConfigError, LearningConfig, SiteConfig, SiteMeter, Topology, Wiring, ROOT,
 };
-use crate::balancer::store::{RiseHistory, Unchanged};
-use crate::balancer::units::{
+use crate::store::{RiseHistory, Unchanged};
+use crate::units::{
     ChargerKey, CircuitId, CommandId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, PhaseSet, SessionKey,
 };
 use serde::{Deserialize, Serialize};
@@ -507,7 +507,7 @@ pub enum MeterDoubt {
     /// with zeros (see [`RiseHistory::implausible`]).
     FarBelowFloor,
     /// The same reading, to the tenth of an amp, for too long: a gateway repeating the last value
-    /// it had (see [`crate::balancer::store::Unchanged`]).
+    /// it had (see [`crate::store::Unchanged`]).
     Unchanged,
 }
 
@@ -641,6 +641,26 @@ pub struct Balancer {
     /// Reused buffers: the constraint list of each demand.
     cons_buf: Vec<usize>,
 }
+
+/// A plan's working state: what is left on every constraint (node × phase) once the store and
+/// everything we cannot steer are counted, and who shares it.
+struct Room {
+    /// What the store is assumed to draw ...
+    store: PerPhase,
+    /// ... and whether that is its worst case, for want of a fresh reading.
+    store_unknown: bool,
+    /// Capacity left per constraint.
+    capacity: Vec<i64>,
+    /// Connectors with a session we steer.
+    steered: Vec<usize>,
+    /// Idle connectors whose default we steer, and whether one raised within the dwell keeps it.
+    idle: Vec<(usize, bool)>,
+    /// Now and every later moment at which a budget changes by itself.
+    moments: Vec<Millis>,
+}
+
+/// Each steered session's share: (connector, amps, its place in the admission order).
+type Shares = Vec<(usize, DeciAmps, usize)>;
 
 fn con(node: usize, p: Phase) -> usize {
     node * 3 + p.index()
@@ -810,7 +830,7 @@ impl Balancer {
     }
 
     /// Safe but questionable aspects of the configuration, for the operator.
-    pub fn warnings(&self) -> &[crate::balancer::config::ConfigWarning] {
+    pub fn warnings(&self) -> &[crate::config::ConfigWarning] {
         &self.topo.warnings
     }
 
@@ -1491,8 +1511,24 @@ impl Balancer {
         cap.floor_to(self.cfg.granularity).max(DeciAmps::IEC_MIN)
     }
 
-    /// Recomputes the plan and queues the commands it needs.
+    /// Recomputes the plan and queues the commands it needs: every limit and idle default.
     fn recompute(&mut self, now: Millis) {
+        self.settle_and_count_served(now);
+        let mut room = self.room_for_sessions(now);
+        let (mut shares, demands, cons) = self.share_among_sessions(now, &mut room);
+        self.keep_small_moves_quiet(&mut shares, &demands, &cons, &mut room.capacity);
+        self.cons_buf = cons;
+        self.share_leftover_to_idle_defaults(&mut room);
+        self.set_targets(&shares, room.store_unknown, now);
+        let mut loads = self.emit_session_limits(now, &shares, &room);
+        self.emit_idle_defaults(now, &room.idle, &mut loads);
+        self.retry_rejected_profiles(now);
+        self.overcommitted = self.over_a_limit(now, room.store);
+    }
+
+    /// Limits whose switch has passed are settled, and each session is credited what it was given
+    /// since the last plan (its turn in the sharing).
+    fn settle_and_count_served(&mut self, now: Millis) {
         let dt = now.since(self.last_plan).0;
         self.last_plan = now;
         let skew = self.skew();
@@ -1508,26 +1544,28 @@ impl Balancer {
                 s.served += u64::from(target.get()) * dt;
             }
         }
-        let nc = self.topo.nodes() * 3;
+    }
 
-        // Capacity for controllable sessions: limits minus store minus every budget we
-        // cannot steer.
+    /// Capacity for controllable sessions: limits minus store minus every budget we cannot steer;
+    /// an idle default raised within the dwell keeps its share first.
+    fn room_for_sessions(&self, now: Millis) -> Room {
+        let nc = self.topo.nodes() * 3;
         let (store, store_unknown) = self.store_assumed(now);
         let mut capacity: Vec<i64> = (0..nc).map(|c| self.limit(c)).collect();
         for p in Phase::ALL {
             capacity[con(ROOT, p)] -= i64::from(store.get(p).get());
         }
-        let mut ctl = Vec::new();
+        let mut steered = Vec::new();
         // What we cannot steer counts at the most it holds from now on: an offline charger may
         // have accepted an increase that starts at a switch to come.
         let moments = self.budget_moments(now);
         let dwell = self.cfg.min_dwell;
-        // Idle connectors whose default we steer: shared after the sessions (below), except one
-        // raised within the dwell, which keeps its share first.
+        // Idle connectors whose default we steer: shared after the sessions, except one raised
+        // within the dwell, which keeps its share first.
         let mut idle = Vec::new();
         for i in 0..self.conns.len() {
             if self.controllable(i) {
-                ctl.push(i);
+                steered.push(i);
                 continue;
             }
             if self.idle_steered(i) {
@@ -1551,12 +1589,17 @@ impl Balancer {
                 self.take_capacity(&mut capacity, *i, target);
             }
         }
+        Room { store, store_unknown, capacity, steered, idle, moments }
+    }
 
-        // Demands in admission order: sessions that must keep running (dwell), then the
-        // rest by priority and least served; sessions that must stay paused are left out.
+    /// Shares the room among the steered sessions, in admission order: sessions that must keep
+    /// running (dwell), then the rest by priority and least served; sessions that must stay paused
+    /// get nothing. Returns the shares, the demands and their constraint list.
+    fn share_among_sessions(&mut self, now: Millis, room: &mut Room) -> (Shares, Vec<Demand>, Vec<usize>) {
+        let dwell = self.cfg.min_dwell;
         let mut cand: Vec<(u8, std::cmp::Reverse<u8>, u64, usize, DeciAmps, f64)> =
-            Vec::with_capacity(ctl.len());
-        for &i in &ctl {
+            Vec::with_capacity(room.steered.len());
+        for &i in &room.steered {
             let cap = self.demand_cap(i, now);
             let Some(s) = &self.conns[i].session else { continue };
             let class = match s.run {
@@ -1583,21 +1626,29 @@ impl Balancer {
             let cap = if class == 2 { 0 } else { cap.get() };
             demands.push(Demand { cons: start..cons.len(), cap, weight: w });
         }
-        let plan = alloc::allocate(
-            &mut capacity,
+        let amps = alloc::allocate(
+            &mut room.capacity,
             &demands,
             &cons,
             DeciAmps::IEC_MIN.get(),
             self.cfg.granularity.get(),
         );
-        let mut plan: Vec<(usize, DeciAmps, usize)> =
-            cand.iter().zip(plan).enumerate().map(|(k, (c, a))| (c.3, DeciAmps::new(a), k)).collect();
+        let shares =
+            cand.iter().zip(amps).enumerate().map(|(k, (c, a))| (c.3, DeciAmps::new(a), k)).collect();
+        (shares, demands, cons)
+    }
 
-        // Hysteresis: small moves are not worth a command. Small increases are simply
-        // skipped; small decreases are skipped only where the higher value still fits.
+    /// Hysteresis: small moves are not worth a command. Small increases are simply skipped; small
+    /// decreases are skipped only where the higher value still fits.
+    fn keep_small_moves_quiet(
+        &self,
+        shares: &mut Shares,
+        demands: &[Demand],
+        cons: &[usize],
+        capacity: &mut [i64],
+    ) {
         let hyst = self.cfg.hysteresis;
-        let mut sticky_down = Vec::new();
-        for (k, entry) in plan.iter_mut().enumerate() {
+        for entry in shares.iter_mut() {
             let (i, target, _) = *entry;
             let cur = self.conns[i].commanded();
             if self.conns[i].resend || target == DeciAmps::ZERO || cur == DeciAmps::ZERO {
@@ -1613,27 +1664,30 @@ impl Balancer {
                         capacity[c] -= i64::from(extra.get());
                     }
                     entry.1 = cur;
-                    sticky_down.push(k);
                 }
             }
         }
-        self.cons_buf = cons;
+    }
 
-        // What the sessions leave goes to idle connectors' defaults, all (the fallback) or nothing.
-        for &(i, kept) in &idle {
+    /// What the sessions leave goes to idle connectors' defaults, all (the fallback) or nothing.
+    fn share_leftover_to_idle_defaults(&mut self, room: &mut Room) {
+        for &(i, kept) in &room.idle {
             let fallback = self.cfg.connectors[i].fallback;
             let target = if kept {
                 self.conns[i].idle.target
-            } else if self.fits(&capacity, i, fallback) {
-                self.take_capacity(&mut capacity, i, fallback);
+            } else if self.fits(&room.capacity, i, fallback) {
+                self.take_capacity(&mut room.capacity, i, fallback);
                 fallback
             } else {
                 DeciAmps::ZERO
             };
             self.conns[i].idle.target = target;
         }
+    }
 
-        for &(i, target, _) in &plan {
+    /// Each steered session's target, and whether it runs or takes its turn paused.
+    fn set_targets(&mut self, shares: &Shares, store_unknown: bool, now: Millis) {
+        for &(i, target, _) in shares {
             let c = &mut self.conns[i];
             c.target = target;
             let running = target > DeciAmps::ZERO;
@@ -1652,14 +1706,21 @@ impl Balancer {
                 self.conns[i].target = DeciAmps::ZERO;
             }
         }
+    }
 
-        // Emit: decreases now; increases only where the budget with them fits, at every moment the
-        // budget changes by itself (handovers accepted or in flight), with the store as assumed now.
-        // A lease half gone is renewed with the plan's value (or the current one, if an increase
-        // must wait).
+    /// Emits the sessions' limits: decreases now; increases only where the budget with them fits,
+    /// at every moment the budget changes by itself (handovers accepted or in flight), with the
+    /// store as assumed now. A lease half gone is renewed with the plan's value (or the current
+    /// one, if an increase must wait). Returns the budget's load at each moment with them.
+    fn emit_session_limits(&mut self, now: Millis, shares: &Shares, room: &Room) -> Vec<Vec<i64>> {
+        let skew = self.skew();
+        let nc = self.topo.nodes() * 3;
+        let moments = &room.moments;
+        let hyst = self.cfg.hysteresis;
         let lease = self.lease();
         let reaction = self.cfg.store.reaction_time;
-        let mut loads: Vec<Vec<i64>> = moments.iter().map(|&t| self.budget_loads(now, t, store)).collect();
+        let mut loads: Vec<Vec<i64>> =
+            moments.iter().map(|&t| self.budget_loads(now, t, room.store)).collect();
         // How far each constraint is over at its worst moment (an exogenous change). Decreases that
         // cover it are in force as soon as they land, and so are handovers still to come on it; the
         // other decreases, only for the others' sake, keep their sessions charging until the
@@ -1668,7 +1729,7 @@ impl Balancer {
             loads.iter().map(|l| (0..nc).map(|k| (l[k] - self.limit(k)).max(0)).collect()).collect();
         let lead = self.cfg.handover.map(|h| h.lead);
         let mut increases = Vec::new();
-        for &(i, target, k) in &plan {
+        for &(i, target, k) in shares {
             let c = &self.conns[i];
             let cur = c.commanded();
             let fallback = c.idle.held();
@@ -1782,12 +1843,16 @@ impl Balancer {
                 }
             }
         }
-        // Idle defaults last: decreases now, increases where they fit at every moment, once the
-        // room for them has lasted (a car arriving soon after another left sends no profile to
-        // every idle connector and back).
+        loads
+    }
+
+    /// Idle defaults last: decreases now, increases where they fit at every moment, once the room
+    /// for them has lasted (a car arriving soon after another left sends no profile to every idle
+    /// connector and back).
+    fn emit_idle_defaults(&mut self, now: Millis, idle: &[(usize, bool)], loads: &mut [Vec<i64>]) {
         let raise_after = self.cfg.idle_raise_after;
         let mut steered_idle = vec![false; self.conns.len()];
-        for &(i, _) in &idle {
+        for &(i, _) in idle {
             steered_idle[i] = true;
         }
         for (c, steered) in self.conns.iter_mut().zip(steered_idle) {
@@ -1796,7 +1861,7 @@ impl Balancer {
                 c.idle.room_since = None;
             }
         }
-        for &(i, _) in &idle {
+        for &(i, _) in idle {
             let d = &mut self.conns[i].idle;
             let (target, cur, held) = (d.target, d.commanded(), d.held());
             let room_lasted = if target > cur {
@@ -1811,13 +1876,13 @@ impl Balancer {
             } else if target > cur && room_lasted {
                 let extra = i64::from(target.get()) - i64::from(held.get());
                 let fp = self.budget(i, now).1;
-                let room = |load: &Vec<i64>| {
+                let fits_at = |load: &Vec<i64>| {
                     self.topo.paths[i]
                         .iter()
                         .all(|&n| fp.iter().all(|p| self.limit(con(n, p)) - load[con(n, p)] >= extra))
                 };
-                if loads.iter().all(room) {
-                    for load in &mut loads {
+                if loads.iter().all(fits_at) {
+                    for load in loads.iter_mut() {
                         for &n in &self.topo.paths[i] {
                             for p in fp.iter() {
                                 load[con(n, p)] += extra.max(0);
@@ -1831,8 +1896,11 @@ impl Balancer {
                 }
             }
         }
-        // Rejected profiles are tried again at the maximum we budget them at anyway: once one is
-        // accepted the connector is steered again, and the next plan brings it down to its share.
+    }
+
+    /// Rejected profiles are tried again at the maximum we budget them at anyway: once one is
+    /// accepted the connector is steered again, and the next plan brings it down to its share.
+    fn retry_rejected_profiles(&mut self, now: Millis) {
         for i in 0..self.conns.len() {
             let c = &self.conns[i];
             let due = matches!(c.retry, Some((_, Some(at))) if at <= now);
@@ -1844,10 +1912,15 @@ impl Balancer {
                 self.emit(i, Limit::flat(max), now);
             }
         }
-        self.overcommitted = self.budget_moments(now).into_iter().any(|t| {
+    }
+
+    /// Whether the budget, with what was just sent, is over a limit at any moment to come.
+    fn over_a_limit(&self, now: Millis, store: PerPhase) -> bool {
+        let nc = self.topo.nodes() * 3;
+        self.budget_moments(now).into_iter().any(|t| {
             let load = self.budget_loads(now, t, store);
             (0..nc).any(|c| load[c] > self.limit(c))
-        });
+        })
     }
 
     /// Now, and every later moment at which a budget changes by itself: where a handover accepted or
@@ -2035,5 +2108,5 @@ impl Balancer {
 }
 
 #[cfg(test)]
-#[path = "engine_tests.rs"]
+#[path = "engine_tests/mod.rs"]
 mod tests;

@@ -20,13 +20,13 @@
 //! latency: the referee's `--latency-steps` applies the delay itself, so its replay is exactly
 //! this physics (jitter and outages included, which it cannot model alone).
 
-use crate::balancer::config::{
+use crate::config::{
     CircuitConfig, ConfigError, ConnectorConfig, HandoverConfig, LearningConfig, SiteConfig, SiteMeter,
     StoreConfig, Wiring,
 };
-use crate::balancer::engine::{Balancer, Command, EvPhases, Event, SessionInfo};
-use crate::balancer::store::{Lens, RiseLearning};
-use crate::balancer::units::{
+use crate::engine::{Balancer, Command, EvPhases, Event, SessionInfo};
+use crate::store::{Lens, RiseLearning};
+use crate::units::{
     ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey,
 };
 use serde::{Deserialize, Serialize};
@@ -355,7 +355,7 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
             // The store load is constant within a step and every step brings a reading and a
             // new plan: nothing can rise between plans.
             replan: Millis(0),
-            frozen_after: crate::balancer::store::FROZEN_AFTER,
+            frozen_after: crate::store::FROZEN_AFTER,
             // Learned over the blind spot of a reading of the usual age (with no delays there is
             // none to learn).
             learn_rise: (o.learn_store_rise && o.meter_lag_steps + o.latency_steps > 0).then(|| {

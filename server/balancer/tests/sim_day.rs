@@ -3,8 +3,8 @@
 //! min(limit in force, own max, need). The TRUE physical currents must never exceed a
 //! limit, whatever the delays.
 
-use server::balancer::sim::{DaySim, SimOptions, WlConnector, WlFeeder, WlSession, WlSite, Workload};
-use server::balancer::Phase;
+use forecourt_balancer::sim::{DaySim, SimOptions, WlConnector, WlFeeder, WlSession, WlSite, Workload};
+use forecourt_balancer::Phase;
 use std::collections::BTreeMap;
 
 /// A small deterministic PRNG (xorshift64*), so the test needs no extra crates.
@@ -96,7 +96,7 @@ fn site_options() -> SimOptions {
     SimOptions { store_worst_case_a: Some(70), ..SimOptions::default() }
 }
 
-fn run(wl: &Workload, o: SimOptions) -> (server::balancer::sim::Metrics, serde_json::Value) {
+fn run(wl: &Workload, o: SimOptions) -> (forecourt_balancer::sim::Metrics, serde_json::Value) {
     let mut sim = DaySim::new(wl, o).expect("workload is valid");
     while sim.step().is_some() {}
     sim.finish()

@@ -15,7 +15,7 @@
 //!
 //! Pure: readings in, an allowance out.
 
-use crate::balancer::units::{DeciAmps, Millis, PerPhase, Phase};
+use crate::units::{DeciAmps, Millis, PerPhase, Phase};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 

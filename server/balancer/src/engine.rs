@@ -945,112 +945,23 @@ impl Balancer {
         self.cfg.handover.map_or(Millis(0), |h| h.clock_skew)
     }
 
+    /// Takes one event in: each kind has its own step below.
     fn apply(&mut self, event: Event, now: Millis) -> Result<(), EventError> {
-        let skew = self.skew();
-        if let Event::CommandAccepted { id }
-        | Event::CommandRejected { id }
-        | Event::CommandUnanswered { id } = &event
-        {
-            if let Some(i) = self.default_owners.remove(id) {
-                let d = &mut self.conns[i].idle;
-                match event {
-                    Event::CommandUnanswered { .. } => d.resend = true,
-                    _ => d.answered(*id, matches!(event, Event::CommandAccepted { .. })),
-                }
-                return Ok(());
-            }
+        if self.answer_for_a_default(&event) {
+            return Ok(());
         }
         match event {
             Event::SessionStarted { connector, session, info } => {
-                let i = self.idx(connector)?;
-                let c = &mut self.conns[i];
-                if c.session.is_some() {
-                    return Err(EventError::SessionActive(connector));
-                }
-                c.epoch += 1;
-                c.inflight.clear();
-                // A new transaction starts under the TxDefaultProfile: what it runs is known again
-                // (a charger back online marked it to be sent our plan, whatever it ran before).
-                c.resend = false;
-                c.acked = Limit::flat(c.idle.held());
-                c.acked_at = now;
-                c.acked_expires = None;
-                if c.smart == SmartState::Rejected {
-                    c.smart = SmartState::Ok;
-                }
-                c.retry = None;
-                self.last_start = now;
-                c.session = Some(Session {
-                    key: session,
-                    info,
-                    learned_phases: None,
-                    learned_max: None,
-                    failed_probes: 0,
-                    low_since: None,
-                    low_peak: DeciAmps::ZERO,
-                    run: None,
-                    delivered_wh: 0,
-                    last_draw: None,
-                    served: 0,
-                });
+                self.session_started(connector, session, info, now)?
             }
             Event::SessionUpdated { connector, info } => {
                 let i = self.idx(connector)?;
                 let s = self.conns[i].session.as_mut().ok_or(EventError::NoSession(connector))?;
                 s.info = info;
             }
-            Event::SessionEnded { connector } => {
-                let i = self.idx(connector)?;
-                let c = &mut self.conns[i];
-                if c.session.take().is_none() {
-                    return Err(EventError::NoSession(connector));
-                }
-                c.epoch += 1;
-                c.inflight.clear();
-                c.acked = Limit::flat(c.idle.held());
-                c.acked_at = now;
-                c.acked_expires = None;
-                c.target = DeciAmps::ZERO;
-                c.measured = [DeciAmps::ZERO; 3];
-                c.readings = [None; READINGS_KEPT];
-                if c.smart == SmartState::Rejected {
-                    c.smart = SmartState::Ok;
-                }
-                c.retry = None;
-            }
+            Event::SessionEnded { connector } => self.session_ended(connector, now)?,
             Event::StoreMeter { currents, measured_at } => {
-                // Out-of-order readings must not replace a newer one.
-                if self.store.is_none_or(|(_, at)| measured_at >= at) {
-                    // The store behind an incomer is only worked out where it is learned from.
-                    let store = match self.cfg.store.meter {
-                        SiteMeter::Incomer if self.cfg.store.learn_rise.is_some() => {
-                            self.store_behind_incomer(currents, measured_at, now)
-                        }
-                        _ => currents,
-                    };
-                    match self.weigh_store_reading(measured_at, currents, store) {
-                        // Not believed on any phase (a clamp loose on one phase tells nothing of
-                        // the others, which may have risen meanwhile), nor learned from: the
-                        // worst case counts at once.
-                        Some(why) => {
-                            if self.store_set_aside.is_none_or(|s| s.why != why) {
-                                tracing::warn!(
-                                    ?why,
-                                    ?currents,
-                                    "store meter reading set aside; worst case counted"
-                                );
-                            }
-                            let since = self.store_set_aside.map_or(measured_at, |s| s.since);
-                            self.store_set_aside = Some(SetAside { why, since });
-                        }
-                        None => {
-                            if self.store_set_aside.take().is_some() {
-                                tracing::info!("store meter reads plausibly again");
-                            }
-                            self.store = Some((currents, measured_at));
-                        }
-                    }
-                }
+                self.take_store_reading(currents, measured_at, now)?
             }
             Event::ConnectorMeter { connector, currents, energy_wh, measured_at } => {
                 let i = self.idx(connector)?;
@@ -1060,116 +971,22 @@ impl Balancer {
                 let i = self.idx(connector)?;
                 self.conns[i].keep_reading([DeciAmps::ZERO; 3], at);
             }
-            Event::CommandAccepted { id } => {
-                let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
-                let c = &mut self.conns[i];
-                if c.epoch == epoch {
-                    if let Some(pos) = c.inflight.iter().position(|x| x.id == id) {
-                        let Sent { limit: value, expires, .. } = c.inflight[pos];
-                        // The charger applies profiles in order: older ones in flight are superseded.
-                        c.inflight.drain(..=pos);
-                        if id > c.last_acked {
-                            c.acked = value;
-                            c.acked_at = now;
-                            c.acked_expires = expires;
-                            c.last_acked = id;
-                        }
-                        if c.smart == SmartState::Rejected {
-                            // A retry got through: we steer it again, from what it accepted.
-                            c.smart = SmartState::Ok;
-                            c.retry = None;
-                        }
-                    }
-                }
-            }
-            Event::CommandRejected { id } => {
-                let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
-                let c = &mut self.conns[i];
-                if c.epoch == epoch {
-                    if c.inflight.iter().any(|x| x.id == id && x.limit.then.is_some()) {
-                        c.schedules = false;
-                    }
-                    // We no longer know what it draws: budget it at its maximum
-                    // until the session ends or the charger reconnects.
-                    c.inflight.retain(|x| x.id != id);
-                    if c.smart != SmartState::Unsupported {
-                        c.smart = SmartState::Rejected;
-                        let failures = c.retry.map_or(0, |r| r.0) + 1;
-                        c.retry = Some((failures, Some(now + self.cfg.retry_wait(failures))));
-                    }
-                }
-            }
-            Event::CommandUnanswered { id } => {
-                let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
-                if self.conns[i].epoch == epoch {
-                    let wait = self.conns[i].retry.map(|(failures, _)| self.cfg.retry_wait(failures));
-                    let c = &mut self.conns[i];
-                    // It stays in flight, counted until its lease would end; the next one the
-                    // charger accepts supersedes it.
-                    c.resend = true;
-                    if let (Some((_, at @ None)), Some(wait)) = (c.retry.as_mut(), wait) {
-                        // It was a retry after a rejection: try again after the same wait.
-                        *at = Some(now + wait);
-                    }
-                }
-            }
-            Event::ChargerOnline { charger } => {
-                for i in self.charger(charger)? {
-                    let fallback = self.cfg.connectors[i].fallback;
-                    let c = &mut self.conns[i];
-                    if !c.online {
-                        c.online = true;
-                        // What it runs now is unknown: keep counting the worst of what it
-                        // could have, and send our plan again. A charger that rebooted may
-                        // have lost the connector's own default: the charger-wide one applies.
-                        c.idle.acked = c.idle.held().max(fallback);
-                        c.idle.inflight.clear();
-                        c.idle.steered = true;
-                        // At a 0 A fallback every default is 0 A: nothing to put right.
-                        c.idle.resend = fallback > DeciAmps::ZERO;
-                        c.acked = Limit::flat(c.held_from(now, fallback, skew).max(fallback));
-                        c.acked_expires = None;
-                        c.inflight.clear();
-                        c.resend = true;
-                        if c.smart == SmartState::Rejected {
-                            c.smart = SmartState::Ok;
-                        }
-                        c.retry = None;
-                    }
-                }
-            }
+            Event::CommandAccepted { id } => self.command_accepted(id, now)?,
+            Event::CommandRejected { id } => self.command_rejected(id, now)?,
+            Event::CommandUnanswered { id } => self.command_unanswered(id, now)?,
+            Event::ChargerOnline { charger } => self.charger_online(charger, now)?,
             Event::ChargerOffline { charger } => {
                 for i in self.charger(charger)? {
                     self.conns[i].online = false;
                 }
             }
-            Event::LimitUnknown { connector, up_to } => {
-                let i = self.idx(connector)?;
-                let c = &mut self.conns[i];
-                c.acked = Limit::flat(c.held_from(now, c.idle.held(), skew).max(up_to));
-                c.acked_expires = None;
-                c.inflight.clear();
-                c.resend = true;
-            }
+            Event::LimitUnknown { connector, up_to } => self.limit_unknown(connector, up_to, now)?,
             Event::SmartChargingUnsupported { charger } => {
                 for i in self.charger(charger)? {
                     self.conns[i].smart = SmartState::Unsupported;
                 }
             }
-            Event::SmartChargingSupported { charger } => {
-                for i in self.charger(charger)? {
-                    let max = self.cfg.connectors[i].max;
-                    let c = &mut self.conns[i];
-                    if c.smart == SmartState::Unsupported {
-                        // It ran uncontrolled: its maximum counts until it accepts our plan.
-                        c.smart = SmartState::Ok;
-                        c.acked = Limit::flat(max);
-                        c.acked_expires = None;
-                        c.inflight.clear();
-                        c.resend = true;
-                    }
-                }
-            }
+            Event::SmartChargingSupported { charger } => self.smart_charging_supported(charger)?,
             Event::SchedulePeriods { charger, max } => {
                 if max < 2 {
                     for i in self.charger(charger)? {
@@ -1177,33 +994,282 @@ impl Balancer {
                     }
                 }
             }
-            Event::ChargerClock { charger, trusted } => {
-                for i in self.charger(charger)? {
-                    let c = &mut self.conns[i];
-                    if c.clock_trusted == trusted {
-                        continue;
-                    }
-                    c.clock_trusted = trusted;
-                    if !trusted {
-                        // Its switches and lease ends may come at any time: count the most each
-                        // limit may mean from now on, for as long as it stands.
-                        c.acked = Limit::flat(c.acked.most_from(now, skew));
-                        c.acked_expires = None;
-                        for x in &mut c.inflight {
-                            x.limit = Limit::flat(x.limit.most_from(now, skew));
-                            x.expires = None;
-                        }
-                    }
-                    // Trusted: the limit it runs may be made a lease again (it protects us if
-                    // the charger loses us); not trusted: replace its schedules by a plain limit.
-                    c.resend = true;
-                }
-            }
+            Event::ChargerClock { charger, trusted } => self.charger_clock(charger, trusted, now)?,
             Event::GridLimitChanged { limit } => {
                 self.topo.limits[ROOT] = limit;
                 self.cfg.grid_limit = limit;
             }
             Event::Tick => {}
+        }
+        Ok(())
+    }
+
+    /// An answer to a connector's own default profile (not a limit) is the default's business:
+    /// true when it was one.
+    fn answer_for_a_default(&mut self, event: &Event) -> bool {
+        let (Event::CommandAccepted { id } | Event::CommandRejected { id } | Event::CommandUnanswered { id }) =
+            event
+        else {
+            return false;
+        };
+        let Some(i) = self.default_owners.remove(id) else { return false };
+        let d = &mut self.conns[i].idle;
+        match event {
+            Event::CommandUnanswered { .. } => d.resend = true,
+            _ => d.answered(*id, matches!(event, Event::CommandAccepted { .. })),
+        }
+        true
+    }
+
+    /// A session began: it starts under the connector's default, which is known again.
+    fn session_started(
+        &mut self,
+        connector: ConnectorKey,
+        session: SessionKey,
+        info: SessionInfo,
+        now: Millis,
+    ) -> Result<(), EventError> {
+        let i = self.idx(connector)?;
+        let c = &mut self.conns[i];
+        if c.session.is_some() {
+            return Err(EventError::SessionActive(connector));
+        }
+        c.epoch += 1;
+        c.inflight.clear();
+        // A new transaction starts under the TxDefaultProfile: what it runs is known again
+        // (a charger back online marked it to be sent our plan, whatever it ran before).
+        c.resend = false;
+        c.acked = Limit::flat(c.idle.held());
+        c.acked_at = now;
+        c.acked_expires = None;
+        if c.smart == SmartState::Rejected {
+            c.smart = SmartState::Ok;
+        }
+        c.retry = None;
+        self.last_start = now;
+        c.session = Some(Session {
+            key: session,
+            info,
+            learned_phases: None,
+            learned_max: None,
+            failed_probes: 0,
+            low_since: None,
+            low_peak: DeciAmps::ZERO,
+            run: None,
+            delivered_wh: 0,
+            last_draw: None,
+            served: 0,
+        });
+        Ok(())
+    }
+
+    /// A session ended: the connector falls back to its default.
+    fn session_ended(&mut self, connector: ConnectorKey, now: Millis) -> Result<(), EventError> {
+        let i = self.idx(connector)?;
+        let c = &mut self.conns[i];
+        if c.session.take().is_none() {
+            return Err(EventError::NoSession(connector));
+        }
+        c.epoch += 1;
+        c.inflight.clear();
+        c.acked = Limit::flat(c.idle.held());
+        c.acked_at = now;
+        c.acked_expires = None;
+        c.target = DeciAmps::ZERO;
+        c.measured = [DeciAmps::ZERO; 3];
+        c.readings = [None; READINGS_KEPT];
+        if c.smart == SmartState::Rejected {
+            c.smart = SmartState::Ok;
+        }
+        c.retry = None;
+        Ok(())
+    }
+
+    /// A store meter reading: believed and kept, or set aside (and the worst case counted).
+    fn take_store_reading(
+        &mut self,
+        currents: PerPhase,
+        measured_at: Millis,
+        now: Millis,
+    ) -> Result<(), EventError> {
+        // Out-of-order readings must not replace a newer one.
+        if self.store.is_none_or(|(_, at)| measured_at >= at) {
+            // The store behind an incomer is only worked out where it is learned from.
+            let store = match self.cfg.store.meter {
+                SiteMeter::Incomer if self.cfg.store.learn_rise.is_some() => {
+                    self.store_behind_incomer(currents, measured_at, now)
+                }
+                _ => currents,
+            };
+            match self.weigh_store_reading(measured_at, currents, store) {
+                // Not believed on any phase (a clamp loose on one phase tells nothing of
+                // the others, which may have risen meanwhile), nor learned from: the
+                // worst case counts at once.
+                Some(why) => {
+                    if self.store_set_aside.is_none_or(|s| s.why != why) {
+                        tracing::warn!(?why, ?currents, "store meter reading set aside; worst case counted");
+                    }
+                    let since = self.store_set_aside.map_or(measured_at, |s| s.since);
+                    self.store_set_aside = Some(SetAside { why, since });
+                }
+                None => {
+                    if self.store_set_aside.take().is_some() {
+                        tracing::info!("store meter reads plausibly again");
+                    }
+                    self.store = Some((currents, measured_at));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A charger took a limit: it runs it, and the older ones in flight are superseded.
+    fn command_accepted(&mut self, id: CommandId, now: Millis) -> Result<(), EventError> {
+        let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
+        let c = &mut self.conns[i];
+        if c.epoch == epoch {
+            if let Some(pos) = c.inflight.iter().position(|x| x.id == id) {
+                let Sent { limit: value, expires, .. } = c.inflight[pos];
+                // The charger applies profiles in order: older ones in flight are superseded.
+                c.inflight.drain(..=pos);
+                if id > c.last_acked {
+                    c.acked = value;
+                    c.acked_at = now;
+                    c.acked_expires = expires;
+                    c.last_acked = id;
+                }
+                if c.smart == SmartState::Rejected {
+                    // A retry got through: we steer it again, from what it accepted.
+                    c.smart = SmartState::Ok;
+                    c.retry = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A charger refused a limit: what it draws is unknown, so its maximum counts, and it is retried.
+    fn command_rejected(&mut self, id: CommandId, now: Millis) -> Result<(), EventError> {
+        let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
+        let c = &mut self.conns[i];
+        if c.epoch == epoch {
+            if c.inflight.iter().any(|x| x.id == id && x.limit.then.is_some()) {
+                c.schedules = false;
+            }
+            // We no longer know what it draws: budget it at its maximum
+            // until the session ends or the charger reconnects.
+            c.inflight.retain(|x| x.id != id);
+            if c.smart != SmartState::Unsupported {
+                c.smart = SmartState::Rejected;
+                let failures = c.retry.map_or(0, |r| r.0) + 1;
+                c.retry = Some((failures, Some(now + self.cfg.retry_wait(failures))));
+            }
+        }
+        Ok(())
+    }
+
+    /// A limit got no answer: it stays in flight and is sent again.
+    fn command_unanswered(&mut self, id: CommandId, now: Millis) -> Result<(), EventError> {
+        let (i, epoch) = self.owners.remove(&id).ok_or(EventError::UnknownCommand(id))?;
+        if self.conns[i].epoch == epoch {
+            let wait = self.conns[i].retry.map(|(failures, _)| self.cfg.retry_wait(failures));
+            let c = &mut self.conns[i];
+            // It stays in flight, counted until its lease would end; the next one the
+            // charger accepts supersedes it.
+            c.resend = true;
+            if let (Some((_, at @ None)), Some(wait)) = (c.retry.as_mut(), wait) {
+                // It was a retry after a rejection: try again after the same wait.
+                *at = Some(now + wait);
+            }
+        }
+        Ok(())
+    }
+
+    /// A charger is back: what it runs is unknown, so the worst of what it could counts, and our plan goes again.
+    fn charger_online(&mut self, charger: ChargerKey, now: Millis) -> Result<(), EventError> {
+        let skew = self.skew();
+        for i in self.charger(charger)? {
+            let fallback = self.cfg.connectors[i].fallback;
+            let c = &mut self.conns[i];
+            if !c.online {
+                c.online = true;
+                // What it runs now is unknown: keep counting the worst of what it
+                // could have, and send our plan again. A charger that rebooted may
+                // have lost the connector's own default: the charger-wide one applies.
+                c.idle.acked = c.idle.held().max(fallback);
+                c.idle.inflight.clear();
+                c.idle.steered = true;
+                // At a 0 A fallback every default is 0 A: nothing to put right.
+                c.idle.resend = fallback > DeciAmps::ZERO;
+                c.acked = Limit::flat(c.held_from(now, fallback, skew).max(fallback));
+                c.acked_expires = None;
+                c.inflight.clear();
+                c.resend = true;
+                if c.smart == SmartState::Rejected {
+                    c.smart = SmartState::Ok;
+                }
+                c.retry = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// A connector may run a limit we did not set, up to `up_to`: counted until our plan is acknowledged.
+    fn limit_unknown(
+        &mut self,
+        connector: ConnectorKey,
+        up_to: DeciAmps,
+        now: Millis,
+    ) -> Result<(), EventError> {
+        let skew = self.skew();
+        let i = self.idx(connector)?;
+        let c = &mut self.conns[i];
+        c.acked = Limit::flat(c.held_from(now, c.idle.held(), skew).max(up_to));
+        c.acked_expires = None;
+        c.inflight.clear();
+        c.resend = true;
+        Ok(())
+    }
+
+    /// A charger that ran uncontrolled takes profiles after all: its maximum counts until it accepts our plan.
+    fn smart_charging_supported(&mut self, charger: ChargerKey) -> Result<(), EventError> {
+        for i in self.charger(charger)? {
+            let max = self.cfg.connectors[i].max;
+            let c = &mut self.conns[i];
+            if c.smart == SmartState::Unsupported {
+                // It ran uncontrolled: its maximum counts until it accepts our plan.
+                c.smart = SmartState::Ok;
+                c.acked = Limit::flat(max);
+                c.acked_expires = None;
+                c.inflight.clear();
+                c.resend = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a charger's clock is trusted with switches and lease ends changed.
+    fn charger_clock(&mut self, charger: ChargerKey, trusted: bool, now: Millis) -> Result<(), EventError> {
+        let skew = self.skew();
+        for i in self.charger(charger)? {
+            let c = &mut self.conns[i];
+            if c.clock_trusted == trusted {
+                continue;
+            }
+            c.clock_trusted = trusted;
+            if !trusted {
+                // Its switches and lease ends may come at any time: count the most each
+                // limit may mean from now on, for as long as it stands.
+                c.acked = Limit::flat(c.acked.most_from(now, skew));
+                c.acked_expires = None;
+                for x in &mut c.inflight {
+                    x.limit = Limit::flat(x.limit.most_from(now, skew));
+                    x.expires = None;
+                }
+            }
+            // Trusted: the limit it runs may be made a lease again (it protects us if
+            // the charger loses us); not trusted: replace its schedules by a plain limit.
+            c.resend = true;
         }
         Ok(())
     }

@@ -65,10 +65,12 @@ def step_tag(a):
 
 
 def generate(a, seed):
-    day = os.path.join(a.work, f"day-s{seed}-c{a.connectors}-{a.grid_kw:g}kw{step_tag(a)}.json")
+    feeder = "" if a.feeder_a is None else f"-f{a.feeder_a:g}a"
+    day = os.path.join(a.work, f"day-s{seed}-c{a.connectors}-{a.grid_kw:g}kw{feeder}{step_tag(a)}.json")
     if not os.path.exists(day):
         run([a.python, os.path.join(a.bench, "gen_workload.py"), "--seed", str(seed), "--connectors",
-             str(a.connectors), "--grid-kw", str(a.grid_kw), "--step-s", str(a.step_s), "-o", day],
+             str(a.connectors), "--grid-kw", str(a.grid_kw), "--step-s", str(a.step_s), "-o", day]
+            + ([] if a.feeder_a is None else ["--feeder-a", f"{a.feeder_a:g}"]),
             stdout=subprocess.DEVNULL)
     return day
 
@@ -189,6 +191,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--connectors", type=int, default=16)
     ap.add_argument("--grid-kw", type=float, default=100)
+    ap.add_argument("--feeder-a", type=float, default=None, help="feeder breaker per phase, amps (the generator's default: 63)")
     ap.add_argument("--step-s", type=int, default=60, help="the day's step; lag and latency are counted in steps")
     ap.add_argument("--meter-lag", type=int, default=0)
     ap.add_argument("--latency-steps", type=int, default=0)

@@ -69,6 +69,10 @@ struct LbBenchArgs {
     /// What a new session draws before its first limit lands (its TxDefaultProfile), amps.
     #[arg(long, default_value_t = 0)]
     default_a: u32,
+    /// The chargers take no default profile per connector (as some makes): each keeps the
+    /// charger-wide `--default-a`, and a new car draws it until its first limit lands.
+    #[arg(long)]
+    no_connector_defaults: bool,
     /// Tell the balancer each car's maximum current at session start.
     #[arg(long)]
     ev_max_known: bool,
@@ -405,6 +409,7 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
         car_meter_lag_steps: args.car_meter_lag,
         latency_steps: args.latency_steps,
         default_a: args.default_a,
+        connector_defaults: !args.no_connector_defaults,
         ev_max_known: args.ev_max_known,
         ev_phases_known: args.ev_phases_known,
         taper: args.taper,

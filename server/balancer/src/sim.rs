@@ -121,6 +121,11 @@ pub struct SimOptions {
     pub latency_steps: u64,
     /// What a connector draws before its first limit lands (its TxDefaultProfile).
     pub default_a: u32,
+    /// The chargers take a default profile per connector, which the balancer steers (down to 0 A
+    /// while the others need the room). Without, as some makes are, they keep the charger-wide
+    /// default (`default_a`) and refuse a connector's own: a new car draws it until its first
+    /// limit lands, and the balancer must count every idle connector at it.
+    pub connector_defaults: bool,
     /// Tell the balancer each car's maximum at session start.
     pub ev_max_known: bool,
     /// Batteries take less above 80 % state of charge (the referee's `--battery taper`).
@@ -181,6 +186,7 @@ impl Default for SimOptions {
             car_meter_lag_steps: 0,
             latency_steps: 0,
             default_a: 0,
+            connector_defaults: true,
             ev_max_known: false,
             ev_phases_known: false,
             taper: false,
@@ -862,6 +868,11 @@ impl<'a> DaySim<'a> {
             return;
         }
         match *cmd {
+            Command::SetDefault { .. } if !self.o.connector_defaults => {
+                // A charger without a connector's own default refuses it; the charger-wide one stays.
+                self.feed(Event::CommandRejected { id }, now);
+                return;
+            }
             Command::SetDefault { amps_per_phase, .. } => {
                 self.defaults[connector.0 as usize] = amps_per_phase.get() / 10;
             }

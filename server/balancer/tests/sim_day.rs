@@ -147,6 +147,45 @@ fn no_overload_of_true_currents_with_meter_lag_and_latency() {
     }
 }
 
+/// Some makes take no default profile per connector: each keeps the charger-wide default (6 A
+/// here) and refuses a connector's own, so a new car draws 6 A until its first limit lands, as the
+/// referee replays `--default-a 6`. The balancer counts every idle connector at that default, and
+/// the feeders and grid are never overloaded.
+#[test]
+fn chargers_without_a_default_per_connector_never_overload_a_feeder() {
+    for seed in 1..=4 {
+        let wl = workload(seed);
+        for &(lag, lat) in &[(0, 1), (1, 1), (0, 2), (2, 3)] {
+            let o = SimOptions {
+                batch: seed % 2 == 0,
+                meter_lag_steps: lag,
+                latency_steps: lat,
+                default_a: 6,
+                connector_defaults: false,
+                store_rise_per_min_a: 12,
+                store_max_rise_a: 12 * (lag + lat).max(1) as u32,
+                ..site_options()
+            };
+            let (m, _) = run(&wl, o.clone());
+            let ctx = format!("seed {seed} lag {lag} latency {lat}: {m:?}");
+            assert_eq!(m.max_overload_grid_a, 0.0, "{ctx}");
+            assert_eq!(m.max_overload_feeder_a, 0.0, "{ctx}");
+            assert_eq!(m.refused, 0, "the balancer refused an event: {ctx}");
+            assert!(m.energy_pct > 10.0, "the balancer must still charge: {ctx}");
+            // The same day with defaults the balancer may steer: it asked for some, and was refused
+            // them all above (it kept asking only as the plan changed, not in a loop).
+            let (steered, _) = run(&wl, SimOptions { connector_defaults: true, ..o });
+            assert!(steered.default_commands > 0, "{ctx}");
+            assert!(
+                m.default_commands <= 4 * steered.default_commands.max(25),
+                "{ctx}: {} vs {}",
+                m.default_commands,
+                steered.default_commands
+            );
+        }
+    }
+}
+
 #[test]
 fn chargers_that_answer_at_different_speeds_never_see_an_increase_before_its_decrease() {
     // Each command lands 1 + 0..=3 steps after it is sent, chargers in order but

@@ -347,12 +347,11 @@ pub async fn live_site_load(site: i64) -> Result<SiteLoad, ServerFnError> {
 #[server(endpoint = "set_session_priority")]
 pub async fn set_session_priority(session: i64, priority: u8) -> Result<(), ServerFnError> {
     ssr::require_operator().await?;
+    let priority = crate::domain::SessionPriority::new(i64::from(priority))
+        .map_err(|out_of_range| ssr::bad_request(out_of_range.to_string()))?;
     match ssr::backend()?.set_session_priority(session, priority).await.map_err(ssr::internal)? {
         PriorityChange::Set => Ok(()),
         PriorityChange::NotRunning => Err(ssr::not_found("that session is not running")),
-        PriorityChange::OutOfRange { max } => {
-            Err(ssr::bad_request(format!("a priority is between 0 and {max}, not {priority}")))
-        }
     }
 }
 
@@ -378,7 +377,6 @@ pub async fn forget_readings_before_drop(site: i64) -> Result<u64, ServerFnError
 pub enum PriorityChange {
     Set,
     NotRunning,
-    OutOfRange { max: u8 },
 }
 
 #[server(endpoint = "retailer_overview")]
@@ -436,7 +434,7 @@ pub mod ssr {
         async fn set_session_priority(
             &self,
             session: i64,
-            priority: u8,
+            priority: crate::domain::SessionPriority,
         ) -> anyhow_like::Result<PriorityChange>;
         async fn retailer_overview(&self, retailer: RetailerId) -> anyhow_like::Result<RetailerSummary>;
         /// `None`: the site's store meter readings are not set aside as far below its floor.
@@ -538,23 +536,23 @@ pub mod ssr {
         backend()?.principal(&token).await.map_err(internal)
     }
 
-    pub async fn require_signed_in() -> Result<Principal, ServerFnError> {
-        match principal().await? {
-            Some(p) => Ok(p),
-            None => {
-                set_status(http::StatusCode::UNAUTHORIZED);
-                Err(ServerFnError::new("please sign in"))
-            }
-        }
+    fn unauthorized() -> ServerFnError {
+        set_status(http::StatusCode::UNAUTHORIZED);
+        ServerFnError::new("please sign in")
     }
 
-    /// The operator asking, or 401 (not signed in) / 403 (a retailer).
+    pub async fn require_signed_in() -> Result<Principal, ServerFnError> {
+        principal().await?.ok_or_else(unauthorized)
+    }
+
+    /// The operator asking, or 401 (not signed in) / 403 (a retailer): [`Role::operator_only`].
     pub async fn require_operator() -> Result<Principal, ServerFnError> {
-        let me = require_signed_in().await?;
-        if me.role != Role::Operator {
-            return Err(forbidden());
+        let me = principal().await?;
+        match Role::operator_only(me.as_ref().map(|p| &p.role)) {
+            Ok(()) => me.ok_or_else(unauthorized),
+            Err(crate::domain::Refusal::NotSignedIn) => Err(unauthorized()),
+            Err(crate::domain::Refusal::NotAnOperator) => Err(forbidden()),
         }
-        Ok(me)
     }
 
     pub fn set_session_cookie(token: &str, max_age_s: u64) {

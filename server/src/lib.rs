@@ -1,11 +1,13 @@
 //! The Forecourt server: storage, the web pages' backend, health and metrics, and (in their own
 //! modules) the OCPP central system and the load balancer.
 
+pub mod access;
 pub mod auth;
 pub mod balancing;
 pub mod cli;
 pub mod db;
 pub mod driver;
+pub mod electrics;
 pub mod http;
 pub mod network;
 pub mod ocpp;

@@ -3,7 +3,7 @@
 //! and are for the demo only.
 
 use crate::auth;
-use crate::db::{api, catalog, ocpp, users, Db, DbError};
+use crate::db::{catalog, ocpp, tokens, users, Db, DbError};
 use app::domain::{ChargerId, ConnectorNo, Currency, Role, Slug, Tariff};
 
 pub const OPERATOR_EMAIL: &str = "operator@forecourt.local";
@@ -86,7 +86,7 @@ pub async fn seed_if_empty(db: &Db) -> Result<bool, DbError> {
     }
     let hash = |p: &str| parse(auth::hash_password(p));
     users::create(db, OPERATOR_EMAIL, &hash(OPERATOR_PASSWORD)?, &Role::Operator).await?;
-    api::create_token(db, &auth::token_hash(OPERATOR_API_TOKEN), "demo operator", &Role::Operator).await?;
+    tokens::create_token(db, &auth::token_hash(OPERATOR_API_TOKEN), "demo operator", &Role::Operator).await?;
     ocpp::create_token(db, ACCEPTED_TAG, false, None, "demo").await?;
     ocpp::create_token(db, BLOCKED_TAG, true, None, "demo: blocked").await?;
     ocpp::create_token(db, EXPIRED_TAG, false, Some(crate::db::now_ms() - 86_400_000), "demo: expired")

@@ -10,7 +10,7 @@ use app::api::{
     CarLoad, ChargerRow, ConnectorLoad, DriverConnector, MeterSetAside, NodeLoad, PlanOutcome,
     PriorityChange, RetailerSummary, SiteAlert, SiteAlertKind, SiteLoad, SiteRow,
 };
-use app::domain::{ChargerId, ConnectorNo, DriverPlan, PlanInput, RetailerId, SiteId};
+use app::domain::{ChargerId, ConnectorNo, DriverPlan, PlanInput, RetailerId, SessionPriority, SiteId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -118,20 +118,15 @@ impl Backend for WebBackend {
         Ok(Some(site_load(site_name, retailer_name, &circuits, &budget)))
     }
 
-    async fn set_session_priority(&self, session: i64, priority: u8) -> Result<PriorityChange> {
-        let max = balancing::MAX_SESSION_PRIORITY;
-        if i64::from(priority) > max {
-            return Ok(PriorityChange::OutOfRange { max: u8::try_from(max).unwrap_or(u8::MAX) });
-        }
-        let Some((needs, charger)) =
-            balancing::set_session_priority(&self.db, session, i64::from(priority)).await?
+    async fn set_session_priority(&self, session: i64, priority: SessionPriority) -> Result<PriorityChange> {
+        let Some((needs, charger)) = balancing::set_session_priority(&self.db, session, priority).await?
         else {
             return Ok(PriorityChange::NotRunning);
         };
         if let Ok(charger) = ChargerId::parse(&charger) {
             self.hub.session_declared(&charger, session, &needs);
         }
-        tracing::info!(session.id = session, charger.id = %charger, priority, "session priority set by an operator");
+        tracing::info!(session.id = session, charger.id = %charger, priority = priority.get(), "session priority set by an operator");
         Ok(PriorityChange::Set)
     }
 
@@ -280,6 +275,6 @@ fn site_load(
         store_rise_learned: snapshot.store_rise_learned.is_some(),
         overcommitted: snapshot.overcommitted,
         connectors,
-        max_priority: u8::try_from(balancing::MAX_SESSION_PRIORITY).unwrap_or(0),
+        max_priority: SessionPriority::MAX,
     }
 }

@@ -169,9 +169,70 @@ pub fn kwh_text(wh: u32) -> String {
     }
 }
 
+/// How much larger a running session's share is, and how late it is paused: 0 (normal) up to
+/// [`SessionPriority::MAX`]. The one rule for the operator API and the console alike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u8")]
+pub struct SessionPriority(u8);
+
+/// A priority outside `0..=SessionPriority::MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("priority {0} is not between 0 and {max}", max = SessionPriority::MAX)]
+pub struct PriorityOutOfRange(pub i64);
+
+impl SessionPriority {
+    /// The highest priority a session may be given.
+    pub const MAX: u8 = 3;
+    pub const NORMAL: SessionPriority = SessionPriority(0);
+
+    pub fn new(value: i64) -> Result<SessionPriority, PriorityOutOfRange> {
+        u8::try_from(value)
+            .ok()
+            .filter(|p| *p <= Self::MAX)
+            .map(SessionPriority)
+            .ok_or(PriorityOutOfRange(value))
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for SessionPriority {
+    type Error = PriorityOutOfRange;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        SessionPriority::new(value)
+    }
+}
+
+impl From<SessionPriority> for u8 {
+    fn from(p: SessionPriority) -> u8 {
+        p.0
+    }
+}
+
+impl From<SessionPriority> for i64 {
+    fn from(p: SessionPriority) -> i64 {
+        i64::from(p.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_priority_is_0_to_3_whichever_caller_states_it() {
+        assert_eq!(SessionPriority::new(0), Ok(SessionPriority::NORMAL));
+        assert_eq!(SessionPriority::new(3).map(SessionPriority::get), Ok(3));
+        for bad in [-1, 4, 256, i64::MAX] {
+            let err = SessionPriority::new(bad).expect_err("out of range");
+            assert!(err.to_string().contains("priority") && err.to_string().contains("0 and 3"), "{err}");
+        }
+        let read: Result<SessionPriority, _> = serde_json::from_str("4");
+        assert!(read.is_err(), "deserialised through the same rule");
+        assert_eq!(serde_json::to_string(&SessionPriority::new(2).expect("in range")).expect("json"), "2");
+    }
 
     #[test]
     fn times_of_day_as_phones_send_them() {

@@ -760,7 +760,7 @@ impl Hub {
         Declared {
             departure: needs.departure_at_ms.map(|at| self.at_utc_ms(at)),
             energy_need_wh: needs.energy_need_wh.and_then(|wh| u32::try_from(wh).ok()),
-            priority: u8::try_from(needs.priority.clamp(0, balancing::MAX_SESSION_PRIORITY)).unwrap_or(0),
+            priority: needs.priority.get(),
         }
     }
 

@@ -44,17 +44,13 @@ pub async fn charger_auth(db: &Db, id: &ChargerId) -> Result<Option<ChargerAuth>
 }
 
 /// OCPP settings for one charger model (vendor and model as its BootNotification names them).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSettings {
     pub vendor: String,
     pub model: String,
-    #[serde(default)]
     pub lenient: bool,
-    #[serde(default)]
     pub meter_in_kwh: bool,
-    #[serde(default)]
     pub session_register: bool,
-    #[serde(default)]
     pub note: String,
 }
 

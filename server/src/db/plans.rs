@@ -202,7 +202,7 @@ pub async fn copy_to_session(db: &Db, plan_id: i64) -> Result<Option<(SessionNee
         let needs = SessionNeeds {
             departure_at_ms: r.try_get("departure_at_ms")?,
             energy_need_wh: r.try_get("energy_need_wh")?,
-            priority: r.try_get("priority")?,
+            priority: super::balancing::stored_priority(r.try_get("priority")?),
         };
         Ok((needs, r.try_get("id")?))
     })

@@ -148,15 +148,15 @@ on_both_backends! {
         let start = TxStart { connector_no: 1, id_tag: "DEMO-TAG-1".into(), started_at: now_ms(), started_at_charger: "2026-11-30T12:00:00Z".into(), meter_start_wh: Some(0) };
         let (tx, _) = db::start_transaction_v16(&t.db, &charger, &start).await.expect("start");
         let departure = now_ms() + 2 * 3600 * 1000;
-        let needs = balancing::SessionNeeds { departure_at_ms: Some(departure), energy_need_wh: Some(30_000), priority: 2 };
+        let needs = balancing::SessionNeeds { departure_at_ms: Some(departure), energy_need_wh: Some(30_000), priority: priority(2) };
         let stored = balancing::set_session_needs(&t.db, tx.0, &needs).await.expect("stored");
         assert_eq!(stored, balancing::NeedsStored::Running { charger_id: charger.to_string(), connector_no: 1 });
         assert_eq!(balancing::set_session_needs(&t.db, 987_654, &needs).await.expect("asked"), balancing::NeedsStored::Unknown);
         // An operator's new priority keeps the departure and energy stated before it.
-        let (now_needs, on) = balancing::set_session_priority(&t.db, tx.0, 1).await.expect("set").expect("running");
-        assert_eq!((now_needs, on.as_str()), (balancing::SessionNeeds { priority: 1, ..needs }, charger.as_str()));
-        assert_eq!(balancing::set_session_priority(&t.db, 987_654, 1).await.expect("asked"), None);
-        balancing::set_session_priority(&t.db, tx.0, 2).await.expect("set back");
+        let (now_needs, on) = balancing::set_session_priority(&t.db, tx.0, priority(1)).await.expect("set").expect("running");
+        assert_eq!((now_needs, on.as_str()), (balancing::SessionNeeds { priority: priority(1), ..needs }, charger.as_str()));
+        assert_eq!(balancing::set_session_priority(&t.db, 987_654, priority(1)).await.expect("asked"), None);
+        balancing::set_session_priority(&t.db, tx.0, priority(2)).await.expect("set back");
         // After a restart the balancer starts the open session with what was stated.
         let hub = Hub::start(&t.db, Registry::default()).await.expect("hub");
         let budget = hub.budget(site).await.expect("the site is balanced");
@@ -165,4 +165,8 @@ on_both_backends! {
         let departs = view.departs_in_s.expect("a departure");
         assert!((2 * 3600 - 60..=2 * 3600).contains(&departs), "{departs}");
     }
+}
+
+fn priority(p: i64) -> app::domain::SessionPriority {
+    app::domain::SessionPriority::new(p).expect("a priority in range")
 }

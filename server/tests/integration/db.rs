@@ -92,7 +92,7 @@ on_both_backends! {
 
         // The plan still waiting joins; the one that expired does not.
         let needs = plans::join_waiting(&t.db, "UP-ZUI-02", 1, tx.0, 5_000).await.expect("join").expect("joined");
-        assert_eq!((needs.departure_at_ms, needs.energy_need_wh, needs.priority), (Some(9_000_000), Some(20_000), 0));
+        assert_eq!((needs.departure_at_ms, needs.energy_need_wh, needs.priority), (Some(9_000_000), Some(20_000), app::domain::SessionPriority::NORMAL));
         let joined = plans::by_id(&t.db, live).await.expect("q").expect("plan");
         assert_eq!((joined.transaction_id, joined.session_active), (Some(tx.0), true));
         assert_eq!(plans::by_id(&t.db, expired).await.expect("q").expect("plan").transaction_id, None);

@@ -9,7 +9,7 @@ use base64::Engine;
 use futures::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use server::db::{api, catalog, Db};
+use server::db::{catalog, tokens, Db};
 use server::http::{router, AppState};
 use server::network::Network;
 use server::ocpp::{OcppSettings, UnknownChargers};
@@ -48,7 +48,7 @@ async fn closed_site(db: &Db) -> i64 {
 }
 
 async fn start(db: &Db) -> (axum::Router, std::net::SocketAddr) {
-    api::create_token(db, &server::auth::token_hash(TOKEN), "test", &Role::Operator).await.expect("token");
+    tokens::create_token(db, &server::auth::token_hash(TOKEN), "test", &Role::Operator).await.expect("token");
     let themes = Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("themes");
     let settings = OcppSettings { unknown_chargers: UnknownChargers::Pending, ..Default::default() };
     let network = Network::without_balancing(db.clone(), settings);

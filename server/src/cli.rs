@@ -424,7 +424,7 @@ fn lb_bench(args: &LbBenchArgs) -> anyhow::Result<()> {
         seed: args.seed,
         outages_per_day: args.outages_per_day,
         all_away: args.all_away.clone(),
-        lease_steps: args.lease_steps.unwrap_or(defaults.lease_steps),
+        lease_steps: args.lease_steps.or(defaults.lease_steps),
         shorten_leases: !args.keep_leases,
         batch: !args.per_event,
         learn_store_rise: !args.fixed_rise,

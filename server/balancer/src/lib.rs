@@ -16,6 +16,7 @@ pub mod policy;
 pub mod sim;
 pub mod store;
 pub mod units;
+pub mod view;
 
 pub use config::{
     CircuitConfig, ConfigError, ConfigWarning, ConnectorConfig, HandoverConfig, LearningConfig, SiteConfig,

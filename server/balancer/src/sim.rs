@@ -25,6 +25,7 @@ use crate::config::{
     StoreConfig, Wiring,
 };
 use crate::engine::{Balancer, Command, EvPhases, Event, SessionInfo};
+use crate::policy::SitePolicy;
 use crate::store::{Lens, RiseLearning};
 use crate::units::{
     ChargerKey, CircuitId, ConnectorKey, DeciAmps, Millis, PerPhase, Phase, Rotation, SessionKey,
@@ -158,8 +159,9 @@ pub struct SimOptions {
     /// us is down while its store meter still reports.
     pub all_away: Vec<(u64, u64)>,
     /// Our limits are leases of this many steps (renewed when half gone); a charger that is
-    /// away falls back to the default current when its lease ends. 0 = limits do not expire.
-    pub lease_steps: u64,
+    /// away falls back to the default current when its lease ends. 0 = limits do not expire;
+    /// `None`: the live site policy's lease ([`SitePolicy`]), in the day's steps.
+    pub lease_steps: Option<u64>,
     /// Shorten leases where the store has climbed further within one than the plan allows for:
     /// to half, or a fifth (the balancer keeps a lease at four round trips at least).
     pub shorten_leases: bool,
@@ -204,7 +206,7 @@ impl Default for SimOptions {
             seed: 1,
             outages_per_day: 0,
             all_away: Vec::new(),
-            lease_steps: 10,
+            lease_steps: None,
             shorten_leases: true,
             learn_store_rise: true,
             store_lenses: Vec::new(),
@@ -342,6 +344,9 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
         });
     }
     let step = Millis::from_secs(wl.site.step_s);
+    // The live site policy, in the day's steps where the simulation does not say otherwise.
+    let policy = SitePolicy::default();
+    let lease_steps = o.lease_steps.unwrap_or(policy.lease.0 / step.0.max(1));
     Ok(SiteConfig {
         grid_limit: PerPhase::uniform(DeciAmps::from_f64_floor(wl.site.grid_limit_a)),
         circuits,
@@ -373,11 +378,16 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
                 if let Some(pct) = o.store_headroom_pct {
                     learn.headroom_pct = pct;
                 }
-                // Leases are shortened where the store climbs further within one than planned for.
-                if o.shorten_leases && o.lease_steps > 0 {
-                    // (The balancer keeps a lease at four round trips at least.)
-                    let mut holds = vec![o.lease_steps, o.lease_steps / 2, o.lease_steps / 5];
-                    holds.retain(|&h| h > 0);
+                // Leases are shortened where the store climbs further within one than planned for,
+                // to the live policy's holds in proportion to the lease (the balancer keeps a
+                // lease at four round trips at least).
+                if o.shorten_leases && lease_steps > 0 {
+                    let mut holds: Vec<u64> = policy
+                        .holds
+                        .iter()
+                        .map(|h| h.0 * lease_steps / policy.lease.0.max(1))
+                        .filter(|&h| h > 0)
+                        .collect();
                     holds.sort_unstable_by(|a, b| b.cmp(a));
                     holds.dedup();
                     learn.holds = holds.into_iter().map(|h| Millis(step.0 * h)).collect();
@@ -406,7 +416,7 @@ pub fn site_config(wl: &Workload, o: &SimOptions) -> Result<SiteConfig, SimError
         voltage_ln: wl.site.voltage_ln.round() as u32,
         need_horizon: step,
         profile_retry: Millis::from_secs(30),
-        lease: Millis(step.0 * o.lease_steps),
+        lease: Millis(step.0 * lease_steps),
         handover: (o.handover && o.latency_steps + o.latency_jitter_steps > 0).then(|| HandoverConfig {
             lead: Millis(2 * step.0 * (o.latency_steps + o.latency_jitter_steps)),
             clock_skew: Millis(0),

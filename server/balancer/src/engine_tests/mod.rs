@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::{CircuitConfig, ConnectorConfig};
 use crate::store::RiseLearning;
-use crate::units::Rotation;
+use crate::units::{CircuitId, Rotation};
 
 const L1: Phase = Phase::L1;
 const L2: Phase = Phase::L2;

@@ -1389,7 +1389,7 @@ impl Balancer {
                 // an amp of a full phase gives a 3-phase car three times the energy it gives a
                 // 1-phase one. Weighing the need by energy (the same amps per phase for the same
                 // kWh, as round robin's equal amps) rather than by per-phase current (the same
-                // power) delivered a point more over twelve benchmark days, at the same fairness.
+                // power) delivers more at the same fairness (docs/benchmarks.md).
                 let req_da = if hours > 1e-3 {
                     rem / (f64::from(self.cfg.voltage_ln) * hours) * 10.0
                 } else {

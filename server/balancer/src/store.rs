@@ -99,18 +99,14 @@ impl Lens {
 }
 
 impl RiseLearning {
-    /// Our policy: trusted after a day of readings, four weeks remembered, 10 % above the worst
-    /// seen. On 100 generated days, each with the four weeks before it, the store never rose past
-    /// it (the closest 0.46 A below); a week remembered and 20 % above was passed on three phase-steps of
-    /// two days, by up to 1.4 A, and overloaded one of them (`end2end/lb/store_rise.py`): the worst of
-    /// a week is too often not the worst of the next day. References: the highest reading of one
-    /// `interval` (the latest two readings), the second highest of five intervals, and the third
-    /// highest of ten. The middle one passes over a single spike but follows a step within a few
-    /// minutes: with it the plan starts lower after a spike or a fall (on 100 generated days the
-    /// bound sits 0.28 A nearer the load on average, and is still never passed). The windows are
-    /// counted in readings: the same windows in time over a meter read six times as often (the
-    /// second highest of thirty readings) were passed on days generated in 10 s steps, where these
-    /// were not (`end2end/lb/store_rise.py --step-s 10`).
+    /// Our policy: trusted after a day of readings, four weeks remembered (the worst of a week is
+    /// too often not the worst of the next day), 10 % above the worst seen. References: the highest
+    /// reading of one `interval` (the latest two readings), the second highest of five intervals,
+    /// and the third highest of ten. The middle one passes over a single spike but follows a step
+    /// within a few minutes, so the plan starts lower after a spike or a fall. The windows are
+    /// counted in readings, not time: a meter read more often gets shorter windows. How these were
+    /// chosen, measured with `end2end/lb/store_rise.py`, is in docs/load-balancing.md and
+    /// docs/benchmarks.md.
     pub fn from_four_weeks(horizon: Millis, interval: Millis) -> RiseLearning {
         RiseLearning {
             horizon,

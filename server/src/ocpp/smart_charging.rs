@@ -1,12 +1,17 @@
 //! Smart charging in OCPP terms, for both versions: the charging profiles the balancer sets, the
-//! meter readings it asks chargers for, and how their answers read. Pure: the balancer's shell
-//! carries these calls through the registry and feeds the answers back.
+//! meter readings it asks chargers for, and how their answers read, built from and read into
+//! rust-ocpp's typed messages. Pure: the balancer's shell carries these calls through the registry
+//! and feeds the answers back.
 
 use crate::balancer::policy::METER_SAMPLE_INTERVAL_S;
 use crate::balancer::units::DeciAmps;
 use crate::ocpp::frame::OcppVersion;
 use crate::ocpp::registry::CallOutcome;
-use serde_json::{json, Value};
+use crate::ocpp::{v16, v201};
+use rust_decimal::Decimal;
+use rust_ocpp::v1_6::{messages as m16, types as t16};
+use rust_ocpp::v2_0_1::{datatypes as d201, enumerations as e201, messages as m201};
+use serde_json::Value;
 
 /// Profile id we use for a connector's TxProfile (a new one with the same id replaces the old).
 pub fn tx_profile_id(connector_no: u32) -> i64 {
@@ -34,11 +39,28 @@ pub enum ProfileAnswer {
 impl ProfileAnswer {
     pub fn of(outcome: &CallOutcome) -> ProfileAnswer {
         match outcome {
-            CallOutcome::Answered(v) if v["status"] == "Accepted" => ProfileAnswer::Accepted,
-            CallOutcome::Answered(_) | CallOutcome::CallError { .. } => ProfileAnswer::Refused,
+            // Both versions answer `{"status": ...}`; only Accepted takes the profile.
+            CallOutcome::Answered(v) => match decode::<ProfileStatus>(v).map(|a| a.status) {
+                Ok(ProfileStatusWord::Accepted) => ProfileAnswer::Accepted,
+                _ => ProfileAnswer::Refused,
+            },
+            CallOutcome::CallError { .. } => ProfileAnswer::Refused,
             CallOutcome::Timeout | CallOutcome::Disconnected => ProfileAnswer::Unanswered,
         }
     }
+}
+
+/// A SetChargingProfile answer's status, as both versions write it.
+#[derive(serde::Deserialize)]
+struct ProfileStatus {
+    status: ProfileStatusWord,
+}
+
+#[derive(serde::Deserialize, PartialEq)]
+enum ProfileStatusWord {
+    Accepted,
+    #[serde(other)]
+    Other,
 }
 
 /// The readings a charger is asked for.
@@ -74,42 +96,68 @@ pub fn readings_requests(
 ) -> Vec<(&'static str, Value)> {
     let list = measurands.join(",");
     let interval = METER_SAMPLE_INTERVAL_S.to_string();
-    match version {
+    let commands = match version {
         OcppVersion::V16 => {
             let (data, every) = match readings {
                 Readings::Transactions => ("MeterValuesSampledData", "MeterValueSampleInterval"),
                 Readings::StoreMeter => ("MeterValuesAlignedData", "ClockAlignedDataInterval"),
             };
-            vec![
-                ("ChangeConfiguration", json!({"key": data, "value": list})),
-                ("ChangeConfiguration", json!({"key": every, "value": interval})),
-            ]
+            let change = |key: &str, value: String| {
+                Command::V16(v16::Command::ChangeConfiguration(
+                    m16::change_configuration::ChangeConfigurationRequest { key: key.to_owned(), value },
+                ))
+            };
+            vec![change(data, list), change(every, interval)]
         }
         OcppVersion::V201 => {
             let (component, data, every) = match readings {
                 Readings::Transactions => ("SampledDataCtrlr", "TxUpdatedMeasurands", "TxUpdatedInterval"),
                 Readings::StoreMeter => ("AlignedDataCtrlr", "Measurands", "Interval"),
             };
-            let set = |variable: &str, value: &str| json!({"component": {"name": component}, "variable": {"name": variable}, "attributeValue": value});
-            vec![("SetVariables", json!({"setVariableData": [set(data, &list), set(every, &interval)]}))]
+            let set = |name: &str, value: String| d201::set_variable_data_type::SetVariableDataType {
+                attribute_type: None,
+                attribute_value: value,
+                component: component_named(component),
+                variable: d201::variable_type::VariableType { name: name.to_owned(), instance: None },
+            };
+            vec![Command::V201(v201::Command::SetVariables(m201::set_variables::SetVariablesRequest {
+                set_variable_data: vec![set(data, list), set(every, interval)],
+            }))]
         }
-    }
+    };
+    commands.into_iter().map(Command::call).collect()
+}
+
+fn component_named(name: &str) -> d201::component_type::ComponentType {
+    d201::component_type::ComponentType { name: name.to_owned(), instance: None, evse: None }
 }
 
 /// Why the answer to a ChangeConfiguration or SetVariables is a refusal (`None`: it took it; a
 /// RebootRequired takes it from the charger's next boot).
 pub fn configuration_refusal(version: OcppVersion, answer: &Value) -> Option<String> {
     match version {
-        OcppVersion::V16 => match answer["status"].as_str() {
-            Some("Accepted" | "RebootRequired") => None,
-            other => Some(format!("status {other:?}")),
+        OcppVersion::V16 => match decode::<m16::change_configuration::ChangeConfigurationResponse>(answer) {
+            Ok(a) => match a.status {
+                t16::ConfigurationStatus::Accepted | t16::ConfigurationStatus::RebootRequired => None,
+                other => Some(format!("status {other:?}")),
+            },
+            Err(why) => Some(why),
         },
         OcppVersion::V201 => {
-            let results = answer["setVariableResult"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let results = match decode::<m201::set_variables::SetVariablesResponse>(answer) {
+                Ok(a) => a.set_variable_result,
+                Err(why) => return Some(why),
+            };
             let refused: Vec<String> = results
                 .iter()
-                .filter(|r| !matches!(r["attributeStatus"].as_str(), Some("Accepted" | "RebootRequired")))
-                .map(|r| format!("{}: {}", r["variable"]["name"], r["attributeStatus"]))
+                .filter(|r| {
+                    !matches!(
+                        r.attribute_status,
+                        e201::set_variable_status_enum_type::SetVariableStatusEnumType::Accepted
+                            | e201::set_variable_status_enum_type::SetVariableStatusEnumType::RebootRequired
+                    )
+                })
+                .map(|r| format!("{}: {:?}", r.variable.name, r.attribute_status))
                 .collect();
             match (results.is_empty(), refused.is_empty()) {
                 (true, _) => Some("no setVariableResult".to_owned()),
@@ -120,30 +168,53 @@ pub fn configuration_refusal(version: OcppVersion, answer: &Value) -> Option<Str
     }
 }
 
+/// The call that asks a charger how many periods a charging schedule may have.
 pub fn schedule_periods_query(version: OcppVersion) -> (&'static str, Value) {
     match version {
-        OcppVersion::V16 => ("GetConfiguration", json!({"key": ["ChargingScheduleMaxPeriods"]})),
-        OcppVersion::V201 => (
-            "GetVariables",
-            json!({"getVariableData": [{"component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "PeriodsPerSchedule"}}]}),
-        ),
+        OcppVersion::V16 => {
+            Command::V16(v16::Command::GetConfiguration(m16::get_configuration::GetConfigurationRequest {
+                key: Some(vec!["ChargingScheduleMaxPeriods".to_owned()]),
+            }))
+        }
+        OcppVersion::V201 => {
+            Command::V201(v201::Command::GetVariables(m201::get_variables::GetVariablesRequest {
+                get_variable_data: vec![d201::get_variable_data_type::GetVariableDataType {
+                    attribute_type: None,
+                    component: component_named("SmartChargingCtrlr"),
+                    variable: d201::variable_type::VariableType {
+                        name: "PeriodsPerSchedule".to_owned(),
+                        instance: None,
+                    },
+                }],
+            }))
+        }
     }
+    .call()
 }
 
 /// The number of periods from the answer to [`schedule_periods_query`] (`None`: not said).
 pub fn schedule_periods(version: OcppVersion, answer: &Value) -> Option<u32> {
     let value = match version {
-        OcppVersion::V16 => answer["configurationKey"]
-            .as_array()?
-            .iter()
-            .find(|k| k["key"] == "ChargingScheduleMaxPeriods")?["value"]
-            .as_str()?,
+        OcppVersion::V16 => {
+            decode::<m16::get_configuration::GetConfigurationResponse>(answer)
+                .ok()?
+                .configuration_key?
+                .into_iter()
+                .find(|k| k.key == "ChargingScheduleMaxPeriods")?
+                .value?
+        }
         OcppVersion::V201 => {
-            let result = answer["getVariableResult"].as_array()?.first()?;
-            if result["attributeStatus"] != "Accepted" {
+            let result = decode::<m201::get_variables::GetVariablesResponse>(answer)
+                .ok()?
+                .get_variable_result
+                .into_iter()
+                .next()?;
+            if result.attribute_status
+                != e201::get_variable_status_enum_type::GetVariableStatusEnumType::Accepted
+            {
                 return None;
             }
-            result["attributeValue"].as_str()?
+            result.attribute_value?
         }
     };
     value.trim().parse().ok()
@@ -153,19 +224,13 @@ pub fn schedule_periods(version: OcppVersion, answer: &Value) -> Option<u32> {
 /// site's fallback, installed at boot; on a connector, that connector's own, one stack level above,
 /// as the balancer steers it.
 pub fn default_profile(version: OcppVersion, connector_no: u32, amps: DeciAmps) -> Value {
-    let period = json!({"startPeriod": 0, "limit": amps.as_amps()});
     let (id, stack) = match connector_no {
         0 => (DEFAULT_PROFILE_ID, 0),
         n => (connector_default_profile_id(n), 1),
     };
-    match version {
-        OcppVersion::V16 => json!({"connectorId": connector_no, "csChargingProfiles": {
-            "chargingProfileId": id, "stackLevel": stack, "chargingProfilePurpose": "TxDefaultProfile",
-            "chargingProfileKind": "Relative", "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [period]}}}),
-        OcppVersion::V201 => json!({"evseId": connector_no, "chargingProfile": {
-            "id": id, "stackLevel": stack, "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
-            "chargingSchedule": [{"id": id, "chargingRateUnit": "A", "chargingSchedulePeriod": [period]}]}}),
-    }
+    let schedule = Schedule { periods: vec![(0, amps)], phases: None, start: None, duration_s: None };
+    let profile = Profile { id, stack, purpose: Purpose::TxDefault, transaction: None, schedule };
+    profile.request(version, connector_no)
 }
 
 /// A limit that holds for a while only: from `start` for `duration_s` seconds, then the charger
@@ -209,45 +274,180 @@ pub fn tx_profile(
     lease: Option<ProfileLease>,
     switch: Option<ProfileSwitch>,
 ) -> Value {
-    let mut periods = vec![json!({"startPeriod": 0, "limit": amps.as_amps(), "numberPhases": phases})];
-    let id = tx_profile_id(connector_no);
-    let start = lease.map(|l| l.start).or(switch.map(|s| s.start));
+    let mut periods = vec![(0, amps)];
     if let Some(s) = switch.filter(|s| s.after_s > 0) {
-        periods.push(json!({"startPeriod": s.after_s, "limit": s.amps.as_amps(), "numberPhases": phases}));
+        periods.push((s.after_s, s.amps));
     }
-    let mut schedule = json!({"chargingRateUnit": "A", "chargingSchedulePeriod": periods});
-    let kind = if let Some(start) = start {
-        schedule["startSchedule"] = json!(start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        if let Some(lease) = lease {
-            schedule["duration"] = json!(lease.duration_s);
-        }
-        "Absolute"
-    } else {
-        "Relative"
+    let schedule = Schedule {
+        periods,
+        phases: Some(phases),
+        start: lease.map(|l| l.start).or(switch.map(|s| s.start)),
+        duration_s: lease.map(|l| l.duration_s),
     };
-    match version {
-        OcppVersion::V16 => {
-            let mut profile = json!({"chargingProfileId": id, "stackLevel": 1, "chargingProfilePurpose": "TxProfile",
-                "chargingProfileKind": kind, "chargingSchedule": schedule});
-            // 1.6 transaction ids are integers; one we could not parse (started offline) is left out.
-            if let Ok(tx) = ocpp_tx_id.parse::<i32>() {
-                profile["transactionId"] = json!(tx);
+    let profile = Profile {
+        id: tx_profile_id(connector_no),
+        stack: 1,
+        purpose: Purpose::Tx,
+        transaction: Some(ocpp_tx_id),
+        schedule,
+    };
+    profile.request(version, connector_no)
+}
+
+/// What a profile is for.
+#[derive(Clone, Copy)]
+enum Purpose {
+    /// A session's limit.
+    Tx,
+    /// What a connector (or, on 0, the whole charger) runs without a session's limit.
+    TxDefault,
+}
+
+/// A schedule in amps: its periods (seconds from its start, amps); Absolute from `start` when
+/// there is one, else Relative.
+struct Schedule {
+    periods: Vec<(u32, DeciAmps)>,
+    phases: Option<u8>,
+    start: Option<chrono::DateTime<chrono::Utc>>,
+    duration_s: Option<u32>,
+}
+
+/// A charging profile in either version's terms.
+struct Profile<'a> {
+    id: i64,
+    stack: u32,
+    purpose: Purpose,
+    transaction: Option<&'a str>,
+    schedule: Schedule,
+}
+
+/// A limit as OCPP writes it: amps with one decimal.
+fn limit(amps: DeciAmps) -> Decimal {
+    Decimal::new(i64::from(amps.get()), 1)
+}
+
+fn int(value: impl TryInto<i32>) -> i32 {
+    value.try_into().unwrap_or(i32::MAX)
+}
+
+impl Profile<'_> {
+    /// The SetChargingProfile request that installs it on `connector_no` (2.0.1: the EVSE).
+    fn request(self, version: OcppVersion, connector_no: u32) -> Value {
+        let Schedule { periods, phases, start, duration_s } = self.schedule;
+        let command = match version {
+            OcppVersion::V16 => {
+                let charging_schedule_period = periods
+                    .iter()
+                    .map(|&(at, amps)| t16::ChargingSchedulePeriod {
+                        start_period: int(at),
+                        limit: limit(amps),
+                        number_phases: phases.map(i32::from),
+                    })
+                    .collect();
+                Command::V16(v16::Command::SetChargingProfile(
+                    m16::set_charging_profile::SetChargingProfileRequest {
+                        connector_id: int(connector_no),
+                        cs_charging_profiles: t16::ChargingProfile {
+                            charging_profile_id: int(self.id),
+                            // 1.6 transaction ids are integers; one we could not parse (started offline) is left out.
+                            transaction_id: self.transaction.and_then(|tx| tx.parse::<i32>().ok()),
+                            stack_level: self.stack,
+                            charging_profile_purpose: match self.purpose {
+                                Purpose::Tx => t16::ChargingProfilePurposeType::TxProfile,
+                                Purpose::TxDefault => t16::ChargingProfilePurposeType::TxDefaultProfile,
+                            },
+                            charging_profile_kind: if start.is_some() {
+                                t16::ChargingProfileKindType::Absolute
+                            } else {
+                                t16::ChargingProfileKindType::Relative
+                            },
+                            recurrency_kind: None,
+                            valid_from: None,
+                            valid_to: None,
+                            charging_schedule: t16::ChargingSchedule {
+                                duration: duration_s.map(int),
+                                start_schedule: start,
+                                charging_rate_unit: t16::ChargingRateUnitType::A,
+                                charging_schedule_period,
+                                min_charging_rate: None,
+                            },
+                        },
+                    },
+                ))
             }
-            json!({"connectorId": connector_no, "csChargingProfiles": profile})
-        }
-        OcppVersion::V201 => {
-            schedule["id"] = json!(id);
-            json!({"evseId": connector_no, "chargingProfile": {
-                "id": id, "stackLevel": 1, "chargingProfilePurpose": "TxProfile", "chargingProfileKind": kind,
-                "transactionId": ocpp_tx_id, "chargingSchedule": [schedule]}})
-        }
+            OcppVersion::V201 => {
+                let charging_schedule_period = periods
+                    .iter()
+                    .map(|&(at, amps)| d201::charging_schedule_period_type::ChargingSchedulePeriodType {
+                        start_period: int(at),
+                        limit: limit(amps),
+                        number_phases: phases.map(i32::from),
+                        phase_to_use: None,
+                    })
+                    .collect();
+                Command::V201(v201::Command::SetChargingProfile(m201::set_charging_profile::SetChargingProfileRequest {
+                    evse_id: int(connector_no),
+                    charging_profile: d201::charging_profile_type::ChargingProfileType {
+                        id: int(self.id),
+                        stack_level: int(self.stack),
+                        charging_profile_purpose: match self.purpose {
+                            Purpose::Tx => e201::charging_profile_purpose_enum_type::ChargingProfilePurposeEnumType::TxProfile,
+                            Purpose::TxDefault => {
+                                e201::charging_profile_purpose_enum_type::ChargingProfilePurposeEnumType::TxDefaultProfile
+                            }
+                        },
+                        charging_profile_kind: if start.is_some() {
+                            e201::charging_profile_kind_enum_type::ChargingProfileKindEnumType::Absolute
+                        } else {
+                            e201::charging_profile_kind_enum_type::ChargingProfileKindEnumType::Relative
+                        },
+                        recurrency_kind: None,
+                        valid_from: None,
+                        valid_to: None,
+                        transaction_id: self.transaction.map(str::to_owned),
+                        charging_schedule: vec![d201::charging_schedule_type::ChargingScheduleType {
+                            id: int(self.id),
+                            start_schedule: start,
+                            duration: duration_s.map(int),
+                            charging_rate_unit: e201::charging_rate_unit_enum_type::ChargingRateUnitEnumType::A,
+                            min_charging_rate: None,
+                            charging_schedule_period,
+                            sales_tariff: None,
+                        }],
+                    },
+                }))
+            }
+        };
+        command.call().1
     }
+}
+
+/// A command of either version, typed, on its way out as an action and a payload.
+enum Command {
+    V16(v16::Command),
+    V201(v201::Command),
+}
+
+impl Command {
+    fn call(self) -> (&'static str, Value) {
+        let (action, payload) = match &self {
+            Command::V16(c) => (c.action(), c.payload()),
+            Command::V201(c) => (c.action(), c.payload()),
+        };
+        // Our own typed structs always serialize; an empty payload would be refused by the charger.
+        (action, payload.unwrap_or_else(|_| Value::Object(Default::default())))
+    }
+}
+
+/// A charger's answer, typed; or why it is not that answer.
+fn decode<T: serde::de::DeserializeOwned>(answer: &Value) -> Result<T, String> {
+    serde_json::from_value(answer.clone()).map_err(|e| format!("not a valid answer: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ocpp::{v16, v201};
+    use serde_json::json;
 
     #[test]
     fn profiles_fit_the_official_schemas() {
@@ -404,7 +604,7 @@ mod tests {
         assert_eq!((periods[1]["startPeriod"].as_u64(), periods[1]["limit"].as_f64()), (Some(90), Some(6.0)));
         assert_eq!(p["csChargingProfiles"]["chargingProfileKind"], "Absolute");
         let p = tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::from_amps(16), 3, None, Some(switch()));
-        assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["startSchedule"], "2025-11-24T16:00:00Z");
+        assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["startSchedule"], "2025-11-24T16:00:00.000Z");
         assert_eq!(
             p["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][1]["startPeriod"],
             90
@@ -437,6 +637,6 @@ mod tests {
         let p = tx_profile(OcppVersion::V201, 1, "abc-1", DeciAmps::new(60), 1, Some(lease()), None);
         assert_eq!(p["chargingProfile"]["chargingProfileKind"], "Absolute");
         assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["duration"], 570);
-        assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["startSchedule"], "2025-11-24T16:00:00Z");
+        assert_eq!(p["chargingProfile"]["chargingSchedule"][0]["startSchedule"], "2025-11-24T16:00:00.000Z");
     }
 }

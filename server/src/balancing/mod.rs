@@ -2,6 +2,8 @@
 //! [`Hub`] what happened; each site's task feeds its balancer, carries the limits it decides to the
 //! chargers as OCPP SetChargingProfile (TxProfile), and reports each answer back.
 
+mod clock;
+
 use crate::balancer::clock::{ClockTolerance, ClockWatch, Stamp};
 use crate::balancer::config::{CircuitConfig, ConnectorConfig, SiteConfig, Wiring};
 use crate::balancer::engine::{Attention, Balancer, Command, Event, SessionInfo, Snapshot};
@@ -18,10 +20,11 @@ use crate::ocpp::smart_charging::{
     switch_after_s, tx_profile, whole_second, ProfileAnswer, ProfileLease, ProfileSwitch, Readings,
 };
 use app::domain::{ChargerId, SiteId};
+use clock::ShellClock;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 const CALL_WAIT: Duration = Duration::from_secs(30);
@@ -105,7 +108,7 @@ pub struct Hub {
 }
 
 struct HubInner {
-    epoch: Instant,
+    clock: ShellClock,
     registry: Registry,
     /// Where sites are rebuilt from when chargers or connectors are added (`None`: balancing off).
     db: Option<Db>,
@@ -116,7 +119,7 @@ struct HubInner {
     /// chargers at one site (a thousand auto-registering at once) costs a few rebuilds, not one each.
     rebuild_tickets: std::sync::Mutex<HashMap<SiteId, (u64, u64)>>,
     /// When each site's old store meter readings were last forgotten.
-    last_prune: std::sync::Mutex<HashMap<SiteId, Instant>>,
+    last_prune: std::sync::Mutex<HashMap<SiteId, Millis>>,
     /// The sites that want an operator's look, kept by their tasks as it changes.
     attention: Arc<AttentionBoard>,
 }
@@ -174,18 +177,6 @@ impl Maps {
 /// How far back stored store-meter readings are kept and fed to a new balancer: what its rise
 /// learning remembers.
 const STORE_HISTORY: Duration = Duration::from_secs(MEMORY_DAYS * 24 * 3600);
-/// The balancer's clock starts this far in: the store meter's stored history is fed to it at
-/// times before the process started.
-const HISTORY_ROOM: Duration = Duration::from_secs((MEMORY_DAYS + 1) * 24 * 3600);
-
-fn millis(epoch: Instant) -> Millis {
-    Millis(u64::try_from((epoch.elapsed() + HISTORY_ROOM).as_millis()).unwrap_or(u64::MAX))
-}
-
-/// The instant a balancer time stands for.
-fn instant(epoch: Instant, t: Millis) -> Instant {
-    epoch + Duration::from_millis(t.0).saturating_sub(HISTORY_ROOM)
-}
 
 fn da(value: i64) -> DeciAmps {
     DeciAmps::new(u32::try_from(value.max(0)).unwrap_or(u32::MAX))
@@ -274,7 +265,7 @@ impl Hub {
     fn new(db: Option<Db>, registry: Registry) -> Hub {
         Hub {
             inner: Arc::new(HubInner {
-                epoch: Instant::now(),
+                clock: ShellClock::start(),
                 registry,
                 db,
                 maps: RwLock::new(Maps::default()),
@@ -382,7 +373,7 @@ impl Hub {
         for warning in balancer.warnings() {
             tracing::warn!(site.id = %site.site, %warning, "balancer configuration");
         }
-        let now = millis(self.inner.epoch);
+        let now = self.inner.clock.balancer_now();
         // Chargers count as offline until they connect (a rebuild sees those already connected). One
         // recompute for all: a site of thousands of chargers must not start with thousands of them.
         let offline = chargers
@@ -445,7 +436,7 @@ impl Hub {
                     balancer,
                     outcomes: tx.clone(),
                     registry: self.inner.registry.clone(),
-                    epoch: self.inner.epoch,
+                    clock: self.inner.clock,
                     targets: targets.clone(),
                     chargers: chargers.clone(),
                     clocks: HashMap::new(),
@@ -505,15 +496,16 @@ impl Hub {
     }
 
     fn now(&self) -> Millis {
-        millis(self.inner.epoch)
+        self.inner.clock.balancer_now()
     }
 
     /// Whether a site's old store meter readings are due to be forgotten (hourly).
     fn prune_due(&self, site: SiteId) -> bool {
         let mut last = self.inner.last_prune.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let due = last.get(&site).is_none_or(|at| at.elapsed() >= Duration::from_secs(3600));
+        let now = self.now();
+        let due = last.get(&site).is_none_or(|&at| now.since(at) >= Millis::from_secs(3600));
         if due {
-            last.insert(site, Instant::now());
+            last.insert(site, now);
         }
         due
     }
@@ -522,8 +514,8 @@ impl Hub {
     /// balancer times they stand for.
     async fn learn_store_history(&self, balancer: &mut Balancer, site: SiteId) {
         let Some(db) = &self.inner.db else { return };
-        let wall_now = crate::db::now_ms();
-        let since = wall_now - i64::try_from(STORE_HISTORY.as_millis()).unwrap_or(i64::MAX);
+        let now = self.inner.clock.now();
+        let since = now.utc_ms() - i64::try_from(STORE_HISTORY.as_millis()).unwrap_or(i64::MAX);
         let readings = match balancing::store_readings_since(db, site, since).await {
             Ok(r) => r,
             Err(err) => {
@@ -531,13 +523,12 @@ impl Hub {
                 return;
             }
         };
-        let now = self.now();
         let count = readings.len();
         let history: Vec<(Millis, PerPhase)> = readings
             .into_iter()
+            .filter(|r| r.measured_at_ms <= now.utc_ms())
             .filter_map(|r| {
-                let ago = u64::try_from(wall_now - r.measured_at_ms).ok()?;
-                let at = Millis(now.0.checked_sub(ago)?);
+                let at = now.balancer_at(r.measured_at_ms)?;
                 let da = r.da.map(|x| DeciAmps::new(u32::try_from(x).unwrap_or(u32::MAX)));
                 Some((at, PerPhase(da)))
             })
@@ -547,7 +538,7 @@ impl Hub {
         // The latest reading, with its true age: sessions are planned against it rather than the
         // worst case if it is fresh enough (a restart does not make it fresher).
         if let Some((measured_at, currents)) = latest {
-            let _ = balancer.handle(Event::StoreMeter { currents, measured_at }, now);
+            let _ = balancer.handle(Event::StoreMeter { currents, measured_at }, now.balancer);
         }
         tracing::info!(site.id = %site, readings = count, learned = ?balancer.learned_store_rise(), "store meter history");
     }
@@ -767,8 +758,7 @@ impl Hub {
     /// A UTC moment on the balancer's clock, which is monotonic from start-up: "this long from now"
     /// (a moment past is now).
     fn at_utc_ms(&self, at: i64) -> Millis {
-        let from_now = u64::try_from((at - crate::db::now_ms()).max(0)).unwrap_or(0);
-        Millis(self.now().0.saturating_add(from_now))
+        self.inner.clock.now().balancer_at_or_now(at)
     }
 
     pub fn session_ended(&self, charger: &ChargerId, transaction: i64) {
@@ -820,13 +810,14 @@ impl Hub {
         if !self.maps().sites.contains_key(&site) {
             return false;
         }
+        let now = self.inner.clock.now();
         self.send(
             site,
-            Input::Event(Event::StoreMeter { currents: PerPhase(currents), measured_at: self.now() }),
+            Input::Event(Event::StoreMeter { currents: PerPhase(currents), measured_at: now.balancer }),
         );
         if let Some(db) = self.inner.db.clone() {
             let reading = balancing::StoreReading {
-                measured_at_ms: crate::db::now_ms(),
+                measured_at_ms: now.utc_ms(),
                 da: currents.map(|a| i64::from(a.get())),
             };
             let prune = self.prune_due(site);
@@ -850,7 +841,7 @@ impl Hub {
     /// decides whether leases and handovers may rest on it (`clock.rs`).
     pub fn charger_clock(&self, charger: &ChargerId, stamped: chrono::DateTime<chrono::Utc>, stamp: Stamp) {
         if let Some((site, _)) = self.charger(charger) {
-            let offset_ms = (stamped - chrono::Utc::now()).num_milliseconds();
+            let offset_ms = self.inner.clock.now().offset_ms(stamped);
             self.send(site, Input::Clock { charger: charger.clone(), offset_ms, stamp });
         }
     }
@@ -940,7 +931,7 @@ struct SiteTask {
     /// Where the answers to our calls come back in.
     outcomes: mpsc::Sender<Input>,
     registry: Registry,
-    epoch: Instant,
+    clock: ShellClock,
     targets: Vec<Target>,
     /// The site's chargers, in `ChargerKey` order.
     chargers: Vec<ChargerId>,
@@ -959,12 +950,10 @@ impl SiteTask {
     async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
         let mut batch = Vec::new();
         loop {
-            let now = millis(self.epoch);
-            let wake = self
-                .balancer
-                .poll_timeout(now)
-                .map(|t| instant(self.epoch, t))
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
+            let now = self.clock.balancer_now();
+            // With nothing due, a look every 30 s all the same.
+            let wake =
+                self.clock.wake_at(self.balancer.poll_timeout(now).unwrap_or(now + Millis::from_secs(30)));
             tokio::select! {
                 received = inputs.recv_many(&mut batch, BATCH) => {
                     if received == 0 {
@@ -973,7 +962,7 @@ impl SiteTask {
                     self.apply_batch(batch.drain(..));
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
-                    let _ = self.balancer.handle(Event::Tick, millis(self.epoch));
+                    let _ = self.balancer.handle(Event::Tick, self.clock.balancer_now());
                 }
             }
             self.send_commands();
@@ -1009,7 +998,7 @@ impl SiteTask {
                     self.flush(&mut events);
                     // Whoever asks next for the sites that want a look sees what this budget says.
                     self.publish_attention();
-                    let now = millis(self.epoch);
+                    let now = self.clock.balancer_now();
                     let connectors = self
                         .targets
                         .iter()
@@ -1026,7 +1015,7 @@ impl SiteTask {
                 }
                 Input::Replace(rebuilt) => {
                     self.flush(&mut events);
-                    self.replace(*rebuilt, millis(self.epoch));
+                    self.replace(*rebuilt, self.clock.balancer_now());
                 }
                 other => self.translate(other, &mut events),
             }
@@ -1038,7 +1027,7 @@ impl SiteTask {
         if events.is_empty() {
             return;
         }
-        for (event, err) in self.balancer.handle_all(events.drain(..), millis(self.epoch)) {
+        for (event, err) in self.balancer.handle_all(events.drain(..), self.clock.balancer_now()) {
             tracing::debug!(site.id = %self.site, ?event, error = %err, "balancer ignored an event");
         }
     }
@@ -1105,7 +1094,7 @@ impl SiteTask {
             }
             Input::Clock { charger, offset_ms, stamp } => {
                 let Some(key) = self.charger_key(&charger) else { return };
-                let now = millis(self.epoch);
+                let now = self.clock.balancer_now();
                 let tolerance = clock_tolerance(self.balancer.config());
                 let watch = self.clocks.entry(charger.clone()).or_default();
                 let was = watch.trusted(now, tolerance);
@@ -1190,7 +1179,7 @@ impl SiteTask {
     /// Queues the balancer's commands on the chargers' connections in the order it gave them,
     /// then waits for each answer on its own task.
     fn send_commands(&mut self) {
-        for command in self.balancer.poll_commands(millis(self.epoch)) {
+        for command in self.balancer.poll_commands(self.clock.balancer_now()) {
             tracing::debug!(site.id = self.site.0, ?command, "balancer command");
             let (id, connector, amps_per_phase, payload) = match command {
                 Command::SetDefault { id, connector, amps_per_phase } => {
@@ -1244,8 +1233,9 @@ impl SiteTask {
         else {
             return None;
         };
-        let now = millis(self.epoch);
-        let (start, into_second_ms) = whole_second(chrono::Utc::now());
+        let now = self.clock.now();
+        let (start, into_second_ms) = whole_second(now.utc);
+        let now = now.balancer;
         // Told to drop it a margin before the balancer stops counting it (the start is a
         // little before now, so it drops it sooner still).
         let lease = expires.map(|end| ProfileLease {

@@ -556,6 +556,9 @@ MALFORMED_16 = [
     ("not_json", lambda mid: "this is { not json", {"FormationViolation"}, "-1"),
     ("truncated_json", lambda mid: f'[2,"{mid}","Heartbeat",{{', {"FormationViolation"}, ("-1", "{mid}")),
     ("unknown_action", lambda mid: json.dumps([2, mid, "FlyToTheMoon", {}]), {"NotImplemented"}, "{mid}"),
+    # Its name echoed in the CALLERROR straddles the 255-byte cut with a two-byte letter.
+    ("unknown_action_multibyte", lambda mid: json.dumps([2, mid, "A" * 239 + "é", {}], ensure_ascii=False),
+     {"NotImplemented"}, "{mid}"),
     ("missing_required_field", lambda mid: json.dumps([2, mid, "Authorize", {}]), OCCURRENCE_16, "{mid}"),
     ("wrong_type", lambda mid: json.dumps([2, mid, "Authorize", {"idTag": 12345}]), {"TypeConstraintViolation"}, "{mid}"),
     ("enum_out_of_set", lambda mid: json.dumps(

@@ -98,7 +98,13 @@ impl RpcError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
         // CALLERROR descriptions are free text, but keep them short and single-line.
         let mut description: String = description.into().replace('\n', " ");
-        description.truncate(255);
+        // At most 255 bytes, cut on a character's boundary: the text may echo a charger's own
+        // (an unknown action's name), and cutting inside a character would panic.
+        let mut end = description.len().min(255);
+        while !description.is_char_boundary(end) {
+            end -= 1;
+        }
+        description.truncate(end);
         Self { code, description }
     }
 }
@@ -231,6 +237,17 @@ pub fn classify_payload_error(err: &serde_json::Error) -> ErrorCode {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_long_description_is_cut_on_a_character_boundary() {
+        // 239 ASCII letters and a two-byte letter after "unknown action " straddle byte 255.
+        let action = format!("{}é", "A".repeat(239));
+        let err = RpcError::new(ErrorCode::NotImplemented, format!("unknown action {action}"));
+        assert!(err.description.len() <= 255, "{}", err.description.len());
+        assert!(err.description.starts_with("unknown action AAA"));
+        let all_multibyte = RpcError::new(ErrorCode::GenericError, "é".repeat(300));
+        assert_eq!(all_multibyte.description.len(), 254, "127 whole two-byte letters");
+    }
 
     fn err(text: &str) -> (String, &'static str, bool) {
         let bad = decode(text).expect_err("should be refused");

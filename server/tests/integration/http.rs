@@ -71,9 +71,15 @@ on_both_backends! {
         let app = app(&t.db);
         assert_eq!(send(&app, get("/healthz")).await.0, StatusCode::OK);
         assert_eq!(send(&app, get("/readyz")).await.0, StatusCode::OK);
+        // A method nobody defined is counted, as `other`: it mints no series of its own.
+        let made_up = format!("FROB{}", "X".repeat(2000));
+        let odd = Request::builder().method(made_up.as_str()).uri("/healthz").body(Body::empty()).expect("request");
+        send(&app, odd).await;
         let (status, _, body) = send(&app, get("/metrics")).await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("http_requests_total"), "{body}");
+        assert!(body.contains(r#"method="other""#), "{body}");
+        assert!(!body.contains("FROBXXX"), "a made-up method became a label");
         t.db.close().await;
         assert_eq!(send(&app, get("/readyz")).await.0, StatusCode::SERVICE_UNAVAILABLE);
     }
@@ -380,5 +386,40 @@ on_both_backends! {
         // Nothing set aside now: nothing to forget.
         let (status, _, body) = send(&app, server_fn("forget_readings_before_drop", "site=1", Some(&operator))).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    }
+}
+
+on_both_backends! {
+    async fn the_largest_documented_import_of_meter_readings_fits_in_one_request(t: &TestDb) {
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let app = app_with_balancers(&t.db).await;
+        let import = |readings: Vec<serde_json::Value>| {
+            Request::post("/api/v1/sites/1/meter/readings")
+                .header(header::AUTHORIZATION, format!("Bearer {}", seed::OPERATOR_API_TOKEN))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::json!({ "readings": readings }).to_string()))
+                .expect("request")
+        };
+        // 50,000 readings, one every 46 s over the last 27 days, written out at length: some 4 MB,
+        // twice axum's default body limit.
+        let now = chrono::Utc::now();
+        let readings = |n: i64| -> Vec<serde_json::Value> {
+            (1..=n)
+                .rev()
+                .map(|k| {
+                    let at = (now - chrono::Duration::seconds(46 * k)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                    serde_json::json!({"at": at, "l1_a": 40.25, "l2_a": 35.5, "l3_a": 30.75})
+                })
+                .collect()
+        };
+        let (status, _, body) = send(&app, import(readings(50_001))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body.contains("between 1 and 50000"), "{body}");
+        let all = readings(50_000);
+        let bytes = serde_json::json!({ "readings": all }).to_string().len();
+        assert!(bytes > 2 * 1024 * 1024, "the body is {bytes} bytes: not past the default limit");
+        let (status, _, body) = send(&app, import(all)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).expect("json")["kept"], 50_000, "{body}");
     }
 }

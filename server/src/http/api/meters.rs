@@ -7,7 +7,7 @@ use crate::balancer::DeciAmps;
 use crate::db::balancing;
 use crate::http::AppState;
 use app::domain::SiteId;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -15,13 +15,17 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(site_meter))
+    // The documented import is larger than axum's default body limit (2 MiB).
+    let import = OpenApiRouter::new()
         .routes(routes!(import_meter_readings, forget_meter_readings))
+        .layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES));
+    OpenApiRouter::new().routes(routes!(site_meter)).merge(import)
 }
 
 /// The most readings one import takes: four weeks of one a minute, and some.
 pub const MAX_IMPORTED_READINGS: usize = 50_000;
+/// The largest import body: room for the most readings, each written out at length.
+const MAX_IMPORT_BYTES: usize = MAX_IMPORTED_READINGS * 320;
 
 /// A reading of the site meter, amps per phase.
 #[derive(Deserialize, ToSchema)]

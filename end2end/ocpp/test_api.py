@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import time
 
@@ -332,5 +333,34 @@ def test_metrics_count_connected_chargers_and_their_calls(server):
                 assert any(l.startswith("ocpp_calls_total{") and 'action="BootNotification"' in l and 'outcome="result"' in l for l in lines), lines
                 assert any(l.startswith("ocpp_calls_total{") and 'action="unknown"' in l and 'outcome="error"' in l for l in lines), lines
                 assert not any("MadeUpAction" in l for l in lines)
+
+    run(scenario())
+
+
+def test_commands_to_a_charger_that_does_not_answer_are_turned_away_once_its_queue_is_full(server):
+    """A charger that never answers holds one CALL in flight and the registry's queue of 32 behind it;
+    every command past that is answered 429 at once instead of piling up in the connection."""
+
+    async def scenario():
+        async with raw_charger(server, "UP-ZUI-02", "1.6") as raw:
+            await raw.call("BootNotification", {"chargePointModel": "Raw", "chargePointVendor": "E2E"})
+            # From here the charger reads nothing: every CALL to it stays unanswered.
+            started = time.monotonic()
+            # Forty at once: a thread each (asyncio's default pool would send them six at a time).
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=40)
+            loop = asyncio.get_running_loop()
+            path = "/api/v1/chargers/UP-ZUI-02/commands/ClearCache"
+            sent = [asyncio.ensure_future(loop.run_in_executor(pool, server.http, "POST", path, {})) for _ in range(40)]
+            busy = []
+            while time.monotonic() - started < 10 and len(busy) < 7:
+                busy = [t.result() for t in sent if t.done() and t.result()[0] == 429]
+                await asyncio.sleep(0.1)
+            assert len(busy) >= 7, f"{len(busy)} of 40 turned away: {[t.result() for t in sent if t.done()]}"
+            assert all("too many commands waiting" in body["error"] for _, body in busy), busy
+        # The charger gone, the calls it held are answered too, none left hanging.
+        done, pending = await asyncio.wait(sent, timeout=40)
+        assert not pending, f"{len(pending)} commands still waiting after the charger left"
+        statuses = sorted(t.result()[0] for t in done)
+        assert set(statuses) <= {429, 502, 504}, statuses
 
     run(scenario())

@@ -3,12 +3,11 @@
 //! link and declares it dead when it stays silent. Generic over the socket so tests can use channels.
 
 use super::frame::{self, Frame, RpcError};
-use super::registry::{CallOutcome, OutgoingCall};
+use super::registry::CallOutcome;
 use super::{CentralSystem, Link};
 use crate::db::ocpp as db;
 use axum::extract::ws::Message;
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How often `last_seen_at` is written while a charger keeps talking.
@@ -35,7 +34,6 @@ where
     tracing::info!(charger.id = %charger, ocpp.version = %link.version, "connected");
     cs.report(&link, super::report::ChargerReport::Online(true)).await;
 
-    let mut queue: VecDeque<OutgoingCall> = VecDeque::new();
     let mut in_flight: Option<InFlight> = None;
     let mut next_id: u64 = 0;
     let mut last_heard = Instant::now();
@@ -124,8 +122,21 @@ where
                     }
                 }
             }
-            Some(call) = registration.calls.recv() => {
-                queue.push_back(call);
+            // One CALL outstanding at a time: the next is taken from the registry's bounded queue
+            // only once the last is answered, so a charger that is slow to answer makes callers
+            // wait, then turns them away as busy, rather than piling calls up here.
+            Some(call) = registration.calls.recv(), if in_flight.is_none() => {
+                if !call.reply.is_closed() {
+                    next_id += 1;
+                    let id = format!("{}-{next_id}", registration.generation);
+                    let text = frame::call(&id, &call.action, &call.payload);
+                    if send_text(&cs, &link, &mut socket, text).await.is_err() {
+                        let _ = call.reply.send(CallOutcome::Disconnected);
+                        break "socket error";
+                    }
+                    in_flight =
+                        Some(InFlight { id, action: call.action, sent: Instant::now(), reply: call.reply });
+                }
             }
             _ = ticker.tick() => {
                 if let Some(f) = &in_flight {
@@ -148,24 +159,6 @@ where
                 }
             }
         }
-        // Send the next queued CALL once nothing is outstanding.
-        if in_flight.is_none() {
-            while let Some(call) = queue.pop_front() {
-                if call.reply.is_closed() {
-                    continue;
-                }
-                next_id += 1;
-                let id = format!("{}-{next_id}", registration.generation);
-                let text = frame::call(&id, &call.action, &call.payload);
-                if send_text(&cs, &link, &mut socket, text).await.is_err() {
-                    let _ = call.reply.send(CallOutcome::Disconnected);
-                    break;
-                }
-                in_flight =
-                    Some(InFlight { id, action: call.action, sent: Instant::now(), reply: call.reply });
-                break;
-            }
-        }
     };
 
     if let Some(f) = in_flight.take() {
@@ -173,9 +166,6 @@ where
     }
     registration.calls.close();
     while let Ok(call) = registration.calls.try_recv() {
-        let _ = call.reply.send(CallOutcome::Disconnected);
-    }
-    for call in queue {
         let _ = call.reply.send(CallOutcome::Disconnected);
     }
     if cs.registry.unregister(&charger, registration.generation) {

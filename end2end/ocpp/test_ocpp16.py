@@ -755,3 +755,55 @@ def test_a_lenient_model_is_read_as_meant_and_others_are_held_to_the_schema(serv
             await cp.heartbeat_ok()
 
     run(scenario())
+
+
+def test_a_message_beyond_the_size_limit_closes_that_connection_only(server):
+    """OCPP messages are a few KB: one of 600 KiB (over the 512 KiB default) ends its connection,
+    which is let go of cleanly, and the server and other chargers carry on."""
+    import websockets
+
+    async def scenario():
+        async with raw_charger(server, "UP-ZUI-01", "1.6") as honest:
+            boot = await honest.call("BootNotification", {"chargePointModel": "Raw", "chargePointVendor": "E2E"})
+            assert boot[2]["status"] == "Accepted", boot
+            async with raw_charger(server, "UP-ZUI-02", "1.6") as big:
+                huge = json.dumps([2, "huge-1", "DataTransfer", {"vendorId": "E2E", "data": "x" * (600 * 1024)}])
+                await big.send(huge)
+                with pytest.raises(websockets.exceptions.ConnectionClosed):
+                    await big.next_answer(timeout=10)
+            # Let go of cleanly: not left "connected" in the registry.
+            await eventually(lambda: server.charger("UP-ZUI-02"), lambda c: c["connected"] is False,
+                             what="the oversized charger's connection to be let go")
+            await honest.heartbeat_ok()
+        # A large batch within the limit (some 300 KiB of energy readings) is still taken.
+        async with raw_charger(server, "UP-ZUI-02", "1.6") as fine:
+            await fine.call("BootNotification", {"chargePointModel": "Raw", "chargePointVendor": "E2E"})
+            batch = [{"timestamp": now_iso(), "sampledValue": [{"value": str(1000 + k)}]} for k in range(5000)]
+            assert 250 * 1024 < len(json.dumps(batch)) < 512 * 1024
+            answer = await fine.call("MeterValues", {"connectorId": 1, "meterValue": batch})
+            assert answer[0] == 3, answer
+
+    run(scenario())
+
+
+def test_a_connector_beyond_the_networks_limit_is_refused_and_never_stored(server):
+    """A charger cannot mint connectors without end (each one stored and its site's balancer
+    rebuilt): connector 17 is beyond the default limit of 16, refused with a CALLERROR, and the
+    link stays up."""
+
+    async def scenario():
+        async with raw_charger(server, "UP-ZUI-02", "1.6") as raw:
+            await raw.call("BootNotification", {"chargePointModel": "Raw", "chargePointVendor": "E2E"})
+            for action, payload in [
+                ("StatusNotification", {"connectorId": 17, "errorCode": "NoError", "status": "Available"}),
+                ("MeterValues", {"connectorId": 99, "meterValue": [meter_value_16(now_iso(), 1000)]}),
+                ("StartTransaction", {"connectorId": 1000, "idTag": "DEMO-TAG-1", "meterStart": 0, "timestamp": now_iso()}),
+            ]:
+                answer = await raw.call(action, payload)
+                assert answer[0] == 4 and answer[2] == "PropertyConstraintViolation", (action, answer)
+                assert "limit of 16" in answer[3], answer
+                await raw.heartbeat_ok()
+        detail = await server.acharger("UP-ZUI-02")
+        assert all(c["connector_no"] <= 16 for c in detail["connectors"]), detail["connectors"]
+
+    run(scenario())

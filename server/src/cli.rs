@@ -253,6 +253,12 @@ struct ServeArgs {
     /// OCPP: days the raw frame log is kept.
     #[arg(long, env = "FORECOURT_FRAME_RETENTION_DAYS", default_value_t = 14)]
     frame_retention_days: u64,
+    /// OCPP: the largest message a charger may send, KiB (a larger one closes its connection).
+    #[arg(long, env = "FORECOURT_OCPP_MAX_MESSAGE_KIB", default_value_t = 512)]
+    ocpp_max_message_kib: usize,
+    /// OCPP: the highest connector (2.0.1: EVSE) number a charger may report.
+    #[arg(long, env = "FORECOURT_MAX_CONNECTORS", default_value_t = 16)]
+    max_connectors: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,6 +306,8 @@ impl GlobalArgs {
                 ghost_grace: Duration::from_secs(serve.ghost_grace),
                 frame_retention: Duration::from_secs(serve.frame_retention_days * 24 * 3600),
                 unknown_chargers: serve.unknown_chargers,
+                max_message_bytes: serve.ocpp_max_message_kib.max(4) * 1024,
+                max_connectors: serve.max_connectors.max(1),
             },
             tls: match (&serve.tls_cert, &serve.tls_key) {
                 (Some(cert), Some(key)) => {
@@ -324,6 +332,8 @@ impl ServeArgs {
             ghost_grace: 300,
             frame_retention_days: 14,
             unknown_chargers: crate::ocpp::UnknownChargers::Pending,
+            ocpp_max_message_kib: 512,
+            max_connectors: 16,
             tls_cert: None,
             tls_key: None,
         }

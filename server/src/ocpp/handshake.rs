@@ -134,9 +134,12 @@ pub async fn upgrade(
     };
     // OCPP frames are small: start with small buffers (they grow for the rare large report) so tens
     // of thousands of idle connections stay cheap.
+    let max_message = cs.settings.max_message_bytes;
     ws.protocols([version.subprotocol()])
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
         .on_upgrade(move |socket| connection::run(cs, link, socket))
         .into_response()
 }

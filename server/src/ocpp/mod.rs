@@ -39,6 +39,12 @@ pub struct OcppSettings {
     pub frame_retention: Duration,
     /// What happens to an unknown charger when no site registers chargers automatically.
     pub unknown_chargers: UnknownChargers,
+    /// The largest WebSocket message (and frame) a charger may send, bytes: a larger one closes its
+    /// connection (1009). OCPP messages are a few KB; a batch of meter values perhaps 100 KB.
+    pub max_message_bytes: usize,
+    /// The highest connector (2.0.1: EVSE) number a charger may report: one beyond it is refused,
+    /// so a charger cannot mint connectors (and site rebuilds) without end.
+    pub max_connectors: u32,
 }
 
 /// The policy for chargers we do not know.
@@ -59,6 +65,8 @@ impl Default for OcppSettings {
             ghost_grace: Duration::from_secs(300),
             frame_retention: Duration::from_secs(14 * 24 * 3600),
             unknown_chargers: UnknownChargers::Pending,
+            max_message_bytes: 512 * 1024,
+            max_connectors: 16,
         }
     }
 }
@@ -250,6 +258,20 @@ impl CentralSystem {
 pub(crate) fn internal(err: crate::db::DbError) -> RpcError {
     tracing::error!(error = %err, "storage failed while handling an OCPP message");
     RpcError::new(ErrorCode::InternalError, "the central system could not store this message; please retry")
+}
+
+/// A connector (2.0.1: EVSE) number a charger reported, refused beyond the network's limit: each
+/// new one is a stored connector and a rebuild of its site's balancer.
+pub(crate) fn connector_within_limit(cs: &CentralSystem, connector: impl Into<i64>) -> Result<(), RpcError> {
+    let connector = connector.into();
+    let max = i64::from(cs.settings.max_connectors);
+    if connector > max {
+        return Err(RpcError::new(
+            ErrorCode::PropertyConstraintViolation,
+            format!("connector {connector} is beyond this network's limit of {max} per charger"),
+        ));
+    }
+    Ok(())
 }
 
 /// While a charger is pending, OCPP lets it send only BootNotification (and we answer Heartbeat).

@@ -136,6 +136,12 @@ pub async fn handle(
         tracing::warn!(charger.id = %link.charger, action, reason = %err.description, "accepted a value outside the schema");
     }
     super::refuse_while_pending(link, action)?;
+    match &request {
+        Incoming::StatusNotification(r) => super::connector_within_limit(cs, r.connector_id)?,
+        Incoming::MeterValues(r) => super::connector_within_limit(cs, r.connector_id)?,
+        Incoming::StartTransaction(r) => super::connector_within_limit(cs, r.connector_id)?,
+        _ => {}
+    }
     let id = &link.charger;
     let now = Utc::now();
     match request {

@@ -177,6 +177,15 @@ pub async fn handle(
         tracing::warn!(charger.id = %link.charger, action, reason = %err.description, "accepted a value outside the schema");
     }
     super::refuse_while_pending(link, action)?;
+    match &request {
+        Incoming::StatusNotification(r) => super::connector_within_limit(cs, r.evse_id)?,
+        Incoming::MeterValues(r) => super::connector_within_limit(cs, r.evse_id)?,
+        Incoming::NotifyEVChargingNeeds(r) => super::connector_within_limit(cs, r.evse_id)?,
+        Incoming::TransactionEvent(r) => {
+            super::connector_within_limit(cs, r.evse.as_ref().map_or(0, |e| e.id))?
+        }
+        _ => {}
+    }
     let id = &link.charger;
     let now = Utc::now();
     match request {

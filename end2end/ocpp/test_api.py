@@ -364,3 +364,30 @@ def test_commands_to_a_charger_that_does_not_answer_are_turned_away_once_its_que
         assert set(statuses) <= {429, 502, 504}, statuses
 
     run(scenario())
+
+
+def test_the_frame_log_keeps_no_credentials_and_only_the_end_of_an_id_tag(server):
+    """What support reads in the raw frame log: the messages, without the secrets in them."""
+
+    async def scenario():
+        async with raw_charger(server, "UP-ZUI-02", "1.6") as raw:
+            await raw.call("BootNotification", {"chargePointModel": "Raw", "chargePointVendor": "E2E"})
+            await raw.call("Authorize", {"idTag": "SECRET-CARD-4321"})
+            # An operator sets the charger's AuthorizationKey (security profile 2); the charger answers.
+            command = asyncio.create_task(server.command(
+                "UP-ZUI-02", "ChangeConfiguration", {"key": "AuthorizationKey", "value": "0011223344556677"}))
+            while True:  # the balancer's own settings at boot come first
+                call = await raw.expect_call("ChangeConfiguration")
+                await raw.send(json.dumps([3, call[1], {"status": "Accepted"}]))
+                if call[3]["key"] == "AuthorizationKey":
+                    break
+            status, body = await command
+            assert status == 200, body
+        status, frames = await server.ahttp("GET", "/api/v1/chargers/UP-ZUI-02/frames?limit=50")
+        assert status == 200, frames
+        text = "\n".join(f["frame"] for f in frames)
+        assert "Authorize" in text and "ChangeConfiguration" in text, text[:2000]
+        assert "SECRET-CARD-4321" not in text and "4321" in text, "the id tag is masked to its last four"
+        assert "0011223344556677" not in text and "[redacted]" in text, "the key is not kept"
+
+    run(scenario())

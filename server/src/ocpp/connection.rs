@@ -204,7 +204,8 @@ where
 }
 
 async fn log_frame(cs: &CentralSystem, link: &Link, inbound: bool, text: &str) {
-    if let Err(err) = db::log_frame(&cs.db, &link.charger, inbound, text).await {
+    // Secrets and id tags are not kept, nor all of an oversized frame.
+    if let Err(err) = db::log_frame(&cs.db, &link.charger, inbound, &super::frame_log::for_log(text)).await {
         tracing::warn!(charger.id = %link.charger, error = %err, "could not log frame");
     }
 }

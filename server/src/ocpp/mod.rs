@@ -10,6 +10,7 @@
 
 pub mod connection;
 pub mod frame;
+pub mod frame_log;
 pub mod handshake;
 pub mod quirks;
 pub mod registry;

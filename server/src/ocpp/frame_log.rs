@@ -1,0 +1,134 @@
+//! What of a frame the raw frame log keeps: enough for a support engineer, no secrets. Credentials
+//! sent to a charger (its AuthorizationKey, a BasicAuthPassword) are replaced, a driver's id tag
+//! keeps only its last four characters (enough to match a card a driver reads out), and an
+//! oversized frame keeps its head. Pure.
+
+use serde_json::Value;
+
+/// The most of one frame the log keeps, bytes.
+pub const MAX_LOGGED_BYTES: usize = 16 * 1024;
+
+const REDACTED: &str = "[redacted]";
+
+/// Configuration keys and variables whose values are credentials.
+const SECRET_SETTINGS: [&str; 3] = ["AuthorizationKey", "BasicAuthPassword", "CertificatePrivateKey"];
+
+/// Keys whose string value is a driver's id tag.
+const ID_TAG_KEYS: [&str; 3] = ["idTag", "parentIdTag", "idToken"];
+
+/// The frame as the log keeps it.
+pub fn for_log(text: &str) -> String {
+    let kept = match serde_json::from_str::<Value>(text) {
+        Ok(mut frame) => {
+            if let Some(Value::Array(parts)) = Some(&mut frame) {
+                // CALL: [2, id, action, payload]; CALLRESULT: [3, id, payload]; CALLERROR: details last.
+                for part in parts.iter_mut().skip(2) {
+                    redact(part);
+                }
+            }
+            frame.to_string()
+        }
+        // Not JSON: kept as it came (cut below); it holds nothing we could read as a secret.
+        Err(_) => text.to_owned(),
+    };
+    cut(kept)
+}
+
+fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            // ChangeConfiguration {key, value}; GetConfiguration's answer [{key, readonly, value}].
+            let secret_key =
+                map.get("key").and_then(Value::as_str).is_some_and(|k| SECRET_SETTINGS.contains(&k));
+            if secret_key && map.contains_key("value") {
+                map.insert("value".into(), Value::String(REDACTED.into()));
+            }
+            // SetVariables' setVariableData / GetVariables' result: {variable: {name}, attributeValue}.
+            let secret_variable = map
+                .get("variable")
+                .and_then(|v| v.get("name"))
+                .and_then(Value::as_str)
+                .is_some_and(|n| SECRET_SETTINGS.contains(&n));
+            if secret_variable && map.contains_key("attributeValue") {
+                map.insert("attributeValue".into(), Value::String(REDACTED.into()));
+            }
+            for (key, inner) in map.iter_mut() {
+                match inner {
+                    Value::String(tag) if ID_TAG_KEYS.contains(&key.as_str()) => *tag = masked(tag),
+                    other => redact(other),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// An id tag with all but its last four characters hidden.
+fn masked(tag: &str) -> String {
+    let chars: Vec<char> = tag.chars().collect();
+    let keep = chars.len().saturating_sub(4);
+    chars.iter().enumerate().map(|(i, c)| if i < keep { '*' } else { *c }).collect()
+}
+
+fn cut(mut text: String) -> String {
+    if text.len() <= MAX_LOGGED_BYTES {
+        return text;
+    }
+    let total = text.len();
+    let mut end = MAX_LOGGED_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!("… [{} of {total} bytes not kept]", total - end));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn credentials_sent_to_a_charger_are_not_kept() {
+        let change =
+            json!([2, "1", "ChangeConfiguration", {"key": "AuthorizationKey", "value": "0123456789abcdef"}]);
+        let kept = for_log(&change.to_string());
+        assert!(!kept.contains("0123456789abcdef"), "{kept}");
+        assert!(kept.contains("AuthorizationKey") && kept.contains(REDACTED), "{kept}");
+        let set = json!([2, "2", "SetVariables", {"setVariableData": [
+            {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}, "attributeValue": "s3cret-pass"},
+            {"component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedInterval"}, "attributeValue": "10"}]}]);
+        let kept = for_log(&set.to_string());
+        assert!(!kept.contains("s3cret-pass"), "{kept}");
+        assert!(kept.contains(r#""attributeValue":"10""#), "other settings are kept: {kept}");
+        let other =
+            json!([2, "3", "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "10"}]);
+        assert_eq!(for_log(&other.to_string()), other.to_string());
+    }
+
+    #[test]
+    fn a_drivers_id_tag_keeps_only_its_last_four_characters() {
+        let start = json!([2, "4", "StartTransaction", {"connectorId": 1, "idTag": "04A2B3C4D5E6F7", "meterStart": 0, "timestamp": "2026-12-07T10:00:00Z"}]);
+        let kept = for_log(&start.to_string());
+        assert!(!kept.contains("04A2B3C4D5E6F7") && kept.contains(r#""idTag":"**********E6F7""#), "{kept}");
+        let event = json!([2, "5", "TransactionEvent", {"idToken": {"idToken": "DRIVER-CARD-991", "type": "ISO14443"}}]);
+        let kept = for_log(&event.to_string());
+        assert!(!kept.contains("DRIVER-CARD-991") && kept.contains("-991"), "{kept}");
+        let answer = json!([3, "6", {"idTagInfo": {"status": "Accepted", "parentIdTag": "PARENT-TAG-77"}}]);
+        assert!(!for_log(&answer.to_string()).contains("PARENT-TAG-77"));
+        assert_eq!(masked("AB"), "AB", "a tag of four or fewer shows nothing more than it is");
+    }
+
+    #[test]
+    fn an_oversized_frame_keeps_its_head_and_says_how_much_was_cut() {
+        let big =
+            json!([2, "7", "DataTransfer", {"vendorId": "E2E", "data": "é".repeat(20_000)}]).to_string();
+        let kept = for_log(&big);
+        assert!(kept.len() < MAX_LOGGED_BYTES + 64, "{}", kept.len());
+        assert!(kept.starts_with(r#"[2,"7","DataTransfer""#), "{}", &kept[..40]);
+        assert!(kept.ends_with(&format!("bytes not kept]")), "{}", &kept[kept.len() - 60..]);
+        assert_eq!(for_log("not json at all"), "not json at all");
+    }
+}

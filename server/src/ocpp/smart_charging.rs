@@ -40,27 +40,14 @@ impl ProfileAnswer {
     pub fn of(outcome: &CallOutcome) -> ProfileAnswer {
         match outcome {
             // Both versions answer `{"status": ...}`; only Accepted takes the profile.
-            CallOutcome::Answered(v) => match decode::<ProfileStatus>(v).map(|a| a.status) {
-                Ok(ProfileStatusWord::Accepted) => ProfileAnswer::Accepted,
+            CallOutcome::Answered(v) => match decode::<answers::Status>(v) {
+                Ok(a) if a.status == "Accepted" => ProfileAnswer::Accepted,
                 _ => ProfileAnswer::Refused,
             },
             CallOutcome::CallError { .. } => ProfileAnswer::Refused,
             CallOutcome::Timeout | CallOutcome::Disconnected => ProfileAnswer::Unanswered,
         }
     }
-}
-
-/// A SetChargingProfile answer's status, as both versions write it.
-#[derive(serde::Deserialize)]
-struct ProfileStatus {
-    status: ProfileStatusWord,
-}
-
-#[derive(serde::Deserialize, PartialEq)]
-enum ProfileStatusWord {
-    Accepted,
-    #[serde(other)]
-    Other,
 }
 
 /// The readings a charger is asked for.
@@ -135,29 +122,22 @@ fn component_named(name: &str) -> d201::component_type::ComponentType {
 /// Why the answer to a ChangeConfiguration or SetVariables is a refusal (`None`: it took it; a
 /// RebootRequired takes it from the charger's next boot).
 pub fn configuration_refusal(version: OcppVersion, answer: &Value) -> Option<String> {
+    let took = |status: &str| matches!(status, "Accepted" | "RebootRequired");
     match version {
-        OcppVersion::V16 => match decode::<m16::change_configuration::ChangeConfigurationResponse>(answer) {
-            Ok(a) => match a.status {
-                t16::ConfigurationStatus::Accepted | t16::ConfigurationStatus::RebootRequired => None,
-                other => Some(format!("status {other:?}")),
-            },
+        OcppVersion::V16 => match decode::<answers::Status>(answer) {
+            Ok(a) if took(&a.status) => None,
+            Ok(a) => Some(format!("status {:?}", a.status)),
             Err(why) => Some(why),
         },
         OcppVersion::V201 => {
-            let results = match decode::<m201::set_variables::SetVariablesResponse>(answer) {
+            let results = match decode::<answers::SetVariables>(answer) {
                 Ok(a) => a.set_variable_result,
                 Err(why) => return Some(why),
             };
             let refused: Vec<String> = results
                 .iter()
-                .filter(|r| {
-                    !matches!(
-                        r.attribute_status,
-                        e201::set_variable_status_enum_type::SetVariableStatusEnumType::Accepted
-                            | e201::set_variable_status_enum_type::SetVariableStatusEnumType::RebootRequired
-                    )
-                })
-                .map(|r| format!("{}: {:?}", r.variable.name, r.attribute_status))
+                .filter(|r| !took(&r.attribute_status))
+                .map(|r| format!("{}: {}", r.variable.name, r.attribute_status))
                 .collect();
             match (results.is_empty(), refused.is_empty()) {
                 (true, _) => Some("no setVariableResult".to_owned()),
@@ -196,28 +176,84 @@ pub fn schedule_periods_query(version: OcppVersion) -> (&'static str, Value) {
 pub fn schedule_periods(version: OcppVersion, answer: &Value) -> Option<u32> {
     let value = match version {
         OcppVersion::V16 => {
-            decode::<m16::get_configuration::GetConfigurationResponse>(answer)
+            decode::<answers::GetConfiguration>(answer)
                 .ok()?
-                .configuration_key?
+                .configuration_key
                 .into_iter()
                 .find(|k| k.key == "ChargingScheduleMaxPeriods")?
                 .value?
         }
         OcppVersion::V201 => {
-            let result = decode::<m201::get_variables::GetVariablesResponse>(answer)
-                .ok()?
-                .get_variable_result
-                .into_iter()
-                .next()?;
-            if result.attribute_status
-                != e201::get_variable_status_enum_type::GetVariableStatusEnumType::Accepted
-            {
+            let result =
+                decode::<answers::GetVariables>(answer).ok()?.get_variable_result.into_iter().next()?;
+            if result.attribute_status != "Accepted" {
                 return None;
             }
             result.attribute_value?
         }
     };
     value.trim().parse().ok()
+}
+
+/// The parts of chargers' answers we read, and only those: a charger that leaves out a field we do
+/// not need (a key's `readonly`, a result's `component`) or writes a status we do not know is still
+/// understood. Requests go out as rust-ocpp's full messages; answers come in as these.
+mod answers {
+    use serde::Deserialize;
+
+    /// ChangeConfiguration (1.6), SetChargingProfile (both).
+    #[derive(Deserialize)]
+    pub struct Status {
+        pub status: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SetVariables {
+        pub set_variable_result: Vec<SetVariableResult>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SetVariableResult {
+        pub attribute_status: String,
+        #[serde(default)]
+        pub variable: Named,
+    }
+
+    #[derive(Deserialize, Default)]
+    pub struct Named {
+        #[serde(default)]
+        pub name: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct GetConfiguration {
+        #[serde(default)]
+        pub configuration_key: Vec<KeyValue>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct KeyValue {
+        pub key: String,
+        #[serde(default)]
+        pub value: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct GetVariables {
+        pub get_variable_result: Vec<GetVariableResult>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct GetVariableResult {
+        pub attribute_status: String,
+        #[serde(default)]
+        pub attribute_value: Option<String>,
+    }
 }
 
 /// A default profile (TxDefaultProfile): on connector (2.0.1 EVSE) 0 the charger-wide one at the
@@ -448,6 +484,31 @@ fn decode<T: serde::de::DeserializeOwned>(answer: &Value) -> Result<T, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn answers_are_read_for_what_we_need_only() {
+        // A key without `readonly`, a result without `component`: still understood.
+        let key_only = json!({"configurationKey": [{"key": "ChargingScheduleMaxPeriods", "value": "2"}]});
+        assert_eq!(schedule_periods(OcppVersion::V16, &key_only), Some(2));
+        let bare =
+            json!({"setVariableResult": [{"attributeStatus": "Accepted", "variable": {"name": "Interval"}}]});
+        assert_eq!(configuration_refusal(OcppVersion::V201, &bare), None);
+        // A status we do not know is a refusal that names it, not an unreadable answer.
+        let odd = json!({"setVariableResult": [{"attributeStatus": "Pondering", "variable": {"name": "Interval"}}]});
+        let refused = configuration_refusal(OcppVersion::V201, &odd);
+        assert!(refused.as_deref().is_some_and(|r| r.contains("Interval: Pondering")), "{refused:?}");
+        assert_eq!(
+            ProfileAnswer::of(&CallOutcome::Answered(
+                json!({"status": "Accepted", "statusInfo": {"reasonCode": "x"}})
+            )),
+            ProfileAnswer::Accepted
+        );
+        assert_eq!(
+            ProfileAnswer::of(&CallOutcome::Answered(json!({"status": "Maybe"}))),
+            ProfileAnswer::Refused
+        );
+        assert_eq!(ProfileAnswer::of(&CallOutcome::Answered(json!({}))), ProfileAnswer::Refused);
+    }
 
     #[test]
     fn profiles_fit_the_official_schemas() {

@@ -1,7 +1,7 @@
-//! What of a frame the raw frame log keeps: enough for a support engineer, no secrets. Credentials
-//! sent to a charger (its AuthorizationKey, a BasicAuthPassword) are replaced, a driver's id tag
-//! keeps only its last four characters (enough to match a card a driver reads out), and an
-//! oversized frame keeps its head. Pure.
+//! What of a frame the raw frame log keeps: the frame as it went over the wire, less its secrets.
+//! Credentials sent to a charger (its AuthorizationKey, a BasicAuthPassword) are replaced, a
+//! driver's id tag keeps only its last four characters (enough to match a card a driver reads out),
+//! and an oversized frame keeps its head. A frame with nothing to hide is kept to the byte. Pure.
 
 use serde_json::Value;
 
@@ -10,58 +10,106 @@ pub const MAX_LOGGED_BYTES: usize = 16 * 1024;
 
 const REDACTED: &str = "[redacted]";
 
-/// Configuration keys and variables whose values are credentials.
+/// Configuration keys and variables whose values are credentials (matched whatever their case).
 const SECRET_SETTINGS: [&str; 3] = ["AuthorizationKey", "BasicAuthPassword", "CertificatePrivateKey"];
 
 /// Keys whose string value is a driver's id tag.
-const ID_TAG_KEYS: [&str; 3] = ["idTag", "parentIdTag", "idToken"];
+const ID_TAG_KEYS: [&str; 4] = ["idTag", "parentIdTag", "idToken", "additionalIdToken"];
+
+fn is_secret_setting(name: &str) -> bool {
+    SECRET_SETTINGS.iter().any(|s| s.eq_ignore_ascii_case(name))
+}
 
 /// The frame as the log keeps it.
 pub fn for_log(text: &str) -> String {
     let kept = match serde_json::from_str::<Value>(text) {
         Ok(mut frame) => {
-            if let Some(Value::Array(parts)) = Some(&mut frame) {
+            let mut changed = false;
+            if let Value::Array(parts) = &mut frame {
                 // CALL: [2, id, action, payload]; CALLRESULT: [3, id, payload]; CALLERROR: details last.
                 for part in parts.iter_mut().skip(2) {
-                    redact(part);
+                    changed |= redact(part);
                 }
             }
-            frame.to_string()
+            if changed {
+                frame.to_string()
+            } else {
+                text.to_owned()
+            }
         }
-        // Not JSON: kept as it came (cut below); it holds nothing we could read as a secret.
-        Err(_) => text.to_owned(),
+        // Not JSON (a malformed frame support wants to see as it came), less any id tag in it.
+        Err(_) => mask_tags_in_text(text),
     };
     cut(kept)
 }
 
-fn redact(value: &mut Value) {
+/// Redacts in place; true when anything was.
+fn redact(value: &mut Value) -> bool {
+    let mut changed = false;
     match value {
         Value::Object(map) => {
             // ChangeConfiguration {key, value}; GetConfiguration's answer [{key, readonly, value}].
-            let secret_key =
-                map.get("key").and_then(Value::as_str).is_some_and(|k| SECRET_SETTINGS.contains(&k));
+            let secret_key = map.get("key").and_then(Value::as_str).is_some_and(is_secret_setting);
             if secret_key && map.contains_key("value") {
                 map.insert("value".into(), Value::String(REDACTED.into()));
+                changed = true;
             }
             // SetVariables' setVariableData / GetVariables' result: {variable: {name}, attributeValue}.
             let secret_variable = map
                 .get("variable")
                 .and_then(|v| v.get("name"))
                 .and_then(Value::as_str)
-                .is_some_and(|n| SECRET_SETTINGS.contains(&n));
+                .is_some_and(is_secret_setting);
             if secret_variable && map.contains_key("attributeValue") {
                 map.insert("attributeValue".into(), Value::String(REDACTED.into()));
+                changed = true;
             }
             for (key, inner) in map.iter_mut() {
                 match inner {
-                    Value::String(tag) if ID_TAG_KEYS.contains(&key.as_str()) => *tag = masked(tag),
-                    other => redact(other),
+                    Value::String(tag) if ID_TAG_KEYS.contains(&key.as_str()) => {
+                        let hidden = masked(tag);
+                        changed |= hidden != *tag;
+                        *tag = hidden;
+                    }
+                    other => changed |= redact(other),
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(redact),
+        Value::Array(items) => {
+            for item in items {
+                changed |= redact(item);
+            }
+        }
         _ => {}
     }
+    changed
+}
+
+/// Text that is not JSON, with the string after each `"idTag":` (and the like) masked.
+fn mask_tags_in_text(text: &str) -> String {
+    let mut out = text.to_owned();
+    for key in ID_TAG_KEYS {
+        let needle = format!("\"{key}\"");
+        let mut from = 0;
+        while let Some(at) = out[from..].find(&needle).map(|i| i + from) {
+            let after = at + needle.len();
+            // Only `: "value"` right after the key is a tag's value.
+            let gap = out[after..].find('"').filter(|&i| {
+                let between = &out[after..after + i];
+                between.contains(':') && between.chars().all(|c| c == ':' || c.is_whitespace())
+            });
+            let Some(gap) = gap else {
+                from = after;
+                continue;
+            };
+            let start = after + gap + 1;
+            let Some(len) = out[start..].find('"') else { break };
+            let hidden = masked(&out[start..start + len]);
+            out.replace_range(start..start + len, &hidden);
+            from = start + hidden.len();
+        }
+    }
+    out
 }
 
 /// An id tag with all but its last four characters hidden.
@@ -103,9 +151,10 @@ mod tests {
         let kept = for_log(&set.to_string());
         assert!(!kept.contains("s3cret-pass"), "{kept}");
         assert!(kept.contains(r#""attributeValue":"10""#), "other settings are kept: {kept}");
-        let other =
-            json!([2, "3", "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "10"}]);
-        assert_eq!(for_log(&other.to_string()), other.to_string());
+        let other = r#"[2, "3", "ChangeConfiguration", {"value": "10", "key": "MeterValueSampleInterval"}]"#;
+        assert_eq!(for_log(other), other, "a frame with nothing to hide is kept to the byte");
+        let lowercase = json!([2, "9", "ChangeConfiguration", {"key": "authorizationkey", "value": "k3y"}]);
+        assert!(!for_log(&lowercase.to_string()).contains("k3y"), "setting names match whatever their case");
     }
 
     #[test]
@@ -130,5 +179,8 @@ mod tests {
         assert!(kept.starts_with(r#"[2,"7","DataTransfer""#), "{}", &kept[..40]);
         assert!(kept.ends_with(&format!("bytes not kept]")), "{}", &kept[kept.len() - 60..]);
         assert_eq!(for_log("not json at all"), "not json at all");
+        let broken = r#"[2, "8", "Authorize", {"idTag": "BROKEN-CARD-5555", "#;
+        let kept = for_log(broken);
+        assert!(!kept.contains("BROKEN-CARD") && kept.contains("5555\""), "{kept}");
     }
 }

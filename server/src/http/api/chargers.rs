@@ -150,7 +150,8 @@ pub struct Frame {
     direction: String,
     #[schema(format = DateTime)]
     at: Option<String>,
-    /// The frame's text as it went over the wire.
+    /// The frame's text as it went over the wire, less its secrets (credentials replaced, id tags
+    /// to their last four characters) and cut at 16 KiB.
     frame: String,
 }
 

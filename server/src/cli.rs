@@ -119,7 +119,7 @@ struct LbBenchArgs {
     #[arg(long)]
     lease_steps: Option<u64>,
     /// Never shorten leases (by default a store seen climbing further within a lease than the
-    /// plan allows for gets half, or a fifth, but at least four round trips).
+    /// plan allows for gets half of it, or 0.3, as the live policy, but at least four round trips).
     #[arg(long)]
     keep_leases: bool,
     /// One recompute per event instead of one per step's batch of events.

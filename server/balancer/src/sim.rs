@@ -163,7 +163,8 @@ pub struct SimOptions {
     /// `None`: the live site policy's lease ([`SitePolicy`]), in the day's steps.
     pub lease_steps: Option<u64>,
     /// Shorten leases where the store has climbed further within one than the plan allows for:
-    /// to half, or a fifth (the balancer keeps a lease at four round trips at least).
+    /// to the live policy's holds in proportion (600 / 300 / 180 s of 600: half, or 0.3), and the
+    /// balancer keeps a lease at four round trips at least.
     pub shorten_leases: bool,
     /// Learn the store's rise from its meter (used once the history spans a day: see
     /// [`DaySim::learn_store_history`]) rather than only the configured rise.

@@ -44,11 +44,12 @@ pub struct SessionNeeds {
     pub priority: SessionPriority,
 }
 
-/// A priority as stored; one out of range (written by hand) counts as normal.
+/// A priority as stored; one out of range (written by hand) is taken at the nearest end.
 pub(crate) fn stored_priority(value: i64) -> SessionPriority {
     SessionPriority::new(value).unwrap_or_else(|out_of_range| {
-        tracing::warn!(%out_of_range, "a stored session priority is out of range: taken as normal");
-        SessionPriority::NORMAL
+        tracing::warn!(%out_of_range, "a stored session priority is out of range: taken at the nearest end");
+        let nearest = value.clamp(0, i64::from(SessionPriority::MAX));
+        SessionPriority::new(nearest).unwrap_or(SessionPriority::NORMAL)
     })
 }
 

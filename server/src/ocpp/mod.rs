@@ -266,6 +266,12 @@ pub(crate) fn internal(err: crate::db::DbError) -> RpcError {
 pub(crate) fn connector_within_limit(cs: &CentralSystem, connector: impl Into<i64>) -> Result<(), RpcError> {
     let connector = connector.into();
     let max = i64::from(cs.settings.max_connectors);
+    if connector < 0 {
+        return Err(RpcError::new(
+            ErrorCode::PropertyConstraintViolation,
+            format!("connector {connector} is not a connector number"),
+        ));
+    }
     if connector > max {
         return Err(RpcError::new(
             ErrorCode::PropertyConstraintViolation,

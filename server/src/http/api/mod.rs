@@ -127,7 +127,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::bad_request(format!("the body could not be read: {e}")))?;
+            .map_err(|e| ApiError::new(e.status(), format!("the body could not be read: {e}")))?;
         read_json(&bytes).map(Body)
     }
 }

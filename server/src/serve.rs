@@ -90,15 +90,21 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let ocpp = network.ocpp.clone();
     let housekeeping = {
         let ocpp = ocpp.clone();
+        let db = db.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
             loop {
                 every.tick().await;
                 ocpp.housekeeping().await;
+                match crate::db::users::forget_expired_sessions(&db, crate::db::now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(forgotten = n, "forgot expired sign-ins"),
+                    Err(err) => tracing::warn!(error = %err, "expired sign-ins not forgotten"),
+                }
             }
         })
     };
-    let state = AppState::new(leptos, db.clone(), themes, network);
+    let state = AppState::new(leptos, db.clone(), themes, network).served_over_tls(settings.tls.is_some());
     let router = http::router(state);
     let (stop, task): (Box<dyn FnOnce() + Send>, JoinHandle<std::io::Result<()>>) = match &settings.tls {
         None => {

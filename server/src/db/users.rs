@@ -109,3 +109,12 @@ pub async fn delete_session(db: &Db, token_hash: &str) -> Result<(), DbError> {
         .await?;
     Ok(())
 }
+
+/// Forgets sign-ins that have expired (they no longer let anyone in; kept, they only pile up).
+pub async fn forget_expired_sessions(db: &Db, now_ms: i64) -> Result<u64, DbError> {
+    let done = sqlx::query("DELETE FROM auth_sessions WHERE expires_at <= $1")
+        .bind(now_ms)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -24,6 +24,10 @@ on_both_backends! {
         users::create_session(&t.db, "old", user, 1_000).await.expect("session");
         assert!(users::session_user(&t.db, "live", 1_500).await.expect("q").is_some());
         assert!(users::session_user(&t.db, "old", 1_500).await.expect("q").is_none());
+        // Expired sign-ins are forgotten; the live one stays.
+        assert_eq!(users::forget_expired_sessions(&t.db, 1_500).await.expect("forget"), 1);
+        assert_eq!(users::forget_expired_sessions(&t.db, 1_500).await.expect("forget"), 0);
+        assert!(users::session_user(&t.db, "live", 1_500).await.expect("q").is_some());
         users::delete_session(&t.db, "live").await.expect("delete");
         assert!(users::session_user(&t.db, "live", 1_500).await.expect("q").is_none());
     }

@@ -559,9 +559,17 @@ pub mod ssr {
         set_cookie(SESSION_COOKIE, token, max_age_s);
     }
 
-    /// HttpOnly: no script of the page can read it; SameSite=Lax: no other site's form can use it.
+    /// Marks a request that came over TLS (ours, or a proxy's that says so): its cookies are `Secure`.
+    #[derive(Clone, Copy, Debug)]
+    pub struct OverTls;
+
+    /// HttpOnly: no script of the page can read it; SameSite=Lax: no other site's form can use it;
+    /// Secure over TLS: never sent in the clear.
     pub fn set_cookie(name: &str, token: &str, max_age_s: u64) {
-        let cookie = format!("{name}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}");
+        let over_tls = use_context::<http::request::Parts>()
+            .is_some_and(|parts| parts.extensions.get::<OverTls>().is_some());
+        let secure = if over_tls { "; Secure" } else { "" };
+        let cookie = format!("{name}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}");
         if let (Some(response), Ok(value)) =
             (use_context::<leptos_axum::ResponseOptions>(), http::HeaderValue::from_str(&cookie))
         {

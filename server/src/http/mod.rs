@@ -35,6 +35,8 @@ pub struct AppState {
     pub ocpp: CentralSystem,
     /// The sites' load balancers.
     pub hub: Hub,
+    /// We serve TLS ourselves: every request came over it.
+    pub over_tls: bool,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -54,7 +56,13 @@ impl AppState {
         let Network { ocpp, hub } = network;
         let backend: SharedBackend =
             Arc::new(WebBackend { db: db.clone(), themes: themes.clone(), hub: hub.clone() });
-        Self { leptos, db, themes, backend, ocpp, hub }
+        Self { leptos, db, themes, backend, ocpp, hub, over_tls: false }
+    }
+
+    /// Serving TLS ourselves (cookies are then `Secure`).
+    pub fn served_over_tls(mut self, over_tls: bool) -> Self {
+        self.over_tls = over_tls;
+        self
     }
 }
 
@@ -75,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .leptos_routes_with_context(&state, routes, context.clone(), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(middleware::from_fn(observe))
+        .layer(middleware::from_fn_with_state(state.clone(), mark_tls))
         .with_state(state)
 }
 
@@ -94,6 +103,21 @@ fn method_label(method: &axum::http::Method) -> &'static str {
         Method::TRACE => "TRACE",
         _ => "other",
     }
+}
+
+/// Marks a request that came over TLS, ours or a proxy's that says so (`X-Forwarded-Proto: https`),
+/// so the cookies set in answer are `Secure`. Trusting the header is safe here: a false one only
+/// makes a cookie the browser will not send back in the clear.
+async fn mark_tls(State(state): State<AppState>, mut req: Request<Body>, next: Next) -> Response {
+    let proxied_https = req
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+    if state.over_tls || proxied_https {
+        req.extensions_mut().insert(app::api::ssr::OverTls);
+    }
+    next.run(req).await
 }
 
 /// Counts and times every request for `/metrics`, and logs it.

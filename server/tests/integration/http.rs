@@ -423,3 +423,31 @@ on_both_backends! {
         assert_eq!(serde_json::from_str::<serde_json::Value>(&body).expect("json")["kept"], 50_000, "{body}");
     }
 }
+
+on_both_backends! {
+    async fn the_session_cookie_is_secure_over_tls_and_only_then(t: &TestDb) {
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let app = app(&t.db);
+        let form = format!("email={}&password={}", seed::OPERATOR_EMAIL.replace('@', "%40"), seed::OPERATOR_PASSWORD);
+        let cookie_of = |headers: &axum::http::HeaderMap| {
+            headers.get(header::SET_COOKIE).expect("a session cookie").to_str().expect("ascii").to_owned()
+        };
+        // In the clear (a test server, a developer's laptop): not Secure, or the browser would drop it.
+        let (status, headers, body) = send(&app, server_fn("sign_in", &form, None)).await;
+        assert!(status.is_success() || status.is_redirection(), "{status} {body}");
+        let plain = cookie_of(&headers);
+        assert!(plain.contains("HttpOnly") && !plain.contains("Secure"), "{plain}");
+        // Behind a proxy that terminates TLS and says so.
+        let mut proxied = server_fn("sign_in", &form, None);
+        proxied.headers_mut().insert("x-forwarded-proto", "https".parse().expect("header"));
+        let (_, headers, _) = send(&app, proxied).await;
+        assert!(cookie_of(&headers).contains("; Secure"), "{}", cookie_of(&headers));
+        // Serving TLS ourselves: every cookie is Secure.
+        let themes = Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("themes");
+        let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
+        let network = server::network::Network::without_balancing(t.db.clone(), Default::default());
+        let tls_app = router(AppState::new(leptos, t.db.clone(), Arc::new(themes), network).served_over_tls(true));
+        let (_, headers, _) = send(&tls_app, server_fn("sign_in", &form, None)).await;
+        assert!(cookie_of(&headers).contains("; Secure"), "{}", cookie_of(&headers));
+    }
+}

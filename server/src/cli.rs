@@ -259,6 +259,9 @@ struct ServeArgs {
     /// OCPP: the highest connector (2.0.1: EVSE) number a charger may report.
     #[arg(long, env = "FORECOURT_MAX_CONNECTORS", default_value_t = 16)]
     max_connectors: u32,
+    /// OCPP: the most unknown chargers waiting for an operator at once (new ones are refused, 503).
+    #[arg(long, env = "FORECOURT_MAX_PENDING_CHARGERS", default_value_t = 1000)]
+    max_pending_chargers: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,6 +311,7 @@ impl GlobalArgs {
                 unknown_chargers: serve.unknown_chargers,
                 max_message_bytes: serve.ocpp_max_message_kib.max(4) * 1024,
                 max_connectors: serve.max_connectors.max(1),
+                max_pending_chargers: serve.max_pending_chargers,
             },
             tls: match (&serve.tls_cert, &serve.tls_key) {
                 (Some(cert), Some(key)) => {
@@ -334,6 +338,7 @@ impl ServeArgs {
             unknown_chargers: crate::ocpp::UnknownChargers::Pending,
             ocpp_max_message_kib: 512,
             max_connectors: 16,
+            max_pending_chargers: 1000,
             tls_cert: None,
             tls_key: None,
         }

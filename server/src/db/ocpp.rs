@@ -708,6 +708,14 @@ pub async fn charger_request(db: &Db, id: &ChargerId) -> Result<Option<ChargerRe
     row.as_ref().map(request_from).transpose()
 }
 
+/// How many unknown chargers wait for an operator now.
+pub async fn pending_request_count(db: &Db) -> Result<u64, DbError> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM charger_requests WHERE status = 'pending'")
+        .fetch_one(db.pool())
+        .await?;
+    Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
+}
+
 pub async fn charger_requests(db: &Db) -> Result<Vec<ChargerRequest>, DbError> {
     let rows = sqlx::query(&format!("SELECT {REQUEST_COLUMNS} FROM charger_requests ORDER BY first_seen_at"))
         .fetch_all(db.pool())

@@ -181,6 +181,15 @@ async fn unknown_charger(
         }
         None => {}
     }
+    if site.is_none()
+        && db::pending_request_count(&cs.db).await.map_err(unavailable)? >= cs.settings.max_pending_chargers
+    {
+        tracing::warn!(charger.id = %charger, limit = cs.settings.max_pending_chargers, "refused: too many unknown chargers wait for an operator");
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many unknown chargers wait for an operator",
+        ));
+    }
     if password.chars().count() < MIN_CHARGER_PASSWORD {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,

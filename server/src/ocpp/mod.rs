@@ -46,6 +46,9 @@ pub struct OcppSettings {
     /// The highest connector (2.0.1: EVSE) number a charger may report: one beyond it is refused,
     /// so a charger cannot mint connectors (and site rebuilds) without end.
     pub max_connectors: u32,
+    /// The most unknown chargers waiting for an operator at once: a stranger cannot fill the list
+    /// (and the database) with made-up ids.
+    pub max_pending_chargers: u64,
 }
 
 /// The policy for chargers we do not know.
@@ -68,6 +71,7 @@ impl Default for OcppSettings {
             unknown_chargers: UnknownChargers::Pending,
             max_message_bytes: 512 * 1024,
             max_connectors: 16,
+            max_pending_chargers: 1000,
         }
     }
 }

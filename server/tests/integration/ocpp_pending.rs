@@ -48,9 +48,12 @@ async fn closed_site(db: &Db) -> i64 {
 }
 
 async fn start(db: &Db) -> (axum::Router, std::net::SocketAddr) {
+    start_with(db, OcppSettings { unknown_chargers: UnknownChargers::Pending, ..Default::default() }).await
+}
+
+async fn start_with(db: &Db, settings: OcppSettings) -> (axum::Router, std::net::SocketAddr) {
     tokens::create_token(db, &server::auth::token_hash(TOKEN), "test", &Role::Operator).await.expect("token");
     let themes = Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("themes");
-    let settings = OcppSettings { unknown_chargers: UnknownChargers::Pending, ..Default::default() };
     let network = Network::without_balancing(db.clone(), settings);
     let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
     let app = router(AppState::new(leptos, db.clone(), Arc::new(themes), network));
@@ -165,5 +168,21 @@ on_both_backends! {
         assert_eq!(connect(addr, "NEW-CP-2", "some-password").await.err(), Some(401));
         let (status, _) = api(&app, "POST", "/api/v1/charger-requests/NOBODY/reject", Value::Null).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
+
+on_both_backends! {
+    async fn no_more_unknown_chargers_wait_than_the_network_allows(t: &TestDb) {
+        closed_site(&t.db).await;
+        let settings =
+            OcppSettings { unknown_chargers: UnknownChargers::Pending, max_pending_chargers: 2, ..Default::default() };
+        let (_app, addr) = start_with(&t.db, settings).await;
+        let _first = connect(addr, "STRANGER-1", "first-password").await.expect("room for one");
+        let _second = connect(addr, "STRANGER-2", "second-password").await.expect("and a second");
+        assert_eq!(connect(addr, "STRANGER-3", "third-password").await.err(), Some(503), "the list is full");
+        // One already waiting may come back; the list does not grow.
+        drop(_first);
+        connect(addr, "STRANGER-1", "first-password").await.expect("a waiting charger reconnects");
+        assert_eq!(server::db::ocpp::pending_request_count(&t.db).await.expect("count"), 2);
     }
 }

@@ -20,8 +20,18 @@ fn is_secret_setting(name: &str) -> bool {
     SECRET_SETTINGS.iter().any(|s| s.eq_ignore_ascii_case(name))
 }
 
+/// Whether a frame names anything we hide: most frames (meter values, heartbeats, statuses) do
+/// not, and are kept as they came without being parsed on every message's way.
+fn may_hold_secrets(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    ID_TAG_KEYS.iter().chain(SECRET_SETTINGS.iter()).any(|name| lower.contains(&name.to_ascii_lowercase()))
+}
+
 /// The frame as the log keeps it.
 pub fn for_log(text: &str) -> String {
+    if !may_hold_secrets(text) {
+        return cut(text.to_owned());
+    }
     let kept = match serde_json::from_str::<Value>(text) {
         Ok(mut frame) => {
             let mut changed = false;

@@ -181,6 +181,12 @@ async fn unknown_charger(
         }
         None => {}
     }
+    if password.chars().count() < MIN_CHARGER_PASSWORD {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "a new charger's password must be at least 8 characters",
+        ));
+    }
     if site.is_none()
         && db::pending_request_count(&cs.db).await.map_err(unavailable)? >= cs.settings.max_pending_chargers
     {
@@ -188,12 +194,6 @@ async fn unknown_charger(
         return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many unknown chargers wait for an operator",
-        ));
-    }
-    if password.chars().count() < MIN_CHARGER_PASSWORD {
-        return Err(refuse(
-            StatusCode::UNAUTHORIZED,
-            "a new charger's password must be at least 8 characters",
         ));
     }
     let Ok(hashed) = auth::hash_password_bounded(password).await else {

@@ -10,7 +10,7 @@
 use crate::balancing::Hub;
 use crate::db::{self, plans, Db};
 use app::api::PlanOutcome;
-use app::domain::{ChargerId, ConnectorNo, DriverPlan, PlanInput, PlanState, WallClock};
+use app::domain::{ChargerId, ConnectorNo, DriverPlan, PlanInput, PlanState, TransactionId, WallClock};
 use chrono::{Duration, NaiveTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
@@ -219,7 +219,7 @@ pub async fn state_plan(
         }
     };
     if let Some((needs, transaction)) = plans::copy_to_session(db, plan_id).await? {
-        hub.session_declared(charger, transaction, &needs);
+        hub.session_declared(charger, TransactionId(transaction), &needs);
         tracing::info!(plan.id = plan_id, transaction.id = transaction, charger.id = %charger, connector = connector_no, ?needs, "driver's plan given to the session");
     } else {
         // The plan last stated to wait is the one the next car takes.
@@ -235,15 +235,21 @@ pub async fn state_plan(
 
 /// A session started: the plan waiting on its connector, if any, joins it and goes to the balancer.
 /// A failure is logged and leaves the plan waiting; the session itself is recorded already.
-pub async fn session_started(db: &Db, hub: &Hub, charger: &ChargerId, connector_no: i64, transaction: i64) {
-    match plans::join_waiting(db, charger.as_str(), connector_no, transaction, db::now_ms()).await {
+pub async fn session_started(
+    db: &Db,
+    hub: &Hub,
+    charger: &ChargerId,
+    connector_no: i64,
+    transaction: TransactionId,
+) {
+    match plans::join_waiting(db, charger.as_str(), connector_no, transaction.0, db::now_ms()).await {
         Ok(Some(needs)) => {
             hub.session_declared(charger, transaction, &needs);
-            tracing::info!(transaction.id = transaction, charger.id = %charger, connector = connector_no, ?needs, "driver's waiting plan joined the session");
+            tracing::info!(transaction.id = %transaction, charger.id = %charger, connector = connector_no, ?needs, "driver's waiting plan joined the session");
         }
         Ok(None) => {}
         Err(err) => {
-            tracing::warn!(transaction.id = transaction, charger.id = %charger, error = %err, "could not join a driver's plan to the session")
+            tracing::warn!(transaction.id = %transaction, charger.id = %charger, error = %err, "could not join a driver's plan to the session")
         }
     }
 }

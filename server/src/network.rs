@@ -5,7 +5,7 @@
 use crate::balancing::Hub;
 use crate::db::{Db, DbError};
 use crate::ocpp::registry::Registry;
-use crate::ocpp::report::{ChargerReport, ReportSink};
+use crate::ocpp::report::{ChargerEvent, ReportSink};
 use crate::ocpp::{CentralSystem, OcppSettings};
 use app::domain::{ChargerId, SiteId};
 use std::sync::Arc;
@@ -46,24 +46,24 @@ struct Listeners {
 
 #[async_trait::async_trait]
 impl ReportSink for Listeners {
-    async fn report(&self, charger: &ChargerId, site: Option<SiteId>, report: ChargerReport) {
+    async fn report(&self, charger: &ChargerId, site: Option<SiteId>, event: ChargerEvent) {
         let hub = &self.hub;
-        match report {
-            ChargerReport::Online(online) => hub.charger_online(charger, online),
-            ChargerReport::Booted { version } => hub.charger_booted(charger, site, version),
-            ChargerReport::Clock { stamped, stamp } => hub.charger_clock(charger, stamped, stamp),
-            ChargerReport::ConnectorSeen { connector } => hub.connector_seen(charger, site, connector),
-            ChargerReport::DrawStopped { connector } => hub.draw_stopped(charger, connector),
-            ChargerReport::SessionStarted { connector, transaction, ocpp_tx_id, meter_start_wh } => {
-                hub.session_started(charger, connector, transaction.0, &ocpp_tx_id, meter_start_wh);
-                crate::driver::session_started(&self.db, hub, charger, i64::from(connector), transaction.0)
+        match event {
+            ChargerEvent::Online(online) => hub.charger_online(charger, online),
+            ChargerEvent::Booted { version } => hub.charger_booted(charger, site, version),
+            ChargerEvent::Clock { stamped, stamp } => hub.charger_clock(charger, stamped, stamp),
+            ChargerEvent::ConnectorSeen { connector } => hub.connector_seen(charger, site, connector),
+            ChargerEvent::DrawStopped { connector } => hub.draw_stopped(charger, connector),
+            ChargerEvent::SessionStarted { connector, transaction, ocpp_tx_id, meter_start_wh } => {
+                hub.session_started(charger, connector, transaction, &ocpp_tx_id, meter_start_wh);
+                crate::driver::session_started(&self.db, hub, charger, i64::from(connector), transaction)
                     .await;
             }
-            ChargerReport::SessionEnded { transaction } => hub.session_ended(charger, transaction.0),
-            ChargerReport::Meter { connector, currents_da, energy_wh } => {
+            ChargerEvent::SessionEnded { transaction } => hub.session_ended(charger, transaction),
+            ChargerEvent::Meter { connector, currents_da, energy_wh } => {
                 hub.connector_meter(charger, connector, currents_da, energy_wh)
             }
-            ChargerReport::EvNeeds { connector, ev_max_a, departure_utc_ms, energy_wh } => {
+            ChargerEvent::EvNeeds { connector, ev_max_a, departure_utc_ms, energy_wh } => {
                 hub.session_needs(charger, connector, ev_max_a, departure_utc_ms, energy_wh)
             }
         }

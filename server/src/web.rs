@@ -10,7 +10,9 @@ use app::api::{
     CarLoad, ChargerRow, ConnectorLoad, DriverConnector, MeterSetAside, NodeLoad, PlanOutcome,
     PriorityChange, RetailerSummary, SiteAlert, SiteAlertKind, SiteLoad, SiteRow,
 };
-use app::domain::{ChargerId, ConnectorNo, DriverPlan, PlanInput, RetailerId, SessionPriority, SiteId};
+use app::domain::{
+    ChargerId, ConnectorNo, DriverPlan, PlanInput, RetailerId, SessionPriority, SiteId, TransactionId,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -124,7 +126,7 @@ impl Backend for WebBackend {
             return Ok(PriorityChange::NotRunning);
         };
         if let Ok(charger) = ChargerId::parse(&charger) {
-            self.hub.session_declared(&charger, session, &needs);
+            self.hub.session_declared(&charger, TransactionId(session), &needs);
         }
         tracing::info!(session.id = session, charger.id = %charger, priority = priority.get(), "session priority set by an operator");
         Ok(PriorityChange::Set)

@@ -15,11 +15,12 @@ use crate::balancer::units::{
 use crate::db::{balancing, Db, DbError};
 use crate::ocpp::frame::OcppVersion;
 use crate::ocpp::registry::{CallOutcome, Registry};
+use crate::ocpp::report::OcppConnector;
 use crate::ocpp::smart_charging::{
     configuration_refusal, default_profile, readings_requests, schedule_periods, schedule_periods_query,
     switch_after_s, tx_profile, whole_second, ProfileAnswer, ProfileLease, ProfileSwitch, Readings,
 };
-use app::domain::{ChargerId, SiteId};
+use app::domain::{ChargerId, SiteId, TransactionId};
 use clock::ShellClock;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -75,16 +76,26 @@ struct Rebuilt {
     balancer: Balancer,
     /// Its store history was learned from storage afresh: not carried over from the running one.
     store_relearned: bool,
-    targets: Vec<Target>,
+    places: Vec<OcppPlace>,
     /// The site's chargers, in `ChargerKey` order.
     chargers: Vec<ChargerId>,
 }
 
-/// Where a balancer connector is in OCPP terms.
+/// Where a balancer connector is in OCPP terms: the charger and the number it reports the
+/// connector by (the same pair every [`ChargerEvent`](crate::ocpp::report::ChargerEvent) names). The
+/// balancer knows the connector by its `ConnectorKey`; this map is the one crossing between the two.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Target {
+struct OcppPlace {
     charger: ChargerId,
-    connector_no: u32,
+    connector_no: OcppConnector,
+}
+
+/// A session as the balancer knows it: our transaction id, the one name both sides share. (The
+/// charger's own name for it, 2.0.1's transactionId, travels beside it only to go back to the
+/// charger in its profiles.)
+fn session_key(transaction: TransactionId) -> SessionKey {
+    // Our ids are positive (database sequences); a negative one would be corrupt storage.
+    SessionKey(u64::try_from(transaction.0).unwrap_or(0))
 }
 
 /// A site's live budget with connectors named as the operator knows them.
@@ -151,7 +162,7 @@ impl AttentionBoard {
 #[derive(Default)]
 struct Maps {
     sites: HashMap<SiteId, SiteEntry>,
-    connectors: HashMap<Target, (SiteId, ConnectorKey)>,
+    connectors: HashMap<OcppPlace, (SiteId, ConnectorKey)>,
     chargers: HashMap<ChargerId, (SiteId, ChargerKey)>,
     /// Chargers whose connector 0 meter is their site's store meter.
     store_meters: HashMap<ChargerId, SiteId>,
@@ -164,8 +175,8 @@ impl Maps {
         self.store_meters.retain(|_, s| *s != site);
     }
 
-    fn learn_site(&mut self, site: SiteId, targets: &[Target], chargers: &[ChargerId]) {
-        for (i, t) in targets.iter().enumerate() {
+    fn learn_site(&mut self, site: SiteId, places: &[OcppPlace], chargers: &[ChargerId]) {
+        for (i, t) in places.iter().enumerate() {
             self.connectors.insert(t.clone(), (site, ConnectorKey(u32::try_from(i).unwrap_or(u32::MAX))));
         }
         for (i, c) in chargers.iter().enumerate() {
@@ -196,9 +207,9 @@ fn rotation(text: &str) -> Rotation {
 }
 
 /// The balancer configuration of one site, from what storage knows.
-fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec<ChargerId>) {
+fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<OcppPlace>, Vec<ChargerId>) {
     let mut charger_keys: Vec<ChargerId> = Vec::new();
-    let mut targets = Vec::new();
+    let mut places = Vec::new();
     let mut connectors = Vec::new();
     for (i, c) in site.connectors.iter().enumerate() {
         let Ok(charger) = ChargerId::parse(&c.charger_id) else { continue };
@@ -219,7 +230,7 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
             fallback: da(site.connector_fallback_da)
                 .min(DeciAmps::from_amps(u32::try_from(c.max_current_a.max(0)).unwrap_or(0))),
         });
-        targets.push(Target { charger, connector_no: u32::try_from(c.connector_no).unwrap_or(0) });
+        places.push(OcppPlace { charger, connector_no: u32::try_from(c.connector_no).unwrap_or(0) });
     }
     let circuits = site
         .circuits
@@ -245,7 +256,7 @@ fn site_config(site: &balancing::SiteElectrics) -> (SiteConfig, Vec<Target>, Vec
     // Off unless the site states its chargers' round trip and clock skew.
     config.handover = site.handover;
     config.idle_raise_after = site.idle_raise_after;
-    (config, targets, charger_keys)
+    (config, places, charger_keys)
 }
 
 /// Whether a site with these electrics can be balanced safely; its configuration warnings if so.
@@ -361,7 +372,7 @@ impl Hub {
     /// Builds a site's balancer and starts its task, or hands it to the running one (which gives it
     /// its store history, unless `relearn_store`: then it is read from storage again).
     async fn install(&self, site: &balancing::SiteElectrics, at_start_up: bool, relearn_store: bool) {
-        let (config, targets, chargers) = site_config(site);
+        let (config, places, chargers) = site_config(site);
         let maxima: Vec<DeciAmps> = config.connectors.iter().map(|c| c.max).collect();
         let mut balancer = match Balancer::new(config) {
             Ok(b) => b,
@@ -393,32 +404,33 @@ impl Hub {
                 let rebuilt = Rebuilt {
                     balancer,
                     store_relearned: relearn_store,
-                    targets: targets.clone(),
+                    places: places.clone(),
                     chargers: chargers.clone(),
                 };
                 if input.send(Input::Replace(Box::new(rebuilt))).await.is_err() {
                     tracing::error!(site.id = %site.site, "balancer task is gone; site not rebuilt");
                     return;
                 }
-                tracing::info!(site.id = %site.site, connectors = targets.len(), "balancer rebuilt with the site's new chargers");
+                tracing::info!(site.id = %site.site, connectors = places.len(), "balancer rebuilt with the site's new chargers");
                 input
             }
             _ => {
                 // Sessions open before a restart go on; whatever limit their chargers still run is unknown.
-                let index_of: HashMap<&Target, usize> =
-                    targets.iter().enumerate().map(|(i, t)| (t, i)).collect();
+                let index_of: HashMap<&OcppPlace, usize> =
+                    places.iter().enumerate().map(|(i, t)| (t, i)).collect();
                 let mut open: HashMap<SessionKey, OpenTx> = HashMap::new();
                 let mut events = Vec::new();
                 // Newest first: where storage has two open on one connector, the older ended unseen.
                 for s in site.open_sessions.iter().rev() {
                     let Ok(charger) = ChargerId::parse(&s.charger_id) else { continue };
-                    let target = Target { charger, connector_no: u32::try_from(s.connector_no).unwrap_or(0) };
-                    let Some(&index) = index_of.get(&target) else { continue };
+                    let place =
+                        OcppPlace { charger, connector_no: u32::try_from(s.connector_no).unwrap_or(0) };
+                    let Some(&index) = index_of.get(&place) else { continue };
                     let connector = ConnectorKey(u32::try_from(index).unwrap_or(u32::MAX));
                     if open.values().any(|o| o.connector == connector) {
                         continue;
                     }
-                    let session = SessionKey(u64::try_from(s.transaction_id).unwrap_or(0));
+                    let session = session_key(TransactionId(s.transaction_id));
                     let baseline_wh = s.meter_start_wh.and_then(|wh| u32::try_from(wh).ok());
                     // With what the driver or an operator stated about it, kept with the transaction.
                     let tx =
@@ -437,7 +449,7 @@ impl Hub {
                     outcomes: tx.clone(),
                     registry: self.inner.registry.clone(),
                     clock: self.inner.clock,
-                    targets: targets.clone(),
+                    places: places.clone(),
                     chargers: chargers.clone(),
                     clocks: HashMap::new(),
                     single_period: Default::default(),
@@ -456,7 +468,7 @@ impl Hub {
             let mut maps = self.maps_mut();
             let was_wired = meter.as_ref().is_some_and(|m| maps.store_meters.get(m) == Some(&site.site));
             maps.forget_site(site.site);
-            maps.learn_site(site.site, &targets, &chargers);
+            maps.learn_site(site.site, &places, &chargers);
             if let Some(meter) = &meter {
                 maps.store_meters.insert(meter.clone(), site.site);
             }
@@ -544,7 +556,7 @@ impl Hub {
     }
 
     fn connector(&self, charger: &ChargerId, connector_no: u32) -> Option<(SiteId, ConnectorKey)> {
-        self.maps().connectors.get(&Target { charger: charger.clone(), connector_no }).copied()
+        self.maps().connectors.get(&OcppPlace { charger: charger.clone(), connector_no }).copied()
     }
 
     fn charger(&self, charger: &ChargerId) -> Option<(SiteId, ChargerKey)> {
@@ -703,12 +715,12 @@ impl Hub {
         &self,
         charger: &ChargerId,
         connector_no: u32,
-        transaction: i64,
+        transaction: TransactionId,
         ocpp_tx_id: &str,
         meter_start_wh: Option<i64>,
     ) {
         if let Some((site, connector)) = self.connector(charger, connector_no) {
-            let session = SessionKey(u64::try_from(transaction).unwrap_or(0));
+            let session = session_key(transaction);
             let baseline_wh = meter_start_wh.and_then(|wh| u32::try_from(wh).ok());
             self.send(
                 site,
@@ -739,9 +751,14 @@ impl Hub {
     }
 
     /// What the driver or an operator stated about a running session (stored already).
-    pub fn session_declared(&self, charger: &ChargerId, transaction: i64, needs: &balancing::SessionNeeds) {
+    pub fn session_declared(
+        &self,
+        charger: &ChargerId,
+        transaction: TransactionId,
+        needs: &balancing::SessionNeeds,
+    ) {
         if let Some((site, _)) = self.charger(charger) {
-            let session = SessionKey(u64::try_from(transaction).unwrap_or(0));
+            let session = session_key(transaction);
             self.send(site, Input::SessionDeclared { session, declared: self.declared(needs) });
         }
     }
@@ -761,12 +778,9 @@ impl Hub {
         self.inner.clock.now().balancer_at_or_now(at)
     }
 
-    pub fn session_ended(&self, charger: &ChargerId, transaction: i64) {
+    pub fn session_ended(&self, charger: &ChargerId, transaction: TransactionId) {
         if let Some((site, _)) = self.charger(charger) {
-            self.send(
-                site,
-                Input::SessionEnded { session: SessionKey(u64::try_from(transaction).unwrap_or(0)) },
-            );
+            self.send(site, Input::SessionEnded { session: session_key(transaction) });
         }
     }
 
@@ -932,7 +946,7 @@ struct SiteTask {
     outcomes: mpsc::Sender<Input>,
     registry: Registry,
     clock: ShellClock,
-    targets: Vec<Target>,
+    places: Vec<OcppPlace>,
     /// The site's chargers, in `ChargerKey` order.
     chargers: Vec<ChargerId>,
     /// What each charger's timestamps say of its clock.
@@ -1000,7 +1014,7 @@ impl SiteTask {
                     self.publish_attention();
                     let now = self.clock.balancer_now();
                     let connectors = self
-                        .targets
+                        .places
                         .iter()
                         .enumerate()
                         .map(|(i, t)| {
@@ -1117,7 +1131,7 @@ impl SiteTask {
     /// budgeted it at (its limit may be in flight) until the charger confirms the new plan; answers
     /// to the old balancer's commands are ignored by the new one.
     fn replace(&mut self, rebuilt: Rebuilt, now: Millis) {
-        let Rebuilt { mut balancer, store_relearned, targets, chargers } = rebuilt;
+        let Rebuilt { mut balancer, store_relearned, places, chargers } = rebuilt;
         // The new balancer trusts every clock and expects every charger to take handovers: tell it
         // what we know otherwise.
         let tolerance = clock_tolerance(balancer.config());
@@ -1143,12 +1157,12 @@ impl SiteTask {
         // And what each connector's own default may be: a default the new one would send differs
         // from what the charger has only once it is accepted (a lowered fallback included).
         let old_fallback = self.balancer.config().connectors.first().map(|c| c.fallback);
-        for (index, target) in targets.iter().enumerate() {
+        for (index, place) in places.iter().enumerate() {
             let connector = ConnectorKey(u32::try_from(index).unwrap_or(u32::MAX));
-            let held = match self.targets.iter().position(|t| t == target) {
+            let held = match self.places.iter().position(|t| t == place) {
                 Some(old) => self.balancer.default_held(ConnectorKey(u32::try_from(old).unwrap_or(u32::MAX))),
                 // New to the balancer, on a charger it knew: the charger-wide default it was given.
-                None if self.targets.iter().any(|t| t.charger == target.charger) => old_fallback,
+                None if self.places.iter().any(|t| t.charger == place.charger) => old_fallback,
                 None => None,
             };
             if let Some(held) = held {
@@ -1159,8 +1173,8 @@ impl SiteTask {
         let mut carried = Vec::new();
         for (session, o) in self.open.drain() {
             let old_key = o.connector;
-            let Some(target) = self.targets.get(old_key.0 as usize) else { continue };
-            let Some(index) = targets.iter().position(|t| t == target) else { continue };
+            let Some(place) = self.places.get(old_key.0 as usize) else { continue };
+            let Some(index) = places.iter().position(|t| t == place) else { continue };
             let Some(state) = self.balancer.carry(old_key, now) else { continue };
             let connector = ConnectorKey(u32::try_from(index).unwrap_or(u32::MAX));
             carried.push((connector, state));
@@ -1171,7 +1185,7 @@ impl SiteTask {
             open.retain(|_, o| o.connector != connector);
         }
         self.balancer = balancer;
-        self.targets = targets;
+        self.places = places;
         self.chargers = chargers;
         self.open = open;
     }
@@ -1183,9 +1197,9 @@ impl SiteTask {
             tracing::debug!(site.id = self.site.0, ?command, "balancer command");
             let (id, connector, amps_per_phase, payload) = match command {
                 Command::SetDefault { id, connector, amps_per_phase } => {
-                    let target = self.targets.get(connector.0 as usize);
-                    let version = target.and_then(|t| self.registry.version_of(&t.charger));
-                    let payload = target
+                    let place = self.places.get(connector.0 as usize);
+                    let version = place.and_then(|t| self.registry.version_of(&t.charger));
+                    let payload = place
                         .zip(version)
                         .map(|(t, version)| default_profile(version, t.connector_no, amps_per_phase));
                     (id, connector, amps_per_phase, payload)
@@ -1194,17 +1208,17 @@ impl SiteTask {
                     (id, connector, amps_per_phase, self.limit_payload(&command))
                 }
             };
-            let target = self.targets.get(connector.0 as usize).cloned();
-            let (Some(target), Some(payload)) = (target, payload) else {
+            let place = self.places.get(connector.0 as usize).cloned();
+            let (Some(place), Some(payload)) = (place, payload) else {
                 // Nobody to tell: count it as refused, so the budget stays at the safe side.
                 let _ = self.outcomes.try_send(Input::Event(Event::CommandRejected { id }));
                 continue;
             };
-            let pending = match self.registry.enqueue(&target.charger, "SetChargingProfile", payload) {
+            let pending = match self.registry.enqueue(&place.charger, "SetChargingProfile", payload) {
                 Ok(pending) => pending,
                 Err(err) => {
                     // Not sent: it runs what it had, counted with this one until it hears us.
-                    tracing::warn!(charger.id = %target.charger, error = %err, "limit not sent");
+                    tracing::warn!(charger.id = %place.charger, error = %err, "limit not sent");
                     let outcomes = self.outcomes.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(NOT_SENT_WAIT).await;
@@ -1221,7 +1235,7 @@ impl SiteTask {
                     ProfileAnswer::Refused => Event::CommandRejected { id },
                     ProfileAnswer::Unanswered => Event::CommandUnanswered { id },
                 };
-                tracing::info!(charger.id = %target.charger, connector = target.connector_no, amps = amps_per_phase.as_amps(), ?answer, "limit sent");
+                tracing::info!(charger.id = %place.charger, connector = place.connector_no, amps = amps_per_phase.as_amps(), ?answer, "limit sent");
                 let _ = outcomes.send(Input::Event(answer)).await;
             });
         }
@@ -1255,10 +1269,10 @@ impl SiteTask {
             Some(s) if s.after_s == 0 => s.amps,
             _ => amps_per_phase,
         };
-        let target = self.targets.get(connector.0 as usize)?;
+        let place = self.places.get(connector.0 as usize)?;
         let ocpp_tx_id = &self.open.get(&session)?.ocpp_tx_id;
-        let version = self.registry.version_of(&target.charger)?;
-        Some(tx_profile(version, target.connector_no, ocpp_tx_id, amps_per_phase, phases, lease, switch))
+        let version = self.registry.version_of(&place.charger)?;
+        Some(tx_profile(version, place.connector_no, ocpp_tx_id, amps_per_phase, phases, lease, switch))
     }
 }
 

@@ -32,7 +32,7 @@ where
         tracing::error!(charger.id = %charger, error = %err, "could not mark charger online");
     }
     tracing::info!(charger.id = %charger, ocpp.version = %link.version, "connected");
-    cs.report(&link, super::report::ChargerReport::Online(true)).await;
+    cs.tell(&link, super::report::ChargerEvent::Online(true)).await;
 
     let mut in_flight: Option<InFlight> = None;
     let mut next_id: u64 = 0;
@@ -169,7 +169,7 @@ where
         let _ = call.reply.send(CallOutcome::Disconnected);
     }
     if cs.registry.unregister(&charger, registration.generation) {
-        cs.report(&link, super::report::ChargerReport::Online(false)).await;
+        cs.tell(&link, super::report::ChargerEvent::Online(false)).await;
         if let Err(err) = db::set_online(&cs.db, &charger, &version_text, false).await {
             tracing::error!(charger.id = %charger, error = %err, "could not mark charger offline");
         }

@@ -4,7 +4,9 @@
 //!
 //! - [`frame`]: RPC framing (pure).
 //! - [`quirks`]: the protocol bends of real chargers, handled on purpose (pure).
-//! - [`v16`], [`v201`]: typed dispatch of each version's actions.
+//! - [`v16`], [`v201`]: typed dispatch of each version's actions, translated into reports.
+//! - [`report`]: what a charger said in neutral words, and `CentralSystem::take`, the one place a
+//!   report is stored and told to the balancers and the drivers' plans.
 //! - [`connection`]: one task per connection: framing, one outstanding CALL each way, pings.
 //! - [`handshake`]: subprotocol negotiation and charger authentication.
 
@@ -139,11 +141,6 @@ impl CentralSystem {
         }
     }
 
-    /// Hands what a charger reported to those who listen.
-    pub(crate) async fn report(&self, link: &Link, report: report::ChargerReport) {
-        self.reports.report(&link.charger, link.site, report).await;
-    }
-
     /// Asks every connection to close (WebSocket close 1001, "going away").
     pub fn shut_down(&self) {
         self.shutting_down.send_replace(true);
@@ -228,7 +225,7 @@ impl CentralSystem {
         };
         tracing::info!(charger.id = %id, vendor = %info.vendor, model = %info.model, status = ?registration, "boot");
         if registration == Registration::Accepted {
-            self.report(link, report::ChargerReport::Booted { version: link.version }).await;
+            self.tell(link, report::ChargerEvent::Booted { version: link.version }).await;
         }
         Ok(registration)
     }

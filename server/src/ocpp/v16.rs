@@ -1,7 +1,7 @@
 //! OCPP 1.6J: typed dispatch of what chargers send, and the commands we can send them.
 
 use super::frame::{ErrorCode, RpcError};
-use super::report::{meter_report, ChargerReport};
+use super::report::ChargerReport;
 use super::{
     actions, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample,
     Registration,
@@ -184,10 +184,10 @@ pub async fn handle(
         }
         Incoming::StatusNotification(r) => {
             if let Some(stamped) = r.timestamp {
-                cs.report(link, ChargerReport::Clock { stamped, stamp: Stamp::Event }).await;
+                cs.take(link, ChargerReport::Clock { stamped, stamp: Stamp::Event }).await?;
             }
-            let change = db::StatusChange {
-                connector_no: i64::from(r.connector_id),
+            let status = ChargerReport::Status {
+                connector: r.connector_id,
                 status: enum_text(&r.status),
                 error_code: enum_text(&r.error_code),
                 info: [r.info, r.vendor_id, r.vendor_error_code]
@@ -197,15 +197,14 @@ pub async fn handle(
                     .join(" / "),
                 charger_time: r.timestamp.map(|t| super::quirks::effective_time(t, now_ms())),
             };
-            db::record_status(&cs.db, id, &change).await.map_err(internal)?;
-            cs.report(link, ChargerReport::ConnectorSeen { connector: r.connector_id }).await;
+            cs.take(link, status).await?;
             if matches!(
                 r.status,
                 ChargePointStatus::SuspendedEV
                     | ChargePointStatus::SuspendedEVSE
                     | ChargePointStatus::Finishing
             ) {
-                cs.report(link, ChargerReport::DrawStopped { connector: r.connector_id }).await;
+                cs.take(link, ChargerReport::DrawStopped { connector: r.connector_id }).await?;
             }
             encode(&m::status_notification::StatusNotificationResponse {})
         }
@@ -214,7 +213,7 @@ pub async fn handle(
             encode(&m::authorize::AuthorizeResponse { id_tag_info: id_tag_info(standing) })
         }
         Incoming::StartTransaction(r) => {
-            cs.report(link, ChargerReport::Clock { stamped: r.timestamp, stamp: Stamp::Event }).await;
+            cs.take(link, ChargerReport::Clock { stamped: r.timestamp, stamp: Stamp::Event }).await?;
             let standing = judge_token(cs, link, &r.id_tag).await?;
             let start = db::TxStart {
                 connector_no: i64::from(r.connector_id),
@@ -223,20 +222,20 @@ pub async fn handle(
                 started_at_charger: r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 meter_start_wh: Some(register_wh(link, r.meter_start)),
             };
+            // 1.6 numbers a session with our id: the row is made here, replays find the same one.
             let (tx, fresh) = db::start_transaction_v16(&cs.db, id, &start).await.map_err(internal)?;
-            if fresh {
-                tracing::info!(charger.id = %id, transaction.id = %tx, connector = start.connector_no, "transaction started");
-                if standing == db::TokenStanding::Accepted {
-                    let started = ChargerReport::SessionStarted {
-                        connector: r.connector_id,
-                        transaction: tx,
-                        ocpp_tx_id: tx.0.to_string(),
-                        meter_start_wh: start.meter_start_wh,
-                    };
-                    cs.report(link, started).await;
-                }
-            } else {
+            if !fresh {
                 tracing::info!(charger.id = %id, transaction.id = %tx, "replayed StartTransaction: same transaction");
+            } else if standing == db::TokenStanding::Accepted {
+                let started = ChargerReport::SessionStarted {
+                    connector: r.connector_id,
+                    transaction: tx,
+                    ocpp_tx_id: tx.0.to_string(),
+                    meter_start_wh: start.meter_start_wh,
+                };
+                cs.take(link, started).await?;
+            } else {
+                tracing::info!(charger.id = %id, transaction.id = %tx, ?standing, "transaction of an unauthorised tag recorded");
             }
             let transaction_id = i32::try_from(tx.0)
                 .map_err(|_| RpcError::new(ErrorCode::InternalError, "transaction id overflow"))?;
@@ -246,30 +245,26 @@ pub async fn handle(
             })
         }
         Incoming::StopTransaction(r) => {
-            cs.report(link, ChargerReport::Clock { stamped: r.timestamp, stamp: Stamp::Event }).await;
-            let data = samples(r.transaction_data.unwrap_or_default());
+            cs.take(link, ChargerReport::Clock { stamped: r.timestamp, stamp: Stamp::Event }).await?;
             let ocpp_tx_id = if super::quirks::is_placeholder_transaction_id(r.transaction_id) {
                 // Started offline, never got an id from us: keep it apart from every real one.
                 format!("offline:{}:{}", r.transaction_id, r.timestamp.timestamp_millis())
             } else {
                 r.transaction_id.to_string()
             };
-            let stop = db::TxStop {
-                stopped_at: super::quirks::effective_time(r.timestamp, now_ms()),
-                stopped_at_charger: r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                meter_stop_wh: Some(register_wh(link, r.meter_stop)),
-                reason: r.reason.as_ref().map(enum_text),
-                id_tag: r.id_tag.clone(),
+            let ended = ChargerReport::SessionEnded {
+                connector: 0,
+                ocpp_tx_id,
+                stop: db::TxStop {
+                    stopped_at: super::quirks::effective_time(r.timestamp, now_ms()),
+                    stopped_at_charger: r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    meter_stop_wh: Some(register_wh(link, r.meter_stop)),
+                    reason: r.reason.as_ref().map(enum_text),
+                    id_tag: r.id_tag.clone(),
+                },
+                samples: samples(r.transaction_data.unwrap_or_default()),
             };
-            let (tx, seen) =
-                db::stop_transaction(&cs.db, id, &ocpp_tx_id, 0, &stop).await.map_err(internal)?;
-            if !seen {
-                tracing::warn!(charger.id = %id, ocpp.transaction = %ocpp_tx_id, "StopTransaction for a transaction we never saw; recorded");
-            }
-            cs.report(link, ChargerReport::SessionEnded { transaction: tx }).await;
-            if !data.is_empty() {
-                db::record_samples(&cs.db, id, 0, Some(tx), &data).await.map_err(internal)?;
-            }
+            cs.take(link, ended).await?;
             let info = match &r.id_tag {
                 Some(tag) => Some(id_tag_info(judge_token(cs, link, tag).await?)),
                 None => None,
@@ -277,18 +272,15 @@ pub async fn handle(
             encode(&m::stop_transaction::StopTransactionResponse { id_tag_info: info })
         }
         Incoming::MeterValues(r) => {
-            let tx = match r.transaction_id {
+            let transaction = match r.transaction_id {
                 Some(t) => db::find_transaction(&cs.db, id, &t.to_string()).await.map_err(internal)?,
                 None => None,
             };
             if let Some(stamped) = r.meter_value.iter().map(|v| v.timestamp).max() {
-                cs.report(link, ChargerReport::Clock { stamped, stamp: Stamp::Sample }).await;
+                cs.take(link, ChargerReport::Clock { stamped, stamp: Stamp::Sample }).await?;
             }
-            let data = samples(r.meter_value);
-            db::record_samples(&cs.db, id, i64::from(r.connector_id), tx, &data).await.map_err(internal)?;
-            if let Some(reading) = meter_report(r.connector_id, &data) {
-                cs.report(link, reading).await;
-            }
+            let samples = samples(r.meter_value);
+            cs.take(link, ChargerReport::Meter { connector: r.connector_id, transaction, samples }).await?;
             encode(&m::meter_values::MeterValuesResponse {})
         }
         Incoming::DataTransfer(r) => {

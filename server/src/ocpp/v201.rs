@@ -2,7 +2,7 @@
 
 use super::frame::{ErrorCode, RpcError};
 use super::quirks;
-use super::report::{meter_report, ChargerReport};
+use super::report::ChargerReport;
 use super::{
     actions, encode, enum_text, internal, judge_token, to_samples, CentralSystem, Link, RawSample,
     Registration,
@@ -230,18 +230,16 @@ pub async fn handle(
             encode(&m::heartbeat::HeartbeatResponse { current_time: now })
         }
         Incoming::StatusNotification(r) => {
-            cs.report(link, ChargerReport::Clock { stamped: r.timestamp, stamp: Stamp::Event }).await;
+            cs.take(link, ChargerReport::Clock { stamped: r.timestamp, stamp: Stamp::Event }).await?;
             // We address connectors by EVSE: 2.0.1's (evse, connector) maps to our connector number = evse id.
-            let change = db::StatusChange {
-                connector_no: i64::from(r.evse_id),
+            let status = ChargerReport::Status {
+                connector: u32::try_from(r.evse_id).unwrap_or(0),
                 status: enum_text(&r.connector_status),
                 error_code: String::new(),
                 info: format!("connector {}", r.connector_id),
                 charger_time: Some(quirks::effective_time(r.timestamp, now_ms())),
             };
-            db::record_status(&cs.db, id, &change).await.map_err(internal)?;
-            let connector = u32::try_from(r.evse_id).unwrap_or(0);
-            cs.report(link, ChargerReport::ConnectorSeen { connector }).await;
+            cs.take(link, status).await?;
             encode(&m::status_notification::StatusNotificationResponse {})
         }
         Incoming::Authorize(r) => {
@@ -254,14 +252,15 @@ pub async fn handle(
         Incoming::TransactionEvent(r) => transaction_event(cs, link, r).await,
         Incoming::MeterValues(r) => {
             if let Some(stamped) = r.meter_value.iter().map(|v| v.timestamp).max() {
-                cs.report(link, ChargerReport::Clock { stamped, stamp: Stamp::Sample }).await;
+                cs.take(link, ChargerReport::Clock { stamped, stamp: Stamp::Sample }).await?;
             }
-            let data = samples(r.meter_value);
-            db::record_samples(&cs.db, id, i64::from(r.evse_id), None, &data).await.map_err(internal)?;
             // EVSE 0 is the station as a whole: on the one wired to the store meter, the store's load.
-            if let Some(reading) = meter_report(u32::try_from(r.evse_id).unwrap_or(0), &data) {
-                cs.report(link, reading).await;
-            }
+            let reading = ChargerReport::Meter {
+                connector: u32::try_from(r.evse_id).unwrap_or(0),
+                transaction: None,
+                samples: samples(r.meter_value),
+            };
+            cs.take(link, reading).await?;
             encode(&m::meter_values::MeterValuesResponse {})
         }
         Incoming::NotifyReport(r) => {
@@ -287,7 +286,7 @@ pub async fn handle(
                 departure_utc_ms: needs.departure_time.map(|t| t.timestamp_millis()),
                 energy_wh: ac.and_then(|p| u32::try_from(p.energy_amount).ok()),
             };
-            cs.report(link, needs).await;
+            cs.take(link, needs).await?;
             encode(&m::notify_ev_charging_needs::NotifyEVChargingNeedsResponse {
                 status: NotifyEVChargingNeedsStatusEnumType::Accepted,
                 status_info: None,
@@ -322,7 +321,7 @@ async fn transaction_event(
     let received = now_ms();
     if r.offline != Some(true) {
         // One queued while offline says nothing of the clock now.
-        cs.report(link, ChargerReport::Clock { stamped: r.timestamp, stamp: Stamp::Event }).await;
+        cs.take(link, ChargerReport::Clock { stamped: r.timestamp, stamp: Stamp::Event }).await?;
     }
     let ocpp_tx_id = r.transaction_info.transaction_id.clone();
     let data = samples(r.meter_value.clone().unwrap_or_default());
@@ -338,6 +337,8 @@ async fn transaction_event(
         meter_start_wh: super::energy_register_wh(&data, "Transaction.Begin"),
     };
     let started = matches!(r.event_type, TransactionEventEnumType::Started);
+    // 2.0.1 names its sessions and numbers their events: the row is found or made here, once per
+    // event, so a replayed or reordered event is recognised before anything is applied.
     let (tx, connector_no) =
         db::upsert_transaction_v201(&cs.db, id, &ocpp_tx_id, &start, started).await.map_err(internal)?;
     let offline = r.offline.unwrap_or(false);
@@ -365,13 +366,7 @@ async fn transaction_event(
             db::enrich_transaction(&cs.db, tx, token.as_deref(), start.meter_start_wh)
                 .await
                 .map_err(internal)?;
-            if !data.is_empty() {
-                db::record_samples(&cs.db, id, connector_no, Some(tx), &data).await.map_err(internal)?;
-            }
-            // The balancer hears of the reading once it knows the session (a Started event's own
-            // reading counts too), and of a suspended car after the reading.
             let connector = u32::try_from(connector_no).unwrap_or(0);
-            let reading = meter_report(connector, &data);
             if matches!(r.event_type, TransactionEventEnumType::Ended) {
                 let stop = db::TxStop {
                     stopped_at: quirks::effective_time(r.timestamp, received),
@@ -381,36 +376,37 @@ async fn transaction_event(
                     reason: r.transaction_info.stopped_reason.as_ref().map(enum_text),
                     id_tag: token.clone(),
                 };
-                db::stop_transaction(&cs.db, id, &ocpp_tx_id, connector_no, &stop).await.map_err(internal)?;
-                tracing::info!(charger.id = %id, transaction.id = %tx, "transaction ended");
-                cs.report(link, ChargerReport::SessionEnded { transaction: tx }).await;
-            } else if started {
-                tracing::info!(charger.id = %id, transaction.id = %tx, offline, "transaction started");
-                // Without a Transaction.Begin reading, a register that restarts each session starts at 0.
-                let meter_start = start.meter_start_wh.or(link.session_register.then_some(0));
-                let started = ChargerReport::SessionStarted {
-                    connector,
-                    transaction: tx,
-                    ocpp_tx_id: ocpp_tx_id.clone(),
-                    meter_start_wh: meter_start,
-                };
-                cs.report(link, started).await;
-            }
-            if let (Some(reading), false) = (reading, matches!(r.event_type, TransactionEventEnumType::Ended))
-            {
-                cs.report(link, reading).await;
-            }
-            let not_drawing = matches!(
-                r.transaction_info.charging_state,
-                Some(
-                    ChargingStateEnumType::EVConnected
-                        | ChargingStateEnumType::SuspendedEV
-                        | ChargingStateEnumType::SuspendedEVSE
-                        | ChargingStateEnumType::Idle
-                )
-            );
-            if not_drawing && !offline && !matches!(r.event_type, TransactionEventEnumType::Ended) {
-                cs.report(link, ChargerReport::DrawStopped { connector }).await;
+                cs.take(link, ChargerReport::SessionEnded { connector, ocpp_tx_id, stop, samples: data })
+                    .await?;
+            } else {
+                if started {
+                    tracing::debug!(charger.id = %id, transaction.id = %tx, offline, "TransactionEvent Started");
+                    // Without a Transaction.Begin reading, a register that restarts each session starts at 0.
+                    let meter_start = start.meter_start_wh.or(link.session_register.then_some(0));
+                    let started = ChargerReport::SessionStarted {
+                        connector,
+                        transaction: tx,
+                        ocpp_tx_id: ocpp_tx_id.clone(),
+                        meter_start_wh: meter_start,
+                    };
+                    cs.take(link, started).await?;
+                }
+                // The balancer hears of the reading once it knows the session (a Started event's own
+                // reading counts too), and of a suspended car after the reading.
+                let reading = ChargerReport::Meter { connector, transaction: Some(tx), samples: data };
+                cs.take(link, reading).await?;
+                let not_drawing = matches!(
+                    r.transaction_info.charging_state,
+                    Some(
+                        ChargingStateEnumType::EVConnected
+                            | ChargingStateEnumType::SuspendedEV
+                            | ChargingStateEnumType::SuspendedEVSE
+                            | ChargingStateEnumType::Idle
+                    )
+                );
+                if not_drawing && !offline {
+                    cs.take(link, ChargerReport::DrawStopped { connector }).await?;
+                }
             }
         }
     }

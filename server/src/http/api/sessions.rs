@@ -4,7 +4,7 @@
 use super::{ApiError, Body, Operator};
 use crate::db::balancing::{self, NeedsStored, SessionNeeds};
 use crate::http::AppState;
-use app::domain::{ChargerId, SessionPriority};
+use app::domain::{ChargerId, SessionPriority, TransactionId};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -108,7 +108,7 @@ async fn put_session_needs(
     match balancing::set_session_needs(&state.db, session, &needs).await? {
         NeedsStored::Running { charger_id, connector_no } => {
             if let Ok(charger) = ChargerId::parse(&charger_id) {
-                state.hub.session_declared(&charger, session, &needs);
+                state.hub.session_declared(&charger, TransactionId(session), &needs);
             }
             tracing::info!(session.id = session, charger.id = %charger_id, connector = connector_no, ?needs, "session needs stated");
             Ok(Json(NeedsStated {

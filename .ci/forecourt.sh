@@ -63,6 +63,13 @@ setup_test_tools() {
     .venv/bin/pip install -q --disable-pip-version-check -r end2end/requirements.txt
     cp end2end/requirements.txt "$stamp"
   fi
+  stamp=.venv-api/.requirements
+  if [ ! -x .venv-api/bin/schemathesis ] || ! cmp -s end2end/api/requirements.txt "$stamp"; then
+    say "installing schemathesis into .venv-api"
+    python3 -m venv .venv-api
+    .venv-api/bin/pip install -q --disable-pip-version-check -r end2end/api/requirements.txt
+    cp end2end/api/requirements.txt "$stamp"
+  fi
 }
 
 postgres_url() {
@@ -104,6 +111,8 @@ cmd_test() {
     say "OCPP conformance tests with independent chargers (Python ocpp package)"
     FORECOURT_BIN="$ROOT/target/debug/forecourt" .venv/bin/python -m pytest -q end2end/ocpp
   fi
+  say "the operator API against its own OpenAPI document (schemathesis)"
+  FORECOURT_BIN="$ROOT/target/debug/forecourt" bash end2end/api/schemathesis.sh 120
   say "end-to-end tests in Chromium"
   (cd end2end && FORECOURT_BIN="$ROOT/target/debug/forecourt" npx playwright test)
 }

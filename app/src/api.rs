@@ -32,6 +32,18 @@ pub struct Me {
     pub role: Role,
 }
 
+impl Role {
+    /// The role in a person's words.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::OperatorAdmin => "Operator admin",
+            Role::OperatorSupport => "Operator support",
+            Role::RetailerAdmin(_) => "Retailer admin",
+            Role::RetailerViewer(_) => "Retailer viewer",
+        }
+    }
+}
+
 /// One charger as the operator console lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargerRow {
@@ -65,6 +77,9 @@ pub struct SiteLoad {
     pub connectors: Vec<ConnectorLoad>,
     /// The highest priority an operator may give a session (0 is normal).
     pub max_priority: u8,
+    /// Whoever asked may change the site (not only read it and steer its sessions).
+    #[serde(default)]
+    pub can_manage: bool,
 }
 
 /// A site whose balancing wants an operator's eye, for the network's overview.
@@ -244,6 +259,9 @@ pub async fn state_charge_plan(
     connector: u32,
     leave_at: String,
     energy_kwh: String,
+    /// The connector's presence code, from the URL the sticker's QR code opened.
+    #[server(default)]
+    presence: Option<String>,
 ) -> Result<DriverPlan, ServerFnError> {
     use crate::domain::{ChargerId, ConnectorNo, PlanInput};
     let charger = ChargerId::parse(&charger).map_err(|e| ssr::bad_request(e.to_string()))?;
@@ -251,7 +269,7 @@ pub async fn state_charge_plan(
     let input = PlanInput::parse(&leave_at, &energy_kwh).map_err(|e| ssr::bad_request(e.to_string()))?;
     let token = ssr::cookie(ssr::PLAN_COOKIE).await;
     let outcome = ssr::backend()?
-        .state_driver_plan(&charger, connector, token.as_deref(), input)
+        .state_driver_plan(&charger, connector, token.as_deref(), input, presence.as_deref())
         .await
         .map_err(ssr::internal)?;
     match outcome {
@@ -262,6 +280,12 @@ pub async fn state_charge_plan(
             Ok(plan)
         }
         PlanOutcome::NoSuchConnector => Err(ssr::not_found("no such charger or connector")),
+        PlanOutcome::NeedsPresence => {
+            ssr::set_status(http::StatusCode::FORBIDDEN);
+            Err(ServerFnError::new(
+                "scan the QR code on the charger to plan your charge: it shows we are talking to someone standing there",
+            ))
+        }
         PlanOutcome::OwnedByAnotherPhone => Err(ssr::conflict(
             "the charge on this connector was planned on another phone; only that phone can change it",
         )),
@@ -280,6 +304,9 @@ pub enum PlanOutcome {
         new_token: Option<String>,
     },
     NoSuchConnector,
+    /// The phone did not show the connector's presence code (it came from the sticker's QR code):
+    /// only a phone at the charger may plan its session.
+    NeedsPresence,
     /// The session running there was planned on another phone.
     OwnedByAnotherPhone,
     /// The session running there is not fresh: someone else's car, as far as we can tell.
@@ -291,16 +318,27 @@ pub enum PlanOutcome {
 #[server(endpoint = "sign_in")]
 pub async fn sign_in(email: String, password: String) -> Result<(), ServerFnError> {
     let backend = ssr::backend()?;
-    let Some(session) = backend.sign_in(&email, &password).await.map_err(ssr::internal)? else {
-        ssr::set_status(http::StatusCode::UNAUTHORIZED);
-        return Err(ServerFnError::new("wrong email or password"));
+    let from = ssr::client_ip().await;
+    let session = match backend.sign_in(&email, &password, from).await.map_err(ssr::internal)? {
+        ssr::SignInOutcome::Signed(session) => session,
+        ssr::SignInOutcome::Refused => {
+            ssr::set_status(http::StatusCode::UNAUTHORIZED);
+            return Err(ServerFnError::new("wrong email or password"));
+        }
+        ssr::SignInOutcome::LockedOut { minutes } => {
+            ssr::set_status(http::StatusCode::TOO_MANY_REQUESTS);
+            return Err(ServerFnError::new(format!(
+                "too many failed sign-ins: try again in {minutes} minute{}",
+                if minutes == 1 { "" } else { "s" }
+            )));
+        }
     };
+    // A new sign-in gets a new session: whatever session this browser held before ends now.
+    if let Some(old) = ssr::session_token().await {
+        backend.sign_out(&old).await.map_err(ssr::internal)?;
+    }
     ssr::set_session_cookie(&session.token, session.max_age_s);
-    let home = match session.role {
-        Role::Operator => "/console",
-        Role::Retailer(_) => "/dashboard",
-    };
-    leptos_axum::redirect(home);
+    leptos_axum::redirect(session.role.home());
     Ok(())
 }
 
@@ -314,6 +352,61 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
     Ok(())
 }
 
+/// Ends every sign-in of the person asking, on every device (a lost phone, a shared computer).
+#[server(endpoint = "sign_out_everywhere")]
+pub async fn sign_out_everywhere() -> Result<u64, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    let ended = ssr::backend()?.sign_out_everywhere(me.user).await.map_err(ssr::internal)?;
+    ssr::set_session_cookie("", 0);
+    leptos_axum::redirect("/login");
+    Ok(ended)
+}
+
+/// Mails a password reset link to the account with this email, if there is one. The answer is the
+/// same whether or not there is, so nobody can learn who has an account.
+#[server(endpoint = "request_password_reset")]
+pub async fn request_password_reset(email: String) -> Result<(), ServerFnError> {
+    let from = ssr::client_ip().await;
+    match ssr::backend()?.request_password_reset(&email, from).await.map_err(ssr::internal)? {
+        ssr::PasswordOutcome::Throttled { minutes } => Err(ssr::too_many(minutes)),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a password link (an invitation or a reset) still works.
+#[server(endpoint = "password_link_live")]
+pub async fn password_link_live(token: String) -> Result<bool, ServerFnError> {
+    ssr::backend()?.password_link_live(&token).await.map_err(ssr::internal)
+}
+
+/// Chooses a password through a link from a mail or an invitation.
+#[server(endpoint = "set_password")]
+pub async fn set_password(token: String, password: String, confirm: String) -> Result<(), ServerFnError> {
+    if password != confirm {
+        return Err(ssr::bad_request("the two passwords differ".to_owned()));
+    }
+    ssr::password_answer(
+        ssr::backend()?.set_password_with_link(&token, &password).await.map_err(ssr::internal)?,
+    )
+}
+
+/// The signed-in person changes their password; their other sign-ins end.
+#[server(endpoint = "change_password")]
+pub async fn change_password(
+    current: String,
+    password: String,
+    confirm: String,
+) -> Result<(), ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    if password != confirm {
+        return Err(ssr::bad_request("the two new passwords differ".to_owned()));
+    }
+    let token = ssr::session_token().await.unwrap_or_default();
+    let outcome =
+        ssr::backend()?.change_password(&me, &token, &current, &password).await.map_err(ssr::internal)?;
+    ssr::password_answer(outcome)
+}
+
 #[server(endpoint = "who_am_i")]
 pub async fn who_am_i() -> Result<Option<Me>, ServerFnError> {
     Ok(ssr::principal().await?.map(|p| Me { email: p.email, role: p.role }))
@@ -321,35 +414,36 @@ pub async fn who_am_i() -> Result<Option<Me>, ServerFnError> {
 
 #[server(endpoint = "network_chargers")]
 pub async fn network_chargers() -> Result<Vec<ChargerRow>, ServerFnError> {
-    ssr::require_operator().await?;
+    ssr::require(crate::domain::Action::ReadNetwork).await?;
     ssr::backend()?.network_chargers().await.map_err(ssr::internal)
 }
 
 /// Every balanced site with something wrong, worst first.
 #[server(endpoint = "network_alerts")]
 pub async fn network_alerts() -> Result<Vec<SiteAlert>, ServerFnError> {
-    ssr::require_operator().await?;
+    ssr::require(crate::domain::Action::ReadNetwork).await?;
     ssr::backend()?.network_alerts().await.map_err(ssr::internal)
 }
 
 #[server(endpoint = "live_site_load")]
 pub async fn live_site_load(site: i64) -> Result<SiteLoad, ServerFnError> {
-    ssr::require_operator().await?;
-    ssr::backend()?
+    let me = ssr::require(crate::domain::Action::ReadNetwork).await?;
+    let load = ssr::backend()?
         .site_load(crate::domain::SiteId(site))
         .await
         .map_err(ssr::internal)?
-        .ok_or_else(|| ssr::not_found("no such site, or it is not balanced"))
+        .ok_or_else(|| ssr::not_found("no such site, or it is not balanced"))?;
+    Ok(SiteLoad { can_manage: me.role.may(crate::domain::Action::ManageNetwork), ..load })
 }
 
 /// Gives a running session a larger share (and it is paused last), or takes it back to normal (0):
 /// what an operator does when a driver calls with a good reason.
 #[server(endpoint = "set_session_priority")]
 pub async fn set_session_priority(session: i64, priority: u8) -> Result<(), ServerFnError> {
-    ssr::require_operator().await?;
+    let me = ssr::require(crate::domain::Action::Operate).await?;
     let priority = crate::domain::SessionPriority::new(i64::from(priority))
         .map_err(|out_of_range| ssr::bad_request(out_of_range.to_string()))?;
-    match ssr::backend()?.set_session_priority(session, priority).await.map_err(ssr::internal)? {
+    match ssr::backend()?.set_session_priority(&me, session, priority).await.map_err(ssr::internal)? {
         PriorityChange::Set => Ok(()),
         PriorityChange::NotRunning => Err(ssr::not_found("that session is not running")),
     }
@@ -361,9 +455,9 @@ pub async fn set_session_priority(session: i64, priority: u8) -> Result<(), Serv
 /// as far below the meter's floor. Returns how many readings were forgotten.
 #[server(endpoint = "forget_readings_before_drop")]
 pub async fn forget_readings_before_drop(site: i64) -> Result<u64, ServerFnError> {
-    ssr::require_operator().await?;
+    let me = ssr::require(crate::domain::Action::ManageNetwork).await?;
     match ssr::backend()?
-        .forget_readings_before_drop(crate::domain::SiteId(site))
+        .forget_readings_before_drop(&me, crate::domain::SiteId(site))
         .await
         .map_err(ssr::internal)?
     {
@@ -382,10 +476,15 @@ pub enum PriorityChange {
 #[server(endpoint = "retailer_overview")]
 pub async fn retailer_overview() -> Result<RetailerSummary, ServerFnError> {
     let me = ssr::require_signed_in().await?;
-    let Role::Retailer(retailer) = me.role else {
+    let Some(retailer) = me.role.retailer() else {
         return Err(ssr::forbidden());
     };
-    ssr::backend()?.retailer_overview(retailer).await.map_err(ssr::internal)
+    ssr::require(crate::domain::Action::Read(crate::domain::Tenant::Retailer(retailer))).await?;
+    ssr::backend()?
+        .retailer_overview(&me, retailer)
+        .await
+        .map_err(ssr::internal)?
+        .ok_or_else(|| ssr::not_found("your retailer is not there any more"))
 }
 
 /// The server's side of the pages: what the backend must provide, and the request helpers.
@@ -407,6 +506,71 @@ pub mod ssr {
         pub user: UserId,
         pub email: String,
         pub role: Role,
+        /// Where the request came from (for the audit log), when the server knows.
+        pub from: Option<std::net::IpAddr>,
+    }
+
+    /// What came of asking to set a password (or to have a link mailed).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum PasswordOutcome {
+        Done,
+        /// The new password breaks a rule (too short), in words for the person.
+        Refused(String),
+        /// The link is unknown, used or expired.
+        LinkDead,
+        /// The current password given was wrong.
+        WrongCurrent,
+        /// Too many tries: again in this many minutes.
+        Throttled {
+            minutes: u32,
+        },
+    }
+
+    /// A password outcome as a server function's answer.
+    pub fn password_answer(outcome: PasswordOutcome) -> Result<(), ServerFnError> {
+        match outcome {
+            PasswordOutcome::Done => Ok(()),
+            PasswordOutcome::Refused(why) => Err(bad_request(why)),
+            PasswordOutcome::LinkDead => {
+                set_status(http::StatusCode::GONE);
+                Err(ServerFnError::new("this link has expired or was used already: ask for a new one"))
+            }
+            PasswordOutcome::WrongCurrent => {
+                set_status(http::StatusCode::FORBIDDEN);
+                Err(ServerFnError::new("your current password is not that one"))
+            }
+            PasswordOutcome::Throttled { minutes } => Err(too_many(minutes)),
+        }
+    }
+
+    /// 429 with when to try again.
+    pub fn too_many(minutes: u32) -> ServerFnError {
+        set_status(http::StatusCode::TOO_MANY_REQUESTS);
+        ServerFnError::new(format!(
+            "too many tries: try again in {minutes} minute{}",
+            if minutes == 1 { "" } else { "s" }
+        ))
+    }
+
+    /// What came of a sign-in.
+    pub enum SignInOutcome {
+        Signed(NewSession),
+        /// Wrong email or password (which of the two is not said).
+        Refused,
+        /// Too many failures for this account or from this address: try again in this many minutes.
+        LockedOut {
+            minutes: u32,
+        },
+    }
+
+    /// The address a request came from, as the server saw it (set by its middleware).
+    #[derive(Clone, Copy, Debug)]
+    pub struct ClientIp(pub std::net::IpAddr);
+
+    /// The address of the request being answered, when the server knows it.
+    pub async fn client_ip() -> Option<std::net::IpAddr> {
+        use_context::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<ClientIp>().map(|ip| ip.0))
     }
 
     /// A fresh sign-in: the token goes to the browser in an HttpOnly cookie, never into a log.
@@ -424,8 +588,34 @@ pub mod ssr {
             charger: &ChargerId,
             connector: ConnectorNo,
         ) -> anyhow_like::Result<Option<DriverConnector>>;
-        async fn sign_in(&self, email: &str, password: &str) -> anyhow_like::Result<Option<NewSession>>;
+        async fn sign_in(
+            &self,
+            email: &str,
+            password: &str,
+            from: Option<std::net::IpAddr>,
+        ) -> anyhow_like::Result<SignInOutcome>;
         async fn sign_out(&self, token: &str) -> anyhow_like::Result<()>;
+        /// Ends every session of this user; how many there were.
+        async fn sign_out_everywhere(&self, user: UserId) -> anyhow_like::Result<u64>;
+        async fn request_password_reset(
+            &self,
+            email: &str,
+            from: Option<std::net::IpAddr>,
+        ) -> anyhow_like::Result<PasswordOutcome>;
+        async fn password_link_live(&self, token: &str) -> anyhow_like::Result<bool>;
+        async fn set_password_with_link(
+            &self,
+            token: &str,
+            password: &str,
+        ) -> anyhow_like::Result<PasswordOutcome>;
+        /// `session_token`: the asker's own sign-in, which stays.
+        async fn change_password(
+            &self,
+            me: &Principal,
+            session_token: &str,
+            current: &str,
+            new: &str,
+        ) -> anyhow_like::Result<PasswordOutcome>;
         async fn principal(&self, token: &str) -> anyhow_like::Result<Option<Principal>>;
         async fn network_chargers(&self) -> anyhow_like::Result<Vec<ChargerRow>>;
         async fn network_alerts(&self) -> anyhow_like::Result<Vec<SiteAlert>>;
@@ -433,12 +623,22 @@ pub mod ssr {
         async fn site_load(&self, site: SiteId) -> anyhow_like::Result<Option<SiteLoad>>;
         async fn set_session_priority(
             &self,
+            by: &Principal,
             session: i64,
             priority: crate::domain::SessionPriority,
         ) -> anyhow_like::Result<PriorityChange>;
-        async fn retailer_overview(&self, retailer: RetailerId) -> anyhow_like::Result<RetailerSummary>;
+        /// `None`: that retailer is not in the asker's scope (or is gone).
+        async fn retailer_overview(
+            &self,
+            me: &Principal,
+            retailer: RetailerId,
+        ) -> anyhow_like::Result<Option<RetailerSummary>>;
         /// `None`: the site's store meter readings are not set aside as far below its floor.
-        async fn forget_readings_before_drop(&self, site: SiteId) -> anyhow_like::Result<Option<u64>>;
+        async fn forget_readings_before_drop(
+            &self,
+            by: &Principal,
+            site: SiteId,
+        ) -> anyhow_like::Result<Option<u64>>;
         /// The plan whose token this is, if it was stated for this connector.
         async fn driver_plan(
             &self,
@@ -452,6 +652,7 @@ pub mod ssr {
             connector: ConnectorNo,
             token: Option<&str>,
             input: crate::domain::PlanInput,
+            presence: Option<&str>,
         ) -> anyhow_like::Result<PlanOutcome>;
     }
 
@@ -533,7 +734,8 @@ pub mod ssr {
 
     pub async fn principal() -> Result<Option<Principal>, ServerFnError> {
         let Some(token) = session_token().await else { return Ok(None) };
-        backend()?.principal(&token).await.map_err(internal)
+        let from = client_ip().await;
+        Ok(backend()?.principal(&token).await.map_err(internal)?.map(|p| Principal { from, ..p }))
     }
 
     fn unauthorized() -> ServerFnError {
@@ -545,13 +747,14 @@ pub mod ssr {
         principal().await?.ok_or_else(unauthorized)
     }
 
-    /// The operator asking, or 401 (not signed in) / 403 (a retailer): [`Role::operator_only`].
-    pub async fn require_operator() -> Result<Principal, ServerFnError> {
+    /// Whoever is asking, if their role may do `action` (the rule book the REST API reads too);
+    /// else 401 (not signed in) or 403.
+    pub async fn require(action: crate::domain::Action) -> Result<Principal, ServerFnError> {
         let me = principal().await?;
-        match Role::operator_only(me.as_ref().map(|p| &p.role)) {
-            Ok(()) => me.ok_or_else(unauthorized),
+        match Role::check(me.as_ref().map(|p| p.role), action) {
+            Ok(_) => me.ok_or_else(unauthorized),
             Err(crate::domain::Refusal::NotSignedIn) => Err(unauthorized()),
-            Err(crate::domain::Refusal::NotAnOperator) => Err(forbidden()),
+            Err(crate::domain::Refusal::NotAllowed) => Err(forbidden()),
         }
     }
 

@@ -110,6 +110,8 @@ class Server:
         self.base_url: str | None = None
         self.port: int | None = None
         self.notes: list[str] = []
+        # More `serve` flags (a mail server, say).
+        self.extra_args: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -128,7 +130,7 @@ class Server:
         ]
         if self.database_url:
             cmd += ["--database-url", self.database_url]
-        return cmd
+        return cmd + self.extra_args
 
     def start(self, timeout: float = 120) -> None:
         assert self.proc is None, "server already running"

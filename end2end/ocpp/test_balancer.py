@@ -1087,9 +1087,18 @@ class Phone:
             headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
         return fetch(req, opener=self.opener.open, timeout=30)
 
+    def sticker_code(self, charger_id: str, connector: int) -> str:
+        """The presence code beside the connector's QR code: a phone at the charger scanned it."""
+        status, detail = self.server.http("GET", f"/api/v1/chargers/{charger_id}")
+        if status == 404:
+            return ""  # no such charger: no sticker either
+        assert status == 200, detail
+        return next(c["presence_code"] for c in detail["connectors"] if c["connector_no"] == connector)
+
     async def state(self, charger_id: str, connector: int, leave_at: str = "", energy_kwh: str = ""):
+        presence = await asyncio.to_thread(self.sticker_code, charger_id, connector)
         return await asyncio.to_thread(self.call, "state_charge_plan", charger=charger_id, connector=connector,
-                                       leave_at=leave_at, energy_kwh=energy_kwh)
+                                       leave_at=leave_at, energy_kwh=energy_kwh, presence=presence)
 
     async def mine(self, charger_id: str, connector: int):
         return await asyncio.to_thread(self.call, "my_charge_plan", charger=charger_id, connector=connector)

@@ -1,18 +1,41 @@
-import { test, expect } from "@playwright/test";
+import { test, expect, APIRequestContext } from "@playwright/test";
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { hydrated, signIn } from "./helpers";
 
 const bin = process.env.FORECOURT_BIN ?? path.resolve(__dirname, "../../target/debug/forecourt");
 
+/** The presence code printed beside a connector's QR code (the operator API knows it). */
+async function stickerCode(request: APIRequestContext, charger: string, connector: number): Promise<string> {
+  const res = await request.get(`/api/v1/chargers/${charger}`, { headers: { Authorization: "Bearer demo-operator-api-token" } });
+  expect(res.status()).toBe(200);
+  const detail = await res.json();
+  return detail.connectors.find((c: any) => c.connector_no === connector).presence_code;
+}
+
 test("a driver plans a charge on the phone; it waits for the car, joins its session, and the operator sees it", async ({
   page,
   browser,
   baseURL,
+  request,
 }) => {
   test.setTimeout(60_000);
-  // UrbanPod Zuidas is in Amsterdam: the time the driver types is the site's.
-  await page.goto("/c/UP-ZUI-02/1");
+  const code = await stickerCode(request, "UP-ZUI-02", 1);
+  expect(code).toMatch(/^[A-Z0-9]{8}$/);
+
+  // Someone who only knows the charger's id (no sticker code) cannot plan its charge.
+  const remote = await browser.newContext();
+  const remotePage = await remote.newPage();
+  await remotePage.goto("/c/UP-ZUI-02/1");
+  await hydrated(remotePage);
+  await remotePage.getByTestId("plan-energy").fill("20");
+  await remotePage.getByTestId("plan-save").click();
+  await expect(remotePage.getByTestId("plan-error")).toContainText("scan the QR code on the charger");
+  await remote.close();
+
+  // UrbanPod Zuidas is in Amsterdam: the time the driver types is the site's. The driver scanned
+  // the sticker: its QR code opens the page with the presence code.
+  await page.goto(`/c/UP-ZUI-02/1?p=${code}`);
   await hydrated(page);
   const plan = page.getByTestId("plan");
   await expect(plan).toContainText("Plan your charge");
@@ -43,7 +66,7 @@ test("a driver plans a charge on the phone; it waits for the car, joins its sess
   // Another phone sees no plan.
   const stranger = await browser.newContext();
   const strangerPage = await stranger.newPage();
-  await strangerPage.goto("/c/UP-ZUI-02/1");
+  await strangerPage.goto(`/c/UP-ZUI-02/1?p=${code}`);
   await expect(strangerPage.getByTestId("plan")).toContainText("Plan your charge");
   await expect(strangerPage.getByTestId("plan-summary")).toHaveCount(0);
 

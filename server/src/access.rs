@@ -1,24 +1,151 @@
 //! Who is asking: an API token (`Authorization: Bearer …`) or a signed-in session cookie, looked
-//! up in one place. What each role may do is decided by `app::domain::Role`'s rules, which the
+//! up in one place. What each role may do is decided by `app::domain::Role`'s rule book, which the
 //! REST API and the pages' server functions share.
 
 use crate::auth;
-use crate::db::{self, tokens, users, Db, DbError};
-use app::domain::Role;
+use crate::db::{self, audit, tokens, users, Db, DbError};
+use crate::throttle::{Rule, Throttle, Verdict};
+use app::domain::{Action, Refusal, RetailerId, Role};
 use http::HeaderMap;
+use std::net::IpAddr;
 
-/// The role of whoever sent these headers (`None`: nobody we know). A bearer token, when there is
-/// one, decides alone: a bad token is not rescued by a session cookie.
-pub async fn caller_role(db: &Db, headers: &HeaderMap) -> Result<Option<Role>, DbError> {
-    if let Some(token) = bearer(headers) {
-        return tokens::token_role(db, &auth::token_hash(token)).await;
+/// How long a sign-in lasts at most, however busy (12 hours: a working day).
+pub const SESSION_ABSOLUTE_S: u64 = 12 * 3600;
+/// How long a sign-in lasts unused (30 minutes: a console left open at a desk).
+pub const SESSION_IDLE_S: u64 = 30 * 60;
+
+/// The sign-in lifetimes in milliseconds, as storage compares them.
+pub fn session_life() -> users::SessionLife {
+    users::SessionLife {
+        absolute_ms: i64::try_from(SESSION_ABSOLUTE_S * 1000).unwrap_or(i64::MAX),
+        idle_ms: i64::try_from(SESSION_IDLE_S * 1000).unwrap_or(i64::MAX),
     }
-    match app::api::ssr::session_token_from(headers) {
-        Some(session) => {
-            Ok(users::session_user(db, &auth::token_hash(&session), db::now_ms()).await?.map(|u| u.role))
+}
+
+/// Someone known, asking: their role, who they are in words (an email, an API token's name), and
+/// where from. What the audit log records of an actor.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub role: Role,
+    pub who: String,
+    pub from: String,
+}
+
+impl Actor {
+    /// This actor, if the rule book lets their role do `action`.
+    pub fn may(self, action: Action) -> Result<Actor, Refusal> {
+        Role::check(Some(self.role), action).map(|_| self)
+    }
+}
+
+impl Actor {
+    /// A person signed in to the pages, as an actor.
+    pub fn from_principal(p: &app::api::ssr::Principal) -> Actor {
+        Actor {
+            role: p.role,
+            who: p.email.clone(),
+            from: p.from.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
         }
-        None => Ok(None),
     }
+
+    /// Records a change this actor made in the audit log. `retailer`: whose data changed (`None`:
+    /// the network's own). A change that cannot be recorded is an error: the caller answers 500
+    /// rather than let an unrecorded change stand unremarked (it is logged as well).
+    pub async fn audit(
+        &self,
+        db: &Db,
+        retailer: Option<RetailerId>,
+        action: &str,
+        subject: String,
+        detail: serde_json::Value,
+    ) -> Result<(), DbError> {
+        let entry = audit::NewEntry {
+            at: db::now_ms(),
+            actor: &self.who,
+            actor_role: self.role.kind(),
+            retailer,
+            action,
+            subject,
+            detail: detail.to_string(),
+            source: &self.from,
+        };
+        tracing::info!(audit.action = action, audit.subject = %entry.subject, actor = %self.who, "change recorded");
+        audit::append(db, &entry).await.map(|_| ())
+    }
+}
+
+/// Failed sign-ins, counted by account and by address: five wrong passwords for one account in
+/// fifteen minutes lock it for fifteen; twenty from one address do the same for the address. Each
+/// map holds at most 10,000 keys.
+pub struct SignInThrottles {
+    by_account: std::sync::Mutex<Throttle>,
+    by_address: std::sync::Mutex<Throttle>,
+}
+
+const QUARTER_HOUR_MS: i64 = 15 * 60 * 1000;
+
+impl Default for SignInThrottles {
+    fn default() -> Self {
+        let rule =
+            |max_failures| Rule { max_failures, window_ms: QUARTER_HOUR_MS, lockout_ms: QUARTER_HOUR_MS };
+        SignInThrottles {
+            by_account: std::sync::Mutex::new(Throttle::new(rule(5), 10_000)),
+            by_address: std::sync::Mutex::new(Throttle::new(rule(20), 10_000)),
+        }
+    }
+}
+
+impl SignInThrottles {
+    /// `None` if this account may try from this address now, else how long until it may (ms).
+    pub fn locked_out(&self, account: &str, from: Option<IpAddr>, now: i64) -> Option<i64> {
+        let verdicts = [
+            lock(&self.by_account).check(account, now),
+            from.map_or(Verdict::Allowed, |ip| lock(&self.by_address).check(&ip.to_string(), now)),
+        ];
+        verdicts
+            .into_iter()
+            .filter_map(|v| match v {
+                Verdict::LockedOut { remaining_ms } => Some(remaining_ms),
+                Verdict::Allowed => None,
+            })
+            .max()
+    }
+
+    pub fn failed(&self, account: &str, from: Option<IpAddr>, now: i64) {
+        lock(&self.by_account).failed(account, now);
+        if let Some(ip) = from {
+            lock(&self.by_address).failed(&ip.to_string(), now);
+        }
+    }
+
+    pub fn succeeded(&self, account: &str, now: i64) {
+        lock(&self.by_account).succeeded(account, now);
+    }
+}
+
+fn lock(m: &std::sync::Mutex<Throttle>) -> std::sync::MutexGuard<'_, Throttle> {
+    // A panic while holding it left plain counters behind: still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whoever sent these headers (`None`: nobody we know). A bearer token, when there is one,
+/// decides alone: a bad token is not rescued by a session cookie.
+pub async fn caller(db: &Db, headers: &HeaderMap, from: Option<IpAddr>) -> Result<Option<Actor>, DbError> {
+    let from = from.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    if let Some(token) = bearer(headers) {
+        let found = tokens::token_role(db, &auth::token_hash(token)).await?;
+        return Ok(found.map(|(role, name)| Actor { role, who: format!("token:{name}"), from }));
+    }
+    let Some(session) = app::api::ssr::session_token_from(headers) else { return Ok(None) };
+    let user =
+        users::session_user(db, &auth::token_hash(&session), db::now_ms(), session_life().idle_ms).await?;
+    Ok(user.map(|u| Actor { role: u.role, who: u.email, from }))
+}
+
+/// Whether the request carries a bearer token (not a cookie): such a call cannot be forged by
+/// another site, so the cross-site checks leave it alone.
+pub fn has_bearer(headers: &HeaderMap) -> bool {
+    bearer(headers).is_some()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

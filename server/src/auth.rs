@@ -8,18 +8,33 @@ use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("password must be at least {min} characters")]
+    #[error("the password must be at least {min} characters")]
     TooShort { min: usize },
+    #[error("the password must be at most {max} characters")]
+    TooLong { max: usize },
     #[error("could not hash the password: {0}")]
     Hash(String),
 }
 
 pub const MIN_PASSWORD_LEN: usize = 10;
 
-pub fn hash_password(password: &str) -> Result<String, AuthError> {
-    if password.chars().count() < MIN_PASSWORD_LEN {
+/// A person's password must be at least this long, and at most 1,024 characters (argon2 would
+/// take a megabyte just as well, but nobody needs one and a stranger must not send one).
+pub fn check_password_rules(password: &str) -> Result<(), AuthError> {
+    let len = password.chars().count();
+    if len < MIN_PASSWORD_LEN {
         return Err(AuthError::TooShort { min: MIN_PASSWORD_LEN });
     }
+    if len > MAX_PASSWORD_LEN {
+        return Err(AuthError::TooLong { max: MAX_PASSWORD_LEN });
+    }
+    Ok(())
+}
+
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    check_password_rules(password)?;
     hash_password_unchecked(password)
 }
 

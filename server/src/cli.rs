@@ -4,7 +4,7 @@ use crate::db::{catalog, users};
 use crate::settings::{DatabaseUrl, LogFormat, Settings};
 use crate::{auth, seed, serve, telemetry};
 use anyhow::Context;
-use app::domain::{Role, Slug};
+use app::domain::{ChargerId, Role, Slug};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -262,6 +262,28 @@ struct ServeArgs {
     /// OCPP: the most unknown chargers waiting for an operator at once (new ones are refused, 503).
     #[arg(long, env = "FORECOURT_MAX_PENDING_CHARGERS", default_value_t = 1000)]
     max_pending_chargers: u64,
+    /// OCPP: the most connections one address may hold at once (chargers behind one router share it).
+    #[arg(long, env = "FORECOURT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 200)]
+    max_connections_per_address: u32,
+    /// OCPP: messages a charger may send a second on average; faster ones wait their turn.
+    #[arg(long, env = "FORECOURT_OCPP_MESSAGES_PER_S", default_value_t = 20)]
+    ocpp_messages_per_s: u32,
+    /// OCPP: messages a charger may send at once before pacing starts.
+    #[arg(long, env = "FORECOURT_OCPP_MESSAGE_BURST", default_value_t = 60)]
+    ocpp_message_burst: u32,
+    /// A bearer token /metrics asks for (without one, /metrics is open: keep it off the internet).
+    #[arg(long, env = "FORECOURT_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Mail server for password resets and invitations: smtps://user:pass@host, smtp://host:port?tls=required
+    /// (or plain smtp://host:port on a trusted network). Without it, invitation links are only handed out by the API.
+    #[arg(long, env = "FORECOURT_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// The sender of those mails.
+    #[arg(long, env = "FORECOURT_MAIL_FROM", default_value = "Forecourt <no-reply@forecourt.local>")]
+    mail_from: String,
+    /// The server as people reach it, for the links in mails (default: http://ADDR).
+    #[arg(long, env = "FORECOURT_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,16 +294,22 @@ enum UserCommand {
         email: String,
         #[arg(long, value_enum)]
         role: RoleArg,
-        /// The retailer's slug, for --role retailer.
-        #[arg(long, required_if_eq("role", "retailer"))]
+        /// The retailer's slug, for the retailer roles.
+        #[arg(long, required_if_eq_any([("role", "retailer-admin"), ("role", "retailer-viewer")]))]
         retailer: Option<String>,
     },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum RoleArg {
-    Operator,
-    Retailer,
+    /// Runs the network: everything, users and sites included.
+    OperatorAdmin,
+    /// Reads the network, sends commands, steers sessions; manages nothing.
+    OperatorSupport,
+    /// A retailer's manager (needs --retailer).
+    RetailerAdmin,
+    /// Reads a retailer's figures (needs --retailer).
+    RetailerViewer,
 }
 
 impl GlobalArgs {
@@ -312,12 +340,21 @@ impl GlobalArgs {
                 max_message_bytes: serve.ocpp_max_message_kib.max(4) * 1024,
                 max_connectors: serve.max_connectors.max(1),
                 max_pending_chargers: serve.max_pending_chargers,
+                max_connections_per_address: serve.max_connections_per_address.max(1),
+                max_messages_per_s: serve.ocpp_messages_per_s.max(1),
+                message_burst: serve.ocpp_message_burst.max(1),
             },
             tls: match (&serve.tls_cert, &serve.tls_key) {
                 (Some(cert), Some(key)) => {
                     Some(crate::settings::TlsFiles { cert: cert.clone(), key: key.clone() })
                 }
                 _ => None,
+            },
+            metrics_token: serve.metrics_token.clone().map(crate::settings::Secret),
+            mail: crate::settings::MailSettings {
+                smtp_url: serve.smtp_url.as_deref().map(crate::mail::SmtpUrl::parse).transpose()?,
+                from: serve.mail_from.clone(),
+                public_url: serve.public_url.clone(),
             },
         })
     }
@@ -339,8 +376,15 @@ impl ServeArgs {
             ocpp_max_message_kib: 512,
             max_connectors: 16,
             max_pending_chargers: 1000,
+            max_connections_per_address: 200,
+            ocpp_messages_per_s: 20,
+            ocpp_message_burst: 60,
             tls_cert: None,
             tls_key: None,
+            metrics_token: None,
+            smtp_url: None,
+            mail_from: "Forecourt <no-reply@forecourt.local>".to_owned(),
+            public_url: None,
         }
     }
 }
@@ -375,7 +419,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = cli.global.settings(Some(args))?;
             let shutdown = serve::shutdown_signal();
             let running = serve::start(&settings).await?;
-            print_welcome(running.addr, running.tls);
+            let (charger, connector) = seed::DEMO_CONNECTOR;
+            let demo_code = match ChargerId::parse(charger) {
+                Ok(id) => crate::db::chargers::presence_code(&running.db, &id, i64::from(connector))
+                    .await
+                    .ok()
+                    .flatten(),
+                Err(_) => None,
+            };
+            print_welcome(running.addr, running.tls, demo_code.as_deref());
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             running.stop().await?;
@@ -394,16 +446,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(UserCommand::Create { email, role, retailer }) => {
             let settings = cli.global.settings(None)?;
             let db = serve::open_database(&settings).await?;
-            let role = match (role, retailer) {
-                (RoleArg::Operator, _) => Role::Operator,
-                (RoleArg::Retailer, Some(slug)) => {
+            let retailer = match retailer {
+                Some(slug) => {
                     let slug = Slug::parse(slug)?;
-                    let id = catalog::retailer_by_slug(&db, &slug)
-                        .await?
-                        .with_context(|| format!("no retailer {slug}"))?;
-                    Role::Retailer(id)
+                    Some(
+                        catalog::retailer_by_slug(&db, &slug)
+                            .await?
+                            .with_context(|| format!("no retailer {slug}"))?,
+                    )
                 }
-                (RoleArg::Retailer, None) => anyhow::bail!("--retailer is required for a retailer account"),
+                None => None,
+            };
+            let role = match (role, retailer) {
+                (RoleArg::OperatorAdmin, None) => Role::OperatorAdmin,
+                (RoleArg::OperatorSupport, None) => Role::OperatorSupport,
+                (RoleArg::RetailerAdmin, Some(r)) => Role::RetailerAdmin(r),
+                (RoleArg::RetailerViewer, Some(r)) => Role::RetailerViewer(r),
+                (RoleArg::OperatorAdmin | RoleArg::OperatorSupport, Some(_)) => {
+                    anyhow::bail!("an operator account belongs to no retailer: leave out --retailer")
+                }
+                (RoleArg::RetailerAdmin | RoleArg::RetailerViewer, None) => {
+                    anyhow::bail!("--retailer is required for a retailer account")
+                }
             };
             let password = read_password()?;
             let hash = auth::hash_password(&password)?;
@@ -571,19 +635,23 @@ fn read_password() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-fn print_welcome(addr: SocketAddr, tls: bool) {
+fn print_welcome(addr: SocketAddr, tls: bool, demo_code: Option<&str>) {
     let (http, ws) = if tls { ("https", "wss") } else { ("http", "ws") };
     let base = format!("{http}://{addr}");
     let (charger, connector) = seed::DEMO_CONNECTOR;
     println!("\nForecourt is running at {base}\n");
-    println!("  Driver page (demo connector): {base}/c/{charger}/{connector}");
+    // What the sticker's QR code opens: the connector's page with its presence code.
+    let code = demo_code.map(|c| format!("?p={c}")).unwrap_or_default();
+    println!("  Driver page (demo connector): {base}/c/{charger}/{connector}{code}");
     println!("  Retailer dashboard:           {base}/dashboard");
     println!("  Operator console:             {base}/console");
     println!("  OCPP endpoint:                {ws}://{addr}/ocpp/{{chargePointId}}");
     println!("\n  Demo logins (demo data only):");
-    println!("    operator  {} / {}", seed::OPERATOR_EMAIL, seed::OPERATOR_PASSWORD);
+    println!("    operator admin    {} / {}", seed::OPERATOR_EMAIL, seed::OPERATOR_PASSWORD);
+    println!("    operator support  {} / {}", seed::SUPPORT_EMAIL, seed::SUPPORT_PASSWORD);
     for r in &seed::RETAILERS {
-        println!("    {:<9} {} / {}", r.slug, r.login, r.password);
+        println!("    {:<17} {} / {}", format!("{} admin", r.slug), r.login, r.password);
+        println!("    {:<17} {} / {}", format!("{} viewer", r.slug), r.viewer_login, r.viewer_password);
     }
     println!();
 }

@@ -10,7 +10,9 @@
 use crate::balancing::Hub;
 use crate::db::{self, plans, Db};
 use app::api::PlanOutcome;
-use app::domain::{ChargerId, ConnectorNo, DriverPlan, PlanInput, PlanState, TransactionId, WallClock};
+use app::domain::{
+    ChargerId, ConnectorNo, DriverPlan, PlanInput, PlanState, PresenceCode, TransactionId, WallClock,
+};
 use chrono::{Duration, NaiveTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
@@ -112,11 +114,27 @@ pub fn plan_view(p: &plans::PlanRow, now_ms: i64, tz: Tz) -> Option<DriverPlan> 
 
 /// The time zone of the site a connector is at; `None`: no such (accepted) connector.
 async fn site_zone(db: &Db, charger: &ChargerId, connector: ConnectorNo) -> Result<Option<Tz>, db::DbError> {
+    Ok(connector_place(db, charger, connector).await?.map(|(tz, _)| tz))
+}
+
+/// The site's time zone and the connector's presence code; `None`: no such (accepted) connector.
+async fn connector_place(
+    db: &Db,
+    charger: &ChargerId,
+    connector: ConnectorNo,
+) -> Result<Option<(Tz, Option<PresenceCode>)>, db::DbError> {
     let Some(facts) = db::catalog::connector_facts(db, charger, connector).await? else { return Ok(None) };
     let name = facts.site_timezone;
-    name.parse::<Tz>()
-        .map(Some)
-        .map_err(|_| db::DbError::Corrupt(format!("site time zone {name:?} is not an IANA zone")))
+    let tz = name
+        .parse::<Tz>()
+        .map_err(|_| db::DbError::Corrupt(format!("site time zone {name:?} is not an IANA zone")))?;
+    Ok(Some((tz, facts.presence_code)))
+}
+
+/// Whether a decision takes hold of a session (or of the next one) for a phone that holds no plan
+/// there yet: only a phone that shows the connector's presence code may.
+pub fn needs_presence(decision: Decision) -> bool {
+    matches!(decision, Decision::WaitForCar | Decision::JoinRunning { own: None, .. })
 }
 
 /// The plan whose token this is, if it was stated for this connector.
@@ -145,8 +163,11 @@ pub async fn state_plan(
     connector: ConnectorNo,
     token: Option<&str>,
     input: PlanInput,
+    presence: Option<&str>,
 ) -> Result<PlanOutcome, db::DbError> {
-    let Some(tz) = site_zone(db, charger, connector).await? else { return Ok(PlanOutcome::NoSuchConnector) };
+    let Some((tz, code)) = connector_place(db, charger, connector).await? else {
+        return Ok(PlanOutcome::NoSuchConnector);
+    };
     let now = db::now_ms();
     let departure = input.leave_at.map(|at| next_departure_ms(now, tz, at));
     let energy = input.energy_wh.map(i64::from);
@@ -157,7 +178,12 @@ pub async fn state_plan(
     }
     .filter(|p| same_connector(p, charger, connector));
     let running = plans::running_session(db, charger.as_str(), connector_no).await?;
-    let (plan_id, new_token) = match decide(own.as_ref(), running, now) {
+    let decision = decide(own.as_ref(), running, now);
+    if needs_presence(decision) && !code.as_ref().is_some_and(|c| c.proven_by(presence)) {
+        tracing::info!(charger.id = %charger, connector = connector_no, "plan refused: no proof the phone is at the charger");
+        return Ok(PlanOutcome::NeedsPresence);
+    }
+    let (plan_id, new_token) = match decision {
         Decision::ChangeOwn { plan, running } => {
             let expires = if running {
                 own.as_ref().map_or(now, |p| p.expires_at_ms)
@@ -368,5 +394,17 @@ mod tests {
             Some(PlanState::Charging)
         );
         assert_eq!(plan_view(&plan(Some(1), false, 0), now, london).map(|v| v.state), Some(PlanState::Ended));
+    }
+
+    #[test]
+    fn only_taking_hold_of_a_session_anew_needs_the_presence_code() {
+        assert!(needs_presence(Decision::WaitForCar));
+        assert!(needs_presence(Decision::JoinRunning { transaction: 7, own: None }));
+        // The phone's own plan (its cookie) was stated with the code already.
+        assert!(!needs_presence(Decision::JoinRunning { transaction: 7, own: Some(3) }));
+        assert!(!needs_presence(Decision::ChangeOwn { plan: 3, running: true }));
+        // Refusals stay refusals, code or not.
+        assert!(!needs_presence(Decision::OwnedByAnotherPhone));
+        assert!(!needs_presence(Decision::TooLate));
     }
 }

@@ -2,6 +2,7 @@
 //! modules) the OCPP central system and the load balancer.
 
 pub mod access;
+pub mod accounts;
 pub mod auth;
 pub mod balancing;
 pub mod cli;
@@ -9,6 +10,7 @@ pub mod db;
 pub mod driver;
 pub mod electrics;
 pub mod http;
+pub mod mail;
 pub mod network;
 pub mod ocpp;
 pub mod seed;
@@ -17,6 +19,7 @@ pub mod settings;
 pub mod simulate;
 pub mod telemetry;
 pub mod themes;
+pub mod throttle;
 pub mod web;
 
 /// The pure balancer core, a crate of its own (`server/balancer/`); `balancing` drives it.

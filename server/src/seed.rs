@@ -8,6 +8,9 @@ use app::domain::{ChargerId, ConnectorNo, Currency, Role, Slug, Tariff};
 
 pub const OPERATOR_EMAIL: &str = "operator@forecourt.local";
 pub const OPERATOR_PASSWORD: &str = "demo-operator-pass";
+/// Operator support: reads the network and operates it, manages nothing.
+pub const SUPPORT_EMAIL: &str = "support@forecourt.local";
+pub const SUPPORT_PASSWORD: &str = "demo-support-pass";
 /// Every demo charger authenticates (OCPP security profile 1) with this password.
 pub const CHARGER_PASSWORD: &str = "demo-charger-pass";
 /// The operator API token of the demo (`Authorization: Bearer …`).
@@ -20,8 +23,12 @@ pub const EXPIRED_TAG: &str = "EXPIRED-1";
 pub struct DemoRetailer {
     pub slug: &'static str,
     pub name: &'static str,
+    /// The retailer admin (their manager).
     pub login: &'static str,
     pub password: &'static str,
+    /// A retailer viewer (a member of staff who reads the figures).
+    pub viewer_login: &'static str,
+    pub viewer_password: &'static str,
     pub site: &'static str,
     pub address: &'static str,
     pub timezone: &'static str,
@@ -43,6 +50,8 @@ pub const RETAILERS: [DemoRetailer; 2] = [
         name: "FreshMart",
         login: "manager@freshmart.example",
         password: "demo-freshmart-pass",
+        viewer_login: "staff@freshmart.example",
+        viewer_password: "demo-freshmart-staff",
         site: "FreshMart Camden",
         address: "12 Camden High St, London NW1",
         timezone: "Europe/London",
@@ -59,6 +68,8 @@ pub const RETAILERS: [DemoRetailer; 2] = [
         name: "UrbanPod",
         login: "manager@urbanpod.example",
         password: "demo-urbanpod-pass",
+        viewer_login: "staff@urbanpod.example",
+        viewer_password: "demo-urbanpod-staff",
         site: "UrbanPod Zuidas",
         address: "Gustav Mahlerplein 3, Amsterdam",
         timezone: "Europe/Amsterdam",
@@ -85,8 +96,10 @@ pub async fn seed_if_empty(db: &Db) -> Result<bool, DbError> {
         return Ok(false);
     }
     let hash = |p: &str| parse(auth::hash_password(p));
-    users::create(db, OPERATOR_EMAIL, &hash(OPERATOR_PASSWORD)?, &Role::Operator).await?;
-    tokens::create_token(db, &auth::token_hash(OPERATOR_API_TOKEN), "demo operator", &Role::Operator).await?;
+    users::create(db, OPERATOR_EMAIL, &hash(OPERATOR_PASSWORD)?, &Role::OperatorAdmin).await?;
+    users::create(db, SUPPORT_EMAIL, &hash(SUPPORT_PASSWORD)?, &Role::OperatorSupport).await?;
+    tokens::create_token(db, &auth::token_hash(OPERATOR_API_TOKEN), "demo operator", &Role::OperatorAdmin)
+        .await?;
     ocpp::create_token(db, ACCEPTED_TAG, false, None, "demo").await?;
     ocpp::create_token(db, BLOCKED_TAG, true, None, "demo: blocked").await?;
     ocpp::create_token(db, EXPIRED_TAG, false, Some(crate::db::now_ms() - 86_400_000), "demo: expired")
@@ -95,7 +108,8 @@ pub async fn seed_if_empty(db: &Db) -> Result<bool, DbError> {
     for r in &RETAILERS {
         let slug = parse(Slug::parse(r.slug))?;
         let retailer = catalog::create_retailer(db, &slug, r.name, &slug).await?;
-        users::create(db, r.login, &hash(r.password)?, &Role::Retailer(retailer)).await?;
+        users::create(db, r.login, &hash(r.password)?, &Role::RetailerAdmin(retailer)).await?;
+        users::create(db, r.viewer_login, &hash(r.viewer_password)?, &Role::RetailerViewer(retailer)).await?;
         let tariff = catalog::create_tariff(
             db,
             &Tariff {

@@ -64,6 +64,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     if settings.seed_demo {
         seed::seed_if_empty(&db).await.context("seeding the demo data")?;
     }
+    let coded =
+        catalog::fill_missing_presence_codes(&db).await.context("giving connectors presence codes")?;
+    if coded > 0 {
+        tracing::info!(connectors = coded, "connectors given presence codes (print their stickers anew)");
+    }
     for (retailer, theme) in catalog::retailer_themes(&db).await? {
         if !themes.contains(&theme) {
             tracing::warn!(retailer, theme, "retailer's theme is missing; using the default theme");
@@ -96,7 +101,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             loop {
                 every.tick().await;
                 ocpp.housekeeping().await;
-                match crate::db::users::forget_expired_sessions(&db, crate::db::now_ms()).await {
+                let idle_ms = crate::access::session_life().idle_ms;
+                match crate::db::users::forget_expired_sessions(&db, crate::db::now_ms(), idle_ms).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(forgotten = n, "forgot expired sign-ins"),
                     Err(err) => tracing::warn!(error = %err, "expired sign-ins not forgotten"),
@@ -104,17 +110,29 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             }
         })
     };
-    let state = AppState::new(leptos, db.clone(), themes, network).served_over_tls(settings.tls.is_some());
+    let mailer = match &settings.mail.smtp_url {
+        Some(url) => Some(crate::mail::Mailer::new(url, &settings.mail.from).context("setting up mail")?),
+        None => None,
+    };
+    let public_url = settings.mail.public_url.clone().unwrap_or_else(|| {
+        let scheme = if settings.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{addr}")
+    });
+    let accounts = crate::accounts::Accounts::new(db.clone(), mailer, &public_url);
+    let state = AppState::with_accounts(leptos, db.clone(), themes, network, accounts)
+        .served_over_tls(settings.tls.is_some())
+        .metrics_behind(settings.metrics_token.as_ref().map(|s| s.0.clone()));
     let router = http::router(state);
     let (stop, task): (Box<dyn FnOnce() + Send>, JoinHandle<std::io::Result<()>>) = match &settings.tls {
         None => {
             let (stop, stopped) = oneshot::channel::<()>();
             let task = tokio::spawn(async move {
-                let served = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
-                    .await;
+                let served =
+                    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                        .with_graceful_shutdown(async move {
+                            let _ = stopped.await;
+                        })
+                        .await;
                 housekeeping.abort();
                 served
             });
@@ -141,7 +159,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             let handle = axum_server::Handle::new();
             let server = axum_server::from_tcp_rustls(listener, config).handle(handle.clone());
             let task = tokio::spawn(async move {
-                let served = server.serve(router.into_make_service()).await;
+                let served = server.serve(router.into_make_service_with_connect_info::<SocketAddr>()).await;
                 housekeeping.abort();
                 served
             });

@@ -34,6 +34,29 @@ pub struct Settings {
     pub ocpp: crate::ocpp::OcppSettings,
     /// Terminate TLS ourselves (OCPP security profile 2: Basic auth over `wss://`).
     pub tls: Option<TlsFiles>,
+    pub mail: MailSettings,
+    /// `/metrics` asks for this bearer token, when set.
+    pub metrics_token: Option<Secret>,
+}
+
+/// A setting that must never reach a log: shown as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Mail to people: where it goes out, as whom, and where its links point.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// No server: nothing is mailed (invitation links are handed out by the API instead).
+    pub smtp_url: Option<crate::mail::SmtpUrl>,
+    pub from: String,
+    /// `None`: the address the server is bound to (fine on one machine; set it behind a proxy).
+    pub public_url: Option<String>,
 }
 
 /// A PEM certificate chain and its private key.

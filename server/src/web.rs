@@ -1,26 +1,30 @@
 //! The pages' backend: implements `app::api::ssr::Backend` over the store and the themes.
 
+use crate::access::{self, Actor, SignInThrottles};
+use crate::accounts::AccountError;
 use crate::auth;
 use crate::balancer::{CircuitId, EvPhases, PerPhase, SmartState};
 use crate::balancing::{Hub, SiteBudget};
+use crate::db::scoped::Scoped;
 use crate::db::{self, balancing, catalog, users, Db};
 use crate::themes::Themes;
-use app::api::ssr::{anyhow_like::Result, Backend, NewSession, Principal};
+use app::api::ssr::{anyhow_like::Result, Backend, NewSession, PasswordOutcome, Principal, SignInOutcome};
 use app::api::{
     CarLoad, ChargerRow, ConnectorLoad, DriverConnector, MeterSetAside, NodeLoad, PlanOutcome,
     PriorityChange, RetailerSummary, SiteAlert, SiteAlertKind, SiteLoad, SiteRow,
 };
 use app::domain::{
-    ChargerId, ConnectorNo, DriverPlan, PlanInput, RetailerId, SessionPriority, SiteId, TransactionId,
+    ChargerId, ConnectorNo, DriverPlan, PlanInput, RetailerId, SessionPriority, SiteId, TransactionId, UserId,
 };
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
-
-/// How long a sign-in lasts.
-pub const SESSION_TTL_S: u64 = 12 * 3600;
 
 pub struct WebBackend {
     pub db: Db,
+    /// Failed sign-ins by account and by address.
+    pub sign_ins: Arc<SignInThrottles>,
+    pub accounts: Arc<crate::accounts::Accounts>,
     pub themes: Arc<Themes>,
     /// The sites' load balancers, for their live budgets.
     pub hub: Hub,
@@ -48,19 +52,32 @@ impl Backend for WebBackend {
         }))
     }
 
-    async fn sign_in(&self, email: &str, password: &str) -> Result<Option<NewSession>> {
-        let user = users::find_by_email(&self.db, email).await?;
+    async fn sign_in(&self, email: &str, password: &str, from: Option<IpAddr>) -> Result<SignInOutcome> {
+        let account = users::normalise_email(email);
+        let now = db::now_ms();
+        if let Some(remaining_ms) = self.sign_ins.locked_out(&account, from, now) {
+            tracing::warn!(client.ip = ?from, "sign-in refused: locked out after repeated failures");
+            let minutes = u32::try_from((remaining_ms + 59_999) / 60_000).unwrap_or(u32::MAX);
+            return Ok(SignInOutcome::LockedOut { minutes });
+        }
+        let user = users::find_by_email(&self.db, &account).await?;
         let hash = user.as_ref().map_or(auth::decoy_hash(), |u| u.password_hash.as_str());
         let ok = auth::verify_password_bounded(password.to_owned(), hash.to_owned()).await;
         let Some(user) = user.filter(|_| ok) else {
-            tracing::info!("sign-in refused");
-            return Ok(None);
+            self.sign_ins.failed(&account, from, now);
+            tracing::info!(client.ip = ?from, "sign-in refused");
+            return Ok(SignInOutcome::Refused);
         };
+        self.sign_ins.succeeded(&account, now);
         let token = auth::new_token();
-        let ttl_ms = i64::try_from(SESSION_TTL_S * 1000).unwrap_or(i64::MAX);
-        users::create_session(&self.db, &auth::token_hash(&token), user.id, db::now_ms() + ttl_ms).await?;
-        tracing::info!(user.id = %user.id, "signed in");
-        Ok(Some(NewSession { token, max_age_s: SESSION_TTL_S, role: user.role }))
+        let life = access::session_life();
+        users::create_session(&self.db, &auth::token_hash(&token), user.id, now + life.absolute_ms).await?;
+        tracing::info!(user.id = %user.id, client.ip = ?from, "signed in");
+        Ok(SignInOutcome::Signed(NewSession {
+            token,
+            max_age_s: access::SESSION_ABSOLUTE_S,
+            role: user.role,
+        }))
     }
 
     async fn sign_out(&self, token: &str) -> Result<()> {
@@ -68,9 +85,52 @@ impl Backend for WebBackend {
         Ok(())
     }
 
+    async fn sign_out_everywhere(&self, user: UserId) -> Result<u64> {
+        let ended = users::delete_user_sessions(&self.db, user).await?;
+        tracing::info!(user.id = %user, sessions = ended, "signed out everywhere");
+        Ok(ended)
+    }
+
+    async fn request_password_reset(&self, email: &str, from: Option<IpAddr>) -> Result<PasswordOutcome> {
+        password_outcome(self.accounts.request_reset(email, from).await.map(|()| true), PasswordOutcome::Done)
+    }
+
+    async fn password_link_live(&self, token: &str) -> Result<bool> {
+        Ok(self.accounts.link_is_live(token).await?)
+    }
+
+    async fn set_password_with_link(&self, token: &str, password: &str) -> Result<PasswordOutcome> {
+        let set = self.accounts.set_password_with_link(token, password).await.map(|user| user.is_some());
+        password_outcome(set, PasswordOutcome::LinkDead)
+    }
+
+    async fn change_password(
+        &self,
+        me: &Principal,
+        session_token: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<PasswordOutcome> {
+        // A wrong current password counts as a failed sign-in: this form is no way round the lockout.
+        let account = users::normalise_email(&me.email);
+        let now = db::now_ms();
+        if let Some(remaining_ms) = self.sign_ins.locked_out(&account, me.from, now) {
+            let minutes = u32::try_from((remaining_ms + 59_999) / 60_000).unwrap_or(u32::MAX);
+            return Ok(PasswordOutcome::Throttled { minutes });
+        }
+        let keep = auth::token_hash(session_token);
+        let changed = self.accounts.change_password(me.user, current, new, Some(&keep)).await;
+        let outcome = password_outcome(changed, PasswordOutcome::WrongCurrent)?;
+        if outcome == PasswordOutcome::WrongCurrent {
+            self.sign_ins.failed(&account, me.from, now);
+        }
+        Ok(outcome)
+    }
+
     async fn principal(&self, token: &str) -> Result<Option<Principal>> {
-        let user = users::session_user(&self.db, &auth::token_hash(token), db::now_ms()).await?;
-        Ok(user.map(|u| Principal { user: u.id, email: u.email, role: u.role }))
+        let idle_ms = access::session_life().idle_ms;
+        let user = users::session_user(&self.db, &auth::token_hash(token), db::now_ms(), idle_ms).await?;
+        Ok(user.map(|u| Principal { user: u.id, email: u.email, role: u.role, from: None }))
     }
 
     async fn network_chargers(&self) -> Result<Vec<ChargerRow>> {
@@ -120,11 +180,20 @@ impl Backend for WebBackend {
         Ok(Some(site_load(site_name, retailer_name, &circuits, &budget)))
     }
 
-    async fn set_session_priority(&self, session: i64, priority: SessionPriority) -> Result<PriorityChange> {
+    async fn set_session_priority(
+        &self,
+        by: &Principal,
+        session: i64,
+        priority: SessionPriority,
+    ) -> Result<PriorityChange> {
         let Some((needs, charger)) = balancing::set_session_priority(&self.db, session, priority).await?
         else {
             return Ok(PriorityChange::NotRunning);
         };
+        let detail = serde_json::json!({ "priority": priority.get(), "charger": charger });
+        Actor::from_principal(by)
+            .audit(&self.db, None, "session.priority", format!("session {session}"), detail)
+            .await?;
         if let Ok(charger) = ChargerId::parse(&charger) {
             self.hub.session_declared(&charger, TransactionId(session), &needs);
         }
@@ -132,7 +201,7 @@ impl Backend for WebBackend {
         Ok(PriorityChange::Set)
     }
 
-    async fn forget_readings_before_drop(&self, site: SiteId) -> Result<Option<u64>> {
+    async fn forget_readings_before_drop(&self, by: &Principal, site: SiteId) -> Result<Option<u64>> {
         let Some(budget) = self.hub.budget(site).await else { return Ok(None) };
         let snapshot = &budget.snapshot;
         let Some(set_aside) =
@@ -146,6 +215,10 @@ impl Backend for WebBackend {
         let set_aside_for = i64::try_from(snapshot.at.since(set_aside.since).0).unwrap_or(i64::MAX);
         let before_ms = db::now_ms().saturating_sub(set_aside_for).saturating_sub(1000);
         let forgotten = self.hub.forget_store_readings(site, 0, before_ms).await?;
+        let detail = serde_json::json!({ "before_ms": before_ms, "forgotten": forgotten });
+        Actor::from_principal(by)
+            .audit(&self.db, None, "store_meter.forget_before_drop", format!("site {site}"), detail)
+            .await?;
         tracing::info!(site.id = %site, ?forgotten, "an operator had the store meter's readings from before its drop forgotten");
         Ok(forgotten)
     }
@@ -165,15 +238,20 @@ impl Backend for WebBackend {
         connector: ConnectorNo,
         token: Option<&str>,
         input: PlanInput,
+        presence: Option<&str>,
     ) -> Result<PlanOutcome> {
-        Ok(crate::driver::state_plan(&self.db, &self.hub, charger, connector, token, input).await?)
+        Ok(crate::driver::state_plan(&self.db, &self.hub, charger, connector, token, input, presence).await?)
     }
 
-    async fn retailer_overview(&self, retailer: RetailerId) -> Result<RetailerSummary> {
-        let found = catalog::retailer_sites(&self.db, retailer)
-            .await?
-            .ok_or("retailer of a signed-in user is missing")?;
-        Ok(RetailerSummary {
+    async fn retailer_overview(
+        &self,
+        me: &Principal,
+        retailer: RetailerId,
+    ) -> Result<Option<RetailerSummary>> {
+        let Some(found) = Scoped::for_role(&self.db, me.role).retailer_sites(retailer).await? else {
+            return Ok(None);
+        };
+        Ok(Some(RetailerSummary {
             retailer_name: found.name,
             theme: self.themes.get(&found.theme).clone(),
             sites: found
@@ -186,7 +264,7 @@ impl Backend for WebBackend {
                     connectors: u32::try_from(s.connectors).unwrap_or(0),
                 })
                 .collect(),
-        })
+        }))
     }
 }
 
@@ -278,5 +356,22 @@ fn site_load(
         overcommitted: snapshot.overcommitted,
         connectors,
         max_priority: SessionPriority::MAX,
+        can_manage: false,
+    }
+}
+
+/// An account flow's result as the pages' outcome: `Ok(true)` done, `Ok(false)` what the caller
+/// says a refusal means here (a dead link, a wrong current password), a rule broken or a throttle
+/// as such.
+fn password_outcome(
+    result: std::result::Result<bool, AccountError>,
+    refused: PasswordOutcome,
+) -> Result<PasswordOutcome> {
+    match result {
+        Ok(true) => Ok(PasswordOutcome::Done),
+        Ok(false) => Ok(refused),
+        Err(AccountError::Password(rule)) => Ok(PasswordOutcome::Refused(rule.to_string())),
+        Err(AccountError::Throttled { minutes }) => Ok(PasswordOutcome::Throttled { minutes }),
+        Err(other) => Err(Box::new(other)),
     }
 }

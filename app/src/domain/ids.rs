@@ -174,46 +174,9 @@ impl fmt::Display for ConnectorNo {
     }
 }
 
-/// Who an authenticated person is, as far as permissions go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Role {
-    /// Runs the whole network: sees every site.
-    Operator,
-    /// Sees only the sites of this retailer.
-    Retailer(RetailerId),
-}
-
-/// Why a caller may not do what they asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Nobody we know is asking (401).
-    NotSignedIn,
-    /// Someone is, but not an operator (403).
-    NotAnOperator,
-}
-
-impl Role {
-    /// Operators only: the one rule the REST API and the pages' server functions both apply to
-    /// whoever is asking (`None`: nobody signed in).
-    pub fn operator_only(caller: Option<&Role>) -> Result<(), Refusal> {
-        match caller {
-            None => Err(Refusal::NotSignedIn),
-            Some(Role::Operator) => Ok(()),
-            Some(Role::Retailer(_)) => Err(Refusal::NotAnOperator),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_an_operator_passes_the_operators_check() {
-        assert_eq!(Role::operator_only(Some(&Role::Operator)), Ok(()));
-        assert_eq!(Role::operator_only(Some(&Role::Retailer(RetailerId(1)))), Err(Refusal::NotAnOperator));
-        assert_eq!(Role::operator_only(None), Err(Refusal::NotSignedIn));
-    }
 
     #[test]
     fn charger_ids_accept_what_chargers_use_and_refuse_the_rest() {

@@ -2,9 +2,8 @@
 
 use crate::api::{
     amps, live_site_load, network_alerts, network_chargers, ConnectorLoad, ForgetReadingsBeforeDrop,
-    MeterDoubt, MeterSetAside, NodeLoad, SetSessionPriority, SignOut, SiteAlert, SiteAlertKind, SiteLoad,
+    MeterDoubt, MeterSetAside, NodeLoad, SetSessionPriority, SiteAlert, SiteAlertKind, SiteLoad,
 };
-use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
@@ -13,12 +12,11 @@ pub fn ConsolePage() -> impl IntoView {
     let tick = super::ticking(5);
     let chargers = Resource::new(move || tick.get(), |_| network_chargers());
     let alerts = Resource::new(move || tick.get(), |_| network_alerts());
-    let sign_out = ServerAction::<SignOut>::new();
     view! {
         <main class="mx-auto max-w-5xl p-6 space-y-4">
             <div class="flex items-center justify-between">
                 <h1 class="text-2xl font-bold">"Operator console"</h1>
-                <ActionForm action=sign_out><button class="underline" type="submit">"Sign out"</button></ActionForm>
+                <super::AccountBar/>
             </div>
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
@@ -159,6 +157,7 @@ fn SiteLoadView(load: SiteLoad, site: i64) -> impl IntoView {
         overcommitted,
         connectors,
         max_priority,
+        can_manage,
     } = load;
     let store_note = if let Some(MeterSetAside { why, for_s }) = store_meter_set_aside {
         let what = match why {
@@ -186,7 +185,7 @@ fn SiteLoadView(load: SiteLoad, site: i64) -> impl IntoView {
         <p class=if store_worst_case || store_meter_set_aside.is_some() { "rounded border border-amber-300 bg-amber-50 p-3" } else { "text-slate-600" }
             data-testid="store-note">{store_note}</p>
         {store_meter_set_aside
-            .filter(|s| s.why == MeterDoubt::FarBelowFloor)
+            .filter(|s| s.why == MeterDoubt::FarBelowFloor && can_manage)
             .and(use_context::<ServerAction<ForgetReadingsBeforeDrop>>())
             .map(|forget| view! {
                 <button type="button" class="rounded bg-slate-800 px-3 py-1.5 text-white" data-testid="forget-before-drop"

@@ -1,13 +1,11 @@
 //! A retailer's dashboard: only that retailer's sites.
 
-use crate::api::{retailer_overview, SignOut};
-use leptos::form::ActionForm;
+use crate::api::retailer_overview;
 use leptos::prelude::*;
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {
     let overview = Resource::new(|| (), |_| retailer_overview());
-    let sign_out = ServerAction::<SignOut>::new();
     view! {
         <Suspense fallback=|| view! { <p class="p-6">"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -16,7 +14,7 @@ pub fn DashboardPage() -> impl IntoView {
                         <div style=o.theme.css_variables() class="min-h-screen bg-surface text-ink">
                             <header class="bg-brand text-brand-ink px-6 py-4 flex justify-between">
                                 <span class="text-lg font-semibold" data-testid="retailer-name">{o.retailer_name.clone()}</span>
-                                <ActionForm action=sign_out><button class="underline" type="submit">"Sign out"</button></ActionForm>
+                                <super::AccountBar/>
                             </header>
                             <main class="mx-auto max-w-4xl p-6">
                                 <h1 class="text-2xl font-bold mb-4">"Your sites"</h1>

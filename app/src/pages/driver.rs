@@ -4,7 +4,7 @@ use crate::api::{connector_page, my_charge_plan, DriverConnector, StateChargePla
 use crate::domain::kwh_text;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 
 #[component]
 pub fn DriverPage() -> impl IntoView {
@@ -101,6 +101,10 @@ fn Branded(page: DriverConnector) -> impl IntoView {
 #[component]
 fn PlanForm(charger: String, connector: u32) -> impl IntoView {
     let state = ServerAction::<StateChargePlan>::new();
+    // The sticker's QR code opens this page with the connector's presence code (`?p=…`): the
+    // proof that this phone is at the charger, sent with the plan.
+    let query = use_query_map();
+    let presence = move || query.read().get("p").unwrap_or_default();
     // The form is filled from the plan as saved (asked again only after a save, so that what the
     // driver is typing is never redrawn away); the sentence above it follows the charge live, so a
     // waiting plan shows the car's start without a reload.
@@ -138,6 +142,7 @@ fn PlanForm(charger: String, connector: u32) -> impl IntoView {
                             <ActionForm action=state attr:class="space-y-3">
                                 <input type="hidden" name="charger" value=charger/>
                                 <input type="hidden" name="connector" value=connector/>
+                                <input type="hidden" name="presence" value=presence()/>
                                 <label class="block">
                                     "I leave at "
                                     <input type="time" name="leave_at" value=leave_at class="rounded border px-2 py-1" data-testid="plan-leave-at"/>

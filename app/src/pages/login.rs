@@ -20,7 +20,8 @@ pub fn LoginPage() -> impl IntoView {
                 </label>
                 <button class="rounded bg-slate-900 px-4 py-2 text-white" type="submit">"Sign in"</button>
             </ActionForm>
-            {move || failure().map(|msg| view! { <p class="text-red-700" data-testid="sign-in-error">{msg}</p> })}
+            {move || failure().map(|msg| view! { <p class="text-red-700" role="alert" data-testid="sign-in-error">{msg}</p> })}
+            <a class="text-blue-700 underline" href="/forgot">"Forgot your password?"</a>
         </main>
     }
 }

@@ -1,5 +1,6 @@
 //! One module per page.
 
+pub mod account;
 pub mod console;
 pub mod dashboard;
 pub mod driver;
@@ -56,6 +57,32 @@ pub fn error_text(err: &ServerFnError) -> String {
     match err {
         ServerFnError::ServerError(msg) => msg.clone(),
         other => other.to_string(),
+    }
+}
+
+/// Who is signed in, in what role, and the ways out: this browser only, or every device.
+#[component]
+pub fn AccountBar() -> impl IntoView {
+    let me = Resource::new(|| (), |_| crate::api::who_am_i());
+    let sign_out = ServerAction::<crate::api::SignOut>::new();
+    let everywhere = ServerAction::<crate::api::SignOutEverywhere>::new();
+    view! {
+        <div class="flex flex-wrap items-center gap-3 text-sm" data-testid="account-bar">
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    me.await.ok().flatten().map(|me| view! {
+                        <span data-testid="signed-in-as">{me.email}" · "{me.role.label()}</span>
+                    })
+                })}
+            </Transition>
+            <a class="underline" href="/account">"Account"</a>
+            <leptos::form::ActionForm action=sign_out>
+                <button class="underline" type="submit">"Sign out"</button>
+            </leptos::form::ActionForm>
+            <leptos::form::ActionForm action=everywhere>
+                <button class="underline" type="submit" data-testid="sign-out-everywhere">"Sign out everywhere"</button>
+            </leptos::form::ActionForm>
+        </div>
     }
 }
 

@@ -1,7 +1,9 @@
 //! The network's static shape: retailers, tariffs, sites, chargers and connectors.
 
 use super::{conflict_as, now_ms, Db, DbError};
-use app::domain::{ChargerId, ConnectorNo, Currency, RetailerId, SiteId, Slug, Tariff, TariffId};
+use app::domain::{
+    ChargerId, ConnectorNo, Currency, PresenceCode, RetailerId, SiteId, Slug, Tariff, TariffId,
+};
 use sqlx::Row;
 
 pub async fn create_retailer(db: &Db, slug: &Slug, name: &str, theme: &Slug) -> Result<RetailerId, DbError> {
@@ -121,13 +123,15 @@ pub async fn create_connector(
     spec: ConnectorSpec,
 ) -> Result<(), DbError> {
     sqlx::query(
-        "INSERT INTO connectors (charger_id, connector_no, max_current_a, phases, max_power_w, status) VALUES ($1, $2, $3, $4, $5, 'Unknown')",
+        "INSERT INTO connectors (charger_id, connector_no, max_current_a, phases, max_power_w, status, presence_code) \
+         VALUES ($1, $2, $3, $4, $5, 'Unknown', $6)",
     )
     .bind(charger.as_str())
     .bind(i64::from(no.get()))
     .bind(spec.max_current_a)
     .bind(spec.phases)
     .bind(spec.max_power_w)
+    .bind(new_presence_code().as_str())
     .execute(db.pool())
     .await
     .map_err(conflict_as(format!("connector {no} of charger {charger}")))?;
@@ -145,6 +149,31 @@ pub struct ConnectorFacts {
     pub status: String,
     pub max_power_w: i64,
     pub tariff: Tariff,
+    /// Never sent to a browser: it is what a phone proves it was there with.
+    pub presence_code: Option<PresenceCode>,
+}
+
+/// A fresh presence code for a connector.
+pub fn new_presence_code() -> PresenceCode {
+    PresenceCode::from_random(rand::random())
+}
+
+/// Gives every connector without a presence code one (connectors from before codes existed).
+pub async fn fill_missing_presence_codes(db: &Db) -> Result<u64, DbError> {
+    let rows = sqlx::query("SELECT charger_id, connector_no FROM connectors WHERE presence_code IS NULL")
+        .fetch_all(db.pool())
+        .await?;
+    for row in &rows {
+        sqlx::query(
+            "UPDATE connectors SET presence_code = $1 WHERE charger_id = $2 AND connector_no = $3 AND presence_code IS NULL",
+        )
+        .bind(new_presence_code().as_str())
+        .bind(row.try_get::<String, _>("charger_id")?)
+        .bind(row.try_get::<i64, _>("connector_no")?)
+        .execute(db.pool())
+        .await?;
+    }
+    Ok(rows.len() as u64)
 }
 
 pub async fn connector_facts(
@@ -153,7 +182,7 @@ pub async fn connector_facts(
     no: ConnectorNo,
 ) -> Result<Option<ConnectorFacts>, DbError> {
     let row = sqlx::query(
-        "SELECT r.theme, s.name, s.address, s.timezone, c.status, c.max_power_w, t.currency, t.per_kwh_minor, t.session_fee_minor \
+        "SELECT r.theme, s.name, s.address, s.timezone, c.status, c.max_power_w, c.presence_code, t.currency, t.per_kwh_minor, t.session_fee_minor \
          FROM connectors c JOIN chargers ch ON ch.id = c.charger_id JOIN sites s ON s.id = ch.site_id \
          JOIN retailers r ON r.id = s.retailer_id JOIN tariffs t ON t.id = s.tariff_id \
          WHERE c.charger_id = $1 AND c.connector_no = $2 AND ch.registration = 'accepted'",
@@ -176,6 +205,10 @@ pub async fn connector_facts(
             per_kwh_minor: row.try_get("per_kwh_minor")?,
             session_fee_minor: row.try_get("session_fee_minor")?,
         },
+        presence_code: row
+            .try_get::<Option<String>, _>("presence_code")?
+            .as_deref()
+            .and_then(PresenceCode::parse),
     }))
 }
 
@@ -273,4 +306,12 @@ pub async fn retailer_sites(db: &Db, retailer: RetailerId) -> Result<Option<Reta
         })
         .collect::<Result<Vec<_>, DbError>>()?;
     Ok(Some(RetailerSites { name: head.try_get("name")?, theme: head.try_get("theme")?, sites }))
+}
+
+pub async fn retailer_exists(db: &Db, retailer: RetailerId) -> Result<bool, DbError> {
+    let row = sqlx::query("SELECT 1 AS one FROM retailers WHERE id = $1")
+        .bind(retailer.0)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.is_some())
 }

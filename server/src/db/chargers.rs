@@ -30,6 +30,8 @@ pub struct ConnectorRow {
     pub max_current_a: i64,
     pub phases: i64,
     pub max_power_w: i64,
+    /// Printed beside its QR code: the proof a driver's phone was there.
+    pub presence_code: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +99,7 @@ pub async fn one(db: &Db, id: &ChargerId) -> Result<Option<ChargerRow>, DbError>
 }
 
 pub async fn connectors(db: &Db, id: &ChargerId) -> Result<Vec<ConnectorRow>, DbError> {
-    sqlx::query("SELECT connector_no, status, status_at, max_current_a, phases, max_power_w FROM connectors WHERE charger_id = $1 ORDER BY connector_no")
+    sqlx::query("SELECT connector_no, status, status_at, max_current_a, phases, max_power_w, presence_code FROM connectors WHERE charger_id = $1 ORDER BY connector_no")
         .bind(id.as_str())
         .fetch_all(db.pool())
         .await?
@@ -110,6 +112,7 @@ pub async fn connectors(db: &Db, id: &ChargerId) -> Result<Vec<ConnectorRow>, Db
                 max_current_a: r.try_get("max_current_a")?,
                 phases: r.try_get("phases")?,
                 max_power_w: r.try_get("max_power_w")?,
+                presence_code: r.try_get("presence_code")?,
             })
         })
         .collect()
@@ -162,4 +165,18 @@ pub async fn frames(db: &Db, id: &ChargerId, limit: i64) -> Result<Vec<FrameRow>
         Ok(FrameRow { direction: r.try_get("direction")?, at: r.try_get("at")?, frame: r.try_get("frame")? })
     })
     .collect()
+}
+
+/// The presence code printed beside a connector's QR code.
+pub async fn presence_code(
+    db: &Db,
+    charger: &ChargerId,
+    connector_no: i64,
+) -> Result<Option<String>, DbError> {
+    let row = sqlx::query("SELECT presence_code FROM connectors WHERE charger_id = $1 AND connector_no = $2")
+        .bind(charger.as_str())
+        .bind(connector_no)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.map(|r| r.try_get::<Option<String>, _>("presence_code")).transpose()?.flatten())
 }

@@ -5,11 +5,13 @@
 //! money is integer minor units beside a currency code, booleans are `BIGINT` 0/1 (sqlx's Any
 //! driver cannot decode SQLite's BOOLEAN), placeholders `$n`.
 
+pub mod audit;
 pub mod balancing;
 pub mod catalog;
 pub mod chargers;
 pub mod ocpp;
 pub mod plans;
+pub mod scoped;
 pub mod tokens;
 pub mod url;
 pub mod users;

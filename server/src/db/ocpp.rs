@@ -162,8 +162,8 @@ pub async fn auto_register(
     id: &ChargerId,
     site: SiteId,
     password_hash: &str,
-) -> Result<(), DbError> {
-    sqlx::query(
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
         "INSERT INTO chargers (id, site_id, password_hash, registration, created_at) VALUES ($1, $2, $3, 'accepted', $4) \
          ON CONFLICT (id) DO NOTHING",
     )
@@ -173,7 +173,8 @@ pub async fn auto_register(
     .bind(now_ms())
     .execute(db.pool())
     .await?;
-    Ok(())
+    // `false`: another connection registered it first.
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn set_online(db: &Db, id: &ChargerId, version: &str, online: bool) -> Result<(), DbError> {
@@ -234,14 +235,15 @@ pub async fn record_status(db: &Db, id: &ChargerId, change: &StatusChange) -> Re
     if change.connector_no > 0 {
         // A connector we were not told about is recorded with conservative ratings (one phase, 16 A).
         sqlx::query(
-            "INSERT INTO connectors (charger_id, connector_no, max_current_a, phases, max_power_w, status, status_at) \
-             VALUES ($1, $2, 16, 1, 3680, $3, $4) \
+            "INSERT INTO connectors (charger_id, connector_no, max_current_a, phases, max_power_w, status, status_at, presence_code) \
+             VALUES ($1, $2, 16, 1, 3680, $3, $4, $5) \
              ON CONFLICT (charger_id, connector_no) DO UPDATE SET status = excluded.status, status_at = excluded.status_at",
         )
         .bind(id.as_str())
         .bind(change.connector_no)
         .bind(&change.status)
         .bind(now)
+        .bind(super::catalog::new_presence_code().as_str())
         .execute(&mut *tx)
         .await?;
     }
@@ -724,6 +726,28 @@ pub async fn charger_requests(db: &Db) -> Result<Vec<ChargerRequest>, DbError> {
 }
 
 /// Records (or refreshes) a pending request; the first password presented is the one kept.
+/// A first request from an unknown charger (`false`: there was one already, made by another
+/// connection a moment ago, whose password stands).
+pub async fn create_charger_request(
+    db: &Db,
+    id: &ChargerId,
+    password_hash: &str,
+    version: &str,
+) -> Result<bool, DbError> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "INSERT INTO charger_requests (charger_id, password_hash, status, ocpp_version, first_seen_at, last_seen_at) \
+         VALUES ($1, $2, 'pending', $3, $4, $4) ON CONFLICT (charger_id) DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(password_hash)
+    .bind(version)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn upsert_charger_request(
     db: &Db,
     id: &ChargerId,

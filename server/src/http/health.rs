@@ -35,6 +35,22 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-pub async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render())
+/// Prometheus metrics; behind a bearer token when one is configured (`--metrics-token`).
+pub async fn metrics(
+    axum::extract::State(state): axum::extract::State<super::AppState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if let Some(expected) = &state.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        // Compared by hash: equal-length digests, so the comparison's time says nothing of the token.
+        let matches = given.is_some_and(|g| crate::auth::token_hash(g) == crate::auth::token_hash(expected));
+        if !matches {
+            return (axum::http::StatusCode::UNAUTHORIZED, "a metrics token is required").into_response();
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()).into_response()
 }

@@ -34,6 +34,11 @@ where
     tracing::info!(charger.id = %charger, ocpp.version = %link.version, "connected");
     cs.tell(&link, super::report::ChargerEvent::Online(true)).await;
 
+    let mut pace = crate::throttle::Pace::new(
+        cs.settings.max_messages_per_s,
+        cs.settings.message_burst,
+        crate::db::now_ms(),
+    );
     let mut in_flight: Option<InFlight> = None;
     let mut next_id: u64 = 0;
     let mut last_heard = Instant::now();
@@ -62,7 +67,15 @@ where
                 let message = match incoming {
                     None => break "closed by the charger",
                     Some(Err(err)) => {
-                        tracing::info!(charger.id = %charger, error = %err, "socket error");
+                        let text = err.to_string();
+                        if text.contains("Message too long") || text.contains("Frame too long") {
+                            // Past --ocpp-max-message-kib: say so (1009, RFC 6455) before closing.
+                            tracing::warn!(charger.id = %charger, error = %text, "message too big: connection closed");
+                            let frame = axum::extract::ws::CloseFrame { code: 1009, reason: "message too big".into() };
+                            let _ = socket.send(Message::Close(Some(frame))).await;
+                            break "message too big";
+                        }
+                        tracing::info!(charger.id = %charger, error = %text, "socket error");
                         break "socket error";
                     }
                     Some(Ok(m)) => m,
@@ -88,6 +101,12 @@ where
                     Message::Close(_) => break "closed by the charger",
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
+                // A charger sending faster than its allowance waits its turn: nothing is refused.
+                let wait_ms = pace.take(crate::db::now_ms());
+                if wait_ms > 0 {
+                    metrics::counter!("ocpp_messages_paced_total").increment(1);
+                    tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0))).await;
+                }
                 log_frame(&cs, &link, true, &text).await;
                 let reply = match frame::decode(&text) {
                     Ok(Frame::Call { id, action, payload }) => {

@@ -78,12 +78,24 @@ impl VerifiedCredentials {
     }
 }
 
+/// 429 with when to come back.
+fn refuse_for_now(reason: &str, retry_after_ms: i64) -> Response {
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, reason.to_owned()).into_response();
+    let seconds = (retry_after_ms + 999) / 1000;
+    if let Ok(value) = header::HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 pub async fn upgrade(
     State(cs): State<CentralSystem>,
     Path(raw_id): Path<String>,
+    client: Option<axum::Extension<app::api::ssr::ClientIp>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let from = client.map(|axum::Extension(app::api::ssr::ClientIp(ip))| ip);
     let charger = match ChargerId::parse(&raw_id) {
         Ok(id) => id,
         Err(err) => return refuse(StatusCode::BAD_REQUEST, &err.to_string()),
@@ -97,6 +109,16 @@ pub async fn upgrade(
     if user != charger.as_str() {
         return refuse(StatusCode::UNAUTHORIZED, "the username must be the charge point id");
     }
+    // Before any storage or hashing: a charger id or an address that failed too often waits.
+    let now = crate::db::now_ms();
+    if let Some(remaining_ms) = cs.edge.locked_out(&charger, from, now) {
+        tracing::warn!(charger.id = %charger, client.ip = ?from, "handshake refused: too many failed attempts");
+        return refuse_for_now("too many failed attempts: try again later", remaining_ms);
+    }
+    let Some(slot) = cs.edge.open(from) else {
+        tracing::warn!(charger.id = %charger, client.ip = ?from, "handshake refused: too many connections from this address");
+        return refuse_for_now("too many connections from this address", 60_000);
+    };
     let known = match db::charger_auth(&cs.db, &charger).await {
         Ok(k) => k,
         Err(err) => {
@@ -111,9 +133,11 @@ pub async fn upgrade(
                 return refuse(StatusCode::UNAUTHORIZED, "no password is set for this charger");
             };
             if !cs.credentials.verify(&charger, password, hash).await {
-                tracing::warn!(charger.id = %charger, "refused: wrong password");
+                tracing::warn!(charger.id = %charger, client.ip = ?from, "refused: wrong password");
+                cs.edge.failed(&charger, from, now);
                 return refuse(StatusCode::UNAUTHORIZED, "wrong credentials");
             }
+            cs.edge.succeeded(&charger, now);
             if auth.registration == "rejected" {
                 return refuse(StatusCode::UNAUTHORIZED, "this charger was rejected by an operator");
             }
@@ -129,7 +153,12 @@ pub async fn upgrade(
         }
         None => match unknown_charger(&cs, &charger, version, password).await {
             Ok(link) => link,
-            Err(response) => return response,
+            Err(response) => {
+                if response.status() == StatusCode::UNAUTHORIZED {
+                    cs.edge.failed(&charger, from, now);
+                }
+                return response;
+            }
         },
     };
     // OCPP frames are small: start with small buffers (they grow for the rare large report) so tens
@@ -140,7 +169,11 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| connection::run(cs, link, socket))
+        .on_upgrade(move |socket| async move {
+            // The address's place is held for as long as the connection lasts.
+            let _slot = slot;
+            connection::run(cs, link, socket).await
+        })
         .into_response()
 }
 
@@ -199,16 +232,27 @@ async fn unknown_charger(
     let Ok(hashed) = auth::hash_password_bounded(password).await else {
         return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "could not register the charger"));
     };
+    // Two first connections under one id may race here: only the one whose row is written is
+    // admitted; the other is refused and, on its retry, must present the winner's password.
+    let lost_the_race = || {
+        tracing::warn!(charger.id = %charger, "refused: another connection registered this id first");
+        refuse(StatusCode::UNAUTHORIZED, "this id was registered by another connection just now")
+    };
     match site {
         Some(site) => {
-            db::auto_register(&cs.db, charger, site, &hashed).await.map_err(unavailable)?;
+            if !db::auto_register(&cs.db, charger, site, &hashed).await.map_err(unavailable)? {
+                return Err(lost_the_race());
+            }
             tracing::info!(charger.id = %charger, site.id = %site, "unknown charger registered automatically");
             Ok(Link::unquirked(charger.clone(), version, Some(site)))
         }
         None => {
-            db::upsert_charger_request(&cs.db, charger, &hashed, &version.to_string())
+            if !db::create_charger_request(&cs.db, charger, &hashed, &version.to_string())
                 .await
-                .map_err(unavailable)?;
+                .map_err(unavailable)?
+            {
+                return Err(lost_the_race());
+            }
             tracing::info!(charger.id = %charger, "unknown charger waits for an operator (Pending)");
             Ok(Link::unquirked(charger.clone(), version, None))
         }

@@ -11,8 +11,10 @@
 //! - [`handshake`]: subprotocol negotiation and charger authentication.
 
 pub mod connection;
+pub mod edge;
 pub mod frame;
 pub mod frame_log;
+pub mod fuzzing;
 pub mod handshake;
 pub mod quirks;
 pub mod registry;
@@ -51,6 +53,12 @@ pub struct OcppSettings {
     /// The most unknown chargers waiting for an operator at once: a stranger cannot fill the list
     /// (and the database) with made-up ids.
     pub max_pending_chargers: u64,
+    /// The most connections one address may hold at once (a site's chargers often share one).
+    pub max_connections_per_address: u32,
+    /// Messages a charger may send a second on average, and at once: past that, its messages wait
+    /// their turn (nothing is refused or lost; a flood only slows its sender).
+    pub max_messages_per_s: u32,
+    pub message_burst: u32,
 }
 
 /// The policy for chargers we do not know.
@@ -74,6 +82,9 @@ impl Default for OcppSettings {
             max_message_bytes: 512 * 1024,
             max_connectors: 16,
             max_pending_chargers: 1000,
+            max_connections_per_address: 200,
+            max_messages_per_s: 20,
+            message_burst: 60,
         }
     }
 }
@@ -88,6 +99,8 @@ pub struct CentralSystem {
     reports: std::sync::Arc<dyn report::ReportSink>,
     /// Passwords that verified recently, so reconnects skip argon2.
     pub credentials: std::sync::Arc<handshake::VerifiedCredentials>,
+    /// Failed handshakes and connections per address, bounded.
+    pub edge: std::sync::Arc<edge::EdgeGuard>,
     /// Becomes true when the server shuts down: every connection closes cleanly.
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
@@ -131,10 +144,12 @@ impl CentralSystem {
         registry: registry::Registry,
         reports: std::sync::Arc<dyn report::ReportSink>,
     ) -> Self {
+        let edge = std::sync::Arc::new(edge::EdgeGuard::new(settings.max_connections_per_address));
         Self {
             db,
             registry,
             settings,
+            edge,
             reports,
             credentials: Default::default(),
             shutting_down: tokio::sync::watch::Sender::new(false),

@@ -143,7 +143,7 @@ fn serve_starts_seeds_once_stops_on_sigterm_and_keeps_its_data() {
 
     // The data outlives the process: the demo operator is still there on a second start.
     let out = forecourt()
-        .args(["user", "create", "--email", "operator@forecourt.local", "--role", "operator"])
+        .args(["user", "create", "--email", "operator@forecourt.local", "--role", "operator-admin"])
         .arg("--data-dir")
         .arg(data.path())
         .env("FORECOURT_USER_PASSWORD", "another-long-password")
@@ -167,7 +167,7 @@ fn user_create_makes_an_account_for_a_retailer() {
             "--email",
             "new@shop.example",
             "--role",
-            "retailer",
+            "retailer-viewer",
             "--retailer",
             "freshmart",
         ])
@@ -178,7 +178,7 @@ fn user_create_makes_an_account_for_a_retailer() {
         .expect("runs");
     assert_one_sentence_failure(&out, "no retailer freshmart");
     let out = forecourt()
-        .args(["user", "create", "--email", "boss@forecourt.local", "--role", "operator"])
+        .args(["user", "create", "--email", "boss@forecourt.local", "--role", "operator-admin"])
         .arg("--data-dir")
         .arg(data.path())
         .env("FORECOURT_USER_PASSWORD", "a-long-enough-password")

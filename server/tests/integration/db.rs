@@ -8,28 +8,98 @@ use sqlx::Row;
 
 on_both_backends! {
     async fn users_are_unique_by_email_case_insensitively(t: &TestDb) {
-        let id = users::create(&t.db, "Ops@Example.com", "hash", &Role::Operator).await.expect("create");
+        let id = users::create(&t.db, "Ops@Example.com", "hash", &Role::OperatorAdmin).await.expect("create");
         let found = users::find_by_email(&t.db, "ops@example.COM ").await.expect("query").expect("found");
         assert_eq!(found.id, id);
-        assert_eq!(found.role, Role::Operator);
-        let dup = users::create(&t.db, "OPS@example.com", "hash", &Role::Operator).await;
+        assert_eq!(found.role, Role::OperatorAdmin);
+        let dup = users::create(&t.db, "OPS@example.com", "hash", &Role::OperatorAdmin).await;
         assert!(matches!(dup, Err(DbError::Conflict(_))), "{dup:?}");
     }
 }
 
 on_both_backends! {
     async fn sessions_expire_and_can_be_revoked(t: &TestDb) {
-        let user = users::create(&t.db, "a@b.c", "hash", &Role::Operator).await.expect("create");
-        users::create_session(&t.db, "live", user, 2_000).await.expect("session");
-        users::create_session(&t.db, "old", user, 1_000).await.expect("session");
-        assert!(users::session_user(&t.db, "live", 1_500).await.expect("q").is_some());
-        assert!(users::session_user(&t.db, "old", 1_500).await.expect("q").is_none());
+        const IDLE: i64 = 1_000;
+        let now = server::db::now_ms();
+        let user = users::create(&t.db, "a@b.c", "hash", &Role::OperatorAdmin).await.expect("create");
+        users::create_session(&t.db, "live", user, now + 2_000).await.expect("session");
+        users::create_session(&t.db, "old", user, now + 1_000).await.expect("session");
+        let at = now + 500;
+        assert!(users::session_user(&t.db, "live", at, IDLE).await.expect("q").is_some());
+        assert!(users::session_user(&t.db, "old", now + 1_500, IDLE).await.expect("q").is_none(), "past its end");
         // Expired sign-ins are forgotten; the live one stays.
-        assert_eq!(users::forget_expired_sessions(&t.db, 1_500).await.expect("forget"), 1);
-        assert_eq!(users::forget_expired_sessions(&t.db, 1_500).await.expect("forget"), 0);
-        assert!(users::session_user(&t.db, "live", 1_500).await.expect("q").is_some());
+        assert_eq!(users::forget_expired_sessions(&t.db, now + 1_500, 100_000).await.expect("forget"), 1);
+        assert_eq!(users::forget_expired_sessions(&t.db, now + 1_500, 100_000).await.expect("forget"), 0);
+        assert!(users::session_user(&t.db, "live", now + 900, IDLE).await.expect("q").is_some());
         users::delete_session(&t.db, "live").await.expect("delete");
-        assert!(users::session_user(&t.db, "live", 1_500).await.expect("q").is_none());
+        assert!(users::session_user(&t.db, "live", now + 900, IDLE).await.expect("q").is_none());
+    }
+}
+
+on_both_backends! {
+    async fn an_idle_session_ends_and_use_keeps_one_alive(t: &TestDb) {
+        const IDLE: i64 = 120_000;
+        let now = server::db::now_ms();
+        let user = users::create(&t.db, "a@b.c", "hash", &Role::OperatorSupport).await.expect("create");
+        users::create_session(&t.db, "s", user, now + 3_600_000).await.expect("session");
+        // Used 100 s in (past the minute after which a use is written down), then 200 s in:
+        // alive, as each use is within the idle timeout of the one before.
+        assert!(users::session_user(&t.db, "s", now + 100_000, IDLE).await.expect("q").is_some());
+        assert!(users::session_user(&t.db, "s", now + 200_000, IDLE).await.expect("q").is_some());
+        // Left alone longer than the idle timeout: over, though its absolute end is far off.
+        assert!(users::session_user(&t.db, "s", now + 400_000, IDLE).await.expect("q").is_none());
+        assert_eq!(users::forget_expired_sessions(&t.db, now + 400_000, IDLE).await.expect("forget"), 1);
+    }
+}
+
+on_both_backends! {
+    async fn signing_out_everywhere_ends_every_session_of_that_user_only(t: &TestDb) {
+        let now = server::db::now_ms();
+        let me = users::create(&t.db, "me@b.c", "hash", &Role::OperatorAdmin).await.expect("create");
+        let other = users::create(&t.db, "other@b.c", "hash", &Role::OperatorAdmin).await.expect("create");
+        for token in ["phone", "laptop"] {
+            users::create_session(&t.db, token, me, now + 60_000).await.expect("session");
+        }
+        users::create_session(&t.db, "theirs", other, now + 60_000).await.expect("session");
+        assert_eq!(users::delete_user_sessions(&t.db, me).await.expect("delete"), 2);
+        for token in ["phone", "laptop"] {
+            assert!(users::session_user(&t.db, token, now, 60_000).await.expect("q").is_none());
+        }
+        assert!(users::session_user(&t.db, "theirs", now, 60_000).await.expect("q").is_some());
+    }
+}
+
+on_both_backends! {
+    async fn the_audit_log_takes_entries_and_refuses_edits(t: &TestDb) {
+        use app::domain::{RetailerId, Tenant};
+        use server::db::audit;
+        seed::seed_if_empty(&t.db).await.expect("seed");
+        let entry = |retailer: Option<RetailerId>, subject: &str| audit::NewEntry {
+            at: 1_000,
+            actor: "ops@example.com",
+            actor_role: "operator_admin",
+            retailer,
+            action: "test.change",
+            subject: subject.to_owned(),
+            detail: "{}".to_owned(),
+            source: "127.0.0.1",
+        };
+        let first = audit::append(&t.db, &entry(None, "network")).await.expect("append");
+        let second = audit::append(&t.db, &entry(Some(RetailerId(1)), "freshmart")).await.expect("append");
+        assert!(second > first);
+        let all = audit::list(&t.db, Tenant::Network, None, 10).await.expect("list");
+        assert_eq!(all.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(), ["freshmart", "network"]);
+        let theirs = audit::list(&t.db, Tenant::Retailer(RetailerId(1)), None, 10).await.expect("list");
+        assert_eq!(theirs.len(), 1);
+        assert!(audit::list(&t.db, Tenant::Retailer(RetailerId(2)), None, 10).await.expect("list").is_empty());
+        let older = audit::list(&t.db, Tenant::Network, Some(second), 10).await.expect("list");
+        assert_eq!(older.len(), 1, "paging by id");
+        // Append-only, enforced by the database itself.
+        let edit = sqlx::query("UPDATE audit_log SET actor = 'someone else'").execute(t.db.pool()).await;
+        assert!(edit.is_err(), "an update is refused");
+        let erase = sqlx::query("DELETE FROM audit_log").execute(t.db.pool()).await;
+        assert!(erase.is_err(), "a delete is refused");
+        assert_eq!(audit::list(&t.db, Tenant::Network, None, 10).await.expect("list").len(), 2);
     }
 }
 

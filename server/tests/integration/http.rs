@@ -12,25 +12,25 @@ use std::path::Path;
 use std::sync::Arc;
 use tower::ServiceExt;
 
-fn app_with(db: &server::db::Db, network: server::network::Network) -> Router {
+pub(crate) fn app_with(db: &server::db::Db, network: server::network::Network) -> Router {
     let themes =
         Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("repo themes load");
     let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
     router(AppState::new(leptos, db.clone(), Arc::new(themes), network))
 }
 
-fn app(db: &server::db::Db) -> Router {
+pub(crate) fn app(db: &server::db::Db) -> Router {
     app_with(db, server::network::Network::without_balancing(db.clone(), Default::default()))
 }
 
 /// With the sites' balancers running (they read the stored meter history as they start).
-async fn app_with_balancers(db: &server::db::Db) -> Router {
+pub(crate) async fn app_with_balancers(db: &server::db::Db) -> Router {
     let network =
         server::network::Network::start(db.clone(), Default::default()).await.expect("balancers start");
     app_with(db, network)
 }
 
-async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+pub(crate) async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
     let res = app.clone().oneshot(req).await.expect("infallible");
     let status = res.status();
     let headers = res.headers().clone();
@@ -38,11 +38,11 @@ async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::Head
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn get(uri: &str) -> Request<Body> {
+pub(crate) fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).expect("request")
 }
 
-fn server_fn(name: &str, form: &str, cookie: Option<&str>) -> Request<Body> {
+pub(crate) fn server_fn(name: &str, form: &str, cookie: Option<&str>) -> Request<Body> {
     let mut req = Request::post(format!("/api/{name}"))
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::ACCEPT, "application/json");
@@ -53,11 +53,11 @@ fn server_fn(name: &str, form: &str, cookie: Option<&str>) -> Request<Body> {
 }
 
 /// The status a server function answers with.
-async fn status_of(app: &Router, name: &str, form: &str, cookie: Option<&str>) -> StatusCode {
+pub(crate) async fn status_of(app: &Router, name: &str, form: &str, cookie: Option<&str>) -> StatusCode {
     send(app, server_fn(name, form, cookie)).await.0
 }
 
-async fn sign_in(app: &Router, email: &str, password: &str) -> String {
+pub(crate) async fn sign_in(app: &Router, email: &str, password: &str) -> String {
     let form = format!("email={}&password={password}", email.replace('@', "%40"));
     let (status, headers, body) = send(app, server_fn("sign_in", &form, None)).await;
     assert!(status.is_success() || status.is_redirection(), "{status} {body}");

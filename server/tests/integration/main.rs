@@ -3,9 +3,11 @@
 
 mod support;
 
+mod accounts;
 mod balancer_store_history;
 mod cli;
 mod db;
 mod http;
+mod isolation;
 mod layers;
 mod ocpp_pending;

@@ -52,7 +52,9 @@ async fn start(db: &Db) -> (axum::Router, std::net::SocketAddr) {
 }
 
 async fn start_with(db: &Db, settings: OcppSettings) -> (axum::Router, std::net::SocketAddr) {
-    tokens::create_token(db, &server::auth::token_hash(TOKEN), "test", &Role::Operator).await.expect("token");
+    tokens::create_token(db, &server::auth::token_hash(TOKEN), "test", &Role::OperatorAdmin)
+        .await
+        .expect("token");
     let themes = Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("themes");
     let network = Network::without_balancing(db.clone(), settings);
     let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();

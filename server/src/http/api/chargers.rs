@@ -1,13 +1,14 @@
 //! Chargers: the network's list, one charger's story, its raw OCPP frames, and commands sent to it
 //! with the charger's answer.
 
-use super::{charger_id, iso, ApiError, Operator};
+use super::{charger_id, iso, ApiError, Operates, Reader};
+use super::{Path, Query};
 use crate::db::chargers::{self, ChargerRow, ConnectorRow, FrameRow, TransactionRow};
 use crate::http::AppState;
 use crate::ocpp::frame::OcppVersion;
 use crate::ocpp::registry::{CallOutcome, CommandError};
 use crate::ocpp::{v16, v201};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,9 @@ pub struct Connector {
     max_current_a: i64,
     phases: i64,
     max_power_w: i64,
+    /// Printed beside the connector's QR code (and carried in the URL it opens): a driver's phone
+    /// shows it to plan the session there.
+    presence_code: Option<String>,
 }
 
 impl From<ConnectorRow> for Connector {
@@ -100,6 +104,7 @@ impl From<ConnectorRow> for Connector {
             max_current_a: c.max_current_a,
             phases: c.phases,
             max_power_w: c.max_power_w,
+            presence_code: c.presence_code,
         }
     }
 }
@@ -168,7 +173,7 @@ impl From<FrameRow> for Frame {
         (status = 401, description = "not authenticated", body = super::ErrorBody),
         (status = 403, description = "not an operator", body = super::ErrorBody),
     ))]
-async fn list_chargers(_: Operator, State(state): State<AppState>) -> Result<Json<Vec<Charger>>, ApiError> {
+async fn list_chargers(_: Reader, State(state): State<AppState>) -> Result<Json<Vec<Charger>>, ApiError> {
     let rows = chargers::all(&state.db).await?;
     let registry = &state.ocpp.registry;
     Ok(Json(
@@ -193,7 +198,7 @@ async fn list_chargers(_: Operator, State(state): State<AppState>) -> Result<Jso
         (status = 404, description = "no such charger", body = super::ErrorBody),
     ))]
 async fn charger_detail(
-    _: Operator,
+    _: Reader,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ChargerDetail>, ApiError> {
@@ -223,7 +228,7 @@ struct FramesQuery {
         (status = 401, description = "not authenticated", body = super::ErrorBody),
     ))]
 async fn charger_frames(
-    _: Operator,
+    _: Reader,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<FramesQuery>,
@@ -265,7 +270,7 @@ pub struct CommandAnswer {
         (status = 504, description = "the charger did not answer in time", body = super::ErrorBody),
     ))]
 async fn send_command(
-    _: Operator,
+    Operates(by): Operates,
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
     body: axum::body::Bytes,
@@ -293,6 +298,11 @@ async fn send_command(
         OcppVersion::V201 => v201::command(&action, payload).and_then(|c| c.payload()),
     }
     .map_err(|e| ApiError::bad_request(format!("the payload does not fit {action}: {}", e.description)))?;
+    // Recorded before it goes: a command the charger never answers was still sent. Its payload
+    // as the frame log keeps it, secrets masked.
+    let detail =
+        json!({ "action": action, "payload": crate::ocpp::frame_log::for_log(&checked.to_string()) });
+    by.audit(&state.db, None, "charger.command", format!("charger {id}"), detail).await?;
     tracing::info!(charger.id = %id, action, "command sent by operator");
     let outcome =
         state.ocpp.registry.call(&id, &action, checked, state.ocpp.settings.call_timeout).await.map_err(

@@ -1,15 +1,17 @@
 //! A site's store meter: its live readings, its earlier readings imported when a site goes live,
 //! and a stretch of readings forgotten when it was the meter's fault.
 
-use super::{ApiError, Body, Operator};
+use super::{Admin, ApiError, Body};
+use super::{Path, Query};
 use crate::balancer::store::MEMORY_DAYS;
 use crate::balancer::DeciAmps;
 use crate::db::balancing;
 use crate::http::AppState;
 use app::domain::SiteId;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -72,7 +74,7 @@ pub struct Accepted {
         (status = 422, description = "a current out of range", body = super::ErrorBody),
     ))]
 async fn site_meter(
-    _: Operator,
+    _: Admin,
     State(state): State<AppState>,
     Path(site): Path<i64>,
     Body(reading): Body<StoreReading>,
@@ -123,7 +125,7 @@ pub struct ReadingsKept {
         (status = 422, description = "none or too many, a reading in the future or older than four weeks, or a current out of range", body = super::ErrorBody),
     ))]
 async fn import_meter_readings(
-    _: Operator,
+    Admin(by): Admin,
     State(state): State<AppState>,
     Path(site): Path<i64>,
     Body(earlier): Body<EarlierReadings>,
@@ -154,6 +156,7 @@ async fn import_meter_readings(
         .import_store_readings(SiteId(site), &readings)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no site {site}")))?;
+    by.audit(&state.db, None, "store_meter.import", format!("site {site}"), json!({ "kept": kept })).await?;
     let store_rise_learned = state.hub.budget(SiteId(site)).await.and_then(|b| b.snapshot.store_rise_learned);
     Ok(Json(ReadingsKept { kept, store_rise_learned }))
 }
@@ -189,7 +192,7 @@ pub struct ReadingsForgotten {
         (status = 404, description = "no such site", body = super::ErrorBody),
     ))]
 async fn forget_meter_readings(
-    _: Operator,
+    Admin(by): Admin,
     State(state): State<AppState>,
     Path(site): Path<i64>,
     Query(window): Query<ReadingsWindow>,
@@ -212,6 +215,8 @@ async fn forget_meter_readings(
         .forget_store_readings(site, from_ms, to_ms)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no site {}", site.0)))?;
+    let detail = json!({ "from_ms": from_ms, "to_ms": to_ms, "forgotten": forgotten });
+    by.audit(&state.db, None, "store_meter.forget", format!("site {site}"), detail).await?;
     let store_rise_learned = state.hub.budget(site).await.and_then(|b| b.snapshot.store_rise_learned);
     Ok(Json(ReadingsForgotten { forgotten, store_rise_learned }))
 }

@@ -3,16 +3,19 @@
 //! answers a bad one with a 400 naming the field; the OpenAPI description at `/api/openapi.json` is
 //! generated from the handlers and the types they take and give.
 
+mod audit;
 mod chargers;
 mod meters;
 mod models;
 mod requests;
 mod sessions;
 mod sites;
+mod users;
 
 use super::AppState;
+use crate::access::Actor;
 use crate::db::DbError;
-use app::domain::{ChargerId, Refusal, Role};
+use app::domain::{Action, ChargerId, Refusal};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -99,21 +102,95 @@ impl From<Refusal> for ApiError {
                 StatusCode::UNAUTHORIZED,
                 "an API token (Authorization: Bearer …) or an operator session is required",
             ),
-            Refusal::NotAnOperator => ApiError::new(StatusCode::FORBIDDEN, "this API is for operators"),
+            Refusal::NotAllowed => ApiError::new(StatusCode::FORBIDDEN, "your role does not allow this"),
         }
     }
 }
 
-/// An authenticated operator. Retailers' tokens are refused here: this API spans the network.
-pub struct Operator;
+/// Whoever is asking, known by an API token or a session cookie, with the address they asked from
+/// (401 for nobody we know).
+async fn known_caller(parts: &Parts, state: &AppState) -> Result<Actor, ApiError> {
+    let from = parts.extensions.get::<app::api::ssr::ClientIp>().map(|ip| ip.0);
+    crate::access::caller(&state.db, &parts.headers, from).await?.ok_or(ApiError::from(Refusal::NotSignedIn))
+}
 
-impl FromRequestParts<AppState> for Operator {
+/// Extractors for the callers whose role allows an action: a handler names the one it needs and
+/// never runs for anyone else (401 or 403, from the rule book in `app::domain::Role::may`).
+macro_rules! callers {
+    ($($(#[$doc:meta])* $name:ident => $action:expr;)*) => {$(
+        $(#[$doc])*
+        pub struct $name(pub Actor);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+                Ok($name(known_caller(parts, state).await?.may($action)?))
+            }
+        }
+    )*};
+}
+
+callers! {
+    /// May read the network (every operator role).
+    Reader => Action::ReadNetwork;
+    /// May act on running things: commands, sessions' needs (operator admin and support).
+    Operates => Action::Operate;
+    /// May change how the network is built: chargers, sites, meters, models (operator admin).
+    Admin => Action::ManageNetwork;
+}
+
+/// May manage the users of their own tenant (operator admin, retailer admin): checked before any
+/// body is read, so a caller who may not gets 403 whatever they send.
+pub struct UserManager(pub Actor);
+
+impl FromRequestParts<AppState> for UserManager {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let role = crate::access::caller_role(&state.db, &parts.headers).await?;
-        Role::operator_only(role.as_ref())?;
-        Ok(Operator)
+        let caller = known_caller(parts, state).await?;
+        let own = caller.role.tenant();
+        Ok(UserManager(caller.may(Action::ManageUsers(own))?))
+    }
+}
+
+/// Anyone known (each handler asks the rule book itself, about the tenant it touches).
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Caller(known_caller(parts, state).await?))
+    }
+}
+
+/// A path parameter of type `T`: one that does not parse is a JSON 400 saying why, like every
+/// other failure of the API (axum's own rejection is plain text).
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// A query string of type `T`, rejected as JSON like [`Path`].
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
     }
 }
 
@@ -157,7 +234,7 @@ fn iso(ms: Option<i64>) -> Option<String> {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Forecourt operator API", description = "The charging network, for its operator: chargers and their commands, sites' electrics and load, store meters, sessions' needs, charger models and waiting chargers."),
+    info(title = "Forecourt operator API", description = "The charging network, for its operator: chargers and their commands, sites' electrics and load, store meters, sessions' needs, charger models, waiting chargers and the audit log of every change. Each call names the role it needs: operator support reads and operates; operator admin also manages."),
     components(schemas(ErrorBody)),
     modifiers(&Security),
     security(("bearer" = []), ("session" = []))
@@ -182,6 +259,39 @@ impl utoipa::Modify for Security {
     }
 }
 
+/// What any operation may answer, documented once: a path, query or body that is not the
+/// documented one (400), nobody we know (401), a role that may not (403).
+struct CommonAnswers;
+
+impl utoipa::Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let answer = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations =
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                for (status, description) in [
+                    ("400", "a path, query or body that is not the documented one"),
+                    ("401", "not authenticated"),
+                    ("403", "the caller's role may not"),
+                ] {
+                    responses.entry(status.to_owned()).or_insert_with(|| answer(description).into());
+                }
+            }
+        }
+    }
+}
+
 /// Every feature's routes, and the description they make together.
 fn features() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -191,15 +301,25 @@ fn features() -> OpenApiRouter<AppState> {
         .merge(sessions::router())
         .merge(models::router())
         .merge(requests::router())
+        .merge(audit::router())
+        .merge(users::router())
+}
+
+/// The routes and their description, the answers every operation shares added once all are in.
+fn described() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::Modify;
+    let (router, mut document) = features().split_for_parts();
+    CommonAnswers.modify(&mut document);
+    (router, document)
 }
 
 /// The API's description (OpenAPI 3.1), as `/api/openapi.json` serves it.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    features().split_for_parts().1
+    described().1
 }
 
 pub fn routes() -> Router<AppState> {
-    let (router, mut document) = features().split_for_parts();
+    let (router, mut document) = described();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let document = Arc::new(document);
     router.route("/api/openapi.json", get(move || async move { Json(document.as_ref().clone()) }))

@@ -1,7 +1,7 @@
 //! Charger models: per-model OCPP settings (leniency, kWh registers), which every charger of the
 //! model picks up at its next boot.
 
-use super::{ApiError, Body, Operator};
+use super::{Admin, ApiError, Body, Reader};
 use crate::db::ocpp::{self as ocpp_db, ModelSettings};
 use crate::http::AppState;
 use axum::extract::State;
@@ -73,10 +73,7 @@ impl ChargerModel {
 /// Per-model OCPP settings.
 #[utoipa::path(get, path = "/api/v1/charger-models", tag = "charger models",
     responses((status = 200, description = "every model's settings", body = Vec<ChargerModel>)))]
-async fn list_models(
-    _: Operator,
-    State(state): State<AppState>,
-) -> Result<Json<Vec<ChargerModel>>, ApiError> {
+async fn list_models(_: Reader, State(state): State<AppState>) -> Result<Json<Vec<ChargerModel>>, ApiError> {
     let models = ocpp_db::model_settings(&state.db).await?;
     Ok(Json(models.into_iter().map(ChargerModel::from).collect()))
 }
@@ -90,12 +87,15 @@ async fn list_models(
         (status = 422, description = "vendor or model empty or too long", body = super::ErrorBody),
     ))]
 async fn put_model(
-    _: Operator,
+    Admin(by): Admin,
     State(state): State<AppState>,
     Body(model): Body<ChargerModel>,
 ) -> Result<Json<ChargerModel>, ApiError> {
+    let detail = serde_json::to_value(&model).unwrap_or_default();
     let settings = model.checked()?;
     ocpp_db::put_model_settings(&state.db, &settings).await?;
+    let subject = format!("charger model {} {}", settings.vendor, settings.model);
+    by.audit(&state.db, None, "charger_model.put", subject, detail).await?;
     tracing::info!(vendor = %settings.vendor, model = %settings.model, lenient = settings.lenient, meter_in_kwh = settings.meter_in_kwh, "charger model settings changed");
     Ok(Json(ChargerModel::from(settings)))
 }

@@ -1,11 +1,12 @@
 //! Chargers that asked to join: unknown ids waiting for an operator (the `--unknown-chargers
 //! pending` policy), accepted onto a site or refused.
 
-use super::{charger_id, iso, ApiError, Body, Operator};
+use super::Path;
+use super::{charger_id, iso, Admin, ApiError, Body, Reader};
 use crate::db::ocpp as ocpp_db;
 use crate::http::AppState;
 use app::domain::SiteId;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -39,7 +40,7 @@ pub struct ChargerRequest {
 #[utoipa::path(get, path = "/api/v1/charger-requests", tag = "charger requests",
     responses((status = 200, description = "the requests, oldest first", body = Vec<ChargerRequest>)))]
 async fn list_requests(
-    _: Operator,
+    _: Reader,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ChargerRequest>>, ApiError> {
     let requests = ocpp_db::charger_requests(&state.db).await?;
@@ -84,7 +85,7 @@ pub struct RequestAccepted {
         (status = 422, description = "no such site", body = super::ErrorBody),
     ))]
 async fn accept_request(
-    _: Operator,
+    Admin(by): Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Body(AcceptRequest { site_id }): Body<AcceptRequest>,
@@ -97,6 +98,14 @@ async fn accept_request(
     if !ocpp_db::accept_charger_request(&state.db, &id, site).await? {
         return Err(ApiError::not_found(format!("no charger {id} is waiting")));
     }
+    by.audit(
+        &state.db,
+        None,
+        "charger.accept",
+        format!("charger {id}"),
+        serde_json::json!({ "site": site.0 }),
+    )
+    .await?;
     tracing::info!(charger.id = %id, site.id = %site, "operator accepted a waiting charger");
     let connected = state.ocpp.registry.is_connected(&id);
     if connected {
@@ -127,7 +136,7 @@ pub struct RequestRejected {
         (status = 404, description = "no such request", body = super::ErrorBody),
     ))]
 async fn reject_request(
-    _: Operator,
+    Admin(by): Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RequestRejected>, ApiError> {
@@ -135,6 +144,7 @@ async fn reject_request(
     if !ocpp_db::reject_charger_request(&state.db, &id).await? {
         return Err(ApiError::not_found(format!("no charger {id} is waiting")));
     }
+    by.audit(&state.db, None, "charger.reject", format!("charger {id}"), serde_json::json!({})).await?;
     tracing::info!(charger.id = %id, "operator rejected a waiting charger");
     Ok(Json(RequestRejected { status: "rejected" }))
 }

@@ -1,11 +1,12 @@
 //! Sessions: what the driver or an operator states about a running one (when the car leaves, how
 //! much energy it wants, its priority), stored with the transaction and given to its balancer.
 
-use super::{ApiError, Body, Operator};
+use super::Path;
+use super::{ApiError, Body, Operates};
 use crate::db::balancing::{self, NeedsStored, SessionNeeds};
 use crate::http::AppState;
 use app::domain::{ChargerId, SessionPriority, TransactionId};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -99,7 +100,7 @@ pub struct NeedsStated {
         (status = 422, description = "a departure in the past or not a time, an energy or priority out of range", body = super::ErrorBody),
     ))]
 async fn put_session_needs(
-    _: Operator,
+    Operates(by): Operates,
     State(state): State<AppState>,
     Path(session): Path<i64>,
     Body(input): Body<NeedsInput>,
@@ -110,6 +111,12 @@ async fn put_session_needs(
             if let Ok(charger) = ChargerId::parse(&charger_id) {
                 state.hub.session_declared(&charger, TransactionId(session), &needs);
             }
+            let detail = serde_json::json!({
+                "departure_ms": needs.departure_at_ms,
+                "energy_wh": needs.energy_need_wh,
+                "priority": needs.priority.get(),
+            });
+            by.audit(&state.db, None, "session.needs", format!("session {session}"), detail).await?;
             tracing::info!(session.id = session, charger.id = %charger_id, connector = connector_no, ?needs, "session needs stated");
             Ok(Json(NeedsStated {
                 session,

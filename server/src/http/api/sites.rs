@@ -1,11 +1,12 @@
 //! Sites: their electrics as the operator states them, and the live load-balancing budget.
 
-use super::{ApiError, Body, Operator};
+use super::Path;
+use super::{Admin, ApiError, Body, Reader};
 use crate::db::balancing;
 use crate::electrics::{self, ElectricsSpec};
 use crate::http::AppState;
 use app::domain::SiteId;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
@@ -28,7 +29,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         (status = 404, description = "no such balanced site", body = super::ErrorBody),
     ))]
 async fn site_budget(
-    _: Operator,
+    _: Reader,
     State(state): State<AppState>,
     Path(site): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
@@ -57,7 +58,7 @@ async fn stored_spec(state: &AppState, site: SiteId) -> Result<Option<ElectricsS
         (status = 404, description = "no such site", body = super::ErrorBody),
     ))]
 async fn site_electrics(
-    _: Operator,
+    _: Reader,
     State(state): State<AppState>,
     Path(site): Path<i64>,
 ) -> Result<Json<ElectricsSpec>, ApiError> {
@@ -88,7 +89,7 @@ pub struct ElectricsChanged {
         (status = 422, description = "values out of range, unknown circuits or connectors, or a tree the balancer refuses", body = super::ErrorBody),
     ))]
 async fn put_site_electrics(
-    _: Operator,
+    Admin(by): Admin,
     State(state): State<AppState>,
     Path(site): Path<i64>,
     Body(spec): Body<ElectricsSpec>,
@@ -102,6 +103,8 @@ async fn put_site_electrics(
         .map_err(|e| ApiError::unprocessable(format!("the site cannot be balanced safely: {e}")))?;
     let names: Vec<String> = spec.circuits.iter().map(|c| c.name.clone()).collect();
     balancing::store_electrics(&state.db, &checked, &names).await?;
+    let detail = serde_json::to_value(&spec).unwrap_or_default();
+    by.audit(&state.db, None, "site.electrics", format!("site {}", site.0), detail).await?;
     tracing::info!(
         site.id = %site,
         circuits = spec.circuits.len(),

@@ -407,6 +407,62 @@ pub async fn change_password(
     ssr::password_answer(outcome)
 }
 
+/// Someone on the asker's team, as the team page lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamMember {
+    pub id: i64,
+    pub email: String,
+    pub role: Role,
+    /// `false` until an invited person has chosen their password.
+    pub has_password: bool,
+}
+
+/// An invitation made from the team page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamInvitation {
+    pub email: String,
+    /// The one-use link that sets the first password, to pass on where no mail went out.
+    pub link: String,
+    pub mailed: bool,
+}
+
+/// Why a team change was refused, in words for the person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TeamRefusal {
+    NotAllowed,
+    NotFound,
+    Invalid(String),
+    Conflict(String),
+}
+
+/// The asker's team: every operator account for an operator admin, their retailer's people for a
+/// retailer admin.
+#[server(endpoint = "my_team")]
+pub async fn my_team() -> Result<Vec<TeamMember>, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    ssr::team_answer(ssr::backend()?.team(&me).await.map_err(ssr::internal)?)
+}
+
+/// Invites someone to the asker's team in a role of it (`role`: `retailer_viewer`,
+/// `retailer_admin`, `operator_support` or `operator_admin`).
+#[server(endpoint = "invite_to_team")]
+pub async fn invite_to_team(email: String, role: String) -> Result<TeamInvitation, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    let Some(role) = Role::from_kind(&role, me.role.retailer()) else {
+        return Err(ssr::bad_request(format!("{role:?} is not a role on your team")));
+    };
+    ssr::team_answer(ssr::backend()?.invite(&me, &email, role).await.map_err(ssr::internal)?)
+}
+
+/// Removes someone from the asker's team; their sign-ins end.
+#[server(endpoint = "remove_from_team")]
+pub async fn remove_from_team(id: i64) -> Result<(), ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    ssr::team_answer(
+        ssr::backend()?.remove_member(&me, crate::domain::UserId(id)).await.map_err(ssr::internal)?,
+    )
+}
+
 #[server(endpoint = "who_am_i")]
 pub async fn who_am_i() -> Result<Option<Me>, ServerFnError> {
     Ok(ssr::principal().await?.map(|p| Me { email: p.email, role: p.role }))
@@ -552,6 +608,19 @@ pub mod ssr {
         ))
     }
 
+    /// A team change's answer as a server function's.
+    pub fn team_answer<T>(outcome: Result<T, TeamRefusal>) -> Result<T, ServerFnError> {
+        outcome.map_err(|refusal| match refusal {
+            TeamRefusal::NotAllowed => forbidden(),
+            TeamRefusal::NotFound => not_found("no such person on your team"),
+            TeamRefusal::Invalid(why) => {
+                set_status(http::StatusCode::UNPROCESSABLE_ENTITY);
+                ServerFnError::new(why)
+            }
+            TeamRefusal::Conflict(why) => conflict(&why),
+        })
+    }
+
     /// What came of a sign-in.
     pub enum SignInOutcome {
         Signed(NewSession),
@@ -597,6 +666,18 @@ pub mod ssr {
         async fn sign_out(&self, token: &str) -> anyhow_like::Result<()>;
         /// Ends every session of this user; how many there were.
         async fn sign_out_everywhere(&self, user: UserId) -> anyhow_like::Result<u64>;
+        async fn team(&self, me: &Principal) -> anyhow_like::Result<Result<Vec<TeamMember>, TeamRefusal>>;
+        async fn invite(
+            &self,
+            me: &Principal,
+            email: &str,
+            role: Role,
+        ) -> anyhow_like::Result<Result<TeamInvitation, TeamRefusal>>;
+        async fn remove_member(
+            &self,
+            me: &Principal,
+            id: UserId,
+        ) -> anyhow_like::Result<Result<(), TeamRefusal>>;
         async fn request_password_reset(
             &self,
             email: &str,

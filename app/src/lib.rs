@@ -53,6 +53,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/forgot") view=pages::account::ForgotPasswordPage/>
                 <Route path=path!("/set-password/:token") view=pages::account::SetPasswordPage ssr=SsrMode::Async/>
                 <Route path=path!("/account") view=pages::account::AccountPage ssr=SsrMode::Async/>
+                <Route path=path!("/account/team") view=pages::account::TeamPage ssr=SsrMode::Async/>
                 <Route path=path!("/console") view=pages::console::ConsolePage ssr=SsrMode::Async/>
                 <Route path=path!("/console/sites/:site") view=pages::console::SiteLoadPage ssr=SsrMode::Async/>
                 <Route path=path!("/dashboard") view=pages::dashboard::DashboardPage ssr=SsrMode::Async/>

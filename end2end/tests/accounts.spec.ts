@@ -101,3 +101,43 @@ test("a person changes their password and signs out everywhere", async ({ page, 
   await expect(page.getByTestId("sign-in-prompt")).toBeVisible();
   await other.close();
 });
+
+test("a retailer admin invites a member of staff from the team page and removes them again", async ({ page }) => {
+  await signIn(page, "manager@urbanpod.example", "demo-urbanpod-pass");
+  await expect(page).toHaveURL(/\/dashboard$/);
+  await page.getByRole("link", { name: "Team" }).click();
+  await expect(page).toHaveURL(/\/account\/team$/);
+  await hydrated(page);
+  const team = page.getByTestId("team");
+  await expect(team).toContainText("manager@urbanpod.example");
+  await expect(team).toContainText("staff@urbanpod.example");
+  await expect(team).not.toContainText("freshmart");
+
+  await page.getByLabel("Their email").fill("night.shift@urbanpod.example");
+  await page.getByLabel("Role").selectOption("retailer_viewer");
+  await page.getByRole("button", { name: "Invite" }).click();
+  await expect(page.getByTestId("invited")).toContainText("Pass this link on");
+  await expect(page.getByTestId("invite-link")).toContainText("/set-password/");
+  await expect(team).toContainText("night.shift@urbanpod.example");
+  await expect(team.locator("li", { hasText: "night.shift@urbanpod.example" })).toContainText("invited");
+  await shots(page, "team");
+
+  // The same email twice is refused with the reason.
+  await page.getByLabel("Their email").fill("night.shift@urbanpod.example");
+  await page.getByRole("button", { name: "Invite" }).click();
+  await expect(page.getByTestId("invite-error")).toContainText("already exists");
+
+  await page.getByTestId("remove-night.shift@urbanpod.example").click();
+  await expect(team).not.toContainText("night.shift@urbanpod.example");
+  // Nobody can remove themselves from here: there is no button on one's own line.
+  await expect(page.getByTestId("remove-manager@urbanpod.example")).toHaveCount(0);
+});
+
+test("a viewer has no team to manage", async ({ page }) => {
+  await signIn(page, "staff@urbanpod.example", "demo-urbanpod-staff");
+  await expect(page).toHaveURL(/\/dashboard$/);
+  await expect(page.getByTestId("signed-in-as")).toBeVisible();
+  await expect(page.getByRole("link", { name: "Team" })).toHaveCount(0);
+  await page.goto("/account/team");
+  await expect(page.getByTestId("sign-in-prompt")).toContainText("you do not have access");
+});

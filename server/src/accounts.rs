@@ -4,6 +4,7 @@
 
 use crate::access::Actor;
 use crate::auth;
+use crate::db::scoped::Scoped;
 use crate::db::{self, users, Db, DbError};
 use crate::mail::{self, Mailer};
 use crate::throttle::{Rule, Throttle, Verdict};
@@ -28,6 +29,8 @@ pub enum AccountError {
     Exists,
     #[error("there is no retailer {0}")]
     NoRetailer(i64),
+    #[error("you cannot remove your own account")]
+    OwnAccount,
     #[error("too many requests: try again in {minutes} minutes")]
     Throttled { minutes: u32 },
     #[error(transparent)]
@@ -135,6 +138,31 @@ impl Accounts {
         let detail = serde_json::json!({ "email": users::normalise_email(email), "role": role.kind(), "mailed": mailed });
         by.audit(&self.db, role.retailer(), "user.invite", format!("user {user}"), detail).await?;
         Ok(Invited { user, link, mailed })
+    }
+
+    /// The accounts `by` manages (their own tenant's), oldest first.
+    pub async fn team(&self, by: &Actor) -> Result<Vec<users::UserSummary>, AccountError> {
+        if !by.role.may(Action::ManageUsers(by.role.tenant())) {
+            return Err(AccountError::Refused(Refusal::NotAllowed));
+        }
+        Ok(Scoped::for_role(&self.db, by.role).users().await?)
+    }
+
+    /// Removes an account `by` manages; its sign-ins end with it. `false`: no such account among
+    /// theirs. One's own account cannot be removed (someone must be left to manage the rest).
+    pub async fn remove(&self, by: &Actor, id: UserId) -> Result<bool, AccountError> {
+        if !by.role.may(Action::ManageUsers(by.role.tenant())) {
+            return Err(AccountError::Refused(Refusal::NotAllowed));
+        }
+        let scoped = Scoped::for_role(&self.db, by.role);
+        let Some(user) = scoped.user(id).await? else { return Ok(false) };
+        if user.email == by.who {
+            return Err(AccountError::OwnAccount);
+        }
+        scoped.delete_user(user.id).await?;
+        let detail = serde_json::json!({ "email": user.email, "role": user.role.kind() });
+        by.audit(&self.db, user.role.retailer(), "user.remove", format!("user {id}"), detail).await?;
+        Ok(true)
     }
 
     /// Mails a reset link to the account with this email, if there is one. The answer is the same

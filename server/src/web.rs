@@ -11,7 +11,8 @@ use crate::themes::Themes;
 use app::api::ssr::{anyhow_like::Result, Backend, NewSession, PasswordOutcome, Principal, SignInOutcome};
 use app::api::{
     CarLoad, ChargerRow, ConnectorLoad, DriverConnector, MeterSetAside, NodeLoad, PlanOutcome,
-    PriorityChange, RetailerSummary, SiteAlert, SiteAlertKind, SiteLoad, SiteRow,
+    PriorityChange, RetailerSummary, SiteAlert, SiteAlertKind, SiteLoad, SiteRow, TeamInvitation, TeamMember,
+    TeamRefusal,
 };
 use app::domain::{
     ChargerId, ConnectorNo, DriverPlan, PlanInput, RetailerId, SessionPriority, SiteId, TransactionId, UserId,
@@ -89,6 +90,46 @@ impl Backend for WebBackend {
         let ended = users::delete_user_sessions(&self.db, user).await?;
         tracing::info!(user.id = %user, sessions = ended, "signed out everywhere");
         Ok(ended)
+    }
+
+    async fn team(&self, me: &Principal) -> Result<std::result::Result<Vec<TeamMember>, TeamRefusal>> {
+        let members = self.accounts.team(&Actor::from_principal(me)).await;
+        team_outcome(members.map(|team| {
+            team.into_iter()
+                .map(|u| TeamMember {
+                    id: u.id.0,
+                    email: u.email,
+                    role: u.role,
+                    has_password: u.has_password,
+                })
+                .collect()
+        }))
+    }
+
+    async fn invite(
+        &self,
+        me: &Principal,
+        email: &str,
+        role: app::domain::Role,
+    ) -> Result<std::result::Result<TeamInvitation, TeamRefusal>> {
+        let invited = self.accounts.invite(&Actor::from_principal(me), email, role).await;
+        team_outcome(invited.map(|i| TeamInvitation {
+            email: users::normalise_email(email),
+            link: i.link,
+            mailed: i.mailed,
+        }))
+    }
+
+    async fn remove_member(
+        &self,
+        me: &Principal,
+        id: UserId,
+    ) -> Result<std::result::Result<(), TeamRefusal>> {
+        match self.accounts.remove(&Actor::from_principal(me), id).await {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => Ok(Err(TeamRefusal::NotFound)),
+            Err(err) => team_outcome(Err(err)),
+        }
     }
 
     async fn request_password_reset(&self, email: &str, from: Option<IpAddr>) -> Result<PasswordOutcome> {
@@ -373,5 +414,22 @@ fn password_outcome(
         Err(AccountError::Password(rule)) => Ok(PasswordOutcome::Refused(rule.to_string())),
         Err(AccountError::Throttled { minutes }) => Ok(PasswordOutcome::Throttled { minutes }),
         Err(other) => Err(Box::new(other)),
+    }
+}
+
+/// A team change's result as the pages' answer: refusals in words, failures as errors.
+fn team_outcome<T>(
+    result: std::result::Result<T, AccountError>,
+) -> Result<std::result::Result<T, TeamRefusal>> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(AccountError::Refused(_)) => Ok(Err(TeamRefusal::NotAllowed)),
+        Err(e @ (AccountError::Email(_) | AccountError::NoRetailer(_) | AccountError::Password(_))) => {
+            Ok(Err(TeamRefusal::Invalid(e.to_string())))
+        }
+        Err(e @ (AccountError::Exists | AccountError::OwnAccount | AccountError::Throttled { .. })) => {
+            Ok(Err(TeamRefusal::Conflict(e.to_string())))
+        }
+        Err(AccountError::Db(db)) => Err(Box::new(db)),
     }
 }

@@ -133,3 +133,83 @@ pub fn AccountPage() -> impl IntoView {
         </main>
     }
 }
+
+/// The people on an admin's team: who they are, who has not chosen a password yet, an invitation
+/// form, and removal. An operator admin's team is the operators; a retailer admin's, their staff.
+#[component]
+pub fn TeamPage() -> impl IntoView {
+    let invite = ServerAction::<crate::api::InviteToTeam>::new();
+    let remove = ServerAction::<crate::api::RemoveFromTeam>::new();
+    let me = Resource::new(|| (), |_| crate::api::who_am_i());
+    let team =
+        Resource::new(move || (invite.version().get(), remove.version().get()), |_| crate::api::my_team());
+    view! {
+        <main class="mx-auto max-w-2xl p-6 space-y-4">
+            <h1 class="text-2xl font-bold">"Your team"</h1>
+            <super::AccountBar/>
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    let me = me.await.ok().flatten();
+                    match team.await {
+                        Ok(members) => {
+                            let my_email = me.as_ref().map(|m| m.email.clone()).unwrap_or_default();
+                            let roles = match me.map(|m| m.role) {
+                                Some(r) if r.is_operator() => [("operator_support", "Operator support"), ("operator_admin", "Operator admin")],
+                                _ => [("retailer_viewer", "Retailer viewer (reads only)"), ("retailer_admin", "Retailer admin")],
+                            };
+                            view! {
+                                <ul class="divide-y rounded border bg-white" data-testid="team">
+                                    {members.into_iter().map(|m| {
+                                        let mine = m.email == my_email;
+                                        let id = m.id;
+                                        view! {
+                                            <li class="flex flex-wrap items-center justify-between gap-2 p-3">
+                                                <span>
+                                                    <span class="font-medium">{m.email.clone()}</span>
+                                                    " · " {m.role.label()}
+                                                    {(!m.has_password).then(|| view! { <span class="ml-2 rounded bg-amber-100 px-2 text-sm">"invited"</span> })}
+                                                </span>
+                                                {(!mine).then(|| view! {
+                                                    <button type="button" class="rounded border px-3 py-2 text-sm"
+                                                        data-testid=format!("remove-{}", m.email)
+                                                        on:click=move |_| { remove.dispatch(crate::api::RemoveFromTeam { id }); }>
+                                                        "Remove"
+                                                    </button>
+                                                })}
+                                            </li>
+                                        }
+                                    }).collect_view()}
+                                </ul>
+                                <h2 class="pt-2 text-lg font-semibold">"Invite someone"</h2>
+                                <ActionForm action=invite attr:class="space-y-3">
+                                    <label class="block">"Their email"
+                                        <input class=FIELD type="email" name="email" required/>
+                                    </label>
+                                    <label class="block">"Role"
+                                        <select class=FIELD name="role">
+                                            {roles.into_iter().map(|(kind, label)| view! { <option value=kind>{label}</option> }).collect_view()}
+                                        </select>
+                                    </label>
+                                    <button class=BUTTON type="submit">"Invite"</button>
+                                </ActionForm>
+                            }.into_any()
+                        }
+                        Err(e) => view! { <super::SignInPrompt message=super::error_text(&e)/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+            {move || invite.value().get().map(|r| match r {
+                Ok(i) => view! {
+                    <div class="rounded border border-emerald-300 bg-emerald-50 p-3 space-y-1" role="status" data-testid="invited">
+                        <p>{if i.mailed { format!("{} is invited: the link is in their inbox.", i.email) } else { format!("{} is invited. Pass this link on to them (it works once, for seven days):", i.email) }}</p>
+                        <p class="break-all font-mono text-sm" data-testid="invite-link">{i.link}</p>
+                    </div>
+                }.into_any(),
+                Err(e) => view! { <p class="text-red-700" role="alert" data-testid="invite-error">{super::error_text(&e)}</p> }.into_any(),
+            })}
+            {move || remove.value().get().and_then(|r| r.err()).map(|e| view! {
+                <p class="text-red-700" role="alert">{super::error_text(&e)}</p>
+            })}
+        </main>
+    }
+}

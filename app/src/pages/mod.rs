@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod driver;
 pub mod login;
 
+use crate::domain::Role;
 use leptos::prelude::*;
 
 #[component]
@@ -70,8 +71,12 @@ pub fn AccountBar() -> impl IntoView {
         <div class="flex flex-wrap items-center gap-3 text-sm" data-testid="account-bar">
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
-                    me.await.ok().flatten().map(|me| view! {
-                        <span data-testid="signed-in-as">{me.email}" · "{me.role.label()}</span>
+                    me.await.ok().flatten().map(|me| {
+                        let admin = matches!(me.role, Role::OperatorAdmin | Role::RetailerAdmin(_));
+                        view! {
+                            <span data-testid="signed-in-as">{me.email}" · "{me.role.label()}</span>
+                            {admin.then(|| view! { <a class="underline" href="/account/team">"Team"</a> })}
+                        }
                     })
                 })}
             </Transition>

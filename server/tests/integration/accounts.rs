@@ -288,3 +288,17 @@ on_both_backends! {
         assert!(!page.contains(&code), "{page}");
     }
 }
+
+on_both_backends! {
+    async fn metrics_can_be_put_behind_a_token(t: &TestDb) {
+        let network = server::network::Network::without_balancing(t.db.clone(), Default::default());
+        let state = crate::http::state_with(&t.db, network).metrics_behind(Some("scrape-me".to_owned()));
+        let app = server::http::router(state);
+        assert_eq!(send(&app, crate::http::get("/metrics")).await.0, StatusCode::UNAUTHORIZED);
+        let wrong = api("GET", "/metrics", Some("guess"), None, None);
+        assert_eq!(send(&app, wrong).await.0, StatusCode::UNAUTHORIZED);
+        let (status, _, body) = send(&app, api("GET", "/metrics", Some("scrape-me"), None, None)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("http_requests_total"), "{body}");
+    }
+}

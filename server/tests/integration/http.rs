@@ -12,11 +12,16 @@ use std::path::Path;
 use std::sync::Arc;
 use tower::ServiceExt;
 
-pub(crate) fn app_with(db: &server::db::Db, network: server::network::Network) -> Router {
+/// The state the server would build, with the repository's themes.
+pub(crate) fn state_with(db: &server::db::Db, network: server::network::Network) -> AppState {
     let themes =
         Themes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).expect("repo themes load");
     let leptos = leptos::config::LeptosOptions::builder().output_name("forecourt").build();
-    router(AppState::new(leptos, db.clone(), Arc::new(themes), network))
+    AppState::new(leptos, db.clone(), Arc::new(themes), network)
+}
+
+pub(crate) fn app_with(db: &server::db::Db, network: server::network::Network) -> Router {
+    router(state_with(db, network))
 }
 
 pub(crate) fn app(db: &server::db::Db) -> Router {

@@ -37,6 +37,8 @@ fn sample_args(name: &str) -> &'static str {
         "change_password" => "current=whatever-it-is&password=long-enough-pw&confirm=long-enough-pw",
         "live_site_load" | "forget_readings_before_drop" => "site=1",
         "set_session_priority" => "session=1&priority=1",
+        "invite_to_team" => "email=someone.new%40example.com&role=retailer_viewer",
+        "remove_from_team" => "id=1",
         _ => "",
     }
 }

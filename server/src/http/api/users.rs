@@ -51,6 +51,21 @@ impl From<crate::db::users::UserSummary> for User {
     }
 }
 
+/// An account flow's refusal as the API says it.
+fn account_error(err: AccountError) -> ApiError {
+    match err {
+        AccountError::Refused(refusal) => ApiError::from(refusal),
+        AccountError::Email(_) | AccountError::NoRetailer(_) | AccountError::Password(_) => {
+            ApiError::unprocessable(err.to_string())
+        }
+        AccountError::Exists | AccountError::OwnAccount => {
+            ApiError::new(StatusCode::CONFLICT, err.to_string())
+        }
+        AccountError::Throttled { .. } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, err.to_string()),
+        AccountError::Db(db) => ApiError::from(db),
+    }
+}
+
 /// How many sign-ins were ended.
 #[derive(Serialize, ToSchema)]
 pub struct SessionsEnded {
@@ -89,8 +104,8 @@ async fn list_users(
     UserManager(by): UserManager,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<User>>, ApiError> {
-    let scoped = Scoped::for_role(&state.db, by.role);
-    Ok(Json(scoped.users().await?.into_iter().map(User::from).collect()))
+    let team = state.accounts.team(&by).await.map_err(account_error)?;
+    Ok(Json(team.into_iter().map(User::from).collect()))
 }
 
 /// Invites a person: their account is made, and a link lets them choose their password.
@@ -117,15 +132,7 @@ async fn invite_user(
             new.role, new.retailer_id
         ))
     })?;
-    let invited = state.accounts.invite(&by, &new.email, role).await.map_err(|e| match e {
-        AccountError::Refused(refusal) => ApiError::from(refusal),
-        AccountError::Email(_) | AccountError::NoRetailer(_) => ApiError::unprocessable(e.to_string()),
-        AccountError::Exists => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-        other => {
-            tracing::error!(error = %other, "invitation failed");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        }
-    })?;
+    let invited = state.accounts.invite(&by, &new.email, role).await.map_err(account_error)?;
     let user = Scoped::for_role(&state.db, by.role)
         .user(invited.user)
         .await?
@@ -151,17 +158,11 @@ async fn remove_user(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    let scoped = Scoped::for_role(&state.db, by.role);
-    let Some(user) = scoped.user(UserId(id)).await? else {
-        return Err(ApiError::not_found(format!("no account {id}")));
-    };
-    if user.email == by.who {
-        return Err(ApiError::new(StatusCode::CONFLICT, "you cannot remove your own account"));
+    match state.accounts.remove(&by, UserId(id)).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::not_found(format!("no account {id}"))),
+        Err(err) => Err(account_error(err)),
     }
-    scoped.delete_user(user.id).await?;
-    let detail = json!({ "email": user.email, "role": user.role.kind() });
-    by.audit(&state.db, user.role.retailer(), "user.remove", format!("user {id}"), detail).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Ends every sign-in of an account (a lost phone, someone leaving).

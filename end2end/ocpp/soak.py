@@ -121,7 +121,6 @@ class Misbehaviour:
     flood_sent: int = 0
     flood_answered: int = 0
     new_connectors_refused: int = 0
-    garbage_answered_with_error: int = 0
 
 
 async def misbehaving_charger(server: Server, cid: str, stop_at: float, seen: Misbehaviour) -> None:

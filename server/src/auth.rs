@@ -94,13 +94,33 @@ fn argon2_worker() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<HashJob>
     })
 }
 
+/// Jobs queued for or running on the argon2 workers now.
+static ARGON2_QUEUED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Argon2 work waiting now (for the queue's bound and for tests).
+pub fn argon2_queued() -> usize {
+    ARGON2_QUEUED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 async fn on_argon2_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job: HashJob = Box::new(move || {
         let _ = tx.send(work());
+        ARGON2_QUEUED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     });
-    argon2_worker().lock().ok()?.send(job).ok()?;
+    ARGON2_QUEUED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if argon2_worker().lock().ok().and_then(|w| w.send(job).ok()).is_none() {
+        ARGON2_QUEUED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        return None;
+    }
     rx.await.ok()
+}
+
+/// The argon2 queue is longer than a stranger's work may make it: the caller should answer "busy,
+/// try again" rather than queue. People signing in are never turned away by it (their own
+/// throttles bound them); chargers' handshakes are (`--max-argon2-queue`).
+pub fn argon2_busy(limit: usize) -> bool {
+    argon2_queued() >= limit
 }
 
 /// [`verify_password`] on the argon2 workers.
@@ -152,5 +172,21 @@ mod tests {
         assert_eq!(a.len(), 43);
         assert_eq!(token_hash(&a), token_hash(&a));
         assert_ne!(token_hash(&a), token_hash(&b));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_argon2_queue_is_counted_so_handshakes_can_be_turned_away() {
+        let hash = hash_password("correct horse battery").expect("hash");
+        let checks: Vec<_> = (0..12)
+            .map(|_| tokio::spawn(verify_password_bounded("wrong horse battery".into(), hash.clone())))
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // Twelve checks on a worker per core: most of them wait.
+        assert!(argon2_queued() >= 4, "{} queued", argon2_queued());
+        assert!(argon2_busy(4));
+        for check in checks {
+            assert!(!check.await.expect("joined"));
+        }
+        assert!(!argon2_busy(4), "the queue empties as the checks finish ({} left)", argon2_queued());
     }
 }

@@ -268,6 +268,9 @@ struct ServeArgs {
     /// OCPP: messages a charger may send a second on average; faster ones wait their turn.
     #[arg(long, env = "FORECOURT_OCPP_MESSAGES_PER_S", default_value_t = 20)]
     ocpp_messages_per_s: u32,
+    /// OCPP: password checks waiting at once past which a charger's handshake is turned away (429).
+    #[arg(long, env = "FORECOURT_MAX_ARGON2_QUEUE", default_value_t = 64)]
+    max_argon2_queue: usize,
     /// OCPP: messages a charger may send at once before pacing starts.
     #[arg(long, env = "FORECOURT_OCPP_MESSAGE_BURST", default_value_t = 60)]
     ocpp_message_burst: u32,
@@ -343,6 +346,7 @@ impl GlobalArgs {
                 max_connections_per_address: serve.max_connections_per_address.max(1),
                 max_messages_per_s: serve.ocpp_messages_per_s.max(1),
                 message_burst: serve.ocpp_message_burst.max(1),
+                max_argon2_queue: serve.max_argon2_queue.max(1),
             },
             tls: match (&serve.tls_cert, &serve.tls_key) {
                 (Some(cert), Some(key)) => {
@@ -379,6 +383,7 @@ impl ServeArgs {
             max_connections_per_address: 200,
             ocpp_messages_per_s: 20,
             ocpp_message_burst: 60,
+            max_argon2_queue: 64,
             tls_cert: None,
             tls_key: None,
             metrics_token: None,

@@ -15,6 +15,8 @@ const FIVE_MINUTES_MS: i64 = 5 * 60 * 1000;
 pub struct EdgeGuard {
     by_charger: Mutex<Throttle>,
     by_address: Mutex<Throttle>,
+    /// New chargers one address registered: a hundred an hour (a depot's worth), then it waits.
+    registrations: Mutex<Throttle>,
     connections: Mutex<HashMap<IpAddr, u32>>,
     max_per_address: u32,
 }
@@ -30,6 +32,10 @@ impl EdgeGuard {
         EdgeGuard {
             by_charger: Mutex::new(Throttle::new(rule(10), 10_000)),
             by_address: Mutex::new(Throttle::new(rule(50), 10_000)),
+            registrations: Mutex::new(Throttle::new(
+                Rule { max_failures: 100, window_ms: 12 * FIVE_MINUTES_MS, lockout_ms: 12 * FIVE_MINUTES_MS },
+                10_000,
+            )),
             connections: Mutex::new(HashMap::new()),
             max_per_address: max_per_address.max(1),
         }
@@ -53,6 +59,21 @@ impl EdgeGuard {
         lock(&self.by_charger).failed(charger.as_str(), now);
         if let Some(ip) = from {
             lock(&self.by_address).failed(&ip.to_string(), now);
+        }
+    }
+
+    /// `Some(ms)`: this address registered as many new chargers as it may for now.
+    pub fn registrations_spent(&self, from: Option<IpAddr>, now: i64) -> Option<i64> {
+        match from.map(|ip| lock(&self.registrations).check(&ip.to_string(), now)) {
+            Some(Verdict::LockedOut { remaining_ms }) => Some(remaining_ms),
+            _ => None,
+        }
+    }
+
+    /// A new charger registered (automatically, or as a request waiting for an operator) from `from`.
+    pub fn registered(&self, from: Option<IpAddr>, now: i64) {
+        if let Some(ip) = from {
+            lock(&self.registrations).failed(&ip.to_string(), now);
         }
     }
 
@@ -132,6 +153,19 @@ mod tests {
         assert!(guard.locked_out(&id, None, 10).is_some());
         assert_eq!(guard.locked_out(&other, None, 10), None);
         assert_eq!(guard.locked_out(&id, None, 9 + FIVE_MINUTES_MS), None, "until the lockout ends");
+    }
+
+    #[test]
+    fn an_address_registers_a_depots_worth_of_chargers_an_hour() {
+        let guard = EdgeGuard::new(10);
+        let ip: IpAddr = "203.0.113.9".parse().expect("ip");
+        for n in 0..99 {
+            guard.registered(Some(ip), n);
+            assert_eq!(guard.registrations_spent(Some(ip), n), None);
+        }
+        guard.registered(Some(ip), 99);
+        assert!(guard.registrations_spent(Some(ip), 100).is_some());
+        assert_eq!(guard.registrations_spent(Some("203.0.113.10".parse().expect("ip")), 100), None);
     }
 
     #[test]

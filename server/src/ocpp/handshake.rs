@@ -115,6 +115,12 @@ pub async fn upgrade(
         tracing::warn!(charger.id = %charger, client.ip = ?from, "handshake refused: too many failed attempts");
         return refuse_for_now("too many failed attempts: try again later", remaining_ms);
     }
+    // Hashing is the costly part of a handshake: past the bound, chargers wait and retry rather than
+    // queue behind a flood (and in front of people signing in).
+    if auth::argon2_busy(cs.settings.max_argon2_queue) {
+        tracing::warn!(charger.id = %charger, queued = auth::argon2_queued(), "handshake refused: password checks are backed up");
+        return refuse_for_now("busy: try again shortly", 5_000);
+    }
     let Some(slot) = cs.edge.open(from) else {
         tracing::warn!(charger.id = %charger, client.ip = ?from, "handshake refused: too many connections from this address");
         return refuse_for_now("too many connections from this address", 60_000);
@@ -151,7 +157,7 @@ pub async fn upgrade(
                 session_register: auth.session_register,
             }
         }
-        None => match unknown_charger(&cs, &charger, version, password).await {
+        None => match unknown_charger(&cs, &charger, version, password, from).await {
             Ok(link) => link,
             Err(response) => {
                 if response.status() == StatusCode::UNAUTHORIZED {
@@ -183,6 +189,7 @@ async fn unknown_charger(
     charger: &ChargerId,
     version: OcppVersion,
     password: String,
+    from: Option<std::net::IpAddr>,
 ) -> Result<Link, Response> {
     let unavailable = |err: crate::db::DbError| {
         tracing::error!(charger.id = %charger, error = %err, "handshake: storage failed");
@@ -229,6 +236,11 @@ async fn unknown_charger(
             "too many unknown chargers wait for an operator",
         ));
     }
+    let now = crate::db::now_ms();
+    if let Some(remaining_ms) = cs.edge.registrations_spent(from, now) {
+        tracing::warn!(charger.id = %charger, client.ip = ?from, "refused: this address registered as many new chargers as it may for now");
+        return Err(refuse_for_now("too many new chargers from this address: try again later", remaining_ms));
+    }
     let Ok(hashed) = auth::hash_password_bounded(password).await else {
         return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "could not register the charger"));
     };
@@ -243,6 +255,7 @@ async fn unknown_charger(
             if !db::auto_register(&cs.db, charger, site, &hashed).await.map_err(unavailable)? {
                 return Err(lost_the_race());
             }
+            cs.edge.registered(from, now);
             tracing::info!(charger.id = %charger, site.id = %site, "unknown charger registered automatically");
             Ok(Link::unquirked(charger.clone(), version, Some(site)))
         }
@@ -253,6 +266,7 @@ async fn unknown_charger(
             {
                 return Err(lost_the_race());
             }
+            cs.edge.registered(from, now);
             tracing::info!(charger.id = %charger, "unknown charger waits for an operator (Pending)");
             Ok(Link::unquirked(charger.clone(), version, None))
         }

@@ -59,6 +59,9 @@ pub struct OcppSettings {
     /// their turn (nothing is refused or lost; a flood only slows its sender).
     pub max_messages_per_s: u32,
     pub message_burst: u32,
+    /// Password checks (argon2) waiting at once past which a charger's handshake is turned away
+    /// (429, retry): a flood of handshakes cannot delay people signing in without end.
+    pub max_argon2_queue: usize,
 }
 
 /// The policy for chargers we do not know.
@@ -85,6 +88,7 @@ impl Default for OcppSettings {
             max_connections_per_address: 200,
             max_messages_per_s: 20,
             message_burst: 60,
+            max_argon2_queue: 64,
         }
     }
 }

@@ -210,6 +210,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = Server("sqlite", Path(tmp) / "data", None)
+        # Every charger here comes from 127.0.0.1: raise the per-address limit on new chargers.
+        server.extra_args = ["--new-chargers-per-address", "1000"]
         server.start()
         try:
             for misbehave, prefix in ((False, "CALM-"), (True, "SOAK-")):

@@ -268,6 +268,9 @@ struct ServeArgs {
     /// OCPP: messages a charger may send a second on average; faster ones wait their turn.
     #[arg(long, env = "FORECOURT_OCPP_MESSAGES_PER_S", default_value_t = 20)]
     ocpp_messages_per_s: u32,
+    /// OCPP: new chargers (self-registered, or waiting for an operator) one address may bring in an hour.
+    #[arg(long, env = "FORECOURT_NEW_CHARGERS_PER_ADDRESS", default_value_t = 100)]
+    new_chargers_per_address: u32,
     /// OCPP: password checks waiting at once past which a charger's handshake is turned away (429).
     #[arg(long, env = "FORECOURT_MAX_ARGON2_QUEUE", default_value_t = 64)]
     max_argon2_queue: usize,
@@ -347,6 +350,7 @@ impl GlobalArgs {
                 max_messages_per_s: serve.ocpp_messages_per_s.max(1),
                 message_burst: serve.ocpp_message_burst.max(1),
                 max_argon2_queue: serve.max_argon2_queue.max(1),
+                new_chargers_per_address_hour: serve.new_chargers_per_address.max(1),
             },
             tls: match (&serve.tls_cert, &serve.tls_key) {
                 (Some(cert), Some(key)) => {
@@ -384,6 +388,7 @@ impl ServeArgs {
             ocpp_messages_per_s: 20,
             ocpp_message_burst: 60,
             max_argon2_queue: 64,
+            new_chargers_per_address: 100,
             tls_cert: None,
             tls_key: None,
             metrics_token: None,

@@ -15,7 +15,7 @@ const FIVE_MINUTES_MS: i64 = 5 * 60 * 1000;
 pub struct EdgeGuard {
     by_charger: Mutex<Throttle>,
     by_address: Mutex<Throttle>,
-    /// New chargers one address registered: a hundred an hour (a depot's worth), then it waits.
+    /// New chargers one address registered in the last hour; past the limit it waits.
     registrations: Mutex<Throttle>,
     connections: Mutex<HashMap<IpAddr, u32>>,
     max_per_address: u32,
@@ -26,14 +26,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl EdgeGuard {
-    pub fn new(max_per_address: u32) -> EdgeGuard {
+    pub fn new(max_per_address: u32, new_chargers_per_hour: u32) -> EdgeGuard {
         let rule =
             |max_failures| Rule { max_failures, window_ms: FIVE_MINUTES_MS, lockout_ms: FIVE_MINUTES_MS };
         EdgeGuard {
             by_charger: Mutex::new(Throttle::new(rule(10), 10_000)),
             by_address: Mutex::new(Throttle::new(rule(50), 10_000)),
             registrations: Mutex::new(Throttle::new(
-                Rule { max_failures: 100, window_ms: 12 * FIVE_MINUTES_MS, lockout_ms: 12 * FIVE_MINUTES_MS },
+                Rule {
+                    max_failures: new_chargers_per_hour.max(1),
+                    window_ms: 12 * FIVE_MINUTES_MS,
+                    lockout_ms: 12 * FIVE_MINUTES_MS,
+                },
                 10_000,
             )),
             connections: Mutex::new(HashMap::new()),
@@ -126,7 +130,7 @@ mod tests {
 
     #[test]
     fn an_address_holds_at_most_its_share_and_gets_each_back() {
-        let guard = Arc::new(EdgeGuard::new(2));
+        let guard = Arc::new(EdgeGuard::new(2, 100));
         let ip: IpAddr = "192.0.2.7".parse().expect("ip");
         let first = guard.open(Some(ip)).expect("first");
         let second = guard.open(Some(ip)).expect("second");
@@ -142,7 +146,7 @@ mod tests {
 
     #[test]
     fn wrong_passwords_lock_a_charger_id_out_before_any_hashing() {
-        let guard = EdgeGuard::new(10);
+        let guard = EdgeGuard::new(10, 100);
         let id = ChargerId::parse("CP-1").expect("id");
         let other = ChargerId::parse("CP-2").expect("id");
         for at in 0..9 {
@@ -157,7 +161,7 @@ mod tests {
 
     #[test]
     fn an_address_registers_a_depots_worth_of_chargers_an_hour() {
-        let guard = EdgeGuard::new(10);
+        let guard = EdgeGuard::new(10, 100);
         let ip: IpAddr = "203.0.113.9".parse().expect("ip");
         for n in 0..99 {
             guard.registered(Some(ip), n);
@@ -170,7 +174,7 @@ mod tests {
 
     #[test]
     fn one_address_guessing_many_ids_is_locked_out_as_an_address() {
-        let guard = EdgeGuard::new(10);
+        let guard = EdgeGuard::new(10, 100);
         let ip: IpAddr = "198.51.100.1".parse().expect("ip");
         for n in 0..50 {
             guard.failed(&ChargerId::parse(&format!("GUESS-{n}")).expect("id"), Some(ip), n);

@@ -62,6 +62,9 @@ pub struct OcppSettings {
     /// Password checks (argon2) waiting at once past which a charger's handshake is turned away
     /// (429, retry): a flood of handshakes cannot delay people signing in without end.
     pub max_argon2_queue: usize,
+    /// New chargers (registered automatically, or requests for an operator) one address may bring
+    /// in an hour.
+    pub new_chargers_per_address_hour: u32,
 }
 
 /// The policy for chargers we do not know.
@@ -89,6 +92,7 @@ impl Default for OcppSettings {
             max_messages_per_s: 20,
             message_burst: 60,
             max_argon2_queue: 64,
+            new_chargers_per_address_hour: 100,
         }
     }
 }
@@ -148,7 +152,10 @@ impl CentralSystem {
         registry: registry::Registry,
         reports: std::sync::Arc<dyn report::ReportSink>,
     ) -> Self {
-        let edge = std::sync::Arc::new(edge::EdgeGuard::new(settings.max_connections_per_address));
+        let edge = std::sync::Arc::new(edge::EdgeGuard::new(
+            settings.max_connections_per_address,
+            settings.new_chargers_per_address_hour,
+        ));
         Self {
             db,
             registry,

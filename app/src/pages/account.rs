@@ -9,9 +9,19 @@ use leptos_router::hooks::use_params_map;
 const FIELD: &str = "mt-1 w-full rounded border p-3 text-base";
 const BUTTON: &str = "w-full rounded bg-slate-900 px-4 py-3 text-white text-base";
 
-/// The rule, said before anyone breaks it.
-fn password_hint() -> impl IntoView {
-    view! { <p class="text-sm text-slate-600" id="password-rule">"At least 10 characters. A few unrelated words make a good one."</p> }
+/// A new password and the same again, with the rule said before anyone breaks it.
+#[component]
+fn NewPassword() -> impl IntoView {
+    view! {
+        <label class="block">"New password"
+            <input class=FIELD type="password" name="password" required minlength="10"
+                autocomplete="new-password" aria-describedby="password-rule"/>
+        </label>
+        <p class="text-sm text-slate-600" id="password-rule">"At least 10 characters. A few unrelated words make a good one."</p>
+        <label class="block">"The same again"
+            <input class=FIELD type="password" name="confirm" required minlength="10" autocomplete="new-password"/>
+        </label>
+    }
 }
 
 #[component]
@@ -55,14 +65,7 @@ pub fn SetPasswordPage() -> impl IntoView {
                         Ok(true) => view! {
                             <ActionForm action=set attr:class="space-y-3">
                                 <input type="hidden" name="token" value=token()/>
-                                <label class="block">"New password"
-                                    <input class=FIELD type="password" name="password" required minlength="10"
-                                        autocomplete="new-password" aria-describedby="password-rule"/>
-                                </label>
-                                {password_hint()}
-                                <label class="block">"The same again"
-                                    <input class=FIELD type="password" name="confirm" required minlength="10" autocomplete="new-password"/>
-                                </label>
+                                <NewPassword/>
                                 <button class=BUTTON type="submit">"Save my password"</button>
                             </ActionForm>
                         }.into_any(),
@@ -112,14 +115,7 @@ pub fn AccountPage() -> impl IntoView {
                 <label class="block">"Current password"
                     <input class=FIELD type="password" name="current" required autocomplete="current-password"/>
                 </label>
-                <label class="block">"New password"
-                    <input class=FIELD type="password" name="password" required minlength="10"
-                        autocomplete="new-password" aria-describedby="password-rule"/>
-                </label>
-                {password_hint()}
-                <label class="block">"The same again"
-                    <input class=FIELD type="password" name="confirm" required minlength="10" autocomplete="new-password"/>
-                </label>
+                <NewPassword/>
                 <button class=BUTTON type="submit">"Change my password"</button>
             </ActionForm>
             {move || change.value().get().map(|r| match r {

@@ -748,24 +748,14 @@ pub async fn create_charger_request(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn upsert_charger_request(
-    db: &Db,
-    id: &ChargerId,
-    password_hash: &str,
-    version: &str,
-) -> Result<(), DbError> {
-    let now = now_ms();
-    sqlx::query(
-        "INSERT INTO charger_requests (charger_id, password_hash, status, ocpp_version, first_seen_at, last_seen_at) \
-         VALUES ($1, $2, 'pending', $3, $4, $4) \
-         ON CONFLICT (charger_id) DO UPDATE SET last_seen_at = excluded.last_seen_at, ocpp_version = excluded.ocpp_version",
-    )
-    .bind(id.as_str())
-    .bind(password_hash)
-    .bind(version)
-    .bind(now)
-    .execute(db.pool())
-    .await?;
+/// A waiting charger came back: when, and speaking which version.
+pub async fn touch_charger_request(db: &Db, id: &ChargerId, version: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE charger_requests SET last_seen_at = $1, ocpp_version = $2 WHERE charger_id = $3")
+        .bind(now_ms())
+        .bind(version)
+        .bind(id.as_str())
+        .execute(db.pool())
+        .await?;
     Ok(())
 }
 

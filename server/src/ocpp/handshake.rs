@@ -214,9 +214,7 @@ async fn unknown_charger(
             if !cs.credentials.verify(charger, password, r.password_hash.clone()).await {
                 return Err(refuse(StatusCode::UNAUTHORIZED, "wrong credentials"));
             }
-            db::upsert_charger_request(&cs.db, charger, &r.password_hash, &version.to_string())
-                .await
-                .map_err(unavailable)?;
+            db::touch_charger_request(&cs.db, charger, &version.to_string()).await.map_err(unavailable)?;
             return Ok(Link::unquirked(charger.clone(), version, None));
         }
         None => {}

@@ -4,7 +4,7 @@
 
 use crate::auth;
 use crate::db::{self, audit, tokens, users, Db, DbError};
-use crate::throttle::{Rule, Throttle, Verdict};
+use crate::throttle::{KeyAndAddress, Rule};
 use app::domain::{Action, Refusal, RetailerId, Role};
 use http::HeaderMap;
 use std::net::IpAddr;
@@ -75,57 +75,15 @@ impl Actor {
 }
 
 /// Failed sign-ins, counted by account and by address: five wrong passwords for one account in
-/// fifteen minutes lock it for fifteen; twenty from one address do the same for the address. Each
-/// map holds at most 10,000 keys.
-pub struct SignInThrottles {
-    by_account: std::sync::Mutex<Throttle>,
-    by_address: std::sync::Mutex<Throttle>,
-}
+/// fifteen minutes lock it for fifteen; twenty from one address do the same for the address.
+pub type SignInThrottles = KeyAndAddress;
 
 const QUARTER_HOUR_MS: i64 = 15 * 60 * 1000;
 
-impl Default for SignInThrottles {
-    fn default() -> Self {
-        let rule =
-            |max_failures| Rule { max_failures, window_ms: QUARTER_HOUR_MS, lockout_ms: QUARTER_HOUR_MS };
-        SignInThrottles {
-            by_account: std::sync::Mutex::new(Throttle::new(rule(5), 10_000)),
-            by_address: std::sync::Mutex::new(Throttle::new(rule(20), 10_000)),
-        }
-    }
-}
-
-impl SignInThrottles {
-    /// `None` if this account may try from this address now, else how long until it may (ms).
-    pub fn locked_out(&self, account: &str, from: Option<IpAddr>, now: i64) -> Option<i64> {
-        let verdicts = [
-            lock(&self.by_account).check(account, now),
-            from.map_or(Verdict::Allowed, |ip| lock(&self.by_address).check(&ip.to_string(), now)),
-        ];
-        verdicts
-            .into_iter()
-            .filter_map(|v| match v {
-                Verdict::LockedOut { remaining_ms } => Some(remaining_ms),
-                Verdict::Allowed => None,
-            })
-            .max()
-    }
-
-    pub fn failed(&self, account: &str, from: Option<IpAddr>, now: i64) {
-        lock(&self.by_account).failed(account, now);
-        if let Some(ip) = from {
-            lock(&self.by_address).failed(&ip.to_string(), now);
-        }
-    }
-
-    pub fn succeeded(&self, account: &str, now: i64) {
-        lock(&self.by_account).succeeded(account, now);
-    }
-}
-
-fn lock(m: &std::sync::Mutex<Throttle>) -> std::sync::MutexGuard<'_, Throttle> {
-    // A panic while holding it left plain counters behind: still usable.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// The sign-in throttles' rules.
+pub fn sign_in_throttles() -> SignInThrottles {
+    let rule = |max_failures| Rule { max_failures, window_ms: QUARTER_HOUR_MS, lockout_ms: QUARTER_HOUR_MS };
+    KeyAndAddress::new(rule(5), rule(20))
 }
 
 /// Whoever sent these headers (`None`: nobody we know). A bearer token, when there is one,

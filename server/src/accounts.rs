@@ -7,10 +7,9 @@ use crate::auth;
 use crate::db::scoped::Scoped;
 use crate::db::{self, users, Db, DbError};
 use crate::mail::{self, Mailer};
-use crate::throttle::{Rule, Throttle, Verdict};
+use crate::throttle::{KeyAndAddress, Rule};
 use app::domain::{Action, Refusal, Role, UserId};
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 /// How long an invitation link lives.
 pub const INVITE_DAYS: i64 = 7;
@@ -62,11 +61,7 @@ pub struct Accounts {
     /// Where links point: the server as people reach it (`https://charge.example.com`).
     public_url: String,
     /// Reset requests by account and by address: three an hour each.
-    resets: Mutex<Throttle>,
-}
-
-fn lock(m: &Mutex<Throttle>) -> std::sync::MutexGuard<'_, Throttle> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    resets: KeyAndAddress,
 }
 
 /// A plausible email address: one '@' with something either side, no spaces, at most 254 characters.
@@ -91,10 +86,10 @@ impl Accounts {
             db,
             mailer,
             public_url: public_url.trim_end_matches('/').to_owned(),
-            resets: Mutex::new(Throttle::new(
-                Rule { max_failures: 3, window_ms: HOUR_MS, lockout_ms: HOUR_MS },
-                10_000,
-            )),
+            resets: {
+                let rule = Rule { max_failures: 3, window_ms: HOUR_MS, lockout_ms: HOUR_MS };
+                KeyAndAddress::new(rule, rule)
+            },
         }
     }
 
@@ -171,24 +166,11 @@ impl Accounts {
     pub async fn request_reset(&self, email: &str, from: Option<IpAddr>) -> Result<(), AccountError> {
         let account = users::normalise_email(email);
         let now = db::now_ms();
-        let mut keys = vec![format!("account:{account}")];
-        if let Some(ip) = from {
-            keys.push(format!("address:{ip}"));
+        if let Some(remaining_ms) = self.resets.locked_out(&account, from, now) {
+            return Err(AccountError::Throttled { minutes: crate::throttle::minutes_left(remaining_ms) });
         }
-        {
-            let mut throttle = lock(&self.resets);
-            for key in &keys {
-                if let Verdict::LockedOut { remaining_ms } = throttle.check(key, now) {
-                    return Err(AccountError::Throttled {
-                        minutes: u32::try_from((remaining_ms + 59_999) / 60_000).unwrap_or(u32::MAX),
-                    });
-                }
-            }
-            // Every request counts, found or not: a request is what costs a mail.
-            for key in &keys {
-                throttle.failed(key, now);
-            }
-        }
+        // Every request counts, found or not: a request is what costs a mail.
+        self.resets.failed(&account, from, now);
         let Some(user) = users::find_by_email(&self.db, &account).await? else {
             tracing::info!(client.ip = ?from, "password reset asked for an email with no account");
             return Ok(());

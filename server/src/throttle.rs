@@ -111,6 +111,60 @@ impl Throttle {
     }
 }
 
+/// Whole minutes until a lockout ends, rounded up: what a person is told.
+pub fn minutes_left(remaining_ms: i64) -> u32 {
+    u32::try_from((remaining_ms + 59_999) / 60_000).unwrap_or(u32::MAX)
+}
+
+/// Failures counted twice, shared by every request: by what is tried (an account, a charger id)
+/// and by the address trying, each under its own rule. A panic while a lock was held leaves plain
+/// counters behind, still usable.
+pub struct KeyAndAddress {
+    by_key: std::sync::Mutex<Throttle>,
+    by_address: std::sync::Mutex<Throttle>,
+}
+
+fn lock(m: &std::sync::Mutex<Throttle>) -> std::sync::MutexGuard<'_, Throttle> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl KeyAndAddress {
+    /// Each side holds at most 10,000 keys.
+    pub fn new(by_key: Rule, by_address: Rule) -> KeyAndAddress {
+        KeyAndAddress {
+            by_key: std::sync::Mutex::new(Throttle::new(by_key, 10_000)),
+            by_address: std::sync::Mutex::new(Throttle::new(by_address, 10_000)),
+        }
+    }
+
+    /// `Some(ms)`: the key or the address is locked out for that much longer.
+    pub fn locked_out(&self, key: &str, from: Option<std::net::IpAddr>, now: i64) -> Option<i64> {
+        let by_key = lock(&self.by_key).check(key, now);
+        let by_address =
+            from.map_or(Verdict::Allowed, |ip| lock(&self.by_address).check(&ip.to_string(), now));
+        [by_key, by_address]
+            .into_iter()
+            .filter_map(|v| match v {
+                Verdict::LockedOut { remaining_ms } => Some(remaining_ms),
+                Verdict::Allowed => None,
+            })
+            .max()
+    }
+
+    /// Counts one under both the key and the address.
+    pub fn failed(&self, key: &str, from: Option<std::net::IpAddr>, now: i64) {
+        lock(&self.by_key).failed(key, now);
+        if let Some(ip) = from {
+            lock(&self.by_address).failed(&ip.to_string(), now);
+        }
+    }
+
+    /// The key's failures are forgiven (a lockout in force stays; the address's count stays).
+    pub fn succeeded(&self, key: &str, now: i64) {
+        lock(&self.by_key).succeeded(key, now);
+    }
+}
+
 /// A token bucket that paces a stream of messages: `rate` a second on average, `burst` at once.
 /// A message past the allowance waits its turn instead of being refused, so a flooding peer only
 /// slows itself and nothing it sent is lost.

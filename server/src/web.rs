@@ -58,7 +58,7 @@ impl Backend for WebBackend {
         let now = db::now_ms();
         if let Some(remaining_ms) = self.sign_ins.locked_out(&account, from, now) {
             tracing::warn!(client.ip = ?from, "sign-in refused: locked out after repeated failures");
-            let minutes = u32::try_from((remaining_ms + 59_999) / 60_000).unwrap_or(u32::MAX);
+            let minutes = crate::throttle::minutes_left(remaining_ms);
             return Ok(SignInOutcome::LockedOut { minutes });
         }
         let user = users::find_by_email(&self.db, &account).await?;
@@ -156,7 +156,7 @@ impl Backend for WebBackend {
         let account = users::normalise_email(&me.email);
         let now = db::now_ms();
         if let Some(remaining_ms) = self.sign_ins.locked_out(&account, me.from, now) {
-            let minutes = u32::try_from((remaining_ms + 59_999) / 60_000).unwrap_or(u32::MAX);
+            let minutes = crate::throttle::minutes_left(remaining_ms);
             return Ok(PasswordOutcome::Throttled { minutes });
         }
         let keep = auth::token_hash(session_token);

@@ -74,7 +74,7 @@ impl AppState {
         let accounts = Arc::new(accounts);
         let backend: SharedBackend = Arc::new(WebBackend {
             db: db.clone(),
-            sign_ins: Arc::default(),
+            sign_ins: Arc::new(crate::access::sign_in_throttles()),
             accounts: accounts.clone(),
             themes: themes.clone(),
             hub: hub.clone(),

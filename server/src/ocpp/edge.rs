@@ -2,7 +2,7 @@
 //! charger id (and an address) out for a while before any password is hashed, each address holds
 //! at most so many connections, and each connection's messages are paced.
 
-use crate::throttle::{Rule, Throttle, Verdict};
+use crate::throttle::{KeyAndAddress, Rule, Throttle, Verdict};
 use app::domain::ChargerId;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 const FIVE_MINUTES_MS: i64 = 5 * 60 * 1000;
 
 pub struct EdgeGuard {
-    by_charger: Mutex<Throttle>,
-    by_address: Mutex<Throttle>,
+    /// Failed handshakes, by charger id and by address.
+    failures: KeyAndAddress,
     /// New chargers one address registered in the last hour; past the limit it waits.
     registrations: Mutex<Throttle>,
     connections: Mutex<HashMap<IpAddr, u32>>,
@@ -30,8 +30,7 @@ impl EdgeGuard {
         let rule =
             |max_failures| Rule { max_failures, window_ms: FIVE_MINUTES_MS, lockout_ms: FIVE_MINUTES_MS };
         EdgeGuard {
-            by_charger: Mutex::new(Throttle::new(rule(10), 10_000)),
-            by_address: Mutex::new(Throttle::new(rule(50), 10_000)),
+            failures: KeyAndAddress::new(rule(10), rule(50)),
             registrations: Mutex::new(Throttle::new(
                 Rule {
                     max_failures: new_chargers_per_hour.max(1),
@@ -47,23 +46,11 @@ impl EdgeGuard {
 
     /// `Some(ms)`: this charger id or this address failed too often; try again after that long.
     pub fn locked_out(&self, charger: &ChargerId, from: Option<IpAddr>, now: i64) -> Option<i64> {
-        let by_charger = lock(&self.by_charger).check(charger.as_str(), now);
-        let by_address =
-            from.map_or(Verdict::Allowed, |ip| lock(&self.by_address).check(&ip.to_string(), now));
-        [by_charger, by_address]
-            .into_iter()
-            .filter_map(|v| match v {
-                Verdict::LockedOut { remaining_ms } => Some(remaining_ms),
-                Verdict::Allowed => None,
-            })
-            .max()
+        self.failures.locked_out(charger.as_str(), from, now)
     }
 
     pub fn failed(&self, charger: &ChargerId, from: Option<IpAddr>, now: i64) {
-        lock(&self.by_charger).failed(charger.as_str(), now);
-        if let Some(ip) = from {
-            lock(&self.by_address).failed(&ip.to_string(), now);
-        }
+        self.failures.failed(charger.as_str(), from, now);
     }
 
     /// `Some(ms)`: this address registered as many new chargers as it may for now.
@@ -82,7 +69,7 @@ impl EdgeGuard {
     }
 
     pub fn succeeded(&self, charger: &ChargerId, now: i64) {
-        lock(&self.by_charger).succeeded(charger.as_str(), now);
+        self.failures.succeeded(charger.as_str(), now);
     }
 
     /// A connection from `from` may open, holding its place until the slot is dropped (`None`:
